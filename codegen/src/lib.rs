@@ -1,0 +1,16 @@
+//! Kernel IR of cryptgpu: the local work of every protocol stage, as data.
+//!
+//! A protocol (in `cryptgpu-runtime`) is a sequence of stages separated by messages; each stage runs a few kernels
+//! described here: elementwise [`MapKernel`]s (with PRG draws), ring [`GemmKernel`]s with a fused elementwise
+//! epilogue, and affine [`GatherKernel`]s (im2col, pooling windows, transposes, optionally summing a window).
+//! This crate is pure: it builds and validates kernel descriptions. Backends execute them: the CPU backend by
+//! interpreting the IR, the CUDA backend (later) from source text emitted from the same IR, so both run one plan.
+
+mod error;
+pub mod ir;
+
+pub use error::Error;
+pub use ir::{conv_out, Affine, GatherKernel, GemmKernel, Kernel, Load, MapBuilder, MapKernel, Op, Reg};
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

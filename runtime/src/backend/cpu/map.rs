@@ -1,0 +1,90 @@
+//! Map interpreter: evaluates the SSA program one instruction at a time over chunks of elements, so each
+//! instruction is a tight loop the compiler vectorises; chunks run in parallel.
+
+use crate::prg::Stream;
+use cryptgpu_codegen::{Load, MapKernel, Op};
+use rayon::prelude::*;
+
+/// Elements per chunk: registers of a chunk stay in L1/L2.
+const CHUNK: usize = 1024;
+
+/// Everything a map reads.
+pub(super) struct Operands<'a> {
+    pub inputs: &'a [&'a [u64]],
+    pub params: &'a [u64],
+    pub streams: &'a [Stream],
+    /// The GEMM accumulator, for epilogues.
+    pub acc: Option<&'a [u64]>,
+    /// Columns of the GEMM output (row/column loads).
+    pub n_cols: usize,
+}
+
+/// Run `k` (already validated) writing every output.
+pub(super) fn run(k: &MapKernel, ops: &Operands<'_>, outputs: &mut [&mut [u64]]) {
+    let n = outputs.first().map_or(0, |o| o.len());
+    if n == 0 {
+        return;
+    }
+    // Split every output into chunks, then hand chunk j of every output to one task.
+    let mut per_chunk: Vec<Vec<&mut [u64]>> = (0..n.div_ceil(CHUNK)).map(|_| Vec::with_capacity(outputs.len())).collect();
+    for out in outputs.iter_mut() {
+        for (j, c) in out.chunks_mut(CHUNK).enumerate() {
+            per_chunk[j].push(c);
+        }
+    }
+    per_chunk.into_par_iter().enumerate().for_each_init(
+        || vec![0u64; k.insts.len() * CHUNK],
+        |regs, (j, mut outs)| {
+            let start = j * CHUNK;
+            let len = outs[0].len();
+            eval_chunk(k, ops, start, len, regs);
+            for (out, r) in outs.iter_mut().zip(&k.outputs) {
+                out.copy_from_slice(&regs[r.0 as usize * CHUNK..][..len]);
+            }
+        },
+    );
+}
+
+fn eval_chunk(k: &MapKernel, ops: &Operands<'_>, start: usize, len: usize, regs: &mut [u64]) {
+    for (i, op) in k.insts.iter().enumerate() {
+        let (done, rest) = regs.split_at_mut(i * CHUNK);
+        let out = &mut rest[..len];
+        let reg = |r: cryptgpu_codegen::Reg| &done[r.0 as usize * CHUNK..][..len];
+        match *op {
+            Op::Input { buf, load } => {
+                let b = ops.inputs[buf as usize];
+                match load {
+                    Load::Elem => out.copy_from_slice(&b[start..start + len]),
+                    Load::Row => out.iter_mut().enumerate().for_each(|(e, o)| *o = b[(start + e) / ops.n_cols]),
+                    Load::Col => out.iter_mut().enumerate().for_each(|(e, o)| *o = b[(start + e) % ops.n_cols]),
+                }
+            }
+            Op::Param(p) => out.fill(ops.params[p as usize]),
+            Op::Const(c) => out.fill(c),
+            Op::Prg(s) => ops.streams[s as usize].fill(start as u64, out),
+            Op::Acc => out.copy_from_slice(&ops.acc.expect("validated: epilogue has an accumulator")[start..start + len]),
+            Op::Neg(a) => unary(out, reg(a), |x| x.wrapping_neg()),
+            Op::Not(a) => unary(out, reg(a), |x| !x),
+            Op::Shl(a, s) => unary(out, reg(a), |x| x << s),
+            Op::Sar(a, s) => unary(out, reg(a), |x| ((x as i64) >> s) as u64),
+            Op::Shr(a, s) => unary(out, reg(a), |x| x >> s),
+            Op::Add(a, b) => binary(out, reg(a), reg(b), u64::wrapping_add),
+            Op::Sub(a, b) => binary(out, reg(a), reg(b), u64::wrapping_sub),
+            Op::Mul(a, b) => binary(out, reg(a), reg(b), u64::wrapping_mul),
+            Op::And(a, b) => binary(out, reg(a), reg(b), |x, y| x & y),
+            Op::Or(a, b) => binary(out, reg(a), reg(b), |x, y| x | y),
+            Op::Xor(a, b) => binary(out, reg(a), reg(b), |x, y| x ^ y),
+            Op::FloorDiv(a, b) => binary(out, reg(a), reg(b), |x, d| (x as i64).div_euclid(d as i64) as u64),
+        }
+    }
+}
+
+#[inline(always)]
+fn unary(out: &mut [u64], a: &[u64], f: impl Fn(u64) -> u64) {
+    out.iter_mut().zip(a).for_each(|(o, &x)| *o = f(x));
+}
+
+#[inline(always)]
+fn binary(out: &mut [u64], a: &[u64], b: &[u64], f: impl Fn(u64, u64) -> u64) {
+    out.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| *o = f(x, y));
+}

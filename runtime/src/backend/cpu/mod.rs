@@ -1,0 +1,42 @@
+//! The CPU backend: interprets IR kernels with rayon over cache-sized chunks; the ring GEMM uses an AVX2
+//! micro-kernel chosen at run time.
+
+mod gather;
+pub mod gemm;
+mod map;
+
+use super::{check_gather, check_gemm, check_map, Backend};
+use crate::prg::Stream;
+use crate::Result;
+use cryptgpu_codegen::{GatherKernel, GemmKernel, MapKernel};
+
+/// Executes kernels on the host CPU.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuBackend;
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn map(&self, k: &MapKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &mut [&mut [u64]]) -> Result<()> {
+        check_map(k, inputs, params, streams, outputs)?;
+        map::run(k, &map::Operands { inputs, params, streams, acc: None, n_cols: 1 }, outputs);
+        Ok(())
+    }
+
+    fn gemm(&self, k: &GemmKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &mut [&mut [u64]]) -> Result<()> {
+        check_gemm(k, inputs, params, streams, outputs)?;
+        let blocks = k.k_blocks.len();
+        let acc = gemm::block_gemm(k.m, k.n, &k.k_blocks, &inputs[..blocks], &inputs[blocks..2 * blocks]);
+        let ops = map::Operands { inputs: &inputs[2 * blocks..], params, streams, acc: Some(&acc), n_cols: k.n.max(1) };
+        map::run(&k.epilogue, &ops, outputs);
+        Ok(())
+    }
+
+    fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
+        check_gather(k, input, output)?;
+        gather::run(k, input, output);
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! Backends execute IR kernels on a party's device. Protocol code launches kernels only through this trait, so the
+//! same stage plan runs on every backend.
+
+pub mod cpu;
+
+use crate::prg::Stream;
+use crate::Result;
+use cryptgpu_codegen::{Error as KernelError, GatherKernel, GemmKernel, MapKernel};
+
+/// Executes kernels. Buffers are host slices in this version; launches are checked against the kernel's
+/// declaration before anything runs.
+pub trait Backend: Send + Sync {
+    /// Short name for logs ("cpu").
+    fn name(&self) -> &'static str;
+
+    /// Run a map over `n` elements: each output and each input has `n` elements.
+    fn map(&self, k: &MapKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &mut [&mut [u64]]) -> Result<()>;
+
+    /// Run a GEMM: `inputs` are the A blocks, the B blocks, then the epilogue's inputs; each output has `m·n` elements.
+    fn gemm(&self, k: &GemmKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &mut [&mut [u64]]) -> Result<()>;
+
+    /// Run a gather.
+    fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()>;
+}
+
+fn launch_error(kernel: &str, expected: String, found: String) -> crate::Error {
+    KernelError::Launch { kernel: kernel.into(), expected, found }.into()
+}
+
+/// Check a map launch: declaration counts and equal buffer lengths. Returns the element count.
+pub fn check_map(k: &MapKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &[&mut [u64]]) -> Result<usize> {
+    k.validate(false)?;
+    check_counts(k, inputs.len(), params, streams, outputs.len())?;
+    let n = outputs.first().map_or(0, |o| o.len());
+    let lens: Vec<usize> = inputs.iter().map(|b| b.len()).chain(outputs.iter().map(|b| b.len())).collect();
+    if lens.iter().any(|&l| l != n) {
+        return Err(launch_error(&k.name, format!("every buffer with {n} elements"), format!("lengths {lens:?}")));
+    }
+    Ok(n)
+}
+
+/// Check a GEMM launch against its shape.
+pub fn check_gemm(k: &GemmKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &[&mut [u64]]) -> Result<()> {
+    k.validate()?;
+    let blocks = 2 * k.k_blocks.len();
+    if inputs.len() < blocks {
+        return Err(launch_error(&k.name, format!("{blocks} A/B blocks"), format!("{} inputs", inputs.len())));
+    }
+    check_counts(&k.epilogue, inputs.len() - blocks, params, streams, outputs.len())?;
+    for (i, (want, buf)) in k.input_lens().iter().zip(inputs).enumerate() {
+        if let Some(w) = want {
+            if *w != buf.len() {
+                return Err(launch_error(&k.name, format!("input {i} with {w} elements"), format!("{}", buf.len())));
+            }
+        }
+    }
+    if let Some(o) = outputs.iter().find(|o| o.len() != k.m * k.n) {
+        return Err(launch_error(&k.name, format!("outputs with {} elements", k.m * k.n), format!("{}", o.len())));
+    }
+    Ok(())
+}
+
+/// Check a gather launch.
+pub fn check_gather(k: &GatherKernel, input: &[u64], output: &[u64]) -> Result<()> {
+    k.validate()?;
+    if input.len() != k.in_len() || output.len() != k.out_len() {
+        return Err(launch_error(
+            &k.name,
+            format!("input of {} and output of {} elements", k.in_len(), k.out_len()),
+            format!("{} and {}", input.len(), output.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_counts(k: &MapKernel, inputs: usize, params: &[u64], streams: &[Stream], outputs: usize) -> Result<()> {
+    let want = (k.inputs as usize, k.params as usize, k.prg_streams as usize, k.outputs.len());
+    let got = (inputs, params.len(), streams.len(), outputs);
+    if want != got {
+        return Err(launch_error(
+            &k.name,
+            format!("(inputs, params, streams, outputs) = {want:?}"),
+            format!("{got:?}"),
+        ));
+    }
+    Ok(())
+}

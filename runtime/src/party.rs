@@ -1,0 +1,177 @@
+//! A party: its id, connections, PRF keys, backend and communication accounting. Protocols are methods on
+//! [`Party`] (in [`crate::protocols`]); they launch kernels and exchange messages through the helpers here.
+
+use crate::backend::Backend;
+use crate::prg::{PartyKeys, PrfKey, Purpose, Stream};
+use crate::share::{next_party, prev_party};
+use crate::stats::Stats;
+use crate::transport::Transport;
+use crate::{Error, FixedPoint, PartyId, Result};
+use cryptgpu_codegen::{GatherKernel, GemmKernel, MapKernel};
+use std::sync::Arc;
+
+/// Which PRF key a stream uses, named by who else holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyWith {
+    /// `k_i`, shared with the previous party.
+    Prev,
+    /// `k_{i+1}`, shared with the next party.
+    Next,
+    /// Known to all three parties.
+    All,
+}
+
+/// One of the three parties of a session.
+pub struct Party {
+    id: PartyId,
+    fixed: FixedPoint,
+    max_elements: usize,
+    net: Box<dyn Transport>,
+    keys: PartyKeys,
+    step: u64,
+    backend: Arc<dyn Backend>,
+    total: Stats,
+    depth: u32,
+    call_start: Stats,
+    last_call: Stats,
+}
+
+impl Party {
+    pub(crate) fn new(
+        id: PartyId,
+        fixed: FixedPoint,
+        max_elements: usize,
+        net: Box<dyn Transport>,
+        keys: PartyKeys,
+        backend: Arc<dyn Backend>,
+    ) -> Party {
+        Party {
+            id,
+            fixed,
+            max_elements,
+            net,
+            keys,
+            step: 0,
+            backend,
+            total: Stats::default(),
+            depth: 0,
+            call_start: Stats::default(),
+            last_call: Stats::default(),
+        }
+    }
+
+    /// This party's id (0, 1 or 2).
+    pub fn id(&self) -> PartyId {
+        self.id
+    }
+    /// The fixed-point encoding of the session.
+    pub fn fixed(&self) -> FixedPoint {
+        self.fixed
+    }
+    /// Communication of this party since the session started.
+    pub fn total_stats(&self) -> Stats {
+        self.total
+    }
+    /// Communication of this party in the last completed protocol call.
+    pub fn last_call_stats(&self) -> Stats {
+        self.last_call
+    }
+    /// The backend kernels run on.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Run one protocol call, recording its communication as [`Party::last_call_stats`] (nested calls count
+    /// towards the outermost one).
+    pub(crate) fn call<R>(&mut self, f: impl FnOnce(&mut Party) -> Result<R>) -> Result<R> {
+        if self.depth == 0 {
+            self.call_start = self.total;
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        if self.depth == 0 {
+            self.last_call = self.total - self.call_start;
+        }
+        r
+    }
+
+    /// Refuse tensors over the configured size limit.
+    pub(crate) fn check_size(&self, what: &str, elements: usize) -> Result<()> {
+        if elements > self.max_elements {
+            return Err(Error::TooLarge { what: what.into(), elements, limit: self.max_elements });
+        }
+        Ok(())
+    }
+
+    /// Advance the lock-step counter: every party calls this at the same protocol points, so the counter names
+    /// the step and PRF nonces never repeat.
+    pub(crate) fn next_step(&mut self) -> u64 {
+        self.step += 1;
+        self.step
+    }
+
+    /// The stream of a key for `purpose` at `step`.
+    pub(crate) fn stream(&self, key: KeyWith, purpose: Purpose, step: u64) -> Stream {
+        let k: PrfKey = match key {
+            KeyWith::Prev => self.keys.prev,
+            KeyWith::Next => self.keys.next,
+            KeyWith::All => self.keys.common,
+        };
+        Stream::new(k, purpose, step)
+    }
+
+    /// The party after this one.
+    pub fn next(&self) -> PartyId {
+        next_party(self.id)
+    }
+    /// The party before this one.
+    pub fn prev(&self) -> PartyId {
+        prev_party(self.id)
+    }
+
+    /// One communication round: send every `(to, words)`, then receive one message from each `(from, words)`
+    /// with exactly that many words. Every party calls `round` at the same protocol points (also a party that
+    /// only sends, or only receives), so all count the same rounds.
+    pub(crate) fn round(&mut self, sends: Vec<(PartyId, Vec<u64>)>, recvs: &[(PartyId, usize)]) -> Result<Vec<Vec<u64>>> {
+        self.total.rounds += 1;
+        for (to, words) in sends {
+            self.total.bytes_sent += 8 * words.len() as u64;
+            self.total.messages += 1;
+            self.net.send(to, words)?;
+        }
+        recvs
+            .iter()
+            .map(|&(from, len)| {
+                let words = self.net.recv(from)?;
+                if words.len() != len {
+                    return Err(Error::Protocol { party: self.id, peer: from, expected: len, found: words.len() });
+                }
+                Ok(words)
+            })
+            .collect()
+    }
+
+    /// Launch a map over `n` elements, returning its outputs.
+    pub(crate) fn map(&self, k: &MapKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], n: usize) -> Result<Vec<Vec<u64>>> {
+        let mut outs: Vec<Vec<u64>> = vec![vec![0; n]; k.outputs.len()];
+        let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        self.backend.map(k, inputs, params, streams, &mut refs)?;
+        Ok(outs)
+    }
+
+    /// Launch a GEMM, returning its outputs.
+    pub(crate) fn gemm(&self, k: &GemmKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream]) -> Result<Vec<Vec<u64>>> {
+        let mut outs: Vec<Vec<u64>> = vec![vec![0; k.m * k.n]; k.epilogue.outputs.len()];
+        let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        self.backend.gemm(k, inputs, params, streams, &mut refs)?;
+        Ok(outs)
+    }
+
+    /// Launch a gather.
+    pub(crate) fn gather(&self, k: &GatherKernel, input: &[u64]) -> Result<Vec<u64>> {
+        let mut out = vec![0; k.out_len()];
+        self.backend.gather(k, input, &mut out)?;
+        Ok(out)
+    }
+}

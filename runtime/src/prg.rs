@@ -1,0 +1,223 @@
+//! Counter-based PRF streams: ChaCha20 (RFC 8439, the `chacha20` crate) keyed per pair of parties.
+//!
+//! A [`Stream`] is (key, 96-bit nonce). Word `e` of a stream is bytes `8e..8e+8` (little endian) of the ChaCha20
+//! keystream, i.e. block `e / 8` (block counter from 0), words `2(e mod 8)` and `2(e mod 8)+1` of the block.
+//! Any element can be computed on its own, so the CPU backend and generated GPU kernels draw identical words.
+//! One stream holds at most 2^35 words (the 32-bit block counter).
+//!
+//! Keys: party `i` holds `k_i` (shared with party `i−1`) and `k_{i+1}` (shared with party `i+1`), plus a key
+//! common to all three. Each is derived from randomness contributed by every party that holds it during session
+//! set-up ([`PartyKeys::agree`]); the nonce is `(purpose, counter)` where the counter advances in lock step at
+//! every protocol step that draws randomness, so no (key, nonce) pair is ever used twice.
+
+use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+use chacha20::ChaCha20;
+
+/// Most words one stream can produce (2^32 blocks of 8 words).
+pub const MAX_STREAM_WORDS: u64 = 1 << 35;
+
+/// A 256-bit PRF key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PrfKey(pub [u8; 32]);
+
+impl std::fmt::Debug for PrfKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrfKey(..)") // never print key material
+    }
+}
+
+impl PrfKey {
+    /// Derive a key from contributions (XOR-combined, so it is uniform if any contributor's share is) and a label
+    /// for domain separation: the first 32 keystream bytes of ChaCha20 under the combined key.
+    pub fn derive(contributions: &[[u8; 32]], label: &[u8; 12]) -> PrfKey {
+        let mut k = [0u8; 32];
+        for c in contributions {
+            for (a, b) in k.iter_mut().zip(c) {
+                *a ^= b;
+            }
+        }
+        let mut out = [0u8; 32];
+        ChaCha20::new(&k.into(), label.into()).apply_keystream(&mut out);
+        PrfKey(out)
+    }
+}
+
+/// What a stream's randomness is for; part of the nonce, so streams drawn at the same step never collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Purpose {
+    /// Arithmetic or binary zero shares.
+    ZeroShare = 1,
+    /// Pieces of an input being shared.
+    Input = 2,
+    /// The mask of a truncation or division message.
+    TruncMask = 3,
+    /// Re-randomisation of a 2-out-of-2 split.
+    Split = 4,
+}
+
+/// One PRF stream: a key and a 96-bit nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stream {
+    /// Key.
+    pub key: PrfKey,
+    /// Nonce: purpose (u32 LE) then counter (u64 LE).
+    pub nonce: [u8; 12],
+}
+
+impl Stream {
+    /// The stream of `key` for `purpose` at protocol step `counter`.
+    pub fn new(key: PrfKey, purpose: Purpose, counter: u64) -> Stream {
+        let mut nonce = [0u8; 12];
+        nonce[..4].copy_from_slice(&(purpose as u32).to_le_bytes());
+        nonce[4..].copy_from_slice(&counter.to_le_bytes());
+        Stream { key, nonce }
+    }
+
+    /// Words `first .. first + out.len()` of the stream.
+    ///
+    /// Panics if the range passes [`MAX_STREAM_WORDS`]; callers bound tensor sizes well below it.
+    pub fn fill(&self, first: u64, out: &mut [u64]) {
+        assert!(first + out.len() as u64 <= MAX_STREAM_WORDS, "PRF stream exhausted");
+        let mut cipher = ChaCha20::new(&self.key.0.into(), &self.nonce.into());
+        cipher.seek(first * 8);
+        // SAFETY-free byte view: fill a byte buffer in blocks, then read little-endian words.
+        let mut buf = [0u8; 4096];
+        for chunk in out.chunks_mut(buf.len() / 8) {
+            let bytes = &mut buf[..chunk.len() * 8];
+            bytes.fill(0);
+            cipher.apply_keystream(bytes);
+            for (w, b) in chunk.iter_mut().zip(bytes.chunks_exact(8)) {
+                *w = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+            }
+        }
+    }
+
+    /// The first `n` words, as a vector.
+    pub fn words(&self, n: usize) -> Vec<u64> {
+        let mut v = vec![0; n];
+        self.fill(0, &mut v);
+        v
+    }
+}
+
+/// The PRF keys one party holds.
+#[derive(Debug, Clone)]
+pub struct PartyKeys {
+    /// `k_i`: shared with the previous party (`i−1`).
+    pub prev: PrfKey,
+    /// `k_{i+1}`: shared with the next party (`i+1`).
+    pub next: PrfKey,
+    /// Known to all three parties.
+    pub common: PrfKey,
+}
+
+/// Fresh 32 random bytes from the operating system.
+pub fn os_seed() -> crate::Result<[u8; 32]> {
+    let mut s = [0u8; 32];
+    getrandom::getrandom(&mut s).map_err(|e| crate::Error::Randomness(e.to_string()))?;
+    Ok(s)
+}
+
+/// Contributions a party sends during key agreement: `(to_peer, common)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Contribution {
+    /// For the pairwise key with that peer.
+    pub pair: [u8; 32],
+    /// For the common key.
+    pub common: [u8; 32],
+}
+
+impl PartyKeys {
+    /// Combine this party's contributions with those received from its neighbours.
+    pub fn agree(
+        mine_to_prev: [u8; 32],
+        mine_to_next: [u8; 32],
+        mine_common: [u8; 32],
+        from_prev: Contribution,
+        from_next: Contribution,
+    ) -> PartyKeys {
+        PartyKeys {
+            prev: PrfKey::derive(&[from_prev.pair, mine_to_prev], b"cryptgpupair"),
+            next: PrfKey::derive(&[mine_to_next, from_next.pair], b"cryptgpupair"),
+            common: PrfKey::derive(&[mine_common, from_prev.common, from_next.common], b"cryptgpucomm"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        ::hex::decode(s.replace([' ', '\n'], "")).unwrap()
+    }
+
+    fn bytes(stream: &Stream, first_word: u64, n: usize) -> Vec<u8> {
+        let mut w = vec![0u64; n];
+        stream.fill(first_word, &mut w);
+        w.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn rfc8439_a1_zero_key_keystream() {
+        let s = Stream { key: PrfKey([0; 32]), nonce: [0; 12] };
+        let expect = hex(
+            "76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7
+             da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586",
+        );
+        assert_eq!(bytes(&s, 0, 8), expect);
+    }
+
+    #[test]
+    fn rfc8439_2_3_2_block_function() {
+        let key: [u8; 32] = core::array::from_fn(|i| i as u8);
+        let nonce = [0, 0, 0, 9, 0, 0, 0, 0x4a, 0, 0, 0, 0];
+        let s = Stream { key: PrfKey(key), nonce };
+        // block counter 1 = words 8..16
+        let expect = hex(
+            "10f1e7e4d13b5915500fdd1fa32071c4c7d1f4c733c068030422aa9ac3d46c4e
+             d2826446079faa0914c2d705d98b02a2b5129cd1de164eb9cbd083e8a2503c4e",
+        );
+        assert_eq!(bytes(&s, 8, 8), expect);
+    }
+
+    #[test]
+    fn any_word_range_matches_the_whole_stream() {
+        let s = Stream::new(PrfKey([7; 32]), Purpose::ZeroShare, 42);
+        let all = s.words(1000);
+        for (first, len) in [(0, 1), (3, 17), (8, 8), (511, 489), (999, 1)] {
+            let mut part = vec![0; len];
+            s.fill(first as u64, &mut part);
+            assert_eq!(part, all[first..first + len]);
+        }
+        assert_ne!(Stream::new(PrfKey([7; 32]), Purpose::TruncMask, 42).words(4), all[..4]);
+        assert_ne!(Stream::new(PrfKey([7; 32]), Purpose::ZeroShare, 43).words(4), all[..4]);
+    }
+
+    #[test]
+    fn agreement_gives_pairwise_and_common_keys() {
+        let w = Stream::new(PrfKey([1; 32]), Purpose::Input, 0).words(36);
+        let seed = |j: usize| -> [u8; 32] { core::array::from_fn(|b| w[4 * j + b / 8].to_le_bytes()[b % 8]) };
+        let seeds: Vec<[[u8; 32]; 3]> = (0..3).map(|i| [seed(3 * i), seed(3 * i + 1), seed(3 * i + 2)]).collect();
+        // seeds[i] = [to_prev, to_next, common]
+        let keys: Vec<PartyKeys> = (0..3)
+            .map(|i| {
+                let (p, n) = ((i + 2) % 3, (i + 1) % 3);
+                PartyKeys::agree(
+                    seeds[i][0],
+                    seeds[i][1],
+                    seeds[i][2],
+                    Contribution { pair: seeds[p][1], common: seeds[p][2] },
+                    Contribution { pair: seeds[n][0], common: seeds[n][2] },
+                )
+            })
+            .collect();
+        for i in 0..3 {
+            let n = (i + 1) % 3;
+            assert_eq!(keys[i].next, keys[n].prev);
+            assert_eq!(keys[i].common, keys[n].common);
+            assert_ne!(keys[i].next, keys[i].prev);
+        }
+    }
+}

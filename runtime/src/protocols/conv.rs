@@ -1,0 +1,73 @@
+//! 2-D convolution of a shared batch with shared weights (stride, zero padding, optional bias).
+//!
+//! As a GEMM: `W (Co × C·kh·kw) · im2col(X) (C·kh·kw × N·OH·OW)`. The im2col gather is linear, so each party
+//! gathers its pieces `X_i + X_{i+1}` and `X_i`; the product is the [matmul](super::matmul) stage plan (one GEMM over
+//! the doubled inner dimension, zero share, bias and local truncation step in its epilogue, one round). The output
+//! `[Co, N, OH, OW]` is permuted to `[N, Co, OH, OW]` locally. Cost: [`cost::MUL`](super::cost::MUL) per output
+//! element.
+
+use super::divide::Divisor;
+use super::matmul::{Bias, GemmOperands};
+use super::reshare::Reshare;
+use crate::party::Party;
+use crate::share::Share;
+use crate::{Error, Result};
+use cryptgpu_codegen::{conv_out, GatherKernel, Load};
+
+/// Stride and zero padding of a convolution or pooling window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dParams {
+    /// Step between windows (both axes).
+    pub stride: usize,
+    /// Zeros added on each side (both axes).
+    pub padding: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams { stride: 1, padding: 0 }
+    }
+}
+
+impl Party {
+    /// `conv2d(x, w) + bias` for fixed-point `x` `[N, C, H, W]`, `w` `[Co, C, kh, kw]`, `bias` `[Co]`.
+    pub fn conv2d(&mut self, x: &Share, w: &Share, bias: Option<&Share>, params: Conv2dParams) -> Result<Share> {
+        let shape_err = |expected: &str| Error::Shape {
+            op: "conv2d".into(),
+            expected: expected.into(),
+            found: format!("x {:?}, w {:?}, bias {:?}", x.shape(), w.shape(), bias.map(|b| b.shape().to_vec())),
+        };
+        let (&[n, c, h, wd], &[co, c2, kh, kw]) = (x.shape(), w.shape()) else {
+            return Err(shape_err("x [N, C, H, W] and w [Co, C, kh, kw]"));
+        };
+        if c != c2 {
+            return Err(shape_err(&format!("w with {c} input channels, as x has")));
+        }
+        if bias.is_some_and(|b| b.shape() != [co]) {
+            return Err(shape_err(&format!("bias of shape [{co}]")));
+        }
+        let (oh, ow) = conv_out("conv2d", [h, wd], [kh, kw], params.stride, params.padding)?;
+        let cols = n * oh * ow;
+        self.check_size("conv2d im2col", c * kh * kw * cols)?;
+        let how = Reshare::Divide(Divisor::Pow2(self.fixed().frac_bits()));
+        self.call(|p| {
+            let im2col = GatherKernel::im2col("conv2d_im2col", [n, c, h, wd], [kh, kw], params.stride, params.padding)?;
+            let x_sum = p.add_pieces(x)?;
+            let col_sum = p.gather(&im2col, &x_sum)?;
+            let col_mine = p.gather(&im2col, x.mine())?;
+            let ops = GemmOperands { m: co, n: cols, k: c * kh * kw, x_mine: w.mine(), x_next: w.next(), y_sum: &col_sum, y_mine: &col_mine };
+            let bias = bias.map(|share| Bias { share, load: Load::Row });
+            let y = p.secure_gemm("conv2d", &ops, bias, how, &[co, n, oh, ow])?;
+            p.permute(&y, &[1, 0, 2, 3])
+        })
+    }
+
+    /// Permute the axes of a share (local): output axis `a` is input axis `perm[a]`.
+    pub fn permute(&mut self, x: &Share, perm: &[usize]) -> Result<Share> {
+        let k = GatherKernel::permute("permute", x.shape(), perm)?;
+        self.call(|p| {
+            let (mine, next) = (p.gather(&k, x.mine())?, p.gather(&k, x.next())?);
+            Ok(Share::from_pieces(&k.out_shape, mine, next))
+        })
+    }
+}

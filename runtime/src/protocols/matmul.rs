@@ -1,0 +1,88 @@
+//! Matrix product of two shares, as ONE ring GEMM per party.
+//!
+//! Party `i`'s cross terms `x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i = [x_i | x_{i+1}] · [y_i + y_{i+1} ; y_i]`: a single
+//! GEMM over the concatenated inner dimension 2K, whose epilogue adds the zero share (and a bias) and performs the
+//! local step of the truncation; then one round of [reshare](super::reshare). Cost:
+//! [`cost::MUL`](super::cost::MUL) per output element.
+
+use super::divide::Divisor;
+use super::reshare::Reshare;
+use crate::party::Party;
+use crate::share::Share;
+use crate::{Error, Result};
+use cryptgpu_codegen::{GemmKernel, Load, MapBuilder, Op};
+
+/// A per-row or per-column vector added to the product before truncation.
+pub(crate) struct Bias<'a> {
+    pub share: &'a Share,
+    pub load: Load,
+}
+
+/// The operands of a secure GEMM `C (m×n) = X (m×k) · Y (k×n)`, as one party's pieces.
+pub(crate) struct GemmOperands<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub x_mine: &'a [u64],
+    pub x_next: &'a [u64],
+    /// `y_i + y_{i+1}` (k×n).
+    pub y_sum: &'a [u64],
+    /// `y_i` (k×n).
+    pub y_mine: &'a [u64],
+}
+
+impl Party {
+    /// `x · y` for fixed-point matrices `x` (m×k) and `y` (k×n), truncation fused.
+    pub fn matmul(&mut self, x: &Share, y: &Share) -> Result<Share> {
+        let (m, k, n) = matmul_dims(x.shape(), y.shape())?;
+        let how = Reshare::Divide(Divisor::Pow2(self.fixed().frac_bits()));
+        self.call(|p| {
+            let y_sum = p.add_pieces(y)?;
+            let ops = GemmOperands { m, n, k, x_mine: x.mine(), x_next: x.next(), y_sum: &y_sum, y_mine: y.mine() };
+            p.secure_gemm("matmul", &ops, None, how, &[m, n])
+        })
+    }
+
+    /// `y_i + y_{i+1}` (a local map).
+    pub(crate) fn add_pieces(&self, y: &Share) -> Result<Vec<u64>> {
+        let mut b = MapBuilder::new("add_pieces");
+        let (a, c) = (b.input(0), b.input(1));
+        let s = b.add(a, c);
+        b.output(s);
+        Ok(super::reshare::one(self.map(&b.build(), &[y.mine(), y.next()], &[], &[], y.len())?))
+    }
+
+    /// The secure GEMM stage plan: one local GEMM with the reshare epilogue, then the reshare round.
+    pub(crate) fn secure_gemm(&mut self, name: &str, ops: &GemmOperands<'_>, bias: Option<Bias<'_>>, how: Reshare, shape: &[usize]) -> Result<Share> {
+        self.check_size(&format!("{name} output"), ops.m * ops.n)?;
+        let step = self.next_step();
+        let mut b = MapBuilder::new(format!("{name}_epilogue"));
+        let mut acc = b.acc();
+        let mut inputs: Vec<&[u64]> = vec![ops.x_mine, ops.x_next, ops.y_sum, ops.y_mine];
+        if let Some(bias) = &bias {
+            // Each party adds its own piece; the pieces sum to the bias. Scale t → 2t before the truncation.
+            let v = b.op(Op::Input { buf: 0, load: bias.load });
+            let scaled = match how {
+                Reshare::Divide(Divisor::Pow2(t)) => b.shl(v, t),
+                _ => v,
+            };
+            acc = b.add(acc, scaled);
+            inputs.push(bias.share.mine());
+        }
+        self.reshare_epilogue(&mut b, acc, how, step);
+        let kernel = GemmKernel { name: name.into(), m: ops.m, n: ops.n, k_blocks: vec![ops.k, ops.k], epilogue: b.build() };
+        let outs = self.gemm(&kernel, &inputs, &Party::reshare_params(how), &self.reshare_streams(how, step))?;
+        self.finish_reshare(outs, shape, how, step)
+    }
+}
+
+fn matmul_dims(x: &[usize], y: &[usize]) -> Result<(usize, usize, usize)> {
+    match (x, y) {
+        ([m, k], [k2, n]) if k == k2 => Ok((*m, *k, *n)),
+        _ => Err(Error::Shape {
+            op: "matmul".into(),
+            expected: "x of shape [m, k] and y of shape [k, n]".into(),
+            found: format!("x {x:?}, y {y:?}"),
+        }),
+    }
+}

@@ -1,0 +1,24 @@
+//! The protocols, one concept per module, each a short sequence of stages (kernel launches) and messages, with its
+//! communication cost declared beside it ([`cost`]) and checked by the tests.
+//!
+//! | protocol | module | rounds | bytes sent per element, by role |
+//! |---|---|---|---|
+//! | share from an owner | [`input`] | 1 | owner 16 (8 to each peer), others 0 |
+//! | reveal to all / to one | [`reveal`] | 1 | 8, 8, 8 / 8, 0, 0 |
+//! | add, sub, neg, public add/scale, sum pooling | [`local`], [`pool`] | 0 | 0 |
+//! | mul, matmul, conv2d, each with truncation fused | [`mul`], [`matmul`], [`conv`] | 1 | 8, 8, 8 per output |
+//! | truncation, division by a public integer, average pooling | [`divide`], [`pool`] | 1 | 8, 0, 0 per output |
+
+pub mod conv;
+pub mod cost;
+pub mod divide;
+pub mod input;
+pub mod local;
+pub mod matmul;
+pub mod mul;
+pub mod pool;
+mod reshare;
+pub mod reveal;
+
+pub use cost::Cost;
+pub use divide::MAX_DIVISOR;

@@ -1,0 +1,203 @@
+//! A session: three parties with agreed keys, a backend and connections, and a way to run the same program on
+//! each of them. The embedded default is three threads in this process over in-memory channels.
+
+use crate::backend::{cpu::CpuBackend, Backend};
+use crate::party::Party;
+use crate::prg::{os_seed, Contribution, PartyKeys, PrfKey, Purpose, Stream};
+use crate::share::{next_party, prev_party};
+use crate::stats::PartyStats;
+use crate::transport::{memory, Transport};
+use crate::{Error, FixedPoint, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Session settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Fractional bits of the fixed-point encoding (default 20).
+    pub frac_bits: u32,
+    /// Largest tensor (in elements) any protocol accepts (default 2^28).
+    pub max_elements: usize,
+    /// How long a party waits for a message before failing (default 120 s).
+    pub timeout: Duration,
+    /// Derive every key from this seed instead of operating-system randomness. INSECURE: for reproducible tests
+    /// only; `None` (the default) uses fresh randomness.
+    pub insecure_test_seed: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            frac_bits: crate::fixed::DEFAULT_FRAC_BITS,
+            max_elements: 1 << 28,
+            timeout: Duration::from_secs(120),
+            insecure_test_seed: None,
+        }
+    }
+}
+
+/// Three parties ready to run protocols.
+pub struct Session {
+    parties: [Mutex<Party>; 3],
+    fixed: FixedPoint,
+    abort: Arc<AtomicBool>,
+    last_run: Mutex<(PartyStats, Duration)>,
+}
+
+impl Session {
+    /// The embedded default: three threads of this process, in-memory channels, CPU backend.
+    pub fn new(config: Config) -> Result<Session> {
+        let abort = Arc::new(AtomicBool::new(false));
+        let nets = memory::connect(config.timeout, abort.clone()).map(|t| Box::new(t) as Box<dyn Transport>);
+        Session::build(config, nets, Arc::new(CpuBackend), abort)
+    }
+
+    /// A session over the given connections (party `i` uses `transports[i]`), CPU backend. The session sets
+    /// `abort` when a run fails; transports that watch it (as [`memory::connect`]'s do) then stop waiting.
+    pub fn with_transports(config: Config, transports: [Box<dyn Transport>; 3], abort: Arc<AtomicBool>) -> Result<Session> {
+        Session::build(config, transports, Arc::new(CpuBackend), abort)
+    }
+
+    fn build(config: Config, mut nets: [Box<dyn Transport>; 3], backend: Arc<dyn Backend>, abort: Arc<AtomicBool>) -> Result<Session> {
+        let fixed = FixedPoint::new(config.frac_bits)?;
+        if config.max_elements as u64 > crate::prg::MAX_STREAM_WORDS {
+            return Err(Error::Invalid(format!("max_elements must be at most 2^35, found {}", config.max_elements)));
+        }
+        let keys: Vec<Result<PartyKeys>> = std::thread::scope(|s| {
+            let handles: Vec<_> = nets.iter_mut().enumerate().map(|(id, net)| s.spawn(move || agree_keys(id, net.as_mut(), config.insecure_test_seed))).collect();
+            handles.into_iter().enumerate().map(|(id, h)| h.join().unwrap_or_else(|p| Err(panicked(id, p)))).collect()
+        });
+        let mut keys = keys.into_iter().collect::<Result<Vec<_>>>()?.into_iter();
+        let mut nets = nets.into_iter();
+        let parties = core::array::from_fn(|id| {
+            let (net, keys) = (nets.next().expect("3 transports"), keys.next().expect("3 key sets"));
+            Mutex::new(Party::new(id, fixed, config.max_elements, net, keys, backend.clone()))
+        });
+        Ok(Session { parties, fixed, abort, last_run: Mutex::new(Default::default()) })
+    }
+
+    /// The fixed-point encoding of the session.
+    pub fn fixed(&self) -> FixedPoint {
+        self.fixed
+    }
+
+    /// Run `program` on the three parties at once (one thread each) and return their results in party order.
+    ///
+    /// If any party fails, the others are stopped and the first error is returned; the session is then unusable
+    /// (its channels may hold messages of the aborted run) and later runs fail with an error saying so.
+    pub fn run<R: Send>(&self, program: impl Fn(&mut Party) -> Result<R> + Sync) -> Result<[R; 3]> {
+        if self.abort.load(Ordering::SeqCst) {
+            return Err(Error::Invalid("this session was aborted by an earlier error; create a new session".into()));
+        }
+        let start = Instant::now();
+        let before = self.stats();
+        let results: Vec<Result<R>> = std::thread::scope(|s| {
+            let program = &program;
+            let handles: Vec<_> = self
+                .parties
+                .iter()
+                .enumerate()
+                .map(|(_, p)| {
+                    let abort = &self.abort;
+                    s.spawn(move || {
+                        let r = program(&mut lock(p));
+                        if r.is_err() {
+                            abort.store(true, Ordering::SeqCst);
+                        }
+                        r
+                    })
+                })
+                .collect();
+            handles.into_iter().enumerate().map(|(id, h)| h.join().unwrap_or_else(|p| Err(panicked(id, p)))).collect()
+        });
+        let elapsed = start.elapsed();
+        *self.last_run.lock().unwrap_or_else(|e| e.into_inner()) = (minus(self.stats(), before), elapsed);
+        // Report the root cause: a peer's transport error is usually a consequence of another party's error.
+        let mut errors: Vec<Error> = Vec::new();
+        let mut out = Vec::with_capacity(3);
+        for r in results {
+            match r {
+                Ok(v) => out.push(v),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| matches!(e, Error::Transport { .. }));
+            self.abort.store(true, Ordering::SeqCst);
+            return Err(errors.remove(0));
+        }
+        Ok(out.try_into().unwrap_or_else(|_| unreachable!("three parties")))
+    }
+
+    /// Communication of every party since the session started (key agreement excluded).
+    pub fn stats(&self) -> PartyStats {
+        PartyStats(core::array::from_fn(|i| lock(&self.parties[i]).total_stats()))
+    }
+
+    /// Communication and wall time of the last [`Session::run`].
+    pub fn last_run(&self) -> (PartyStats, Duration) {
+        *self.last_run.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn lock(p: &Mutex<Party>) -> MutexGuard<'_, Party> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn minus(a: PartyStats, b: PartyStats) -> PartyStats {
+    PartyStats(core::array::from_fn(|i| a.0[i] - b.0[i]))
+}
+
+fn panicked(party: usize, payload: Box<dyn std::any::Any + Send>) -> Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    Error::PartyPanicked { party, message }
+}
+
+/// Key agreement: each party sends a fresh 32-byte contribution for each pairwise key and one for the common key
+/// to each neighbour; each key combines the contributions of all its holders (see [`crate::prg`]).
+fn agree_keys(id: usize, net: &mut dyn Transport, test_seed: Option<u64>) -> Result<PartyKeys> {
+    let seeds: [[u8; 32]; 3] = match test_seed {
+        None => [os_seed()?, os_seed()?, os_seed()?],
+        Some(seed) => {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&seed.to_le_bytes());
+            let w = Stream::new(PrfKey(key), Purpose::Input, id as u64).words(12);
+            core::array::from_fn(|j| {
+                let mut s = [0u8; 32];
+                for (c, x) in s.chunks_mut(8).zip(&w[4 * j..4 * j + 4]) {
+                    c.copy_from_slice(&x.to_le_bytes());
+                }
+                s
+            })
+        }
+    };
+    let [to_prev, to_next, common] = seeds;
+    let words = |a: &[u8; 32], b: &[u8; 32]| -> Vec<u64> {
+        a.chunks(8).chain(b.chunks(8)).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
+    };
+    let bytes = |w: &[u64]| -> [u8; 32] {
+        let mut s = [0u8; 32];
+        for (c, x) in s.chunks_mut(8).zip(w) {
+            c.copy_from_slice(&x.to_le_bytes());
+        }
+        s
+    };
+    let (prev, next) = (prev_party(id), next_party(id));
+    net.send(next, words(&to_next, &common))?;
+    net.send(prev, words(&to_prev, &common))?;
+    let from = |net: &mut dyn Transport, peer| -> Result<Contribution> {
+        let w = net.recv(peer)?;
+        if w.len() != 8 {
+            return Err(Error::Protocol { party: id, peer, expected: 8, found: w.len() });
+        }
+        Ok(Contribution { pair: bytes(&w[..4]), common: bytes(&w[4..]) })
+    };
+    let from_prev = from(net, prev)?;
+    let from_next = from(net, next)?;
+    Ok(PartyKeys::agree(to_prev, to_next, common, from_prev, from_next))
+}

@@ -1,0 +1,93 @@
+//! Plaintext tensors: reals ([`Tensor`]) as users hold them, and ring elements ([`RingTensor`]) as encoded.
+
+use crate::{Error, FixedPoint, Result};
+
+/// Number of elements of a shape.
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+fn check_len(op: &str, shape: &[usize], len: usize) -> Result<()> {
+    if numel(shape) != len {
+        return Err(Error::Shape {
+            op: op.into(),
+            expected: format!("{} elements for shape {shape:?}", numel(shape)),
+            found: format!("{len} elements"),
+        });
+    }
+    Ok(())
+}
+
+/// A row-major tensor of reals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: Vec<f64>,
+}
+
+impl Tensor {
+    /// A tensor of `shape` holding `data` (row-major); the lengths must agree.
+    pub fn new(shape: &[usize], data: Vec<f64>) -> Result<Self> {
+        check_len("Tensor::new", shape, data.len())?;
+        Ok(Tensor { shape: shape.to_vec(), data })
+    }
+    /// Shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    /// Elements, row-major.
+    pub fn data(&self) -> &[f64] {
+        &self.data
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    /// Encode with `fp`.
+    pub fn encode(&self, fp: &FixedPoint) -> Result<RingTensor> {
+        Ok(RingTensor { shape: self.shape.clone(), data: fp.encode_slice(&self.data)? })
+    }
+}
+
+/// A row-major tensor of Z_2^64 elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingTensor {
+    shape: Vec<usize>,
+    data: Vec<u64>,
+}
+
+impl RingTensor {
+    /// A tensor of `shape` holding `data` (row-major); the lengths must agree.
+    pub fn new(shape: &[usize], data: Vec<u64>) -> Result<Self> {
+        check_len("RingTensor::new", shape, data.len())?;
+        Ok(RingTensor { shape: shape.to_vec(), data })
+    }
+    /// Shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    /// Elements, row-major.
+    pub fn data(&self) -> &[u64] {
+        &self.data
+    }
+    /// Consume into the elements.
+    pub fn into_data(self) -> Vec<u64> {
+        self.data
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    /// Decode with `fp`.
+    pub fn decode(&self, fp: &FixedPoint) -> Tensor {
+        Tensor { shape: self.shape.clone(), data: fp.decode_slice(&self.data) }
+    }
+}

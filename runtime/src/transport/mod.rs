@@ -1,0 +1,46 @@
+//! How parties move messages: the [`Transport`] trait and its implementations.
+//!
+//! A message is a vector of ring words. The in-memory transport ([`memory`]) connects three threads of one process
+//! (the embedded default); [`Recording`] wraps any transport and keeps a copy of every received message, which the
+//! privacy tests inspect.
+
+pub mod memory;
+
+use crate::{PartyId, Result};
+use std::sync::{Arc, Mutex};
+
+/// A party's connections to its two peers.
+pub trait Transport: Send {
+    /// Send `words` to party `to` (never blocks on the receiver for long: channels are buffered).
+    fn send(&mut self, to: PartyId, words: Vec<u64>) -> Result<()>;
+    /// Receive the next message from party `from`.
+    fn recv(&mut self, from: PartyId) -> Result<Vec<u64>>;
+}
+
+/// Every message a party received: `(sender, words)`, in arrival order.
+pub type ReceivedLog = Arc<Mutex<Vec<(PartyId, Vec<u64>)>>>;
+
+/// A transport that records every message it receives (for privacy tests and debugging).
+pub struct Recording<T> {
+    inner: T,
+    log: ReceivedLog,
+}
+
+impl<T: Transport> Recording<T> {
+    /// Wrap `inner`; the returned log fills as messages arrive.
+    pub fn new(inner: T) -> (Self, ReceivedLog) {
+        let log = ReceivedLog::default();
+        (Recording { inner, log: log.clone() }, log)
+    }
+}
+
+impl<T: Transport> Transport for Recording<T> {
+    fn send(&mut self, to: PartyId, words: Vec<u64>) -> Result<()> {
+        self.inner.send(to, words)
+    }
+    fn recv(&mut self, from: PartyId) -> Result<Vec<u64>> {
+        let words = self.inner.recv(from)?;
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).push((from, words.clone()));
+        Ok(words)
+    }
+}

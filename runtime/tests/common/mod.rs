@@ -1,0 +1,63 @@
+//! Helpers shared by the runtime's integration tests: sessions, plaintext references, and checks of the
+//! probabilistic truncation's result.
+#![allow(dead_code)]
+
+use cryptgpu_runtime::transport::{memory, Recording, ReceivedLog, Transport};
+use cryptgpu_runtime::{Config, Session};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// A fresh session with fresh keys.
+pub fn session() -> Session {
+    Session::new(Config::default()).expect("session")
+}
+
+/// A session whose transports record what each party receives.
+pub fn recording_session() -> (Session, [ReceivedLog; 3]) {
+    let abort = Arc::new(AtomicBool::new(false));
+    let mut logs = Vec::new();
+    let nets = memory::connect(Config::default().timeout, abort.clone()).map(|t| {
+        let (r, log) = Recording::new(t);
+        logs.push(log);
+        Box::new(r) as Box<dyn Transport>
+    });
+    let s = Session::with_transports(Config::default(), nets, abort).expect("session");
+    (s, logs.try_into().unwrap())
+}
+
+/// Signed floor division of an exact i128 by 2^t.
+pub fn floor_shift(z: i128, t: u32) -> i128 {
+    z >> t
+}
+
+/// Outcome of comparing a result with the exact quotient `q_exact = ⌊z/d⌋`.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub exact: usize,
+    pub wraps: usize,
+}
+
+/// Check every element: the result must be `⌊z/d⌋` or `⌊z/d⌋ + 1` (within one ulp of z/d) — or a wrap failure
+/// of the probabilistic split, off by about ±2^64/d. Returns the tally; panics on anything else.
+pub fn check_quotients(got: &[u64], floor: &[i128], d: u128) -> Tally {
+    let mut t = Tally::default();
+    let wrap = ((1u128 << 64) / d) as i128;
+    for (i, (&g, &f)) in got.iter().zip(floor).enumerate() {
+        let diff = (g as i64 as i128) - f;
+        // compare modulo 2^64
+        let diff_mod = (g.wrapping_sub(f as u64)) as i64 as i128;
+        if diff == 0 || diff == 1 || diff_mod == 0 || diff_mod == 1 {
+            t.exact += 1;
+        } else if (diff_mod.abs() - wrap).abs() <= 2 {
+            t.wraps += 1;
+        } else {
+            panic!("element {i}: got {} expected ⌊z/d⌋ = {f} (or +1); diff {diff_mod}", g as i64);
+        }
+    }
+    t
+}
+
+/// Round-trip f64 → ring with t = 20 (default).
+pub fn enc(v: f64) -> u64 {
+    cryptgpu_runtime::FixedPoint::default().encode(v).unwrap()
+}
