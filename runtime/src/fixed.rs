@@ -59,7 +59,11 @@ impl FixedPoint {
         let scaled = (value * self.scale()).round();
         // 2^63 is exact in f64; the encoding must lie in [-2^63, 2^63).
         if !(-(63f64.exp2())..63f64.exp2()).contains(&scaled) {
-            return fail(format!("outside the representable range |v| < 2^{} = {:e}", 63 - self.frac_bits, self.max_abs()));
+            return fail(format!(
+                "outside the representable range |v| < 2^{} = {:e}",
+                63 - self.frac_bits,
+                self.max_abs()
+            ));
         }
         Ok(scaled as i64 as u64)
     }

@@ -133,7 +133,11 @@ impl Party {
     /// One communication round: send every `(to, words)`, then receive one message from each `(from, words)`
     /// with exactly that many words. Every party calls `round` at the same protocol points (also a party that
     /// only sends, or only receives), so all count the same rounds.
-    pub(crate) fn round(&mut self, sends: Vec<(PartyId, Vec<u64>)>, recvs: &[(PartyId, usize)]) -> Result<Vec<Vec<u64>>> {
+    pub(crate) fn round(
+        &mut self,
+        sends: Vec<(PartyId, Vec<u64>)>,
+        recvs: &[(PartyId, usize)],
+    ) -> Result<Vec<Vec<u64>>> {
         self.total.rounds += 1;
         for (to, words) in sends {
             self.total.bytes_sent += 8 * words.len() as u64;
@@ -153,7 +157,14 @@ impl Party {
     }
 
     /// Launch a map over `n` elements, returning its outputs.
-    pub(crate) fn map(&self, k: &MapKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], n: usize) -> Result<Vec<Vec<u64>>> {
+    pub(crate) fn map(
+        &self,
+        k: &MapKernel,
+        inputs: &[&[u64]],
+        params: &[u64],
+        streams: &[Stream],
+        n: usize,
+    ) -> Result<Vec<Vec<u64>>> {
         let mut outs: Vec<Vec<u64>> = vec![vec![0; n]; k.outputs.len()];
         let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
         self.backend.map(k, inputs, params, streams, &mut refs)?;
@@ -161,7 +172,13 @@ impl Party {
     }
 
     /// Launch a GEMM, returning its outputs.
-    pub(crate) fn gemm(&self, k: &GemmKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream]) -> Result<Vec<Vec<u64>>> {
+    pub(crate) fn gemm(
+        &self,
+        k: &GemmKernel,
+        inputs: &[&[u64]],
+        params: &[u64],
+        streams: &[Stream],
+    ) -> Result<Vec<Vec<u64>>> {
         let mut outs: Vec<Vec<u64>> = vec![vec![0; k.m * k.n]; k.epilogue.outputs.len()];
         let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
         self.backend.gemm(k, inputs, params, streams, &mut refs)?;

@@ -162,10 +162,8 @@ mod tests {
     #[test]
     fn rfc8439_a1_zero_key_keystream() {
         let s = Stream { key: PrfKey([0; 32]), nonce: [0; 12] };
-        let expect = hex(
-            "76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7
-             da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586",
-        );
+        let expect = hex("76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7
+             da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586");
         assert_eq!(bytes(&s, 0, 8), expect);
     }
 
@@ -175,10 +173,8 @@ mod tests {
         let nonce = [0, 0, 0, 9, 0, 0, 0, 0x4a, 0, 0, 0, 0];
         let s = Stream { key: PrfKey(key), nonce };
         // block counter 1 = words 8..16
-        let expect = hex(
-            "10f1e7e4d13b5915500fdd1fa32071c4c7d1f4c733c068030422aa9ac3d46c4e
-             d2826446079faa0914c2d705d98b02a2b5129cd1de164eb9cbd083e8a2503c4e",
-        );
+        let expect = hex("10f1e7e4d13b5915500fdd1fa32071c4c7d1f4c733c068030422aa9ac3d46c4e
+             d2826446079faa0914c2d705d98b02a2b5129cd1de164eb9cbd083e8a2503c4e");
         assert_eq!(bytes(&s, 8, 8), expect);
     }
 

@@ -55,17 +55,30 @@ impl Session {
 
     /// A session over the given connections (party `i` uses `transports[i]`), CPU backend. The session sets
     /// `abort` when a run fails; transports that watch it (as [`memory::connect`]'s do) then stop waiting.
-    pub fn with_transports(config: Config, transports: [Box<dyn Transport>; 3], abort: Arc<AtomicBool>) -> Result<Session> {
+    pub fn with_transports(
+        config: Config,
+        transports: [Box<dyn Transport>; 3],
+        abort: Arc<AtomicBool>,
+    ) -> Result<Session> {
         Session::build(config, transports, Arc::new(CpuBackend), abort)
     }
 
-    fn build(config: Config, mut nets: [Box<dyn Transport>; 3], backend: Arc<dyn Backend>, abort: Arc<AtomicBool>) -> Result<Session> {
+    fn build(
+        config: Config,
+        mut nets: [Box<dyn Transport>; 3],
+        backend: Arc<dyn Backend>,
+        abort: Arc<AtomicBool>,
+    ) -> Result<Session> {
         let fixed = FixedPoint::new(config.frac_bits)?;
         if config.max_elements as u64 > crate::prg::MAX_STREAM_WORDS {
             return Err(Error::Invalid(format!("max_elements must be at most 2^35, found {}", config.max_elements)));
         }
         let keys: Vec<Result<PartyKeys>> = std::thread::scope(|s| {
-            let handles: Vec<_> = nets.iter_mut().enumerate().map(|(id, net)| s.spawn(move || agree_keys(id, net.as_mut(), config.insecure_test_seed))).collect();
+            let handles: Vec<_> = nets
+                .iter_mut()
+                .enumerate()
+                .map(|(id, net)| s.spawn(move || agree_keys(id, net.as_mut(), config.insecure_test_seed)))
+                .collect();
             handles.into_iter().enumerate().map(|(id, h)| h.join().unwrap_or_else(|p| Err(panicked(id, p)))).collect()
         });
         let mut keys = keys.into_iter().collect::<Result<Vec<_>>>()?.into_iter();
@@ -97,8 +110,7 @@ impl Session {
             let handles: Vec<_> = self
                 .parties
                 .iter()
-                .enumerate()
-                .map(|(_, p)| {
+                .map(|p| {
                     let abort = &self.abort;
                     s.spawn(move || {
                         let r = program(&mut lock(p));

@@ -16,14 +16,22 @@ pub struct Stats {
 impl Add for Stats {
     type Output = Stats;
     fn add(self, o: Stats) -> Stats {
-        Stats { rounds: self.rounds + o.rounds, bytes_sent: self.bytes_sent + o.bytes_sent, messages: self.messages + o.messages }
+        Stats {
+            rounds: self.rounds + o.rounds,
+            bytes_sent: self.bytes_sent + o.bytes_sent,
+            messages: self.messages + o.messages,
+        }
     }
 }
 
 impl Sub for Stats {
     type Output = Stats;
     fn sub(self, o: Stats) -> Stats {
-        Stats { rounds: self.rounds - o.rounds, bytes_sent: self.bytes_sent - o.bytes_sent, messages: self.messages - o.messages }
+        Stats {
+            rounds: self.rounds - o.rounds,
+            bytes_sent: self.bytes_sent - o.bytes_sent,
+            messages: self.messages - o.messages,
+        }
     }
 }
 

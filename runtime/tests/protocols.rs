@@ -9,6 +9,8 @@ use proptest::prelude::*;
 
 const T: u32 = 20;
 
+type LocalOp<'a> = dyn Fn(&mut cryptgpu_runtime::Party) -> cryptgpu_runtime::Result<cryptgpu_runtime::Share> + 'a;
+
 fn sorted_bytes(stats: &[Stats; 3]) -> [u64; 3] {
     let mut b = stats.map(|s| s.bytes_sent);
     b.sort_unstable_by(|a, b| b.cmp(a));
@@ -25,13 +27,19 @@ fn assert_cost(stats: &[Stats; 3], cost: Cost, elements: usize) {
 
 /// Values spanning the ring, with zero, ±1 and the extremes mixed in.
 fn ring_values(n: usize) -> impl Strategy<Value = Vec<u64>> {
-    prop::collection::vec(prop_oneof![any::<u64>(), Just(0u64), Just(1), Just(u64::MAX), Just(1 << 63), Just((1 << 63) - 1)], n)
+    prop::collection::vec(
+        prop_oneof![any::<u64>(), Just(0u64), Just(1), Just(u64::MAX), Just(1 << 63), Just((1 << 63) - 1)],
+        n,
+    )
 }
 
 /// Fixed-point encodings with |v| ≤ 2^bits (real), including zero, ±1 ulp and the bound itself.
 fn fixed_values(n: usize, bits: u32) -> impl Strategy<Value = Vec<i64>> {
     let m = 1i64 << (bits + T);
-    prop::collection::vec(prop_oneof![4 => -m..=m, 1 => Just(0i64), 1 => Just(1), 1 => Just(-1), 1 => Just(m), 1 => Just(-m)], n)
+    prop::collection::vec(
+        prop_oneof![4 => -m..=m, 1 => Just(0i64), 1 => Just(1), 1 => Just(-1), 1 => Just(m), 1 => Just(-m)],
+        n,
+    )
 }
 
 fn as_ring(v: &[i64]) -> Vec<u64> {
@@ -74,7 +82,7 @@ proptest! {
             let ys = p.share(2, (p.id() == 2).then_some(&y), &[4, 5])?;
             let mut res = Vec::new();
             let mut local = Vec::new();
-            let ops: [&dyn Fn(&mut cryptgpu_runtime::Party) -> cryptgpu_runtime::Result<cryptgpu_runtime::Share>; 5] = [
+            let ops: [&LocalOp; 5] = [
                 &|p| p.add(&xs, &ys),
                 &|p| p.sub(&xs, &ys),
                 &|p| p.neg(&xs),
@@ -241,7 +249,8 @@ proptest! {
 fn fixed_point_values_near_the_range_limits_round_trip_and_add() {
     let fp = cryptgpu_runtime::FixedPoint::default();
     let big = fp.max_abs() - 1.0;
-    let x = Tensor::new(&[6], vec![big, -big - 0.5, 0.0, 1.0 / (1 << T) as f64, -1.0 / (1 << T) as f64, 12345.678]).unwrap();
+    let x = Tensor::new(&[6], vec![big, -big - 0.5, 0.0, 1.0 / (1 << T) as f64, -1.0 / (1 << T) as f64, 12345.678])
+        .unwrap();
     let s = session();
     let [out, _, _] = s
         .run(|p| {

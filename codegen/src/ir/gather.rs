@@ -60,12 +60,23 @@ impl GatherKernel {
             in_shape: vec![n, c, h, w],
             out_shape: vec![c, kh, kw, n, oh, ow],
             reduce_shape: vec![],
-            coords: vec![Affine::axis(3), Affine::axis(0), Affine::window(4, stride, 1, pad), Affine::window(5, stride, 2, pad)],
+            coords: vec![
+                Affine::axis(3),
+                Affine::axis(0),
+                Affine::window(4, stride, 1, pad),
+                Affine::window(5, stride, 2, pad),
+            ],
         })
     }
 
     /// Sum over `kh × kw` windows of a batch `[n, c, h, w]` (sum pooling); output `[n, c, oh, ow]`.
-    pub fn sum_pool(name: &str, [n, c, h, w]: [usize; 4], [kh, kw]: [usize; 2], stride: usize, pad: usize) -> Result<Self> {
+    pub fn sum_pool(
+        name: &str,
+        [n, c, h, w]: [usize; 4],
+        [kh, kw]: [usize; 2],
+        stride: usize,
+        pad: usize,
+    ) -> Result<Self> {
         let (oh, ow) = conv_out(name, [h, w], [kh, kw], stride, pad)?;
         // axes: 0 n, 1 c, 2 oh, 3 ow | 4 kh, 5 kw
         Ok(GatherKernel {
@@ -73,15 +84,25 @@ impl GatherKernel {
             in_shape: vec![n, c, h, w],
             out_shape: vec![n, c, oh, ow],
             reduce_shape: vec![kh, kw],
-            coords: vec![Affine::axis(0), Affine::axis(1), Affine::window(2, stride, 4, pad), Affine::window(3, stride, 5, pad)],
+            coords: vec![
+                Affine::axis(0),
+                Affine::axis(1),
+                Affine::window(2, stride, 4, pad),
+                Affine::window(3, stride, 5, pad),
+            ],
         })
     }
 
     /// Permute the axes of a tensor: output axis `a` is input axis `perm[a]`.
     pub fn permute(name: &str, in_shape: &[usize], perm: &[usize]) -> Result<Self> {
         let mut seen = vec![false; in_shape.len()];
-        if perm.len() != in_shape.len() || perm.iter().any(|&p| p >= in_shape.len() || std::mem::replace(&mut seen[p], true)) {
-            return Err(Error::Invalid { kernel: name.into(), reason: format!("{perm:?} is not a permutation of {} axes", in_shape.len()) });
+        if perm.len() != in_shape.len()
+            || perm.iter().any(|&p| p >= in_shape.len() || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(Error::Invalid {
+                kernel: name.into(),
+                reason: format!("{perm:?} is not a permutation of {} axes", in_shape.len()),
+            });
         }
         let mut coords = vec![Affine::axis(0); in_shape.len()];
         for (out_axis, &in_axis) in perm.iter().enumerate() {
@@ -125,7 +146,13 @@ impl GatherKernel {
 }
 
 /// Output spatial size of a convolution or pooling window, or an error naming the kernel.
-pub fn conv_out(name: &str, [h, w]: [usize; 2], [kh, kw]: [usize; 2], stride: usize, pad: usize) -> Result<(usize, usize)> {
+pub fn conv_out(
+    name: &str,
+    [h, w]: [usize; 2],
+    [kh, kw]: [usize; 2],
+    stride: usize,
+    pad: usize,
+) -> Result<(usize, usize)> {
     if stride == 0 || kh == 0 || kw == 0 || h + 2 * pad < kh || w + 2 * pad < kw {
         return Err(Error::Invalid {
             kernel: name.into(),

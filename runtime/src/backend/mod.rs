@@ -14,10 +14,24 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Run a map over `n` elements: each output and each input has `n` elements.
-    fn map(&self, k: &MapKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &mut [&mut [u64]]) -> Result<()>;
+    fn map(
+        &self,
+        k: &MapKernel,
+        inputs: &[&[u64]],
+        params: &[u64],
+        streams: &[Stream],
+        outputs: &mut [&mut [u64]],
+    ) -> Result<()>;
 
     /// Run a GEMM: `inputs` are the A blocks, the B blocks, then the epilogue's inputs; each output has `m·n` elements.
-    fn gemm(&self, k: &GemmKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &mut [&mut [u64]]) -> Result<()>;
+    fn gemm(
+        &self,
+        k: &GemmKernel,
+        inputs: &[&[u64]],
+        params: &[u64],
+        streams: &[Stream],
+        outputs: &mut [&mut [u64]],
+    ) -> Result<()>;
 
     /// Run a gather.
     fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()>;
@@ -28,7 +42,13 @@ fn launch_error(kernel: &str, expected: String, found: String) -> crate::Error {
 }
 
 /// Check a map launch: declaration counts and equal buffer lengths. Returns the element count.
-pub fn check_map(k: &MapKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &[&mut [u64]]) -> Result<usize> {
+pub fn check_map(
+    k: &MapKernel,
+    inputs: &[&[u64]],
+    params: &[u64],
+    streams: &[Stream],
+    outputs: &[&mut [u64]],
+) -> Result<usize> {
     k.validate(false)?;
     check_counts(k, inputs.len(), params, streams, outputs.len())?;
     let n = outputs.first().map_or(0, |o| o.len());
@@ -40,7 +60,13 @@ pub fn check_map(k: &MapKernel, inputs: &[&[u64]], params: &[u64], streams: &[St
 }
 
 /// Check a GEMM launch against its shape.
-pub fn check_gemm(k: &GemmKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &[&mut [u64]]) -> Result<()> {
+pub fn check_gemm(
+    k: &GemmKernel,
+    inputs: &[&[u64]],
+    params: &[u64],
+    streams: &[Stream],
+    outputs: &[&mut [u64]],
+) -> Result<()> {
     k.validate()?;
     let blocks = 2 * k.k_blocks.len();
     if inputs.len() < blocks {

@@ -55,7 +55,15 @@ impl Party {
             let x_sum = p.add_pieces(x)?;
             let col_sum = p.gather(&im2col, &x_sum)?;
             let col_mine = p.gather(&im2col, x.mine())?;
-            let ops = GemmOperands { m: co, n: cols, k: c * kh * kw, x_mine: w.mine(), x_next: w.next(), y_sum: &col_sum, y_mine: &col_mine };
+            let ops = GemmOperands {
+                m: co,
+                n: cols,
+                k: c * kh * kw,
+                x_mine: w.mine(),
+                x_next: w.next(),
+                y_sum: &col_sum,
+                y_mine: &col_mine,
+            };
             let bias = bias.map(|share| Bias { share, load: Load::Row });
             let y = p.secure_gemm("conv2d", &ops, bias, how, &[co, n, oh, ow])?;
             p.permute(&y, &[1, 0, 2, 3])

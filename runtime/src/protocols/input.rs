@@ -24,10 +24,17 @@ impl Party {
         match (self.id() == owner, value) {
             (true, None) => return Err(Error::Invalid(format!("party {owner} owns the input but supplied no value"))),
             (false, Some(_)) => {
-                return Err(Error::Invalid(format!("party {} supplied a value for an input owned by party {owner}", self.id())))
+                return Err(Error::Invalid(format!(
+                    "party {} supplied a value for an input owned by party {owner}",
+                    self.id()
+                )))
             }
             (true, Some(v)) if v.shape() != shape => {
-                return Err(Error::Shape { op: "share".into(), expected: format!("{shape:?}"), found: format!("{:?}", v.shape()) })
+                return Err(Error::Shape {
+                    op: "share".into(),
+                    expected: format!("{shape:?}"),
+                    found: format!("{:?}", v.shape()),
+                })
             }
             _ => {}
         }
@@ -41,7 +48,8 @@ impl Party {
                 let t = b.sub(x, lo);
                 let rest = b.sub(t, hi);
                 b.output(lo).output(hi).output(rest);
-                let streams = [p.stream(KeyWith::Prev, Purpose::Input, step), p.stream(KeyWith::Next, Purpose::Input, step)];
+                let streams =
+                    [p.stream(KeyWith::Prev, Purpose::Input, step), p.stream(KeyWith::Next, Purpose::Input, step)];
                 let mut outs = p.map(&b.build(), &[v.data()], &[], &streams, n)?.into_iter();
                 let (mine, nxt, rest) = (outs.next().expect("3"), outs.next().expect("3"), outs.next().expect("3"));
                 p.round(vec![(next, rest.clone()), (prev, rest)], &[])?;
@@ -54,9 +62,14 @@ impl Party {
                 let mut b = MapBuilder::new("share_peer");
                 let r = b.prg(0);
                 b.output(r);
-                let known = super::reshare::one(p.map(&b.build(), &[], &[], &[p.stream(key, Purpose::Input, step)], n)?);
+                let known =
+                    super::reshare::one(p.map(&b.build(), &[], &[], &[p.stream(key, Purpose::Input, step)], n)?);
                 let rest = super::reshare::one(p.round(vec![], &[(owner, n)])?);
-                Ok(if owner_is_prev { Share::from_pieces(shape, known, rest) } else { Share::from_pieces(shape, rest, known) })
+                Ok(if owner_is_prev {
+                    Share::from_pieces(shape, known, rest)
+                } else {
+                    Share::from_pieces(shape, rest, known)
+                })
             }
         })
     }

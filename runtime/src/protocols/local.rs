@@ -17,7 +17,13 @@ pub(crate) fn same_shape(op: &str, a: &[usize], b: &[usize]) -> Result<()> {
 
 impl Party {
     /// Apply `f` to the pieces of shares (and public operands) piecewise: a map kernel over `[x_i, x_{i+1}, ...]`.
-    fn piecewise(&mut self, name: &str, shares: &[&Share], public: &[&[u64]], f: impl Fn(&mut MapBuilder, &[Reg], &[Reg], bool) -> Reg) -> Result<Share> {
+    fn piecewise(
+        &mut self,
+        name: &str,
+        shares: &[&Share],
+        public: &[&[u64]],
+        f: impl Fn(&mut MapBuilder, &[Reg], &[Reg], bool) -> Reg,
+    ) -> Result<Share> {
         let shape = shares[0].shape().to_vec();
         let n = shares[0].len();
         let mut b = MapBuilder::new(name);

@@ -53,7 +53,14 @@ impl Party {
     }
 
     /// The secure GEMM stage plan: one local GEMM with the reshare epilogue, then the reshare round.
-    pub(crate) fn secure_gemm(&mut self, name: &str, ops: &GemmOperands<'_>, bias: Option<Bias<'_>>, how: Reshare, shape: &[usize]) -> Result<Share> {
+    pub(crate) fn secure_gemm(
+        &mut self,
+        name: &str,
+        ops: &GemmOperands<'_>,
+        bias: Option<Bias<'_>>,
+        how: Reshare,
+        shape: &[usize],
+    ) -> Result<Share> {
         self.check_size(&format!("{name} output"), ops.m * ops.n)?;
         let step = self.next_step();
         let mut b = MapBuilder::new(format!("{name}_epilogue"));
@@ -70,7 +77,8 @@ impl Party {
             inputs.push(bias.share.mine());
         }
         self.reshare_epilogue(&mut b, acc, how, step);
-        let kernel = GemmKernel { name: name.into(), m: ops.m, n: ops.n, k_blocks: vec![ops.k, ops.k], epilogue: b.build() };
+        let kernel =
+            GemmKernel { name: name.into(), m: ops.m, n: ops.n, k_blocks: vec![ops.k, ops.k], epilogue: b.build() };
         let outs = self.gemm(&kernel, &inputs, &Party::reshare_params(how), &self.reshare_streams(how, step))?;
         self.finish_reshare(outs, shape, how, step)
     }

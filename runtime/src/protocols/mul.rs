@@ -39,7 +39,13 @@ impl Party {
             let t1 = b.mul(xn, yi);
             let v = b.add(t0, t1);
             p.reshare_epilogue(&mut b, v, how, step);
-            let outs = p.map(&b.build(), &[x.mine(), x.next(), y.mine(), y.next()], &Party::reshare_params(how), &p.reshare_streams(how, step), x.len())?;
+            let outs = p.map(
+                &b.build(),
+                &[x.mine(), x.next(), y.mine(), y.next()],
+                &Party::reshare_params(how),
+                &p.reshare_streams(how, step),
+                x.len(),
+            )?;
             p.finish_reshare(outs, x.shape(), how, step)
         })
     }

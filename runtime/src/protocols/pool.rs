@@ -14,7 +14,11 @@ impl Party {
     /// Sum over each `kh × kw` window (local).
     pub fn sum_pool2d(&mut self, x: &Share, window: [usize; 2], params: Conv2dParams) -> Result<Share> {
         let &[n, c, h, w] = x.shape() else {
-            return Err(Error::Shape { op: "pool2d".into(), expected: "x [N, C, H, W]".into(), found: format!("{:?}", x.shape()) });
+            return Err(Error::Shape {
+                op: "pool2d".into(),
+                expected: "x [N, C, H, W]".into(),
+                found: format!("{:?}", x.shape()),
+            });
         };
         let k = GatherKernel::sum_pool("sum_pool2d", [n, c, h, w], window, params.stride, params.padding)?;
         self.call(|p| {

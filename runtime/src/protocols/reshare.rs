@@ -45,7 +45,10 @@ pub(crate) enum Reshare {
 impl Party {
     /// PRF streams of the local step's epilogue at `step`: the two zero-share streams, then the division mask.
     pub(crate) fn reshare_streams(&self, how: Reshare, step: u64) -> Vec<crate::prg::Stream> {
-        let mut s = vec![self.stream(KeyWith::Prev, Purpose::ZeroShare, step), self.stream(KeyWith::Next, Purpose::ZeroShare, step)];
+        let mut s = vec![
+            self.stream(KeyWith::Prev, Purpose::ZeroShare, step),
+            self.stream(KeyWith::Next, Purpose::ZeroShare, step),
+        ];
         if let Reshare::Divide(_) = how {
             match role(self.id(), step) {
                 0 => s.push(self.stream(KeyWith::Next, Purpose::TruncMask, step)),
@@ -95,7 +98,13 @@ impl Party {
     }
 
     /// The communication and combine stages after [`Party::reshare_epilogue`]'s kernel produced `outs`.
-    pub(crate) fn finish_reshare(&mut self, outs: Vec<Vec<u64>>, shape: &[usize], how: Reshare, step: u64) -> Result<Share> {
+    pub(crate) fn finish_reshare(
+        &mut self,
+        outs: Vec<Vec<u64>>,
+        shape: &[usize],
+        how: Reshare,
+        step: u64,
+    ) -> Result<Share> {
         let n = outs[0].len();
         let mut outs = outs.into_iter();
         let mut take = || outs.next().expect("epilogue outputs");

@@ -2,7 +2,7 @@
 //! probabilistic truncation's result.
 #![allow(dead_code)]
 
-use cryptgpu_runtime::transport::{memory, Recording, ReceivedLog, Transport};
+use cryptgpu_runtime::transport::{memory, ReceivedLog, Recording, Transport};
 use cryptgpu_runtime::{Config, Session};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -16,7 +16,8 @@ pub(super) fn run(k: &GatherKernel, input: &[u64], output: &mut [u64]) {
         in_strides[d] = in_strides[d + 1] * k.in_shape[d + 1] as i64;
     }
     // Coefficient of the row axis in each input coordinate.
-    let steps: Vec<i64> = k.coords.iter().map(|c| c.terms.iter().filter(|(a, _)| *a == last).map(|(_, s)| s).sum()).collect();
+    let steps: Vec<i64> =
+        k.coords.iter().map(|c| c.terms.iter().filter(|(a, _)| *a == last).map(|(_, s)| s).sum()).collect();
     let windows: usize = k.reduce_shape.iter().product();
     let axes = out_rank + k.reduce_shape.len();
 

@@ -27,7 +27,10 @@ pub fn block_gemm(m: usize, n: usize, k_blocks: &[usize], a: &[&[u64]], b: &[&[u
 
 /// `C = A · B` over Z_2^64 (wrapping), row-major; `C` is overwritten.
 pub fn ring_gemm(m: usize, n: usize, k: usize, a: &[u64], b: &[u64], c: &mut [u64]) {
-    assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n, "ring_gemm: slice lengths do not match the shape");
+    assert!(
+        a.len() == m * k && b.len() == k * n && c.len() == m * n,
+        "ring_gemm: slice lengths do not match the shape"
+    );
     c.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
         row.fill(0);
         for (kk, &aik) in a[i * k..(i + 1) * k].iter().enumerate() {

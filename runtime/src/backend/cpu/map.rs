@@ -26,7 +26,8 @@ pub(super) fn run(k: &MapKernel, ops: &Operands<'_>, outputs: &mut [&mut [u64]])
         return;
     }
     // Split every output into chunks, then hand chunk j of every output to one task.
-    let mut per_chunk: Vec<Vec<&mut [u64]>> = (0..n.div_ceil(CHUNK)).map(|_| Vec::with_capacity(outputs.len())).collect();
+    let mut per_chunk: Vec<Vec<&mut [u64]>> =
+        (0..n.div_ceil(CHUNK)).map(|_| Vec::with_capacity(outputs.len())).collect();
     for out in outputs.iter_mut() {
         for (j, c) in out.chunks_mut(CHUNK).enumerate() {
             per_chunk[j].push(c);
@@ -62,7 +63,9 @@ fn eval_chunk(k: &MapKernel, ops: &Operands<'_>, start: usize, len: usize, regs:
             Op::Param(p) => out.fill(ops.params[p as usize]),
             Op::Const(c) => out.fill(c),
             Op::Prg(s) => ops.streams[s as usize].fill(start as u64, out),
-            Op::Acc => out.copy_from_slice(&ops.acc.expect("validated: epilogue has an accumulator")[start..start + len]),
+            Op::Acc => {
+                out.copy_from_slice(&ops.acc.expect("validated: epilogue has an accumulator")[start..start + len])
+            }
             Op::Neg(a) => unary(out, reg(a), |x| x.wrapping_neg()),
             Op::Not(a) => unary(out, reg(a), |x| !x),
             Op::Shl(a, s) => unary(out, reg(a), |x| x << s),

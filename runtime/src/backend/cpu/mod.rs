@@ -19,13 +19,27 @@ impl Backend for CpuBackend {
         "cpu"
     }
 
-    fn map(&self, k: &MapKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &mut [&mut [u64]]) -> Result<()> {
+    fn map(
+        &self,
+        k: &MapKernel,
+        inputs: &[&[u64]],
+        params: &[u64],
+        streams: &[Stream],
+        outputs: &mut [&mut [u64]],
+    ) -> Result<()> {
         check_map(k, inputs, params, streams, outputs)?;
         map::run(k, &map::Operands { inputs, params, streams, acc: None, n_cols: 1 }, outputs);
         Ok(())
     }
 
-    fn gemm(&self, k: &GemmKernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &mut [&mut [u64]]) -> Result<()> {
+    fn gemm(
+        &self,
+        k: &GemmKernel,
+        inputs: &[&[u64]],
+        params: &[u64],
+        streams: &[Stream],
+        outputs: &mut [&mut [u64]],
+    ) -> Result<()> {
         check_gemm(k, inputs, params, streams, outputs)?;
         let blocks = k.k_blocks.len();
         let acc = gemm::block_gemm(k.m, k.n, &k.k_blocks, &inputs[..blocks], &inputs[blocks..2 * blocks]);

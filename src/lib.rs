@@ -1,0 +1,19 @@
+//! cryptgpu: privacy-preserving machine learning for three parties (after CryptGPU, IEEE S&P 2021).
+//!
+//! Secrets live as 2-out-of-3 replicated shares over Z_2^64 with fixed-point reals; every secure operation is a
+//! stage plan of fused kernels and messages. This facade re-exports the workspace crates:
+//!
+//! * [`runtime`] — ring, shares, PRF, transports, protocols, backends, sessions (start with [`Session`]);
+//! * [`codegen`] — the kernel IR every backend executes;
+//! * [`dsl`] — layers and models (to come);
+//!
+//! and holds the [`workloads`] that the example, the CLI and the benchmarks share.
+
+pub use cryptgpu_codegen as codegen;
+pub use cryptgpu_dsl as dsl;
+pub use cryptgpu_runtime as runtime;
+pub use cryptgpu_runtime::{
+    Config, Conv2dParams, Error, Party, PartyStats, Result, RingTensor, Session, Share, Tensor,
+};
+
+pub mod workloads;

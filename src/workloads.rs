@@ -1,0 +1,261 @@
+//! The paper's linear workloads, shared by the example, the `cryptgpu` CLI and the benchmarks: random inputs, a
+//! plaintext reference, the secure run, and a report with error, time and communication.
+
+use crate::{Conv2dParams, PartyStats, Result, Session, Tensor};
+use rand::Rng;
+use std::time::{Duration, Instant};
+
+/// What a secure run of a workload measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Wall time of the secure computation (sharing and revealing excluded).
+    pub secure: Duration,
+    /// Wall time of the plaintext f32 computation of the same shape, same machine, same run.
+    pub plaintext: Duration,
+    /// Communication of the secure computation.
+    pub stats: PartyStats,
+    /// Largest absolute error of the revealed result against the f64 plaintext reference.
+    pub max_abs_err: f64,
+    /// Mean absolute error against the f64 plaintext reference.
+    pub mean_abs_err: f64,
+    /// Number of output elements.
+    pub outputs: usize,
+}
+
+impl Report {
+    /// Secure time over plaintext time.
+    pub fn slowdown(&self) -> f64 {
+        self.secure.as_secs_f64() / self.plaintext.as_secs_f64().max(1e-9)
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "  error vs plaintext : max {:.3e}, mean {:.3e} over {} outputs",
+            self.max_abs_err, self.mean_abs_err, self.outputs
+        )?;
+        writeln!(f, "  communication      : {}", self.stats)?;
+        write!(
+            f,
+            "  time               : secure {:.3} s, plaintext f32 {:.4} s, ratio {:.1}×",
+            self.secure.as_secs_f64(),
+            self.plaintext.as_secs_f64(),
+            self.slowdown()
+        )
+    }
+}
+
+/// A tensor of `shape` with entries uniform in `[-bound, bound]`.
+pub fn random_tensor(shape: &[usize], bound: f64, rng: &mut impl Rng) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::new(shape, (0..n).map(|_| rng.gen_range(-bound..=bound)).collect()).expect("length matches shape")
+}
+
+/// Plaintext `a (m×k) · b (k×n)` in f64 (the reference).
+pub fn plain_matmul(a: &Tensor, b: &Tensor) -> Tensor {
+    let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+    let mut c = vec![0f64; m * n];
+    // SAFETY: the slices hold m·k, k·n and m·n elements with the row-major strides given.
+    unsafe {
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data().as_ptr(),
+            k as isize,
+            1,
+            b.data().as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+    Tensor::new(&[m, n], c).expect("m·n")
+}
+
+/// Time of one f32 GEMM `m×k · k×n` (the plaintext baseline).
+pub fn time_f32_gemm(m: usize, k: usize, n: usize) -> Duration {
+    let a = vec![0.5f32; m * k];
+    let b = vec![0.25f32; k * n];
+    let mut c = vec![0f32; m * n];
+    let start = Instant::now();
+    // SAFETY: as in plain_matmul.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+    let t = start.elapsed();
+    std::hint::black_box(&c);
+    t
+}
+
+/// im2col of a real batch `[N, C, H, W]`: the `(C·kh·kw) × (N·OH·OW)` matrix of a convolution.
+fn plain_im2col(x: &Tensor, kk: usize, p: Conv2dParams) -> (Vec<f64>, usize, usize) {
+    let [n, c, h, w] = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
+    let oh = (h + 2 * p.padding - kk) / p.stride + 1;
+    let ow = (w + 2 * p.padding - kk) / p.stride + 1;
+    let cols = n * oh * ow;
+    let mut out = vec![0f64; c * kk * kk * cols];
+    for ci in 0..c {
+        for i in 0..kk {
+            for j in 0..kk {
+                let row = (ci * kk + i) * kk + j;
+                for ni in 0..n {
+                    for y in 0..oh {
+                        for xq in 0..ow {
+                            let (hh, ww) = (
+                                (y * p.stride + i) as isize - p.padding as isize,
+                                (xq * p.stride + j) as isize - p.padding as isize,
+                            );
+                            if hh >= 0 && ww >= 0 && (hh as usize) < h && (ww as usize) < w {
+                                out[row * cols + (ni * oh + y) * ow + xq] =
+                                    x.data()[((ni * c + ci) * h + hh as usize) * w + ww as usize];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (out, oh, ow)
+}
+
+/// Plaintext convolution in f64 (the reference): output `[N, Co, OH, OW]`.
+pub fn plain_conv2d(x: &Tensor, w: &Tensor, p: Conv2dParams) -> Tensor {
+    let (n, co, kk) = (x.shape()[0], w.shape()[0], w.shape()[2]);
+    let (cols, oh, ow) = plain_im2col(x, kk, p);
+    let k = w.len() / co;
+    let m = Tensor::new(&[co, k], w.data().to_vec()).expect("weights");
+    let colt = Tensor::new(&[k, n * oh * ow], cols).expect("cols");
+    let y = plain_matmul(&m, &colt);
+    let mut out = vec![0f64; n * co * oh * ow];
+    for o in 0..co {
+        for ni in 0..n {
+            let src = &y.data()[o * n * oh * ow + ni * oh * ow..][..oh * ow];
+            out[(ni * co + o) * oh * ow..][..oh * ow].copy_from_slice(src);
+        }
+    }
+    Tensor::new(&[n, co, oh, ow], out).expect("shape")
+}
+
+/// Time of a plaintext f32 convolution of the same shape (im2col + sgemm).
+pub fn time_f32_conv2d(x: &Tensor, w: &Tensor, p: Conv2dParams) -> Duration {
+    let x32: Vec<f32> = x.data().iter().map(|&v| v as f32).collect();
+    let start = Instant::now();
+    let (cols, oh, ow) = plain_im2col_f32(&x32, x.shape(), w.shape()[2], p);
+    let im2col = start.elapsed();
+    std::hint::black_box(&cols);
+    let (co, k) = (w.shape()[0], w.len() / w.shape()[0]);
+    im2col + time_f32_gemm(co, k, x.shape()[0] * oh * ow)
+}
+
+fn plain_im2col_f32(x: &[f32], shape: &[usize], kk: usize, p: Conv2dParams) -> (Vec<f32>, usize, usize) {
+    let [n, c, h, w] = [shape[0], shape[1], shape[2], shape[3]];
+    let oh = (h + 2 * p.padding - kk) / p.stride + 1;
+    let ow = (w + 2 * p.padding - kk) / p.stride + 1;
+    let cols = n * oh * ow;
+    let mut out = vec![0f32; c * kk * kk * cols];
+    for (row, dst) in out.chunks_mut(cols).enumerate() {
+        let (ci, i, j) = (row / (kk * kk), row / kk % kk, row % kk);
+        for ni in 0..n {
+            for y in 0..oh {
+                let hh = (y * p.stride + i) as isize - p.padding as isize;
+                if hh < 0 || hh as usize >= h {
+                    continue;
+                }
+                for xq in 0..ow {
+                    let ww = (xq * p.stride + j) as isize - p.padding as isize;
+                    if ww >= 0 && (ww as usize) < w {
+                        dst[(ni * oh + y) * ow + xq] = x[((ni * c + ci) * h + hh as usize) * w + ww as usize];
+                    }
+                }
+            }
+        }
+    }
+    (out, oh, ow)
+}
+
+fn errors(got: &Tensor, want: &Tensor) -> (f64, f64) {
+    let diffs: Vec<f64> = got.data().iter().zip(want.data()).map(|(g, w)| (g - w).abs()).collect();
+    let max = diffs.iter().cloned().fold(0.0, f64::max);
+    (max, diffs.iter().sum::<f64>() / diffs.len().max(1) as f64)
+}
+
+/// A binary secure operation on shares.
+pub type SecureOp<'a> = &'a (dyn Fn(&mut crate::Party, &crate::Share, &crate::Share) -> Result<crate::Share> + Sync);
+
+/// Share `a` (owned by party 0) and `b` (owned by party 1), time `op` on the shares, reveal the result to all,
+/// and report it against `reference` and the plaintext time `plaintext`.
+pub fn run_secure(
+    session: &Session,
+    a: &Tensor,
+    b: &Tensor,
+    op: SecureOp<'_>,
+    reference: &Tensor,
+    plaintext: Duration,
+) -> Result<(Tensor, Report)> {
+    let out = session.run(|p| {
+        let xa = p.share_fixed(0, (p.id() == 0).then_some(a), a.shape())?;
+        let xb = p.share_fixed(1, (p.id() == 1).then_some(b), b.shape())?;
+        let before = p.total_stats();
+        let start = Instant::now();
+        let y = op(p, &xa, &xb)?;
+        let secure = start.elapsed();
+        let spent = p.total_stats() - before;
+        Ok((p.reveal_fixed(&y)?, secure, spent))
+    })?;
+    let secure = out.iter().map(|o| o.1).max().unwrap_or_default();
+    let stats = PartyStats([out[0].2, out[1].2, out[2].2]);
+    let [(value, _, _), _, _] = out;
+    let (max_abs_err, mean_abs_err) = errors(&value, reference);
+    let outputs = value.len();
+    Ok((value, Report { secure, plaintext, stats, max_abs_err, mean_abs_err, outputs }))
+}
+
+/// Secure `a (m×k) · b (k×n)` on random inputs in `[-1, 1]`.
+pub fn matmul(session: &Session, m: usize, k: usize, n: usize, rng: &mut impl Rng) -> Result<Report> {
+    let (a, b) = (random_tensor(&[m, k], 1.0, rng), random_tensor(&[k, n], 1.0, rng));
+    let reference = plain_matmul(&a, &b);
+    let plaintext = time_f32_gemm(m, k, n);
+    Ok(run_secure(session, &a, &b, &|p, x, y| p.matmul(x, y), &reference, plaintext)?.1)
+}
+
+/// Secure convolution of a random batch `[n, c, hw, hw]` (entries in `[-1, 1]`) with random `co × c × kk × kk`
+/// weights (entries in `[-0.1, 0.1]`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    session: &Session,
+    n: usize,
+    c: usize,
+    hw: usize,
+    co: usize,
+    kk: usize,
+    params: Conv2dParams,
+    rng: &mut impl Rng,
+) -> Result<Report> {
+    let x = random_tensor(&[n, c, hw, hw], 1.0, rng);
+    let w = random_tensor(&[co, c, kk, kk], 0.1, rng);
+    let reference = plain_conv2d(&x, &w, params);
+    let plaintext = time_f32_conv2d(&x, &w, params);
+    Ok(run_secure(session, &x, &w, &|p, x, w| p.conv2d(x, w, None, params), &reference, plaintext)?.1)
+}
