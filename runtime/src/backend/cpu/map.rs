@@ -39,8 +39,8 @@ pub(super) fn run(k: &MapKernel, ops: &Operands<'_>, outputs: &mut [&mut [u64]])
             let start = j * CHUNK;
             let len = outs[0].len();
             eval_chunk(k, ops, start, len, regs);
-            for (out, r) in outs.iter_mut().zip(&k.outputs) {
-                out.copy_from_slice(&regs[r.0 as usize * CHUNK..][..len]);
+            for (out, &r) in outs.iter_mut().zip(&k.outputs) {
+                out.copy_from_slice(read(k, ops, regs, r, start, len));
             }
         },
     );
@@ -48,24 +48,25 @@ pub(super) fn run(k: &MapKernel, ops: &Operands<'_>, outputs: &mut [&mut [u64]])
 
 fn eval_chunk(k: &MapKernel, ops: &Operands<'_>, start: usize, len: usize, regs: &mut [u64]) {
     for (i, op) in k.insts.iter().enumerate() {
+        if in_place(op) {
+            continue;
+        }
         let (done, rest) = regs.split_at_mut(i * CHUNK);
         let out = &mut rest[..len];
-        let reg = |r: cryptgpu_codegen::Reg| &done[r.0 as usize * CHUNK..][..len];
+        let reg = |r: cryptgpu_codegen::Reg| read(k, ops, done, r, start, len);
         match *op {
             Op::Input { buf, load } => {
                 let b = ops.inputs[buf as usize];
                 match load {
-                    Load::Elem => out.copy_from_slice(&b[start..start + len]),
+                    Load::Elem => unreachable!("aliased"),
                     Load::Row => out.iter_mut().enumerate().for_each(|(e, o)| *o = b[(start + e) / ops.n_cols]),
                     Load::Col => out.iter_mut().enumerate().for_each(|(e, o)| *o = b[(start + e) % ops.n_cols]),
                 }
             }
+            Op::Acc => unreachable!("aliased"),
             Op::Param(p) => out.fill(ops.params[p as usize]),
             Op::Const(c) => out.fill(c),
             Op::Prg(s) => ops.streams[s as usize].fill(start as u64, out),
-            Op::Acc => {
-                out.copy_from_slice(&ops.acc.expect("validated: epilogue has an accumulator")[start..start + len])
-            }
             Op::Neg(a) => unary(out, reg(a), |x| x.wrapping_neg()),
             Op::Not(a) => unary(out, reg(a), |x| !x),
             Op::Shl(a, s) => unary(out, reg(a), |x| x << s),
@@ -79,6 +80,20 @@ fn eval_chunk(k: &MapKernel, ops: &Operands<'_>, start: usize, len: usize, regs:
             Op::Xor(a, b) => binary(out, reg(a), reg(b), |x, y| x ^ y),
             Op::FloorDiv(a, b) => binary(out, reg(a), reg(b), |x, d| (x as i64).div_euclid(d as i64) as u64),
         }
+    }
+}
+
+/// Element-indexed inputs and the accumulator are read in place, not copied into registers.
+fn in_place(op: &Op) -> bool {
+    matches!(op, Op::Input { load: Load::Elem, .. } | Op::Acc)
+}
+
+/// Chunk `len` of register `r`, wherever it lives (`regs` holds at least the registers before `r`).
+fn read<'a>(k: &MapKernel, ops: &'a Operands<'_>, regs: &'a [u64], r: cryptgpu_codegen::Reg, start: usize, len: usize) -> &'a [u64] {
+    match k.insts[r.0 as usize] {
+        Op::Input { buf, load: Load::Elem } => &ops.inputs[buf as usize][start..start + len],
+        Op::Acc => &ops.acc.expect("validated: epilogue has an accumulator")[start..start + len],
+        _ => &regs[r.0 as usize * CHUNK..][..len],
     }
 }
 
