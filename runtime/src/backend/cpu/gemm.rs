@@ -1,13 +1,19 @@
 //! Ring GEMM on the CPU: `C = Σ_j A_j · B_j` over Z_2^64.
 //!
-//! The blocks are laid side by side (A) and stacked (B) into one product over the concatenated inner dimension.
+//! The A blocks are laid side by side (a copy of `m × Σk_j` words, small next to the product) and the B blocks
+//! are read in place as one stacked matrix, so the product runs over the concatenated inner dimension in one
+//! pass of the [`ring_gemm`] kernel.
 
+pub use super::ring_gemm::{ring_gemm, ring_gemm_stacked, ring_gemm_with_kernel, Kernel};
 use rayon::prelude::*;
 
 /// `Σ_j A_j · B_j` for row-major `A_j` (`m × k_j`) and `B_j` (`k_j × n`).
 pub fn block_gemm(m: usize, n: usize, k_blocks: &[usize], a: &[&[u64]], b: &[&[u64]]) -> Vec<u64> {
     let k: usize = k_blocks.iter().sum();
     let mut c = vec![0u64; m * n];
+    if n == 0 || m == 0 {
+        return c;
+    }
     if k_blocks.len() == 1 {
         ring_gemm(m, n, k, a[0], b[0], &mut c);
         return c;
@@ -20,23 +26,6 @@ pub fn block_gemm(m: usize, n: usize, k_blocks: &[usize], a: &[&[u64]], b: &[&[u
             at += kj;
         }
     });
-    let b_cat: Vec<u64> = b.concat();
-    ring_gemm(m, n, k, &a_cat, &b_cat, &mut c);
+    ring_gemm_stacked(m, n, &a_cat, b, &mut c);
     c
-}
-
-/// `C = A · B` over Z_2^64 (wrapping), row-major; `C` is overwritten.
-pub fn ring_gemm(m: usize, n: usize, k: usize, a: &[u64], b: &[u64], c: &mut [u64]) {
-    assert!(
-        a.len() == m * k && b.len() == k * n && c.len() == m * n,
-        "ring_gemm: slice lengths do not match the shape"
-    );
-    c.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
-        row.fill(0);
-        for (kk, &aik) in a[i * k..(i + 1) * k].iter().enumerate() {
-            for (o, &bv) in row.iter_mut().zip(&b[kk * n..(kk + 1) * n]) {
-                *o = o.wrapping_add(aik.wrapping_mul(bv));
-            }
-        }
-    });
 }

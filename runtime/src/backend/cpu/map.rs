@@ -89,7 +89,14 @@ fn in_place(op: &Op) -> bool {
 }
 
 /// Chunk `len` of register `r`, wherever it lives (`regs` holds at least the registers before `r`).
-fn read<'a>(k: &MapKernel, ops: &'a Operands<'_>, regs: &'a [u64], r: cryptgpu_codegen::Reg, start: usize, len: usize) -> &'a [u64] {
+fn read<'a>(
+    k: &MapKernel,
+    ops: &'a Operands<'_>,
+    regs: &'a [u64],
+    r: cryptgpu_codegen::Reg,
+    start: usize,
+    len: usize,
+) -> &'a [u64] {
     match k.insts[r.0 as usize] {
         Op::Input { buf, load: Load::Elem } => &ops.inputs[buf as usize][start..start + len],
         Op::Acc => &ops.acc.expect("validated: epilogue has an accumulator")[start..start + len],

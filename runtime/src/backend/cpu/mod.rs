@@ -4,6 +4,7 @@
 mod gather;
 pub mod gemm;
 mod map;
+mod ring_gemm;
 
 use super::{check_gather, check_gemm, check_map, Backend};
 use crate::prg::Stream;
