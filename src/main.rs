@@ -1,7 +1,7 @@
 //! The `cryptgpu` command line: run a private workload on the embedded default, or print the benchmark tables.
 
 use clap::{Parser, Subcommand};
-use cryptgpu::runtime::backend::cpu::gemm::ring_gemm;
+use cryptgpu::runtime::backend::cpu::gemm::{ring_gemm, Kernel};
 use cryptgpu::runtime::protocols::cost;
 use cryptgpu::{workloads, Config, Conv2dParams, Session};
 use std::time::{Duration, Instant};
@@ -57,6 +57,7 @@ fn time_ring_gemm(n: usize, reps: usize) -> Duration {
 
 fn bench(reps: usize, max_size: usize) -> Result<(), Box<dyn std::error::Error>> {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("Ring GEMM kernel: {:?} (cap it with RING_GEMM_KERNEL=scalar|avx2|avx512)\n", Kernel::selected());
     println!("## Ring GEMM (u64, wrapping) vs f32 GEMM (matrixmultiply, threaded), median of {reps}\n");
     println!("| size | ring GEMM ms | f32 GEMM ms | ratio |\n|---|---|---|---|");
     let mut sizes = vec![256, 512, 1024];
@@ -81,14 +82,16 @@ fn bench(reps: usize, max_size: usize) -> Result<(), Box<dyn std::error::Error>>
     let r = last.expect("at least one run");
     let local = time_ring_gemm(n, reps);
     let secure = median(secure);
-    println!("| secure ms | one local ring GEMM ms | ratio | target | max abs err | rounds | bytes/party measured | declared |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| secure ms | one local ring GEMM ms | ratio | target | max abs err | trunc. failures | rounds | bytes/party measured | declared |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {:.0} | {:.0} | {:.2}× | ≤ 7× | {:.1e} | {} | {} | {} |",
+        "| {:.0} | {:.0} | {:.2}× | ≤ 7× | {:.1e} | {} of {} | {} | {} | {} |",
         ms(secure),
         ms(local),
         secure.as_secs_f64() / local.as_secs_f64(),
         r.max_abs_err,
+        r.failures,
+        r.outputs,
         r.stats.rounds(),
         r.stats.bytes()[0],
         cost::MUL.max_bytes_per_elt() * (n * n) as u64
@@ -102,14 +105,18 @@ fn bench(reps: usize, max_size: usize) -> Result<(), Box<dyn std::error::Error>>
     }
     runs.sort_by_key(|r| r.secure);
     let r = &runs[runs.len() / 2];
-    println!("| secure ms | plaintext ms | ratio | max abs err | rounds | MB total measured | declared |");
-    println!("|---|---|---|---|---|---|---|");
     println!(
-        "| {:.0} | {:.1} | {:.1}× | {:.1e} | {} | {:.2} | {:.2} |",
+        "| secure ms | plaintext ms | ratio | max abs err | trunc. failures | rounds | MB total measured | declared |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {:.0} | {:.1} | {:.1}× | {:.1e} | {} of {} | {} | {:.2} | {:.2} |",
         ms(r.secure),
         ms(r.plaintext),
         r.slowdown(),
         r.max_abs_err,
+        r.failures,
+        r.outputs,
         r.stats.rounds(),
         r.stats.total_bytes() as f64 / 1e6,
         cost::MUL.bytes_for(r.outputs).iter().sum::<u64>() as f64 / 1e6
