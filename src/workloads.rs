@@ -1,7 +1,7 @@
 //! The paper's linear workloads, shared by the example, the `cryptgpu` CLI and the benchmarks: random inputs, a
 //! plaintext reference, the secure run, and a report with error, time and communication.
 
-use crate::{Conv2dParams, PartyStats, Result, Session, Tensor};
+use crate::{Conv2dParams, PartyStats, Result, RingTensor, Session, Tensor};
 use rand::Rng;
 use std::time::{Duration, Instant};
 
@@ -226,6 +226,10 @@ pub fn run_secure(
     let out = session.run(|p| {
         let xa = p.share_fixed(0, (p.id() == 0).then_some(a), a.shape())?;
         let xb = p.share_fixed(1, (p.id() == 1).then_some(b), b.shape())?;
+        // Start together: a one-word reveal is a barrier (every party waits for a message from a peer that has
+        // finished sharing).
+        let sync = p.share(2, (p.id() == 2).then(|| RingTensor::new(&[1], vec![0]).expect("one")).as_ref(), &[1])?;
+        p.reveal(&sync)?;
         let before = p.total_stats();
         let start = Instant::now();
         let y = op(p, &xa, &xb)?;

@@ -1,4 +1,4 @@
-use cryptgpu_runtime::backend::cpu::gemm::{ring_gemm, ring_gemm_stacked, ring_gemm_with_kernel, Kernel};
+use cryptgpu_runtime::backend::cpu::gemm::{ring_gemm, ring_gemm_blocks, ring_gemm_with_kernel, Kernel};
 
 struct SplitMix(u64);
 impl SplitMix {
@@ -171,16 +171,27 @@ fn nested_in_rayon() {
 }
 
 #[test]
-fn stacked_blocks_equal_the_concatenated_product() {
+fn blocks_equal_the_concatenated_product() {
     let mut rng = SplitMix(99);
-    for (m, n, ks) in [(5, 7, vec![3, 4]), (33, 65, vec![17, 1, 40]), (64, 300, vec![256, 256]), (2, 1, vec![1])] {
+    for (m, n, ks) in [
+        (5, 7, vec![3, 4]),
+        (33, 65, vec![17, 1, 40]),
+        (64, 300, vec![256, 256]),
+        (2, 1, vec![1]),
+        (100, 90, vec![300, 5, 700]),
+    ] {
         let k: usize = ks.iter().sum();
-        let a = rng.vec(m * k);
+        let a_blocks: Vec<Vec<u64>> = ks.iter().map(|kj| rng.vec(m * kj)).collect();
         let blocks: Vec<Vec<u64>> = ks.iter().map(|kj| rng.vec(kj * n)).collect();
         let b: Vec<u64> = blocks.concat();
+        // [A_0 | A_1 | …] row by row
+        let a: Vec<u64> = (0..m)
+            .flat_map(|i| a_blocks.iter().zip(&ks).flat_map(move |(blk, &kj)| blk[i * kj..(i + 1) * kj].to_vec()))
+            .collect();
+        let arefs: Vec<&[u64]> = a_blocks.iter().map(|v| v.as_slice()).collect();
         let refs: Vec<&[u64]> = blocks.iter().map(|v| v.as_slice()).collect();
         let mut c = vec![7u64; m * n];
-        ring_gemm_stacked(m, n, &a, &refs, &mut c);
+        ring_gemm_blocks(m, n, &arefs, &refs, &mut c);
         assert_eq!(c, naive(m, n, k, &a, &b), "{m}x{n} blocks {ks:?}");
     }
 }

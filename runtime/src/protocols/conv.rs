@@ -1,8 +1,9 @@
 //! 2-D convolution of a shared batch with shared weights (stride, zero padding, optional bias).
 //!
 //! As a GEMM: `W (Co × C·kh·kw) · im2col(X) (C·kh·kw × N·OH·OW)`. The im2col gather is linear, so each party
-//! gathers its pieces `X_i + X_{i+1}` and `X_i`; the product is the [matmul](super::matmul) stage plan (one GEMM over
-//! the doubled inner dimension, zero share, bias and local truncation step in its epilogue, one round). The output
+//! gathers its pieces `X_i` and `X_{i+1}`; the product is the [matmul](super::matmul) stage plan (one GEMM over
+//! the doubled inner dimension with the weights' pieces summed, masks, bias and local truncation step in its
+//! epilogue, one round). The output
 //! `[Co, N, OH, OW]` is permuted to `[N, Co, OH, OW]` locally. Cost: [`cost::MUL`](super::cost::MUL) per output
 //! element.
 
@@ -52,17 +53,16 @@ impl Party {
         let how = Reshare::Divide(Divisor::Pow2(self.fixed().frac_bits()));
         self.call(|p| {
             let im2col = GatherKernel::im2col("conv2d_im2col", [n, c, h, wd], [kh, kw], params.stride, params.padding)?;
-            let x_sum = p.add_pieces(x)?;
-            let col_sum = p.gather(&im2col, &x_sum)?;
             let col_mine = p.gather(&im2col, x.mine())?;
+            let col_next = p.gather(&im2col, x.next())?;
             let ops = GemmOperands {
                 m: co,
                 n: cols,
                 k: c * kh * kw,
                 x_mine: w.mine(),
                 x_next: w.next(),
-                y_sum: &col_sum,
                 y_mine: &col_mine,
+                y_next: &col_next,
             };
             let bias = bias.map(|share| Bias { share, load: Load::Row });
             let y = p.secure_gemm("conv2d", &ops, bias, how, &[co, n, oh, ow])?;

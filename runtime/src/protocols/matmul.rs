@@ -1,9 +1,10 @@
 //! Matrix product of two shares, as ONE ring GEMM per party.
 //!
-//! Party `i`'s cross terms `x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i = [x_i | x_{i+1}] · [y_i + y_{i+1} ; y_i]`: a single
-//! GEMM over the concatenated inner dimension 2K, whose epilogue adds the zero share (and a bias) and performs the
-//! local step of the truncation; then one round of [reshare](super::reshare). Cost:
-//! [`cost::MUL`](super::cost::MUL) per output element.
+//! Party `i`'s cross terms `x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i` are ONE GEMM over the concatenated inner
+//! dimension 2K, either `[x_i | x_{i+1}] · [y_i + y_{i+1} ; y_i]` or `[x_i + x_{i+1} | x_i] · [y_i ; y_{i+1}]` —
+//! whichever sums the smaller operand (for a convolution, the weights rather than the im2col matrix). Its epilogue
+//! masks the result (and adds a bias) and performs the local step of the truncation; then one round of
+//! [reshare](super::reshare). Cost: [`cost::MUL`](super::cost::MUL) per output element.
 
 use super::divide::Divisor;
 use super::reshare::Reshare;
@@ -25,10 +26,8 @@ pub(crate) struct GemmOperands<'a> {
     pub k: usize,
     pub x_mine: &'a [u64],
     pub x_next: &'a [u64],
-    /// `y_i + y_{i+1}` (k×n).
-    pub y_sum: &'a [u64],
-    /// `y_i` (k×n).
     pub y_mine: &'a [u64],
+    pub y_next: &'a [u64],
 }
 
 impl Party {
@@ -37,19 +36,18 @@ impl Party {
         let (m, k, n) = matmul_dims(x.shape(), y.shape())?;
         let how = Reshare::Divide(Divisor::Pow2(self.fixed().frac_bits()));
         self.call(|p| {
-            let y_sum = p.add_pieces(y)?;
-            let ops = GemmOperands { m, n, k, x_mine: x.mine(), x_next: x.next(), y_sum: &y_sum, y_mine: y.mine() };
+            let ops = GemmOperands { m, n, k, x_mine: x.mine(), x_next: x.next(), y_mine: y.mine(), y_next: y.next() };
             p.secure_gemm("matmul", &ops, None, how, &[m, n])
         })
     }
 
-    /// `y_i + y_{i+1}` (a local map).
-    pub(crate) fn add_pieces(&self, y: &Share) -> Result<Vec<u64>> {
-        let mut b = MapBuilder::new("add_pieces");
-        let (a, c) = (b.input(0), b.input(1));
-        let s = b.add(a, c);
-        b.output(s);
-        Ok(super::reshare::one(self.map(&b.build(), &[y.mine(), y.next()], &[], &[], y.len())?))
+    /// `a + b` elementwise (a local map).
+    fn add_pieces(&self, a: &[u64], b: &[u64]) -> Result<Vec<u64>> {
+        let mut k = MapBuilder::new("add_pieces");
+        let (x, y) = (k.input(0), k.input(1));
+        let s = k.add(x, y);
+        k.output(s);
+        Ok(super::reshare::one(self.map(&k.build(), &[a, b], &[], &[], a.len())?))
     }
 
     /// The secure GEMM stage plan: one local GEMM with the reshare epilogue, then the reshare round.
@@ -65,7 +63,15 @@ impl Party {
         let step = self.next_step();
         let mut b = MapBuilder::new(format!("{name}_epilogue"));
         let mut acc = b.acc();
-        let mut inputs: Vec<&[u64]> = vec![ops.x_mine, ops.x_next, ops.y_sum, ops.y_mine];
+        // Sum the smaller operand's pieces.
+        let sum;
+        let mut inputs: Vec<&[u64]> = if ops.m <= ops.n {
+            sum = self.add_pieces(ops.x_mine, ops.x_next)?;
+            vec![&sum, ops.x_mine, ops.y_mine, ops.y_next]
+        } else {
+            sum = self.add_pieces(ops.y_mine, ops.y_next)?;
+            vec![ops.x_mine, ops.x_next, &sum, ops.y_mine]
+        };
         if let Some(bias) = &bias {
             // Each party adds its own piece; the pieces sum to the bias. Scale t → 2t before the truncation.
             let v = b.op(Op::Input { buf: 0, load: bias.load });

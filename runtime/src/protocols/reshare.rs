@@ -43,20 +43,16 @@ pub(crate) enum Reshare {
 }
 
 impl Party {
-    /// PRF streams of the local step's epilogue at `step`: the two zero-share streams, then the division mask.
+    /// PRF streams of the local step's epilogue at `step` (see [`Party::reshare_epilogue`] for their use).
     pub(crate) fn reshare_streams(&self, how: Reshare, step: u64) -> Vec<crate::prg::Stream> {
-        let mut s = vec![
-            self.stream(KeyWith::Prev, Purpose::ZeroShare, step),
-            self.stream(KeyWith::Next, Purpose::ZeroShare, step),
-        ];
-        if let Reshare::Divide(_) = how {
-            match role(self.id(), step) {
-                0 => s.push(self.stream(KeyWith::Next, Purpose::TruncMask, step)),
-                1 => s.push(self.stream(KeyWith::Prev, Purpose::TruncMask, step)),
-                _ => {}
-            }
+        let zero = |k| self.stream(k, Purpose::ZeroShare, step);
+        let mask = |k| self.stream(k, Purpose::TruncMask, step);
+        match (how, role(self.id(), step)) {
+            (Reshare::Plain, _) => vec![zero(KeyWith::Prev), zero(KeyWith::Next)],
+            (Reshare::Divide(_), 0) => vec![zero(KeyWith::Prev), zero(KeyWith::Next), mask(KeyWith::Next)],
+            (Reshare::Divide(_), 1) => vec![zero(KeyWith::Prev), mask(KeyWith::Prev)],
+            (Reshare::Divide(_), _) => vec![zero(KeyWith::Next)],
         }
-        s
     }
 
     /// Parameters of the local step's epilogue.
@@ -67,33 +63,47 @@ impl Party {
         }
     }
 
-    /// Append this party's local reshare step to a kernel whose local product is `value`: add the zero share,
-    /// then (with division) R0's message. Marks the outputs that [`Party::finish_reshare`] expects.
+    /// Append this party's local reshare step to a kernel whose local product is `value`: mask it, then (with
+    /// division) form R0's message. Marks the outputs that [`Party::finish_reshare`] expects.
+    ///
+    /// Masks: the plain reshare adds the zero share `α_i = F(k_i) − F(k_{i+1})`. With division only `c_1` (sent to
+    /// R2) and `c_2` (sent to R1) leave their party, so only they need masks R1 and R2 cannot remove:
+    /// R1 adds `F(k_{R1})` (shared with R0), R2 subtracts `F(k_{R0})` (shared with R0), and R0 adds
+    /// `F(k_{R0}) − F(k_{R1})`, which also makes `B` uniform. (The full zero share's `F(k_{R2})` terms, known to both
+    /// R1 and R2, would cancel inside `A = c_1 + c_2` and mask nothing.)
     pub(crate) fn reshare_epilogue(&self, b: &mut MapBuilder, value: Reg, how: Reshare, step: u64) {
-        let (z_prev, z_next) = (b.prg(0), b.prg(1));
-        let alpha = b.sub(z_prev, z_next);
-        let c = b.add(value, alpha);
-        match how {
-            Reshare::Plain => {
+        let role = role(self.id(), step);
+        let c = match (how, role) {
+            (Reshare::Plain, _) | (Reshare::Divide(_), 0) => {
+                let (z_prev, z_next) = (b.prg(0), b.prg(1));
+                let alpha = b.sub(z_prev, z_next);
+                b.add(value, alpha)
+            }
+            (Reshare::Divide(_), 1) => {
+                let z = b.prg(0);
+                b.add(value, z)
+            }
+            (Reshare::Divide(_), _) => {
+                let z = b.prg(0);
+                b.sub(value, z)
+            }
+        };
+        match (how, role) {
+            (Reshare::Plain, _) | (Reshare::Divide(_), 2) => {
                 b.output(c);
             }
-            Reshare::Divide(d) => match role(self.id(), step) {
-                0 => {
-                    let q = d.emit(b, c);
-                    let one = b.constant(1);
-                    let q1 = b.add(q, one);
-                    let s = b.prg(2);
-                    let msg = b.sub(q1, s);
-                    b.output(msg).output(s);
-                }
-                1 => {
-                    let s = b.prg(2);
-                    b.output(c).output(s);
-                }
-                _ => {
-                    b.output(c);
-                }
-            },
+            (Reshare::Divide(d), 0) => {
+                let q = d.emit(b, c);
+                let one = b.constant(1);
+                let q1 = b.add(q, one);
+                let s = b.prg(2);
+                let msg = b.sub(q1, s);
+                b.output(msg).output(s);
+            }
+            (Reshare::Divide(_), _) => {
+                let s = b.prg(1);
+                b.output(c).output(s);
+            }
         }
     }
 

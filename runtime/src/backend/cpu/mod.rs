@@ -43,7 +43,7 @@ impl Backend for CpuBackend {
     ) -> Result<()> {
         check_gemm(k, inputs, params, streams, outputs)?;
         let blocks = k.k_blocks.len();
-        let acc = gemm::block_gemm(k.m, k.n, &k.k_blocks, &inputs[..blocks], &inputs[blocks..2 * blocks]);
+        let acc = gemm::block_gemm(k.m, k.n, &inputs[..blocks], &inputs[blocks..2 * blocks]);
         let ops = map::Operands { inputs: &inputs[2 * blocks..], params, streams, acc: Some(&acc), n_cols: k.n.max(1) };
         map::run(&k.epilogue, &ops, outputs);
         Ok(())

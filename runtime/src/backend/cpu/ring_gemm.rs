@@ -148,35 +148,32 @@ pub fn ring_gemm_with_kernel(
     c: &mut [u64],
 ) -> Kernel {
     assert!(k.checked_mul(n) == Some(b.len()), "ring_gemm: b.len() != k * n");
-    gemm_stacked(kernel, m, n, k, a, &[b], c)
+    assert!(m.checked_mul(k) == Some(a.len()), "ring_gemm: a.len() != m * k");
+    gemm_blocks(kernel, m, n, k, &[a], &[b], c)
 }
 
-/// C = A · [B_0; B_1; …] over Z_2^64: like [`ring_gemm`] with B given as
-/// row blocks (each `k_j × n`, stacked vertically, `k = Σ k_j`), read in
-/// place while packing, so a concatenated inner dimension costs no copy of B.
+/// C = Σ_j A_j · B_j over Z_2^64: one product over the concatenated inner
+/// dimension `[A_0 | A_1 | …] · [B_0; B_1; …]`, with the blocks (`A_j`
+/// row-major `m × k_j`, `B_j` row-major `k_j × n`) read in place while
+/// packing, so the concatenation costs no copy.  C is overwritten.
 ///
 /// # Panics
 ///
-/// Only if a block's length is not a multiple of `n`, `a.len() != m * k` or
-/// `c.len() != m * n`.
-pub fn ring_gemm_stacked(m: usize, n: usize, a: &[u64], b_blocks: &[&[u64]], c: &mut [u64]) {
-    assert!(n > 0 || b_blocks.iter().all(|b| b.is_empty()), "ring_gemm: B blocks with n = 0 must be empty");
-    let k = if n == 0 {
-        a.len().checked_div(m).unwrap_or(0)
-    } else {
-        b_blocks
-            .iter()
-            .map(|b| {
-                assert!(b.len() % n == 0, "ring_gemm: a B block is not k_j × n");
-                b.len() / n
-            })
-            .sum()
-    };
-    gemm_stacked(Kernel::selected(), m, n, k, a, b_blocks, c);
+/// Only if the block counts differ or the lengths are not `m × k_j`,
+/// `k_j × n` and `m × n`.
+pub fn ring_gemm_blocks(m: usize, n: usize, a_blocks: &[&[u64]], b_blocks: &[&[u64]], c: &mut [u64]) {
+    assert!(a_blocks.len() == b_blocks.len(), "ring_gemm: as many A blocks as B blocks");
+    let mut k = 0;
+    for (a, b) in a_blocks.iter().zip(b_blocks) {
+        let kj = b.len().checked_div(n).unwrap_or_else(|| a.len().checked_div(m).unwrap_or(0));
+        assert!(kj.checked_mul(n) == Some(b.len()), "ring_gemm: a B block is not k_j × n");
+        assert!(m.checked_mul(kj) == Some(a.len()), "ring_gemm: an A block is not m × k_j");
+        k += kj;
+    }
+    gemm_blocks(Kernel::selected(), m, n, k, a_blocks, b_blocks, c);
 }
 
-fn gemm_stacked(kernel: Kernel, m: usize, n: usize, k: usize, a: &[u64], b: &[&[u64]], c: &mut [u64]) -> Kernel {
-    assert!(m.checked_mul(k) == Some(a.len()), "ring_gemm: a.len() != m * k");
+fn gemm_blocks(kernel: Kernel, m: usize, n: usize, k: usize, a: &[&[u64]], b: &[&[u64]], c: &mut [u64]) -> Kernel {
     assert!(m.checked_mul(n) == Some(c.len()), "ring_gemm: c.len() != m * n");
     let kernel = kernel.downgrade_to_available();
     if m == 0 || n == 0 {
@@ -308,6 +305,11 @@ impl AlignedBuf {
     }
 }
 
+/// Packed-B buffers kept between calls: a fresh multi-megabyte buffer per call costs page faults and page
+/// zeroing comparable to the packing itself. At most [`B_POOL_MAX`] are kept (one per concurrent caller).
+static B_POOL: std::sync::Mutex<Vec<AlignedBuf>> = std::sync::Mutex::new(Vec::new());
+const B_POOL_MAX: usize = 4;
+
 thread_local! {
     static A_BUF: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::default());
 }
@@ -316,7 +318,7 @@ thread_local! {
 const PAR_THRESHOLD: usize = 1 << 20;
 /// Bound on the packed B super-block, in words (16 MiB; column super-blocks
 /// of B are packed one at a time, at least one micro-panel wide).
-const B_PACK_WORDS: usize = 1 << 21;
+const B_PACK_WORDS: usize = 1 << 23;
 
 fn round_up(a: usize, b: usize) -> usize {
     a.div_ceil(b) * b
@@ -355,18 +357,40 @@ fn pack_b<T: Micro>(b: &[&[u64]], n: usize, k: usize, j0: usize, nc: usize, out:
     }
 }
 
+/// The pieces of row `row`, columns `pc..pc+kc`, of the side-by-side blocks
+/// `a` (each `m × k_j`).
+fn row_segments<'a, 'b>(
+    a: &'b [&'a [u64]],
+    m: usize,
+    row: usize,
+    pc: usize,
+    kc: usize,
+) -> impl Iterator<Item = &'a [u64]> + 'b {
+    let mut first = 0; // first column of the current block
+    a.iter().filter_map(move |blk| {
+        let kj = blk.len() / m;
+        let (lo, hi) = (pc.max(first), (pc + kc).min(first + kj));
+        let local = first;
+        first += kj;
+        (lo < hi).then(|| &blk[row * kj + lo - local..row * kj + hi - local])
+    })
+}
+
 /// Pack rows `i0..i0+mc`, columns `pc..pc+kc` of A into `MR × kc` panels.
-fn pack_a<T: Micro>(a: &[u64], k: usize, i0: usize, mc: usize, pc: usize, kc: usize, out: &mut [u64]) {
+fn pack_a<T: Micro>(a: &[&[u64]], m: usize, i0: usize, mc: usize, pc: usize, kc: usize, out: &mut [u64]) {
     let step = T::MR * T::A_PARTS;
     for (ip, panel) in out.chunks_exact_mut(kc * step).enumerate() {
         let r0 = i0 + ip * T::MR;
         let h = T::MR.min(i0 + mc - r0);
         for r in 0..T::MR {
             if r < h {
-                let src = &a[(r0 + r) * k + pc..][..kc];
-                for (p, &x) in src.iter().enumerate() {
-                    for part in 0..T::A_PARTS {
-                        panel[p * step + r * T::A_PARTS + part] = T::a_part(x, part);
+                let mut p = 0;
+                for src in row_segments(a, m, r0 + r, pc, kc) {
+                    for &x in src {
+                        for part in 0..T::A_PARTS {
+                            panel[p * step + r * T::A_PARTS + part] = T::a_part(x, part);
+                        }
+                        p += 1;
                     }
                 }
             } else {
@@ -382,7 +406,8 @@ fn pack_a<T: Micro>(a: &[u64], k: usize, i0: usize, mc: usize, pc: usize, kc: us
 /// column super-block starting at column `j0` with width `nc`.
 #[allow(clippy::too_many_arguments)]
 fn run_task<T: Micro>(
-    a: &[u64],
+    a: &[&[u64]],
+    m: usize,
     bpack: &[u64],
     c: SharedMut,
     n: usize,
@@ -400,7 +425,7 @@ fn run_task<T: Micro>(
             let kc = T::KC.min(k - pc);
             let apanel = kc * T::MR * T::A_PARTS;
             let abuf = &mut abuf[..mpanels * apanel];
-            pack_a::<T>(a, k, i0, mc, pc, kc, abuf);
+            pack_a::<T>(a, m, i0, mc, pc, kc, abuf);
             let overwrite = pc == 0;
             for jp in jp0..jp1 {
                 let bp = &bpack[(pc * npanels + jp * kc) * T::B_WORDS..][..kc * T::B_WORDS];
@@ -447,13 +472,13 @@ fn stacked_row<'a>(b: &[&'a [u64]], mut r: usize, n: usize) -> &'a [u64] {
     unreachable!("row inside the stacked blocks")
 }
 
-fn drive<T: Micro>(m: usize, n: usize, k: usize, a: &[u64], b: &[&[u64]], c: &mut [u64]) {
+fn drive<T: Micro>(m: usize, n: usize, k: usize, a: &[&[u64]], b: &[&[u64]], c: &mut [u64]) {
     debug_assert!(T::MR * T::NR <= MAX_TILE && T::MC % T::MR == 0);
     let threads = rayon::current_num_threads().max(1);
     let parallel = threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PAR_THRESHOLD;
     // Column super-block width so that the packed B block stays bounded.
     let nc_max = (B_PACK_WORDS / (k * T::B_WORDS)).max(1) * T::NR;
-    let mut bbuf = AlignedBuf::default();
+    let mut bbuf = B_POOL.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
     let cptr = SharedMut(c.as_mut_ptr());
 
     for j0 in (0..n).step_by(nc_max) {
@@ -466,7 +491,7 @@ fn drive<T: Micro>(m: usize, n: usize, k: usize, a: &[u64], b: &[&[u64]], c: &mu
         if !parallel {
             for i0 in (0..m).step_by(T::MC) {
                 let mc = T::MC.min(m - i0);
-                run_task::<T>(a, bpack, cptr, n, k, (i0, mc), (j0, nc), (0, npanels));
+                run_task::<T>(a, m, bpack, cptr, n, k, (i0, mc), (j0, nc), (0, npanels));
             }
             continue;
         }
@@ -484,8 +509,12 @@ fn drive<T: Micro>(m: usize, n: usize, k: usize, a: &[u64], b: &[&[u64]], c: &mu
             let (jp0, jp1) = (cb * npanels / ncb, (cb + 1) * npanels / ncb);
             let i0 = rp0 * T::MR;
             let mc = (rp1 * T::MR).min(m) - i0;
-            run_task::<T>(a, bpack, cptr, n, k, (i0, mc), (j0, nc), (jp0, jp1));
+            run_task::<T>(a, m, bpack, cptr, n, k, (i0, mc), (j0, nc), (jp0, jp1));
         });
+    }
+    let mut pool = B_POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.len() < B_POOL_MAX {
+        pool.push(bbuf);
     }
 }
 
