@@ -300,3 +300,17 @@ impl Lcg {
         (self.next() % (2 * m as u64 + 1)) as i64 - m
     }
 }
+
+#[test]
+fn zero_shares_sum_and_xor_to_zero_and_are_not_zero() {
+    use cryptgpu_runtime::protocols::ZeroKind;
+    let s = session();
+    let out =
+        s.run(|p| Ok((p.zero_share(ZeroKind::Arithmetic, 1000)?, p.zero_share(ZeroKind::Binary, 1000)?))).unwrap();
+    for e in 0..1000 {
+        assert_eq!(out[0].0[e].wrapping_add(out[1].0[e]).wrapping_add(out[2].0[e]), 0);
+        assert_eq!(out[0].1[e] ^ out[1].1[e] ^ out[2].1[e], 0);
+    }
+    assert!(out[0].0.iter().filter(|&&x| x == 0).count() < 2 && out[1].1.iter().filter(|&&x| x == 0).count() < 2);
+    assert_ne!(out[0].0, out[1].0);
+}

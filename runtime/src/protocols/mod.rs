@@ -19,6 +19,8 @@ pub mod mul;
 pub mod pool;
 mod reshare;
 pub mod reveal;
+pub mod zero;
 
 pub use cost::Cost;
 pub use divide::MAX_DIVISOR;
+pub use zero::ZeroKind;

@@ -75,8 +75,7 @@ impl Party {
         let role = role(self.id(), step);
         let c = match (how, role) {
             (Reshare::Plain, _) | (Reshare::Divide(_), 0) => {
-                let (z_prev, z_next) = (b.prg(0), b.prg(1));
-                let alpha = b.sub(z_prev, z_next);
+                let alpha = super::zero::emit(b, super::zero::ZeroKind::Arithmetic, 0, 1);
                 b.add(value, alpha)
             }
             (Reshare::Divide(_), 1) => {

@@ -1,0 +1,45 @@
+//! Zero shares: fresh sharings of zero from the pairwise PRF keys, without communication.
+//!
+//! Party `i` draws `F(k_i)` (shared with `i−1`) and `F(k_{i+1})` (shared with `i+1`); its piece is
+//! `F(k_i) − F(k_{i+1})` (arithmetic) or `F(k_i) ⊕ F(k_{i+1})` (binary). Over the three parties every key's word
+//! appears once with each sign, so the pieces sum (or XOR) to zero, while each piece alone is uniform to its holder's
+//! peers. Protocols add these to every local product before it leaves a party.
+
+use crate::party::{KeyWith, Party};
+use crate::prg::Purpose;
+use crate::Result;
+use cryptgpu_codegen::{MapBuilder, Reg};
+
+/// Arithmetic (sums to 0 mod 2^64) or binary (XORs to 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroKind {
+    /// `F(k_i) − F(k_{i+1})`.
+    Arithmetic,
+    /// `F(k_i) ⊕ F(k_{i+1})`.
+    Binary,
+}
+
+/// Emit a zero-share piece from PRF stream slots `prev` (key `k_i`) and `next` (key `k_{i+1}`).
+pub(crate) fn emit(b: &mut MapBuilder, kind: ZeroKind, prev: u16, next: u16) -> Reg {
+    let (p, n) = (b.prg(prev), b.prg(next));
+    match kind {
+        ZeroKind::Arithmetic => b.sub(p, n),
+        ZeroKind::Binary => b.xor(p, n),
+    }
+}
+
+impl Party {
+    /// This party's piece of a fresh `n`-element sharing of zero (no communication).
+    pub fn zero_share(&mut self, kind: ZeroKind, n: usize) -> Result<Vec<u64>> {
+        self.check_size("zero share", n)?;
+        self.call(|p| {
+            let step = p.next_step();
+            let mut b = MapBuilder::new("zero_share");
+            let z = emit(&mut b, kind, 0, 1);
+            b.output(z);
+            let streams =
+                [p.stream(KeyWith::Prev, Purpose::ZeroShare, step), p.stream(KeyWith::Next, Purpose::ZeroShare, step)];
+            Ok(super::reshare::one(p.map(&b.build(), &[], &[], &streams, n)?))
+        })
+    }
+}
