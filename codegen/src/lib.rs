@@ -6,6 +6,7 @@
 //! This crate is pure: it builds and validates kernel descriptions. Backends execute them: the CPU backend by
 //! interpreting the IR, the CUDA backend (later) from source text emitted from the same IR, so both run one plan.
 
+pub mod cost;
 pub mod cuda;
 mod error;
 pub mod ir;

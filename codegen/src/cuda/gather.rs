@@ -24,11 +24,13 @@ pub(super) fn emit(k: &GatherKernel) -> Result<CudaKernel> {
     }
     s.push_str("        u64 acc = 0;\n");
     let _ = writeln!(s, "        for (u64 w = 0; w < {windows}ull; w++) {{");
-    s.push_str("            u64 tw = w;\n");
+    if !k.reduce_shape.is_empty() {
+        s.push_str("            u64 tw = w;\n");
+    }
     for (j, &size) in k.reduce_shape.iter().enumerate().rev() {
         let _ = writeln!(s, "            const i64 c{} = (i64)(tw % {size}ull); tw /= {size}ull;", out_rank + j);
     }
-    s.push_str("            (void)tw;\n            u64 idx = 0;\n");
+    s.push_str("            u64 idx = 0;\n");
     for (d, c) in k.coords.iter().enumerate() {
         let mut e = format!("{}ll", c.offset);
         for &(axis, coeff) in &c.terms {

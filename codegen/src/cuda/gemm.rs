@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | [`GemmPlan::Native64`] | 64-bit integer multiply-add (wraps mod 2^64 by itself) | always | 64×64×16, 4×4 per thread |
 //! | [`GemmPlan::F64Limbs16`] | 16-bit limbs in float64, the 10 limb products with `p + q ≤ 3` (CryptGPU) | `K·(2^16−1)^2 ≤ 2^53`, i.e. `K ≤ 2^21` | 32×32×16, 2×2 per thread |
+//! | [`GemmPlan::Int8TensorCore`] | 8-bit limbs on integer tensor cores (`wmma` m16n16k16 u8×u8→s32), the 36 limb products with `p + q ≤ 7`, one s32 accumulator per weight `2^(8s)` | always: the s32 accumulators are flushed into u64 every [`INT8_FLUSH_K`] of K, before `K·8·(2^8−1)^2` can reach 2^31 | 32×32×16, one 16×16 tile per warp |
 //!
 //! `K` is the whole concatenated inner dimension (the accumulators run across the blocks). A plan whose bound a shape
 //! exceeds is refused at plan time ([`GemmPlan::check`]); [`GemmPlan::for_k`] picks one that is exact.
@@ -20,16 +21,23 @@ pub enum GemmPlan {
     Native64,
     /// 16-bit limbs in float64 (10 of the 16 limb products).
     F64Limbs16,
+    /// 8-bit limbs on integer tensor cores (36 of the 64 limb products), K chunked so s32 accumulation is exact.
+    Int8TensorCore,
 }
+
+/// K steps between flushes of the tensor-core accumulators: each s32 accumulator sums at most 8 limb products of
+/// at most (2^8−1)^2 per k, so `INT8_FLUSH_K · 8 · 65025 < 2^31` keeps it exact and non-negative.
+pub const INT8_FLUSH_K: usize = 4096;
+const _: () = assert!(INT8_FLUSH_K * 8 * 255 * 255 < 1 << 31);
 
 impl GemmPlan {
     /// Every plan.
-    pub const ALL: [GemmPlan; 2] = [GemmPlan::Native64, GemmPlan::F64Limbs16];
+    pub const ALL: [GemmPlan; 3] = [GemmPlan::Native64, GemmPlan::F64Limbs16, GemmPlan::Int8TensorCore];
 
     /// Largest total inner dimension the plan is exact for (`None`: any).
     pub fn max_k(self) -> Option<usize> {
         match self {
-            GemmPlan::Native64 => None,
+            GemmPlan::Native64 | GemmPlan::Int8TensorCore => None,
             // K·(2^16−1)^2 ≤ 2^53 ⇔ K ≤ 2^21 (2^21·(2^32 − 2^17 + 1) = 2^53 − 2^38 + 2^21).
             GemmPlan::F64Limbs16 => Some(1 << 21),
         }
@@ -69,9 +77,26 @@ pub(super) fn emit(k: &GemmKernel, plan: GemmPlan) -> Result<CudaKernel> {
     args.push(Arg::Streams);
     let mut s = String::from(PRELUDE);
     let _ = writeln!(s, "\nextern \"C\" __global__ void {entry}({}) {{", param_list(&args));
+    if plan == GemmPlan::Int8TensorCore {
+        int8_body(&mut s, blocks);
+        emit_body(
+            &mut s,
+            &k.epilogue,
+            &Ctx { elem: "e", row: "row", col: "col", acc: "acc_v", input_base: 2 * blocks },
+            "            ",
+        );
+        s.push_str("        }\n    }\n}\n");
+        return Ok(CudaKernel {
+            entry,
+            source: s,
+            args,
+            launch: Launch::Tiles { tile_m: 32, tile_n: 32, threads: [32, 4] },
+        });
+    }
     let (tile, per) = match plan {
         GemmPlan::Native64 => native_body(&mut s, blocks),
         GemmPlan::F64Limbs16 => f64_body(&mut s, blocks),
+        GemmPlan::Int8TensorCore => unreachable!("emitted above"),
     };
     // Epilogue over this thread's outputs.
     let _ = writeln!(s, "    for (int i = 0; i < {per}; i++) for (int j = 0; j < {per}; j++) {{");
@@ -82,6 +107,7 @@ pub(super) fn emit(k: &GemmKernel, plan: GemmPlan) -> Result<CudaKernel> {
         GemmPlan::F64Limbs16 => {
             "            u64 acc_v = 0;\n            for (int t = 0; t < 10; t++) acc_v += ((u64)acc[i][j][t]) << (16 * CG_SHIFT[t]);\n"
         }
+        GemmPlan::Int8TensorCore => unreachable!("emitted above"),
     });
     emit_body(
         &mut s,
@@ -167,4 +193,74 @@ fn f64_body(s: &mut String, blocks: usize) -> (u32, u32) {
         );
     }
     (32, 2)
+}
+
+/// Integer tensor cores: 4 warps, each one 16×16 output tile of a 32×32 block; per K step of 16 every warp loads the
+/// 8 byte planes of its A rows and B columns as `wmma` fragments and issues the 36 products with `p + q ≤ 7` into the
+/// accumulator of weight `2^(8(p+q))`. Leaves the text inside the per-element epilogue (`acc_v`, `row`, `col`, `e`).
+fn int8_body(s: &mut String, blocks: usize) {
+    let _ = write!(
+        s,
+        "    /* byte planes: A8[p] is 32 rows x 16 k (row major), B8[q] is 32 columns x 16 k (column major) */\n\
+         \x20   CG_SHARED_ALIGNED(unsigned char, A8, 8 * 32 * 16, 32);\n\
+         \x20   CG_SHARED_ALIGNED(unsigned char, B8, 8 * 32 * 16, 32);\n\
+         \x20   CG_SHARED_ALIGNED(int, Cs, 4 * 256, 32);\n\
+         \x20   const unsigned lane = threadIdx.x, warp = threadIdx.y, tid = warp * 32u + lane;\n\
+         \x20   const unsigned wr = warp / 2u, wc = warp % 2u;\n\
+         \x20   const u64 row0 = (u64)blockIdx.y * 32ull, col0 = (u64)blockIdx.x * 32ull;\n\
+         \x20   int fc[8][8];\n\
+         \x20   for (int t = 0; t < 8; t++) for (int i = 0; i < 8; i++) fc[t][i] = 0;\n\
+         \x20   u64 acc64[8];\n\
+         \x20   for (int i = 0; i < 8; i++) acc64[i] = 0;\n\
+         \x20   u64 since_flush = 0;\n"
+    );
+    let flush = "            for (int t = 0; t < 8; t++) {\n\
+                 \x20               __imma_m16n16k16_st_c_i32(Cs + warp * 256u, fc[t], 16u, 0);\n\
+                 \x20               __syncwarp();\n\
+                 \x20               for (int i = 0; i < 8; i++) acc64[i] += ((u64)(u32)Cs[warp * 256u + lane * 8u + i]) << (8 * t);\n\
+                 \x20               __syncwarp();\n\
+                 \x20               for (int i = 0; i < 8; i++) fc[t][i] = 0;\n\
+                 \x20           }\n";
+    for j in 0..blocks {
+        let (a, b) = (j, blocks + j);
+        let _ = write!(
+            s,
+            "    for (u64 kt = 0; kt < k{j}; kt += 16) {{\n\
+             \x20       for (int l = 0; l < 4; l++) {{\n\
+             \x20           const unsigned idx = tid + 128u * l;\n\
+             \x20           {{ const unsigned r = idx / 16u, c = idx % 16u; const u64 gr = row0 + r, gc = kt + c;\n\
+             \x20             const u64 x = (gr < m && gc < k{j}) ? in{a}[gr * k{j} + gc] : 0ull;\n\
+             \x20             for (int p = 0; p < 8; p++) A8[p * 512 + r * 16 + c] = (unsigned char)(x >> (8 * p)); }}\n\
+             \x20           {{ const unsigned r = idx / 32u, c = idx % 32u; const u64 gr = kt + r, gc = col0 + c;\n\
+             \x20             const u64 x = (gr < k{j} && gc < n) ? in{b}[gr * n + gc] : 0ull;\n\
+             \x20             for (int q = 0; q < 8; q++) B8[q * 512 + c * 16 + r] = (unsigned char)(x >> (8 * q)); }}\n\
+             \x20       }}\n\
+             \x20       __syncthreads();\n\
+             \x20       {{\n\
+             \x20           int fa[8][2], fb[8][2];\n\
+             \x20           for (int p = 0; p < 8; p++) {{\n\
+             \x20               __imma_m16n16k16_ld_a_u8(fa[p], (const int*)(A8 + p * 512 + wr * 256), 16u, 0);\n\
+             \x20               __imma_m16n16k16_ld_b_u8(fb[p], (const int*)(B8 + p * 512 + wc * 256), 16u, 1);\n\
+             \x20           }}\n\
+             \x20           for (int t = 0; t < 8; t++) for (int p = 0; p <= t; p++)\n\
+             \x20               __imma_m16n16k16_mma_u8(fc[t], fa[p], fb[t - p], fc[t], 1, 0);\n\
+             \x20       }}\n\
+             \x20       __syncthreads();\n\
+             \x20       since_flush += 16;\n\
+             \x20       if (since_flush == {INT8_FLUSH_K}) {{\n{flush}\
+             \x20           since_flush = 0;\n\
+             \x20       }}\n\
+             \x20   }}\n"
+        );
+    }
+    let _ = write!(
+        s,
+        "    {{\n{flush}    }}\n\
+         \x20   for (int i = 0; i < 8; i++) {{\n\
+         \x20       const unsigned idx = lane * 8u + (unsigned)i;\n\
+         \x20       const u64 row = row0 + wr * 16u + idx / 16u, col = col0 + wc * 16u + idx % 16u;\n\
+         \x20       if (row < m && col < n) {{\n\
+         \x20           const u64 e = row * n + col;\n\
+         \x20           const u64 acc_v = acc64[i];\n"
+    );
 }

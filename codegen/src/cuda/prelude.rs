@@ -16,6 +16,7 @@ typedef long long i64;
 typedef unsigned int u32;
 #ifndef CRYPTGPU_EMULATION
 #define CG_SHARED(T, name, count) __shared__ T name[count]
+#define CG_SHARED_ALIGNED(T, name, count, align) __shared__ __attribute__((aligned(align))) T name[count]
 #endif
 
 __device__ __forceinline__ u32 cg_rotl(u32 x, int n) { return (x << n) | (x >> (32 - n)); }
