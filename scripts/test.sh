@@ -6,6 +6,16 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+echo "== NVRTC (the real CUDA compiler, from PyPI; no GPU needed)"
+NVRTC_DIR="$PWD/.tools/nvrtc"
+NVRTC_LIB="$NVRTC_DIR/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"
+if [ ! -f "$NVRTC_LIB" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check --target "$NVRTC_DIR" nvidia-cuda-nvrtc-cu12==12.9.86
+fi
+[ -f "$NVRTC_LIB" ] || { echo "NVRTC was not installed at $NVRTC_LIB" >&2; exit 1; }
+export CRYPTGPU_NVRTC_LIB="$NVRTC_LIB"
+export LD_LIBRARY_PATH="$(dirname "$NVRTC_LIB")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
 echo "== fetching Rust crates"
 cargo fetch --locked
 

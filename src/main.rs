@@ -24,6 +24,21 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         frac_bits: u32,
     },
+    /// Print the kernels a model's private inference launches, with the cost model's prediction for each.
+    Kernels {
+        /// Which workload.
+        #[arg(long, value_enum, default_value_t = Model::Lenet)]
+        model: Model,
+        /// Batch size (LeNet) or matrix size (matmul).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Also print the emitted CUDA source of every distinct kernel (or of those whose name contains `--name`).
+        #[arg(long)]
+        source: bool,
+        /// Only kernels whose name contains this.
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Benchmark tables of the linear layers: ring GEMM vs f32, secure matmul vs local GEMM, secure conv vs plaintext.
     Bench {
         /// Repetitions per measurement (the median is reported).
@@ -33,6 +48,90 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         max_size: usize,
     },
+}
+
+/// Workloads `cryptgpu kernels` knows.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Model {
+    /// LeNet's linear layers (ReLUs come with the non-linear protocols).
+    Lenet,
+    /// A square private matmul of size `--batch`.
+    Matmul,
+}
+
+fn kernels(model: Model, batch: usize, source: bool, name: Option<String>) -> Result<(), Box<dyn std::error::Error>> {
+    use cryptgpu::codegen::cost::{Link, H100_SXM};
+    use cryptgpu::codegen::cuda::{emit, GemmPlan};
+    use cryptgpu::runtime::predict::predict;
+    let mut rng = rand::thread_rng();
+    let (stats, launches, _) = workloads::recorded(Config::default(), |s| match model {
+        Model::Lenet => workloads::lenet_linear(s, batch, &mut rng).map(|r| r.1),
+        Model::Matmul => workloads::matmul(s, batch, batch, batch, &mut rng).map(|r| r.stats),
+    })?;
+    let pred = predict(&launches, &stats, &H100_SXM, &Link::LAN_10G);
+    println!(
+        "{model:?} (batch {batch}): {} launches over the three parties (sharing the inputs included)",
+        launches.len()
+    );
+    println!("communication of the private layers: {stats}");
+    println!(
+        "cost model: {} peak rates, {:.2} GB/s link with {:.1} ms latency\n",
+        H100_SXM.name,
+        Link::LAN_10G.bandwidth / 1e9,
+        Link::LAN_10G.latency * 1e3
+    );
+    println!("| kernel | family | plan | launches | MB moved | int32 Gop | fp64 GFMA | tensor GMAC | predicted µs (all launches) | bound |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut seen: Vec<(usize, usize)> = Vec::new(); // (index of first launch, count)
+    for (i, l) in launches.iter().enumerate() {
+        match seen.iter_mut().find(|(j, _)| launches[*j].kernel == l.kernel) {
+            Some(entry) => entry.1 += 1,
+            None => seen.push((i, 1)),
+        }
+    }
+    let wanted = |n: &str| name.as_ref().is_none_or(|w| n.contains(w.as_str()));
+    for &(i, count) in &seen {
+        let p = &pred.launches[i];
+        if !wanted(&p.name) {
+            continue;
+        }
+        let total: f64 = pred
+            .launches
+            .iter()
+            .zip(&launches)
+            .filter(|(_, l)| l.kernel == launches[i].kernel)
+            .map(|(p, _)| p.seconds)
+            .sum();
+        println!(
+            "| {} | {} | {} | {count} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {} |",
+            p.name,
+            p.family,
+            p.plan.map_or("-".to_string(), |pl| format!("{pl:?}")),
+            p.cost.bytes / 1e6,
+            p.cost.int_ops / 1e9,
+            p.cost.fp64_fma / 1e9,
+            p.cost.tensor_mac / 1e9,
+            total * 1e6,
+            p.bound
+        );
+    }
+    println!(
+        "\npredicted per party: kernels {:.3} ms + communication {:.3} ms ({} rounds) = {:.3} ms",
+        pred.compute_seconds * 1e3,
+        pred.comm_seconds * 1e3,
+        stats.rounds(),
+        pred.total_seconds() * 1e3
+    );
+    if source {
+        for &(i, _) in &seen {
+            let l = &launches[i];
+            if wanted(l.kernel.name()) {
+                let plan = pred.launches[i].plan.unwrap_or(GemmPlan::Native64);
+                println!("\n// ===== {} ({plan:?}) =====\n{}", l.kernel.name(), emit(&l.kernel, plan)?.source);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -139,6 +238,87 @@ fn bench(reps: usize, max_size: usize) -> Result<(), Box<dyn std::error::Error>>
         r.stats.total_bytes() as f64 / 1e6,
         cost::MUL.bytes_for(r.outputs).iter().sum::<u64>() as f64 / 1e6
     );
+
+    predictions(n, reps)
+}
+
+/// The cost model's H100 prediction beside the CPU measurement, for each workload.
+fn predictions(n: usize, reps: usize) -> Result<(), Box<dyn std::error::Error>> {
+    use cryptgpu::codegen::cost::{Link, H100_SXM};
+    use cryptgpu::runtime::predict::predict;
+    let measured = workloads::measure_loopback_link()?;
+    println!("\n## Cost model: predicted time on one {} per party vs measured on this CPU\n", H100_SXM.name);
+    println!(
+        "Links: LAN = {:.2} GB/s, {:.2} ms latency (assumed); loopback TCP here = {:.2} GB/s, {:.3} ms latency (measured).\n",
+        Link::LAN_10G.bandwidth / 1e9,
+        Link::LAN_10G.latency * 1e3,
+        measured.bandwidth / 1e9,
+        measured.latency * 1e3
+    );
+    println!("| workload | CPU measured ms | H100 kernels ms | + LAN comm ms | = total ms | + loopback comm ms | = total ms |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut rng = rand::thread_rng();
+    let session = Session::new(Config::default())?;
+    let p = Conv2dParams { stride: 1, padding: 1 };
+    let rows: Vec<(String, Duration, _, _)> = vec![
+        {
+            let cpu = median(
+                (0..reps.clamp(1, 3))
+                    .map(|_| workloads::matmul(&session, n, n, n, &mut rng).map(|r| r.secure))
+                    .collect::<Result<_, _>>()?,
+            );
+            let (stats, launches, _) = workloads::recorded(Config::default(), |s| {
+                workloads::matmul(s, n, n, n, &mut rand::thread_rng()).map(|r| r.stats)
+            })?;
+            (format!("matmul {n}³"), cpu, launches, stats)
+        },
+        {
+            let cpu = median(
+                (0..reps.clamp(1, 3))
+                    .map(|_| workloads::conv2d(&session, 8, 64, 32, 64, 3, p, &mut rng).map(|r| r.secure))
+                    .collect::<Result<_, _>>()?,
+            );
+            let (stats, launches, _) = workloads::recorded(Config::default(), |s| {
+                workloads::conv2d(s, 8, 64, 32, 64, 3, p, &mut rand::thread_rng()).map(|r| r.stats)
+            })?;
+            ("conv2d 64→64 3×3 32×32 ×8".to_string(), cpu, launches, stats)
+        },
+        {
+            let cpu = median(
+                (0..reps.clamp(1, 3))
+                    .map(|_| workloads::lenet_linear(&session, 1, &mut rng).map(|r| r.0))
+                    .collect::<Result<_, _>>()?,
+            );
+            let (stats, launches, _) = workloads::recorded(Config::default(), |s| {
+                workloads::lenet_linear(s, 1, &mut rand::thread_rng()).map(|r| r.1)
+            })?;
+            ("LeNet linear layers, batch 1".to_string(), cpu, launches, stats)
+        },
+        {
+            let cpu = median(
+                (0..reps.clamp(1, 3))
+                    .map(|_| workloads::lenet_linear(&session, 128, &mut rng).map(|r| r.0))
+                    .collect::<Result<_, _>>()?,
+            );
+            let (stats, launches, _) = workloads::recorded(Config::default(), |s| {
+                workloads::lenet_linear(s, 128, &mut rand::thread_rng()).map(|r| r.1)
+            })?;
+            ("LeNet linear layers, batch 128".to_string(), cpu, launches, stats)
+        },
+    ];
+    for (name, cpu, launches, stats) in rows {
+        let lan = predict(&launches, &stats, &H100_SXM, &Link::LAN_10G);
+        let local = predict(&launches, &stats, &H100_SXM, &measured);
+        println!(
+            "| {name} | {:.1} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            cpu.as_secs_f64() * 1e3,
+            lan.compute_seconds * 1e3,
+            lan.comm_seconds * 1e3,
+            lan.total_seconds() * 1e3,
+            local.comm_seconds * 1e3,
+            local.total_seconds() * 1e3
+        );
+    }
     Ok(())
 }
 
@@ -150,6 +330,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", workloads::matmul(&session, size, size, size, &mut rand::thread_rng())?);
         }
         Command::Bench { reps, max_size } => bench(reps, max_size)?,
+        Command::Kernels { model, batch, source, name } => kernels(model, batch, source, name)?,
     }
     Ok(())
 }

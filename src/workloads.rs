@@ -272,3 +272,94 @@ pub fn conv2d(
     let plaintext = time_f32_conv2d(&x, &w, params);
     Ok(run_secure(session, &x, &w, &|p, x, w| p.conv2d(x, w, None, params), &reference, plaintext)?.1)
 }
+
+/// Run `f` on a fresh session whose CPU backend records every kernel launch; return its result, the launches and
+/// the session's communication.
+pub fn recorded<R>(
+    config: crate::Config,
+    f: impl FnOnce(&Session) -> Result<R>,
+) -> Result<(R, Vec<crate::runtime::backend::recording::RecordedLaunch>, PartyStats)> {
+    use crate::runtime::backend::{cpu::CpuBackend, recording::RecordingBackend};
+    let rec = std::sync::Arc::new(RecordingBackend::new(std::sync::Arc::new(CpuBackend)));
+    let session = Session::with_backend(config, rec.clone())?;
+    let r = f(&session)?;
+    Ok((r, rec.take(), session.stats()))
+}
+
+/// LeNet's linear layers on a random batch of `batch` 28×28 images, private end to end: conv 1→20 (5×5), average
+/// pool 2, conv 20→50 (5×5), average pool 2, flatten, linear 800→500, linear 500→10. (The ReLUs between them come
+/// with the non-linear protocols.) Returns the wall time of the secure layers and their communication.
+pub fn lenet_linear(session: &Session, batch: usize, rng: &mut impl Rng) -> Result<(Duration, PartyStats)> {
+    let x = random_tensor(&[batch, 1, 28, 28], 1.0, rng);
+    let w1 = random_tensor(&[20, 1, 5, 5], 0.2, rng);
+    let w2 = random_tensor(&[50, 20, 5, 5], 0.05, rng);
+    let f1 = random_tensor(&[800, 500], 0.035, rng);
+    let f2 = random_tensor(&[500, 10], 0.045, rng);
+    let out = session.run(|p| {
+        let own = |p: &mut crate::Party, owner: usize, t: &Tensor| {
+            p.share_fixed(owner, (p.id() == owner).then_some(t), t.shape())
+        };
+        let xs = own(p, 0, &x)?;
+        let ws = [own(p, 1, &w1)?, own(p, 1, &w2)?, own(p, 1, &f1)?, own(p, 1, &f2)?];
+        let before = p.total_stats();
+        let start = Instant::now();
+        let pool = Conv2dParams { stride: 2, padding: 0 };
+        let h = p.conv2d(&xs, &ws[0], None, Conv2dParams::default())?;
+        let h = p.avg_pool2d(&h, [2, 2], pool)?;
+        let h = p.conv2d(&h, &ws[1], None, Conv2dParams::default())?;
+        let h = p.avg_pool2d(&h, [2, 2], pool)?;
+        let h = h.reshaped(&[batch, 800]).expect("50·4·4 = 800");
+        let h = p.matmul(&h, &ws[2])?;
+        let y = p.matmul(&h, &ws[3])?;
+        let elapsed = start.elapsed();
+        let spent = p.total_stats() - before;
+        p.reveal(&y)?;
+        Ok((elapsed, spent))
+    })?;
+    let secure = out.iter().map(|o| o.0).max().unwrap_or_default();
+    Ok((secure, PartyStats([out[0].1, out[1].1, out[2].1])))
+}
+
+/// Measure a TCP connection over loopback (what two parties on this host would have): bandwidth from a 128 MiB
+/// transfer, latency from 200 one-byte round trips (half of each).
+pub fn measure_loopback_link() -> std::io::Result<crate::codegen::cost::Link> {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    const BYTES: usize = 128 << 20;
+    let server = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < BYTES {
+            got += s.read(&mut buf)?;
+        }
+        s.write_all(&[1])?;
+        let mut b = [0u8; 1];
+        for _ in 0..200 {
+            s.read_exact(&mut b)?;
+            s.write_all(&b)?;
+        }
+        Ok(())
+    });
+    let mut c = TcpStream::connect(addr)?;
+    c.set_nodelay(true)?;
+    let chunk = vec![7u8; 1 << 20];
+    let start = Instant::now();
+    for _ in 0..BYTES >> 20 {
+        c.write_all(&chunk)?;
+    }
+    let mut ack = [0u8; 1];
+    c.read_exact(&mut ack)?;
+    let bandwidth = BYTES as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for _ in 0..200 {
+        c.write_all(&ack)?;
+        c.read_exact(&mut ack)?;
+    }
+    let latency = start.elapsed().as_secs_f64() / 400.0;
+    server.join().map_err(|_| std::io::Error::other("link measurement thread panicked"))??;
+    Ok(crate::codegen::cost::Link { bandwidth, latency })
+}

@@ -77,6 +77,44 @@ pub enum Error {
     /// Randomness could not be obtained from the operating system.
     #[error("operating-system randomness unavailable: {0}")]
     Randomness(String),
+    /// A CUDA library (the driver `libcuda` or NVRTC) could not be found or lacks a needed symbol.
+    #[error("{library} is not available (searched: {searched}); {hint}")]
+    NoCuda {
+        /// Which library ("CUDA driver (libcuda)" or "NVRTC (libnvrtc)").
+        library: String,
+        /// Everything that was tried, with the loader's reason for each failure.
+        searched: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// The CUDA driver loaded but there is no device with the requested ordinal.
+    #[error("no CUDA device {ordinal}: the driver reports {count} device(s)")]
+    NoDevice {
+        /// The requested device ordinal.
+        ordinal: usize,
+        /// Devices the driver reports.
+        count: usize,
+    },
+    /// NVRTC failed to compile a kernel; `log` is NVRTC's program log.
+    #[error("NVRTC could not compile kernel {kernel} for {target}: {reason}\n{log}")]
+    Nvrtc {
+        /// The kernel's entry point.
+        kernel: String,
+        /// The compilation target (`sm_90`, `compute_90`, ...).
+        target: String,
+        /// NVRTC's result code or the reason the call was refused.
+        reason: String,
+        /// NVRTC's program log (empty when compilation never started).
+        log: String,
+    },
+    /// A CUDA driver call failed.
+    #[error("CUDA driver call {call} failed: {reason}")]
+    Cuda {
+        /// The call (or step) that failed.
+        call: String,
+        /// The driver's error name and description.
+        reason: String,
+    },
     /// A kernel failed validation or was launched with wrong arguments.
     #[error(transparent)]
     Kernel(#[from] cryptgpu_codegen::Error),

@@ -25,6 +25,7 @@ pub mod backend;
 mod error;
 pub mod fixed;
 pub mod party;
+pub mod predict;
 pub mod prg;
 pub mod protocols;
 pub mod session;

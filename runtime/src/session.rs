@@ -53,6 +53,14 @@ impl Session {
         Session::build(config, nets, Arc::new(CpuBackend), abort)
     }
 
+    /// The embedded default (three threads, in-memory channels) with every party launching its kernels on
+    /// `backend` (one instance shared by the three parties).
+    pub fn with_backend(config: Config, backend: Arc<dyn Backend>) -> Result<Session> {
+        let abort = Arc::new(AtomicBool::new(false));
+        let nets = memory::connect(config.timeout, abort.clone()).map(|t| Box::new(t) as Box<dyn Transport>);
+        Session::build(config, nets, backend, abort)
+    }
+
     /// A session over the given connections (party `i` uses `transports[i]`), CPU backend. The session sets
     /// `abort` when a run fails; transports that watch it (as [`memory::connect`]'s do) then stop waiting.
     pub fn with_transports(

@@ -8,6 +8,7 @@
 //! holds them).
 
 pub mod catalogue;
+pub mod emulate;
 mod expr;
 mod gather;
 pub mod gemm;

@@ -2,6 +2,8 @@
 //! same stage plan runs on every backend.
 
 pub mod cpu;
+pub mod cuda;
+pub mod recording;
 
 use crate::prg::Stream;
 use crate::Result;
