@@ -23,6 +23,9 @@ enum Command {
         /// Fractional bits.
         #[arg(long, default_value_t = 20)]
         frac_bits: u32,
+        /// Where each party's kernels run.
+        #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+        backend: BackendKind,
     },
     /// Print the kernels a model's private inference launches, with the cost model's prediction for each.
     Kernels {
@@ -48,6 +51,15 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         max_size: usize,
     },
+}
+
+/// Backends a session can run its kernels on.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BackendKind {
+    /// The CPU backend (everywhere).
+    Cpu,
+    /// The CUDA backend on GPU 0 (needs an NVIDIA driver and NVRTC; a clear error otherwise).
+    Cuda,
 }
 
 /// Workloads `cryptgpu kernels` knows.
@@ -322,10 +334,27 @@ fn predictions(n: usize, reps: usize) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    match Cli::parse().command {
-        Command::Matmul { size, frac_bits } => {
-            let session = Session::new(Config { frac_bits, ..Config::default() })?;
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Matmul { size, frac_bits, backend } => {
+            let config = Config { frac_bits, ..Config::default() };
+            let session = match backend {
+                BackendKind::Cpu => Session::new(config)?,
+                BackendKind::Cuda => {
+                    let gpu = cryptgpu::runtime::backend::cuda::CudaBackend::new(0)?;
+                    Session::with_backend(config, std::sync::Arc::new(gpu))?
+                }
+            };
             println!("private matmul {size}×{size}×{size}: A owned by party 0, B by party 1, t = {frac_bits}");
             println!("{}", workloads::matmul(&session, size, size, size, &mut rand::thread_rng())?);
         }
