@@ -269,55 +269,32 @@ fn predictions(n: usize, reps: usize) -> Result<(), Box<dyn std::error::Error>> 
     );
     println!("| workload | CPU measured ms | H100 kernels ms | + LAN comm ms | = total ms | + loopback comm ms | = total ms |");
     println!("|---|---|---|---|---|---|---|");
-    let mut rng = rand::thread_rng();
-    let session = Session::new(Config::default())?;
+    type Workload = Box<dyn Fn(&Session) -> cryptgpu::Result<(Duration, cryptgpu::PartyStats)>>;
     let p = Conv2dParams { stride: 1, padding: 1 };
-    let rows: Vec<(String, Duration, _, _)> = vec![
-        {
-            let cpu = median(
-                (0..reps.clamp(1, 3))
-                    .map(|_| workloads::matmul(&session, n, n, n, &mut rng).map(|r| r.secure))
-                    .collect::<Result<_, _>>()?,
-            );
-            let (stats, launches, _) = workloads::recorded(Config::default(), |s| {
-                workloads::matmul(s, n, n, n, &mut rand::thread_rng()).map(|r| r.stats)
-            })?;
-            (format!("matmul {n}³"), cpu, launches, stats)
-        },
-        {
-            let cpu = median(
-                (0..reps.clamp(1, 3))
-                    .map(|_| workloads::conv2d(&session, 8, 64, 32, 64, 3, p, &mut rng).map(|r| r.secure))
-                    .collect::<Result<_, _>>()?,
-            );
-            let (stats, launches, _) = workloads::recorded(Config::default(), |s| {
-                workloads::conv2d(s, 8, 64, 32, 64, 3, p, &mut rand::thread_rng()).map(|r| r.stats)
-            })?;
-            ("conv2d 64→64 3×3 32×32 ×8".to_string(), cpu, launches, stats)
-        },
-        {
-            let cpu = median(
-                (0..reps.clamp(1, 3))
-                    .map(|_| workloads::lenet_linear(&session, 1, &mut rng).map(|r| r.0))
-                    .collect::<Result<_, _>>()?,
-            );
-            let (stats, launches, _) = workloads::recorded(Config::default(), |s| {
-                workloads::lenet_linear(s, 1, &mut rand::thread_rng()).map(|r| r.1)
-            })?;
-            ("LeNet linear layers, batch 1".to_string(), cpu, launches, stats)
-        },
-        {
-            let cpu = median(
-                (0..reps.clamp(1, 3))
-                    .map(|_| workloads::lenet_linear(&session, 128, &mut rng).map(|r| r.0))
-                    .collect::<Result<_, _>>()?,
-            );
-            let (stats, launches, _) = workloads::recorded(Config::default(), |s| {
-                workloads::lenet_linear(s, 128, &mut rand::thread_rng()).map(|r| r.1)
-            })?;
-            ("LeNet linear layers, batch 128".to_string(), cpu, launches, stats)
-        },
+    let workloads: Vec<(String, Workload)> = vec![
+        (
+            format!("matmul {n}³"),
+            Box::new(move |s| workloads::matmul(s, n, n, n, &mut rand::thread_rng()).map(|r| (r.secure, r.stats))),
+        ),
+        (
+            "conv2d 64→64 3×3 32×32 ×8".into(),
+            Box::new(move |s| {
+                workloads::conv2d(s, 8, 64, 32, 64, 3, p, &mut rand::thread_rng()).map(|r| (r.secure, r.stats))
+            }),
+        ),
+        ("LeNet linear layers, batch 1".into(), Box::new(|s| workloads::lenet_linear(s, 1, &mut rand::thread_rng()))),
+        (
+            "LeNet linear layers, batch 128".into(),
+            Box::new(|s| workloads::lenet_linear(s, 128, &mut rand::thread_rng())),
+        ),
     ];
+    let session = Session::new(Config::default())?;
+    let mut rows = Vec::new();
+    for (name, run) in &workloads {
+        let cpu = median((0..reps.clamp(1, 3)).map(|_| run(&session).map(|r| r.0)).collect::<Result<_, _>>()?);
+        let (stats, launches, _) = workloads::recorded(Config::default(), |s| run(s).map(|r| r.1))?;
+        rows.push((name.clone(), cpu, launches, stats));
+    }
     for (name, cpu, launches, stats) in rows {
         let lan = predict(&launches, &stats, &H100_SXM, &Link::LAN_10G);
         let local = predict(&launches, &stats, &H100_SXM, &measured);
