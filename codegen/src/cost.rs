@@ -14,6 +14,7 @@
 //!   and limb to split the operands, per tile.
 //! * **FP64 ops**: the float64-limb GEMM does 10 fused multiply-adds per multiply-accumulate.
 //! * **tensor-core ops**: the int8 GEMM does 36 u8 multiply-accumulates per ring multiply-accumulate.
+//! * **bit transposes**: `8·(in + out)` bytes and 6 integer ops (3 on 64-bit words) per bit moved.
 //!
 //! **Time** of a kernel on a [`Device`] is a roofline: the largest of bytes ÷ memory bandwidth and each unit's ops
 //! ÷ its peak rate, plus a launch overhead. A stage is the sum of its kernels; a protocol round adds the link's
@@ -153,6 +154,12 @@ pub fn gather_cost(k: &GatherKernel) -> KernelCost {
     }
 }
 
+/// Cost of a bit transpose: every output word gathers 64 bits (3 ops each: shift, mask, or).
+pub fn bits_cost(k: &crate::BitKernel) -> KernelCost {
+    let bits = 64.0 * k.planes as f64 * k.words_per_plane() as f64;
+    KernelCost { bytes: 8.0 * (k.in_len() + k.out_len()) as f64, int_ops: 6.0 * bits, ..KernelCost::default() }
+}
+
 /// Cost of a GEMM under `plan`.
 pub fn gemm_cost(k: &GemmKernel, plan: GemmPlan) -> KernelCost {
     let (m, n, kk) = (k.m as f64, k.n as f64, k.k() as f64);
@@ -180,6 +187,7 @@ pub fn kernel_cost(k: &Kernel, plan: GemmPlan, elements: usize) -> KernelCost {
         Kernel::Map(m) => map_cost(m, elements),
         Kernel::Gather(g) => gather_cost(g),
         Kernel::Gemm(g) => gemm_cost(g, plan),
+        Kernel::Bits(b) => bits_cost(b),
     }
 }
 

@@ -12,7 +12,9 @@ mod error;
 pub mod ir;
 
 pub use error::Error;
-pub use ir::{conv_out, Affine, GatherKernel, GemmKernel, Kernel, Load, MapBuilder, MapKernel, Op, Reg};
+pub use ir::{
+    conv_out, Affine, BitKernel, BitOp, GatherKernel, GemmKernel, Kernel, Load, MapBuilder, MapKernel, Op, Reg,
+};
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -53,6 +53,7 @@ pub fn predict(launches: &[RecordedLaunch], stats: &PartyStats, device: &Device,
             let (family, plan) = match &l.kernel {
                 Kernel::Map(_) => ("map", None),
                 Kernel::Gather(_) => ("gather", None),
+                Kernel::Bits(_) => ("bits", None),
                 Kernel::Gemm(g) => ("gemm", Some(cost::best_plan(g, device))),
             };
             let c = cost::kernel_cost(&l.kernel, plan.unwrap_or(GemmPlan::Native64), elements);

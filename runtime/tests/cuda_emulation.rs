@@ -67,6 +67,11 @@ fn launch_random(backend: &dyn Backend, kernel: &Kernel, rng: &mut StdRng) {
             let mut out = vec![0u64; k.out_len()];
             backend.gather(k, &input, &mut out).unwrap();
         }
+        Kernel::Bits(k) => {
+            let input = words(rng, k.in_len());
+            let mut out = vec![0u64; k.out_len()];
+            backend.bits(k, &input, &mut out).unwrap();
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! and run under the CPU emulation (beside the kernels recorded from real protocol runs).
 
 use super::GemmPlan;
-use crate::{GatherKernel, GemmKernel, Kernel, Load, MapBuilder, MapKernel, Op, Result};
+use crate::{BitKernel, BitOp, GatherKernel, GemmKernel, Kernel, Load, MapBuilder, MapKernel, Op, Result};
 
 /// A map that uses every instruction: inputs, a parameter, constants, two PRF streams, every operator.
 pub fn every_op_map() -> MapKernel {
@@ -71,6 +71,12 @@ pub fn kernels() -> Result<Vec<(Kernel, GemmPlan)>> {
             )?),
             GemmPlan::Native64,
         ));
+    }
+    for (n, planes) in [(1, 64), (100, 64), (130, 1), (64, 7)] {
+        for op in [BitOp::ToPlanes, BitOp::FromPlanes] {
+            let name = format!("bits_{op:?}_{n}_{planes}").to_lowercase();
+            out.push((Kernel::Bits(BitKernel { name, op, n, planes }), GemmPlan::Native64));
+        }
     }
     out.push((Kernel::Gather(GatherKernel::permute("permute_4d", &[2, 3, 4, 5], &[1, 0, 3, 2])?), GemmPlan::Native64));
     for plan in GemmPlan::ALL {

@@ -7,6 +7,7 @@
 //! stream (8 key words then 3 nonce words, little endian, as [`Stream`](../../cryptgpu_runtime/prg/struct.Stream.html)
 //! holds them).
 
+mod bits;
 pub mod catalogue;
 pub mod emulate;
 mod expr;
@@ -97,6 +98,7 @@ pub fn emit(kernel: &Kernel, plan: GemmPlan) -> Result<CudaKernel> {
         Kernel::Map(k) => map::emit(k),
         Kernel::Gather(k) => gather::emit(k),
         Kernel::Gemm(k) => gemm::emit(k, plan),
+        Kernel::Bits(k) => bits::emit(k),
     }
 }
 

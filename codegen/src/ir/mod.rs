@@ -1,9 +1,11 @@
 //! The three kernel families of IR v1 and the enum that holds any of them.
 
+mod bits;
 mod gather;
 mod gemm;
 mod map;
 
+pub use bits::{BitKernel, BitOp};
 pub use gather::{conv_out, Affine, GatherKernel};
 pub use gemm::GemmKernel;
 pub use map::{Load, MapBuilder, MapKernel, Op, Reg};
@@ -17,6 +19,8 @@ pub enum Kernel {
     Gemm(GemmKernel),
     /// Affine index gather (optionally summing over window axes), zero outside the input.
     Gather(GatherKernel),
+    /// Bit-matrix transpose between element-major words and bit planes.
+    Bits(BitKernel),
 }
 
 impl Kernel {
@@ -26,6 +30,7 @@ impl Kernel {
             Kernel::Map(k) => &k.name,
             Kernel::Gemm(k) => &k.name,
             Kernel::Gather(k) => &k.name,
+            Kernel::Bits(k) => &k.name,
         }
     }
 }

@@ -7,7 +7,7 @@ pub mod recording;
 
 use crate::prg::Stream;
 use crate::Result;
-use cryptgpu_codegen::{Error as KernelError, GatherKernel, GemmKernel, MapKernel};
+use cryptgpu_codegen::{BitKernel, Error as KernelError, GatherKernel, GemmKernel, Kernel, MapKernel};
 
 /// Executes kernels. Buffers are host slices in this version; launches are checked against the kernel's
 /// declaration before anything runs.
@@ -37,6 +37,36 @@ pub trait Backend: Send + Sync {
 
     /// Run a gather.
     fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()>;
+
+    /// Run a bit transpose.
+    fn bits(&self, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()>;
+}
+
+/// Launch any kernel on `backend` (gathers and bit transposes take `inputs[0]` and `outputs[0]`).
+pub fn launch(
+    backend: &dyn Backend,
+    kernel: &Kernel,
+    inputs: &[&[u64]],
+    params: &[u64],
+    streams: &[Stream],
+    outputs: &mut [&mut [u64]],
+) -> Result<()> {
+    let (n_in, n_out) = (inputs.len(), outputs.len());
+    let unary = |what: &str| {
+        launch_error(kernel.name(), format!("one input and one output for a {what}"), format!("{n_in} and {n_out}"))
+    };
+    match kernel {
+        Kernel::Map(k) => backend.map(k, inputs, params, streams, outputs),
+        Kernel::Gemm(k) => backend.gemm(k, inputs, params, streams, outputs),
+        Kernel::Gather(k) => match (inputs, outputs) {
+            ([input], [output]) => backend.gather(k, input, output),
+            _ => Err(unary("gather")),
+        },
+        Kernel::Bits(k) => match (inputs, outputs) {
+            ([input], [output]) => backend.bits(k, input, output),
+            _ => Err(unary("bit transpose")),
+        },
+    }
 }
 
 fn launch_error(kernel: &str, expected: String, found: String) -> crate::Error {
@@ -95,6 +125,19 @@ pub fn check_gather(k: &GatherKernel, input: &[u64], output: &[u64]) -> Result<(
         return Err(launch_error(
             &k.name,
             format!("input of {} and output of {} elements", k.in_len(), k.out_len()),
+            format!("{} and {}", input.len(), output.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Check a bit-transpose launch.
+pub fn check_bits(k: &BitKernel, input: &[u64], output: &[u64]) -> Result<()> {
+    k.validate()?;
+    if input.len() != k.in_len() || output.len() != k.out_len() {
+        return Err(launch_error(
+            &k.name,
+            format!("input of {} and output of {} words", k.in_len(), k.out_len()),
             format!("{} and {}", input.len(), output.len()),
         ));
     }

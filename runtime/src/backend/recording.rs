@@ -8,7 +8,7 @@ use crate::prg::Stream;
 use crate::Result;
 use cryptgpu_codegen::cuda::emulate::EmulatedLaunch;
 use cryptgpu_codegen::cuda::{self, Arg, GemmPlan};
-use cryptgpu_codegen::{GatherKernel, GemmKernel, Kernel, MapKernel};
+use cryptgpu_codegen::{BitKernel, GatherKernel, GemmKernel, Kernel, MapKernel};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One successful launch, as the backend saw it.
@@ -141,6 +141,12 @@ impl Backend for RecordingBackend {
     fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
         self.inner.gather(k, input, output)?;
         self.record(Kernel::Gather(k.clone()), &[input], &[], &[], &[output]);
+        Ok(())
+    }
+
+    fn bits(&self, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
+        self.inner.bits(k, input, output)?;
+        self.record(Kernel::Bits(k.clone()), &[input], &[], &[], &[output]);
         Ok(())
     }
 }

@@ -1,15 +1,16 @@
 //! The CPU backend: interprets IR kernels with rayon over cache-sized chunks; the ring GEMM uses an AVX2
 //! micro-kernel chosen at run time.
 
+mod bits;
 mod gather;
 pub mod gemm;
 mod map;
 mod ring_gemm;
 
-use super::{check_gather, check_gemm, check_map, Backend};
+use super::{check_bits, check_gather, check_gemm, check_map, Backend};
 use crate::prg::Stream;
 use crate::Result;
-use cryptgpu_codegen::{GatherKernel, GemmKernel, MapKernel};
+use cryptgpu_codegen::{BitKernel, GatherKernel, GemmKernel, MapKernel};
 
 /// Executes kernels on the host CPU.
 #[derive(Debug, Clone, Copy, Default)]
@@ -52,6 +53,12 @@ impl Backend for CpuBackend {
     fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
         check_gather(k, input, output)?;
         gather::run(k, input, output);
+        Ok(())
+    }
+
+    fn bits(&self, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
+        check_bits(k, input, output)?;
+        bits::run(k, input, output);
         Ok(())
     }
 }

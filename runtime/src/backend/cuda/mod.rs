@@ -21,12 +21,12 @@ pub mod nvrtc;
 pub mod probe;
 
 use super::recording::stream_words;
-use super::{check_gather, check_gemm, check_map, Backend};
+use super::{check_bits, check_gather, check_gemm, check_map, Backend};
 use crate::prg::Stream;
 use crate::{Error, Result};
 use cache::{CacheKey, KernelCache};
 use cryptgpu_codegen::cuda::{emit, Arg, CudaKernel, GemmPlan};
-use cryptgpu_codegen::{GatherKernel, GemmKernel, Kernel, MapKernel};
+use cryptgpu_codegen::{BitKernel, GatherKernel, GemmKernel, Kernel, MapKernel};
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg};
 use nvrtc::{Nvrtc, Target};
 use probe::guard;
@@ -269,13 +269,26 @@ impl Backend for CudaBackend {
 
     fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
         check_gather(k, input, output)?;
+        self.launch_unary(Kernel::Gather(k.clone()), input, output)
+    }
+
+    fn bits(&self, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
+        check_bits(k, input, output)?;
+        self.launch_unary(Kernel::Bits(k.clone()), input, output)
+    }
+}
+
+impl CudaBackend {
+    /// Launch a one-input, one-output kernel (gathers, bit transposes) over its output.
+    fn launch_unary(&self, kernel: Kernel, input: &[u64], output: &mut [u64]) -> Result<()> {
         if output.is_empty() {
             return Ok(());
         }
         let inputs = [input];
+        let elements = output.len();
         let mut outputs = [output];
         let ops = Operands {
-            elements: k.out_len(),
+            elements,
             m: 0,
             n: 0,
             k_blocks: &[],
@@ -284,6 +297,6 @@ impl Backend for CudaBackend {
             streams: &[],
             outputs: &mut outputs,
         };
-        self.launch(&Kernel::Gather(k.clone()), GemmPlan::Native64, ops)
+        self.launch(&kernel, GemmPlan::Native64, ops)
     }
 }
