@@ -19,6 +19,8 @@ pub enum KeyWith {
     Next,
     /// Known to all three parties.
     All,
+    /// Known to this party alone.
+    Own,
 }
 
 /// One of the three parties of a session.
@@ -34,6 +36,12 @@ pub struct Party {
     depth: u32,
     call_start: Stats,
     last_call: Stats,
+    /// Words to append to the next round's message to a peer (another protocol riding along).
+    ride_out: Vec<(PartyId, Vec<u64>)>,
+    /// Words expected at the end of the next round's message from a peer.
+    ride_expect: Vec<(PartyId, usize)>,
+    /// What arrived for `ride_expect` in the last round, in registration order.
+    ride_in: Vec<Vec<u64>>,
 }
 
 impl Party {
@@ -57,6 +65,9 @@ impl Party {
             depth: 0,
             call_start: Stats::default(),
             last_call: Stats::default(),
+            ride_out: Vec::new(),
+            ride_expect: Vec::new(),
+            ride_in: Vec::new(),
         }
     }
 
@@ -117,6 +128,7 @@ impl Party {
             KeyWith::Prev => self.keys.prev,
             KeyWith::Next => self.keys.next,
             KeyWith::All => self.keys.common,
+            KeyWith::Own => self.keys.own,
         };
         Stream::new(k, purpose, step)
     }
@@ -133,27 +145,72 @@ impl Party {
     /// One communication round: send every `(to, words)`, then receive one message from each `(from, words)`
     /// with exactly that many words. Every party calls `round` at the same protocol points (also a party that
     /// only sends, or only receives), so all count the same rounds.
+    ///
+    /// Words registered with [`Party::ride_along`] / [`Party::expect_ride`] travel in the same round, appended to the
+    /// messages (two protocols whose rounds are independent share them); what arrived is taken with
+    /// [`Party::take_rides`].
     pub(crate) fn round(
         &mut self,
         sends: Vec<(PartyId, Vec<u64>)>,
         recvs: &[(PartyId, usize)],
     ) -> Result<Vec<Vec<u64>>> {
         self.total.rounds += 1;
+        let mut sends = sends;
+        for (to, extra) in std::mem::take(&mut self.ride_out) {
+            match sends.iter_mut().find(|(t, _)| *t == to) {
+                Some((_, words)) => words.extend_from_slice(&extra),
+                None => sends.push((to, extra)),
+            }
+        }
+        let expect = std::mem::take(&mut self.ride_expect);
+        // (peer, base words, extra words)
+        let mut plan: Vec<(PartyId, usize, usize)> = recvs.iter().map(|&(f, l)| (f, l, 0)).collect();
+        for &(from, len) in &expect {
+            match plan.iter_mut().find(|(f, _, _)| *f == from) {
+                Some((_, _, extra)) => *extra += len,
+                None => plan.push((from, 0, len)),
+            }
+        }
         for (to, words) in sends {
             self.total.bytes_sent += 8 * words.len() as u64;
             self.total.messages += 1;
             self.net.send(to, words)?;
         }
-        recvs
-            .iter()
-            .map(|&(from, len)| {
-                let words = self.net.recv(from)?;
-                if words.len() != len {
-                    return Err(Error::Protocol { party: self.id, peer: from, expected: len, found: words.len() });
-                }
-                Ok(words)
-            })
-            .collect()
+        let mut base = Vec::with_capacity(recvs.len());
+        let mut extras: Vec<(PartyId, Vec<u64>)> = Vec::new();
+        for (i, &(from, len, extra)) in plan.iter().enumerate() {
+            let mut words = self.net.recv(from)?;
+            if words.len() != len + extra {
+                return Err(Error::Protocol { party: self.id, peer: from, expected: len + extra, found: words.len() });
+            }
+            extras.push((from, words.split_off(len)));
+            if i < recvs.len() {
+                base.push(words);
+            }
+        }
+        // Hand out the riders in registration order (several from one peer arrive concatenated).
+        self.ride_in.clear();
+        for (from, len) in expect {
+            let (_, buf) = extras.iter_mut().find(|(f, _)| *f == from).expect("planned above");
+            let rest = buf.split_off(len);
+            self.ride_in.push(std::mem::replace(buf, rest));
+        }
+        Ok(base)
+    }
+
+    /// Send `words` to `to` in the next round, appended to whatever that round sends there.
+    pub(crate) fn ride_along(&mut self, to: PartyId, words: Vec<u64>) {
+        self.ride_out.push((to, words));
+    }
+
+    /// Expect `len` extra words from `from` in the next round.
+    pub(crate) fn expect_ride(&mut self, from: PartyId, len: usize) {
+        self.ride_expect.push((from, len));
+    }
+
+    /// The extra words the last round brought, in the order they were expected.
+    pub(crate) fn take_rides(&mut self) -> Vec<Vec<u64>> {
+        std::mem::take(&mut self.ride_in)
     }
 
     /// Launch a map over `n` elements, returning its outputs.
@@ -183,6 +240,13 @@ impl Party {
         let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
         self.backend.gemm(k, inputs, params, streams, &mut refs)?;
         Ok(outs)
+    }
+
+    /// Launch a bit transpose.
+    pub(crate) fn bits(&self, k: &cryptgpu_codegen::BitKernel, input: &[u64]) -> Result<Vec<u64>> {
+        let mut out = vec![0; k.out_len()];
+        self.backend.bits(k, input, &mut out)?;
+        Ok(out)
     }
 
     /// Launch a gather.

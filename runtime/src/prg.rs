@@ -54,6 +54,10 @@ pub enum Purpose {
     TruncMask = 3,
     /// Re-randomisation of a 2-out-of-2 split.
     Split = 4,
+    /// A party's private random bits (masks only it knows).
+    Private = 5,
+    /// Sharing a value one party knows into a binary or arithmetic share.
+    Reshare = 6,
 }
 
 /// One PRF stream: a key and a 96-bit nonce.
@@ -110,6 +114,8 @@ pub struct PartyKeys {
     pub next: PrfKey,
     /// Known to all three parties.
     pub common: PrfKey,
+    /// Known to this party alone (fresh, never sent).
+    pub own: PrfKey,
 }
 
 /// Fresh 32 random bytes from the operating system.
@@ -134,10 +140,12 @@ impl PartyKeys {
         mine_to_prev: [u8; 32],
         mine_to_next: [u8; 32],
         mine_common: [u8; 32],
+        mine_own: [u8; 32],
         from_prev: Contribution,
         from_next: Contribution,
     ) -> PartyKeys {
         PartyKeys {
+            own: PrfKey::derive(&[mine_own], b"cryptgpuown_"),
             prev: PrfKey::derive(&[from_prev.pair, mine_to_prev], b"cryptgpupair"),
             next: PrfKey::derive(&[mine_to_next, from_next.pair], b"cryptgpupair"),
             common: PrfKey::derive(&[mine_common, from_prev.common, from_next.common], b"cryptgpucomm"),
@@ -193,9 +201,10 @@ mod tests {
 
     #[test]
     fn agreement_gives_pairwise_and_common_keys() {
-        let w = Stream::new(PrfKey([1; 32]), Purpose::Input, 0).words(36);
+        let w = Stream::new(PrfKey([1; 32]), Purpose::Input, 0).words(48);
         let seed = |j: usize| -> [u8; 32] { core::array::from_fn(|b| w[4 * j + b / 8].to_le_bytes()[b % 8]) };
-        let seeds: Vec<[[u8; 32]; 3]> = (0..3).map(|i| [seed(3 * i), seed(3 * i + 1), seed(3 * i + 2)]).collect();
+        let seeds: Vec<[[u8; 32]; 4]> =
+            (0..3).map(|i| [seed(4 * i), seed(4 * i + 1), seed(4 * i + 2), seed(4 * i + 3)]).collect();
         // seeds[i] = [to_prev, to_next, common]
         let keys: Vec<PartyKeys> = (0..3)
             .map(|i| {
@@ -204,6 +213,7 @@ mod tests {
                     seeds[i][0],
                     seeds[i][1],
                     seeds[i][2],
+                    seeds[i][3],
                     Contribution { pair: seeds[p][1], common: seeds[p][2] },
                     Contribution { pair: seeds[n][0], common: seeds[n][2] },
                 )
@@ -214,6 +224,7 @@ mod tests {
             assert_eq!(keys[i].next, keys[n].prev);
             assert_eq!(keys[i].common, keys[n].common);
             assert_ne!(keys[i].next, keys[i].prev);
+            assert_ne!(keys[i].own, keys[n].own);
         }
     }
 }

@@ -181,12 +181,12 @@ fn panicked(party: usize, payload: Box<dyn std::any::Any + Send>) -> Error {
 /// Key agreement: each party sends a fresh 32-byte contribution for each pairwise key and one for the common key
 /// to each neighbour; each key combines the contributions of all its holders (see [`crate::prg`]).
 fn agree_keys(id: usize, net: &mut dyn Transport, test_seed: Option<u64>) -> Result<PartyKeys> {
-    let seeds: [[u8; 32]; 3] = match test_seed {
-        None => [os_seed()?, os_seed()?, os_seed()?],
+    let seeds: [[u8; 32]; 4] = match test_seed {
+        None => [os_seed()?, os_seed()?, os_seed()?, os_seed()?],
         Some(seed) => {
             let mut key = [0u8; 32];
             key[..8].copy_from_slice(&seed.to_le_bytes());
-            let w = Stream::new(PrfKey(key), Purpose::Input, id as u64).words(12);
+            let w = Stream::new(PrfKey(key), Purpose::Input, id as u64).words(16);
             core::array::from_fn(|j| {
                 let mut s = [0u8; 32];
                 for (c, x) in s.chunks_mut(8).zip(&w[4 * j..4 * j + 4]) {
@@ -196,7 +196,7 @@ fn agree_keys(id: usize, net: &mut dyn Transport, test_seed: Option<u64>) -> Res
             })
         }
     };
-    let [to_prev, to_next, common] = seeds;
+    let [to_prev, to_next, common, own] = seeds;
     let words = |a: &[u8; 32], b: &[u8; 32]| -> Vec<u64> {
         a.chunks(8).chain(b.chunks(8)).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
     };
@@ -219,5 +219,5 @@ fn agree_keys(id: usize, net: &mut dyn Transport, test_seed: Option<u64>) -> Res
     };
     let from_prev = from(net, prev)?;
     let from_next = from(net, next)?;
-    Ok(PartyKeys::agree(to_prev, to_next, common, from_prev, from_next))
+    Ok(PartyKeys::agree(to_prev, to_next, common, own, from_prev, from_next))
 }

@@ -33,3 +33,50 @@ pub const MUL: Cost = Cost { rounds: 1, bytes_per_elt: [8, 8, 8] };
 pub const DIVIDE: Cost = Cost { rounds: 1, bytes_per_elt: [8, 0, 0] };
 /// Local operations.
 pub const LOCAL: Cost = Cost { rounds: 0, bytes_per_elt: [0, 0, 0] };
+
+/// Words every party sends in the sign circuit's ANDs for `n` elements (the generate round and the prefix tree).
+fn sign_and_words(n: usize, bits: super::SignBits) -> u64 {
+    let w = n.div_ceil(64) as u64;
+    let leaves = (bits.high - bits.low) as u64;
+    let mut total = leaves * w;
+    let mut groups = leaves;
+    while groups > 1 {
+        let pairs = groups / 2;
+        total += (pairs + pairs.saturating_sub(1)) * w;
+        groups = pairs + groups % 2;
+    }
+    total
+}
+
+/// Rounds of the sign circuit: sharing, generate, then one per prefix-tree level.
+pub fn sign_rounds(bits: super::SignBits) -> u64 {
+    2 + u64::from((bits.high - bits.low).next_power_of_two().trailing_zeros())
+}
+
+/// Bytes each party sends in DReLU of `n` elements, largest first (R0 also shares its two-summand planes).
+pub fn drelu_bytes(n: usize, bits: super::SignBits) -> [u64; 3] {
+    let w = n.div_ceil(64) as u64;
+    let t = sign_and_words(n, bits);
+    [8 * (t + (bits.high as u64 + 1) * w), 8 * t, 8 * t]
+}
+
+/// Bytes each party sends in a multiplication by a shared bit of `n` elements, largest first: the injection's R0
+/// sends `r`'s piece, `c` twice (a plane each) and its product part; R1 and R2 their product part and the
+/// re-replication word.
+pub fn mul_bit_bytes(n: usize) -> [u64; 3] {
+    let (n, w) = (n as u64, n.div_ceil(64) as u64);
+    let mut b = [8 * (2 * n + 2 * w), 16 * n, 16 * n];
+    b.sort_unstable_by(|x, y| y.cmp(x));
+    b
+}
+
+/// Bytes each party sends in ReLU of `n` elements, largest first. The sign's R0 is the injection's R1 (their steps
+/// are consecutive), so that party sends the two-summand planes on top of the injection's R1 share.
+pub fn relu_bytes(n: usize, bits: super::SignBits) -> [u64; 3] {
+    let (nn, w) = (n as u64, n.div_ceil(64) as u64);
+    let t = sign_and_words(n, bits);
+    let planes = bits.high as u64 + 1;
+    let mut b = [8 * (t + 2 * nn + 2 * w), 8 * (t + planes * w + 2 * nn), 8 * (t + 2 * nn)];
+    b.sort_unstable_by(|x, y| y.cmp(x));
+    b
+}

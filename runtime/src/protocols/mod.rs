@@ -9,6 +9,8 @@
 //! | mul, matmul, conv2d, each with truncation fused | [`mul`], [`matmul`], [`conv`] | 1 | 8, 8, 8 per output |
 //! | truncation, division by a public integer, average pooling | [`divide`], [`pool`] | 1 | 8, 0, 0 per output |
 
+pub mod binary;
+pub mod compare;
 pub mod conv;
 pub mod cost;
 pub mod divide;
@@ -21,6 +23,8 @@ mod reshare;
 pub mod reveal;
 pub mod zero;
 
+pub use binary::BinShare;
+pub use compare::SignBits;
 pub use cost::Cost;
 pub use divide::MAX_DIVISOR;
 pub use zero::ZeroKind;

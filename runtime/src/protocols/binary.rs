@@ -1,0 +1,190 @@
+//! Binary (XOR) replicated shares over `u64` words, in the bit-plane layout, and the AND protocol.
+//!
+//! A [`BinShare`] holds `planes` bit planes of `n` elements (`⌈n/64⌉` words each, see
+//! `cryptgpu_codegen::BitKernel`): `v = v_0 ⊕ v_1 ⊕ v_2`, party `i` holding `(v_i, v_{i+1})`. XOR and NOT are local;
+//! AND is one round: party `i` computes `c_i = x_i∧y_i ⊕ x_i∧y_{i+1} ⊕ x_{i+1}∧y_i` plus a fresh binary zero share
+//! (so what it sends is uniform) and sends it to party `i−1`. Several independent ANDs share one round
+//! ([`Party::and_many`]); each costs one bit per bit position and element per party.
+
+use super::zero::{self, ZeroKind};
+use crate::party::{KeyWith, Party};
+use crate::prg::Purpose;
+use crate::{Error, Result};
+use cryptgpu_codegen::{Affine, GatherKernel, MapBuilder};
+
+/// One party's pieces of a binary-shared set of bit planes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinShare {
+    n: usize,
+    planes: usize,
+    mine: Vec<u64>,
+    next: Vec<u64>,
+}
+
+impl BinShare {
+    pub(crate) fn from_pieces(n: usize, planes: usize, mine: Vec<u64>, next: Vec<u64>) -> BinShare {
+        debug_assert_eq!(mine.len(), planes * n.div_ceil(64));
+        debug_assert_eq!(next.len(), mine.len());
+        BinShare { n, planes, mine, next }
+    }
+    /// Elements.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Bit planes.
+    pub fn planes(&self) -> usize {
+        self.planes
+    }
+    /// Words per plane.
+    pub fn words_per_plane(&self) -> usize {
+        self.n.div_ceil(64)
+    }
+    /// Piece `v_i`.
+    pub fn mine(&self) -> &[u64] {
+        &self.mine
+    }
+    /// Piece `v_{i+1}`.
+    pub fn next(&self) -> &[u64] {
+        &self.next
+    }
+}
+
+fn same_layout(op: &str, a: &BinShare, b: &BinShare) -> Result<()> {
+    if (a.n, a.planes) != (b.n, b.planes) {
+        return Err(Error::Shape {
+            op: op.into(),
+            expected: format!("{} planes of {} elements", a.planes, a.n),
+            found: format!("{} planes of {} elements", b.planes, b.n),
+        });
+    }
+    Ok(())
+}
+
+impl Party {
+    /// `a ⊕ b` (local).
+    pub fn xor(&mut self, a: &BinShare, b: &BinShare) -> Result<BinShare> {
+        same_layout("xor", a, b)?;
+        let mut k = MapBuilder::new("bin_xor");
+        let (am, an, bm, bn) = (k.input(0), k.input(1), k.input(2), k.input(3));
+        let (xm, xn) = (k.xor(am, bm), k.xor(an, bn));
+        k.output(xm).output(xn);
+        let mut o = self.map(&k.build(), &[&a.mine, &a.next, &b.mine, &b.next], &[], &[], a.mine.len())?.into_iter();
+        Ok(BinShare::from_pieces(a.n, a.planes, o.next().expect("2"), o.next().expect("2")))
+    }
+
+    /// `¬a` (local: piece 0 is complemented, by party 0 as `mine` and party 2 as `next`).
+    pub fn not(&mut self, a: &BinShare) -> Result<BinShare> {
+        let mut k = MapBuilder::new("bin_not");
+        let (m, x) = (k.input(0), k.input(1));
+        let (nm, nx) = (k.op(cryptgpu_codegen::Op::Not(m)), k.op(cryptgpu_codegen::Op::Not(x)));
+        let (om, ox) = match self.id() {
+            0 => (nm, x),
+            2 => (m, nx),
+            _ => (m, x),
+        };
+        k.output(om).output(ox);
+        let mut o = self.map(&k.build(), &[&a.mine, &a.next], &[], &[], a.mine.len())?.into_iter();
+        Ok(BinShare::from_pieces(a.n, a.planes, o.next().expect("2"), o.next().expect("2")))
+    }
+
+    /// `a ∧ b`: one round.
+    pub fn and(&mut self, a: &BinShare, b: &BinShare) -> Result<BinShare> {
+        Ok(self.and_many(&[(a, b)])?.remove(0))
+    }
+
+    /// Several independent ANDs in one round.
+    pub fn and_many(&mut self, pairs: &[(&BinShare, &BinShare)]) -> Result<Vec<BinShare>> {
+        for (a, b) in pairs {
+            same_layout("and", a, b)?;
+        }
+        self.call(|p| {
+            let mut locals: Vec<Vec<u64>> = Vec::with_capacity(pairs.len());
+            for (a, b) in pairs {
+                let step = p.next_step(); // one step (fresh zero-share streams) per AND
+                locals.push(p.and_local(a, b, step)?);
+            }
+            let lens: Vec<usize> = locals.iter().map(Vec::len).collect();
+            let total: usize = lens.iter().sum();
+            let (prev, next) = (p.prev(), p.next());
+            let msg: Vec<u64> = locals.concat();
+            let mut got = super::reshare::one(p.round(vec![(prev, msg)], &[(next, total)])?);
+            let mut out = Vec::with_capacity(pairs.len());
+            for ((a, _), mine) in pairs.iter().zip(locals) {
+                let rest = got.split_off(mine.len());
+                out.push(BinShare::from_pieces(a.n, a.planes, mine, std::mem::replace(&mut got, rest)));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The local step of an AND at `step`: this party's cross terms plus a fresh binary zero share (a 3-out-of-3 XOR
+    /// share of `a ∧ b`). Each step must be used for one AND only.
+    pub(crate) fn and_local(&self, a: &BinShare, b: &BinShare, step: u64) -> Result<Vec<u64>> {
+        let mut k = MapBuilder::new("bin_and_local");
+        let (am, an, bm, bn) = (k.input(0), k.input(1), k.input(2), k.input(3));
+        let t0 = k.and(am, bm);
+        let t1 = k.and(am, bn);
+        let t2 = k.and(an, bm);
+        let s = k.xor(t0, t1);
+        let s = k.xor(s, t2);
+        let z = zero::emit(&mut k, ZeroKind::Binary, 0, 1);
+        let c = k.xor(s, z);
+        k.output(c);
+        let streams = [
+            self.stream(KeyWith::Prev, Purpose::ZeroShare, step),
+            self.stream(KeyWith::Next, Purpose::ZeroShare, step),
+        ];
+        Ok(super::reshare::one(self.map(
+            &k.build(),
+            &[&a.mine, &a.next, &b.mine, &b.next],
+            &[],
+            &streams,
+            a.mine.len(),
+        )?))
+    }
+
+    /// Planes `offset, offset + stride, …` (`count` of them) of `a` (local gather).
+    pub fn select_planes(&mut self, a: &BinShare, offset: usize, stride: usize, count: usize) -> Result<BinShare> {
+        if count == 0 || offset + stride * (count - 1) >= a.planes {
+            return Err(Error::Invalid(format!(
+                "planes {offset} + {stride}·(0..{count}) of a {}-plane share",
+                a.planes
+            )));
+        }
+        let w = a.words_per_plane();
+        let k = GatherKernel {
+            name: "select_planes".into(),
+            in_shape: vec![a.planes, w],
+            out_shape: vec![count, w],
+            reduce_shape: vec![],
+            coords: vec![Affine { offset: offset as i64, terms: vec![(0, stride as i64)] }, Affine::axis(1)],
+        };
+        Ok(BinShare::from_pieces(a.n, count, self.gather(&k, &a.mine)?, self.gather(&k, &a.next)?))
+    }
+
+    /// Open `a` to all parties: its planes as words (one round, as [`Party::reveal`]).
+    pub fn reveal_bits(&mut self, a: &BinShare) -> Result<Vec<u64>> {
+        self.call(|p| {
+            let (prev, next) = (p.prev(), p.next());
+            let got = super::reshare::one(p.round(vec![(prev, a.next.clone())], &[(next, a.next.len())])?);
+            let mut k = MapBuilder::new("reveal_bits");
+            let (m, x, g) = (k.input(0), k.input(1), k.input(2));
+            let t = k.xor(m, x);
+            let v = k.xor(t, g);
+            k.output(v);
+            Ok(super::reshare::one(p.map(&k.build(), &[&a.mine, &a.next, &got], &[], &[], got.len())?))
+        })
+    }
+
+    /// Stack the planes of several shares of the same elements (local).
+    pub fn stack_planes(&mut self, parts: &[&BinShare]) -> Result<BinShare> {
+        let n = parts.first().map_or(0, |p| p.n);
+        if parts.iter().any(|p| p.n != n) {
+            return Err(Error::Invalid("stacking planes of different element counts".into()));
+        }
+        let planes = parts.iter().map(|p| p.planes).sum();
+        let mine: Vec<u64> = parts.iter().flat_map(|p| p.mine.iter().copied()).collect();
+        let next: Vec<u64> = parts.iter().flat_map(|p| p.next.iter().copied()).collect();
+        Ok(BinShare::from_pieces(n, planes, mine, next))
+    }
+}
