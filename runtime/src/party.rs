@@ -42,6 +42,8 @@ pub struct Party {
     ride_expect: Vec<(PartyId, usize)>,
     /// What arrived for `ride_expect` in the last round, in registration order.
     ride_in: Vec<Vec<u64>>,
+    /// How fixed-point products are truncated.
+    pub(crate) truncation: crate::protocols::TruncationMode,
 }
 
 impl Party {
@@ -68,6 +70,7 @@ impl Party {
             ride_out: Vec::new(),
             ride_expect: Vec::new(),
             ride_in: Vec::new(),
+            truncation: crate::protocols::TruncationMode::default(),
         }
     }
 

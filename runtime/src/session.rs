@@ -24,6 +24,9 @@ pub struct Config {
     /// Derive every key from this seed instead of operating-system randomness. INSECURE: for reproducible tests
     /// only; `None` (the default) uses fresh randomness.
     pub insecure_test_seed: Option<u64>,
+    /// How fixed-point products are truncated (default: exact, never failing for |z| < 2^62); a party can change
+    /// it per layer with `Party::set_truncation`.
+    pub truncation: crate::protocols::TruncationMode,
 }
 
 impl Default for Config {
@@ -33,6 +36,7 @@ impl Default for Config {
             max_elements: 1 << 28,
             timeout: Duration::from_secs(120),
             insecure_test_seed: None,
+            truncation: crate::protocols::TruncationMode::default(),
         }
     }
 }
@@ -93,7 +97,9 @@ impl Session {
         let mut nets = nets.into_iter();
         let parties = core::array::from_fn(|id| {
             let (net, keys) = (nets.next().expect("3 transports"), keys.next().expect("3 key sets"));
-            Mutex::new(Party::new(id, fixed, config.max_elements, net, keys, backend.clone()))
+            let mut party = Party::new(id, fixed, config.max_elements, net, keys, backend.clone());
+            party.set_truncation(config.truncation);
+            Mutex::new(party)
         });
         Ok(Session { parties, fixed, abort, last_run: Mutex::new(Default::default()) })
     }

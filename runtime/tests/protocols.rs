@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use cryptgpu_runtime::protocols::cost::{self, Cost};
+use cryptgpu_runtime::protocols::TruncationMode;
 use cryptgpu_runtime::{Conv2dParams, RingTensor, Stats, Tensor};
 use proptest::prelude::*;
 
@@ -120,14 +121,20 @@ proptest! {
             let z = p.mul(&xs, &ys)?;
             let st = p.last_call_stats();
             let zr = p.mul_ring(&xs, &ys)?;
-            Ok((p.reveal(&z)?, p.reveal(&zr)?, st))
+            p.set_truncation(TruncationMode::Probabilistic);
+            let zp = p.mul(&xs, &ys)?;
+            let stp = p.last_call_stats();
+            Ok((p.reveal(&z)?, p.reveal(&zr)?, st, p.reveal(&zp)?, stp))
         }).unwrap();
         let floor: Vec<i128> = xv.iter().zip(&yv).map(|(&a, &b)| floor_shift(a as i128 * b as i128, T)).collect();
         let tally = check_quotients(out[0].0.data(), &floor, 1 << T);
+        prop_assert_eq!(tally.wraps, 0, "the exact mode never wraps");
+        let tally = check_quotients(out[0].3.data(), &floor, 1 << T);
         prop_assert!(tally.wraps <= 2, "{tally:?}");
         let ring: Vec<u64> = xv.iter().zip(&yv).map(|(&a, &b)| (a as u64).wrapping_mul(b as u64)).collect();
         prop_assert_eq!(out[0].1.data(), &ring[..]);
-        assert_cost(&[out[0].2, out[1].2, out[2].2], cost::MUL, 64);
+        assert_cost(&[out[0].2, out[1].2, out[2].2], cost::MUL_EXACT, 64);
+        assert_cost(&[out[0].4, out[1].4, out[2].4], cost::MUL, 64);
     }
 
     #[test]
@@ -150,8 +157,8 @@ proptest! {
             floor_shift((0..k).map(|kk| xv[i * k + kk] as i128 * yv[kk * n + j] as i128).sum(), T)
         }).collect();
         let tally = check_quotients(out[0].0.data(), &floor, 1 << T);
-        prop_assert!(tally.wraps <= 2, "{tally:?}");
-        assert_cost(&[out[0].1, out[1].1, out[2].1], cost::MUL, m * n);
+        prop_assert_eq!(tally.wraps, 0, "{:?}", tally);
+        assert_cost(&[out[0].1, out[1].1, out[2].1], cost::MUL_EXACT, m * n);
     }
 
     #[test]
@@ -189,8 +196,8 @@ proptest! {
             floor.push(floor_shift(z, T));
         }}}}
         let tally = check_quotients(out[0].0.data(), &floor, 1 << T);
-        prop_assert!(tally.wraps <= 2, "{tally:?}");
-        assert_cost(&[out[0].1, out[1].1, out[2].1], cost::MUL, n * co * oh * oh);
+        prop_assert_eq!(tally.wraps, 0, "{:?}", tally);
+        assert_cost(&[out[0].1, out[1].1, out[2].1], cost::MUL_EXACT, n * co * oh * oh);
     }
 
     #[test]
@@ -207,7 +214,12 @@ proptest! {
         let floor: Vec<i128> = xv.iter().map(|&v| (v as i128).div_euclid(d as i128)).collect();
         let tally = check_quotients(out[0].0.data(), &floor, d as u128);
         prop_assert!(tally.wraps <= 2, "{tally:?}");
-        assert_cost(&[out[0].1, out[1].1, out[2].1], cost::DIVIDE, 50);
+        if d.is_power_of_two() {
+            prop_assert_eq!(tally.wraps, 0, "powers of two use the exact mode");
+            assert_cost(&[out[0].1, out[1].1, out[2].1], cost::DIVIDE_EXACT, 50);
+        } else {
+            assert_cost(&[out[0].1, out[1].1, out[2].1], cost::DIVIDE, 50);
+        }
     }
 
     #[test]
@@ -241,7 +253,8 @@ proptest! {
         let tally = check_quotients(out[0].1.data(), &floor, (k * k) as u128);
         prop_assert!(tally.wraps <= 2, "{tally:?}");
         assert_cost(&[out[0].2, out[1].2, out[2].2], cost::LOCAL, 0);
-        assert_cost(&[out[0].3, out[1].3, out[2].3], cost::DIVIDE, n * c * oh * oh);
+        let declared = if (k * k).is_power_of_two() { cost::DIVIDE_EXACT } else { cost::DIVIDE };
+        assert_cost(&[out[0].3, out[1].3, out[2].3], declared, n * c * oh * oh);
     }
 }
 

@@ -7,9 +7,7 @@
 //! `[Co, N, OH, OW]` is permuted to `[N, Co, OH, OW]` locally. Cost: [`cost::MUL`](super::cost::MUL) per output
 //! element.
 
-use super::divide::Divisor;
 use super::matmul::{Bias, GemmOperands};
-use super::reshare::Reshare;
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, Result};
@@ -50,7 +48,7 @@ impl Party {
         let (oh, ow) = conv_out("conv2d", [h, wd], [kh, kw], params.stride, params.padding)?;
         let cols = n * oh * ow;
         self.check_size("conv2d im2col", c * kh * kw * cols)?;
-        let how = Reshare::Divide(Divisor::Pow2(self.fixed().frac_bits()));
+        let how = self.fixed_reshare();
         self.call(|p| {
             let im2col = GatherKernel::im2col("conv2d_im2col", [n, c, h, wd], [kh, kw], params.stride, params.padding)?;
             let col_mine = p.gather(&im2col, x.mine())?;

@@ -27,10 +27,17 @@ pub const SHARE: Cost = Cost { rounds: 1, bytes_per_elt: [16, 0, 0] };
 pub const REVEAL_ALL: Cost = Cost { rounds: 1, bytes_per_elt: [8, 8, 8] };
 /// Revealing to one party.
 pub const REVEAL_TO_ONE: Cost = Cost { rounds: 1, bytes_per_elt: [8, 0, 0] };
-/// Multiplication (elementwise, matmul, conv2d), with or without the fused truncation, per output element.
+/// Multiplication (elementwise, matmul, conv2d) in the ring or with the probabilistic truncation fused, per output
+/// element.
 pub const MUL: Cost = Cost { rounds: 1, bytes_per_elt: [8, 8, 8] };
-/// Truncation or division of a share by a public integer, per output element (average pooling too).
+/// Truncation or division of a share by a public integer, per output element (average pooling too), in the
+/// probabilistic mode (and for every divisor that is not a power of two).
 pub const DIVIDE: Cost = Cost { rounds: 1, bytes_per_elt: [8, 0, 0] };
+/// Multiplication with exact truncation (the default mode), per output element: R0's message, its wrap bit's
+/// piece and the bit product; R1 and R2 their sums and the bit product.
+pub const MUL_EXACT: Cost = Cost { rounds: 2, bytes_per_elt: [24, 16, 16] };
+/// Exact truncation of a share by a power of two (the default mode), per element.
+pub const DIVIDE_EXACT: Cost = Cost { rounds: 2, bytes_per_elt: [24, 8, 8] };
 /// Local operations.
 pub const LOCAL: Cost = Cost { rounds: 0, bytes_per_elt: [0, 0, 0] };
 

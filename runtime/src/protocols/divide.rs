@@ -79,6 +79,9 @@ impl Party {
     }
 
     pub(crate) fn divide(&mut self, x: &Share, d: Divisor) -> Result<Share> {
+        if let (Divisor::Pow2(k), super::TruncationMode::Exact) = (d, self.truncation) {
+            return self.exact_truncate(x, k);
+        }
         let step = self.next_step();
         let rho = self.stream(KeyWith::All, Purpose::Split, step);
         let n = x.len();

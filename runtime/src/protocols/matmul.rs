@@ -34,7 +34,7 @@ impl Party {
     /// `x · y` for fixed-point matrices `x` (m×k) and `y` (k×n), truncation fused.
     pub fn matmul(&mut self, x: &Share, y: &Share) -> Result<Share> {
         let (m, k, n) = matmul_dims(x.shape(), y.shape())?;
-        let how = Reshare::Divide(Divisor::Pow2(self.fixed().frac_bits()));
+        let how = self.fixed_reshare();
         self.call(|p| {
             let ops = GemmOperands { m, n, k, x_mine: x.mine(), x_next: x.next(), y_mine: y.mine(), y_next: y.next() };
             p.secure_gemm("matmul", &ops, None, how, &[m, n])
@@ -76,7 +76,7 @@ impl Party {
             // Each party adds its own piece; the pieces sum to the bias. Scale t → 2t before the truncation.
             let v = b.op(Op::Input { buf: 0, load: bias.load });
             let scaled = match how {
-                Reshare::Divide(Divisor::Pow2(t)) => b.shl(v, t),
+                Reshare::Divide(Divisor::Pow2(t)) | Reshare::ExactTruncate(t) => b.shl(v, t),
                 _ => v,
             };
             acc = b.add(acc, scaled);

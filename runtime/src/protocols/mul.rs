@@ -8,7 +8,6 @@
 //! Fixed-point range: the product `x·y·2^(2t)` must stay well below 2^63; the truncation fails with probability
 //! `≈ |x·y|·2^(2t)/2^64` per element (see [`reshare`](super::reshare)).
 
-use super::divide::Divisor;
 use super::local::same_shape;
 use super::reshare::Reshare;
 use crate::party::Party;
@@ -19,8 +18,8 @@ use cryptgpu_codegen::MapBuilder;
 impl Party {
     /// `x · y` elementwise for fixed-point values (truncation fused into the single round).
     pub fn mul(&mut self, x: &Share, y: &Share) -> Result<Share> {
-        let t = self.fixed().frac_bits();
-        self.mul_with(x, y, Reshare::Divide(Divisor::Pow2(t)))
+        let how = self.fixed_reshare();
+        self.mul_with(x, y, how)
     }
 
     /// `x · y` elementwise in the ring (no truncation).

@@ -38,8 +38,10 @@ pub(crate) fn role(party: usize, step: u64) -> usize {
 pub(crate) enum Reshare {
     /// Exact ring value.
     Plain,
-    /// Divide by a public integer (truncation when a power of two).
+    /// Divide by a public integer (truncation when a power of two), probabilistic (one round).
     Divide(Divisor),
+    /// Divide by `2^k` with no wrap failure for |z| < 2^62 (two rounds; see [`super::exact`]).
+    ExactTruncate(u32),
 }
 
 impl Party {
@@ -49,9 +51,9 @@ impl Party {
         let mask = |k| self.stream(k, Purpose::TruncMask, step);
         match (how, role(self.id(), step)) {
             (Reshare::Plain, _) => vec![zero(KeyWith::Prev), zero(KeyWith::Next)],
-            (Reshare::Divide(_), 0) => vec![zero(KeyWith::Prev), zero(KeyWith::Next), mask(KeyWith::Next)],
-            (Reshare::Divide(_), 1) => vec![zero(KeyWith::Prev), mask(KeyWith::Prev)],
-            (Reshare::Divide(_), _) => vec![zero(KeyWith::Next)],
+            (_, 0) => vec![zero(KeyWith::Prev), zero(KeyWith::Next), mask(KeyWith::Next)],
+            (_, 1) => vec![zero(KeyWith::Prev), mask(KeyWith::Prev)],
+            (_, _) => vec![zero(KeyWith::Next)],
         }
     }
 
@@ -59,7 +61,7 @@ impl Party {
     pub(crate) fn reshare_params(how: Reshare) -> Vec<u64> {
         match how {
             Reshare::Divide(d) => d.params(),
-            Reshare::Plain => vec![],
+            Reshare::Plain | Reshare::ExactTruncate(_) => vec![],
         }
     }
 
@@ -74,22 +76,26 @@ impl Party {
     pub(crate) fn reshare_epilogue(&self, b: &mut MapBuilder, value: Reg, how: Reshare, step: u64) {
         let role = role(self.id(), step);
         let c = match (how, role) {
-            (Reshare::Plain, _) | (Reshare::Divide(_), 0) => {
+            (Reshare::Plain, _) | (_, 0) => {
                 let alpha = super::zero::emit(b, super::zero::ZeroKind::Arithmetic, 0, 1);
                 b.add(value, alpha)
             }
-            (Reshare::Divide(_), 1) => {
+            (_, 1) => {
                 let z = b.prg(0);
                 b.add(value, z)
             }
-            (Reshare::Divide(_), _) => {
+            (_, _) => {
                 let z = b.prg(0);
                 b.sub(value, z)
             }
         };
         match (how, role) {
-            (Reshare::Plain, _) | (Reshare::Divide(_), 2) => {
+            (Reshare::Plain, _) | (_, 2) => {
                 b.output(c);
+            }
+            (Reshare::ExactTruncate(k), 0) => {
+                // B = c + 2^62 (so 0 ≤ B + A < 2^63 as the true sum); message ⌊B/2^k⌋ + 1 − 2^(62−k) − s; a = msb(B).
+                super::exact::emit_r0_message(b, c, k);
             }
             (Reshare::Divide(d), 0) => {
                 let q = d.emit(b, c);
@@ -99,7 +105,7 @@ impl Party {
                 let msg = b.sub(q1, s);
                 b.output(msg).output(s);
             }
-            (Reshare::Divide(_), _) => {
+            (_, _) => {
                 let s = b.prg(1);
                 b.output(c).output(s);
             }
@@ -144,6 +150,16 @@ impl Party {
                     Ok(Share::from_pieces(shape, a, msg))
                 }
             },
+            Reshare::ExactTruncate(k) => {
+                let outs: Vec<Vec<u64>> = std::iter::from_fn(|| Some(take()))
+                    .take(match role(self.id(), step) {
+                        0 => 3,
+                        1 => 2,
+                        _ => 1,
+                    })
+                    .collect();
+                self.finish_exact_truncate(outs, shape, k, step)
+            }
         }
     }
 
