@@ -54,7 +54,6 @@ impl SignBits {
 
 /// The sign circuit after its first round.
 struct SignState {
-    n: usize,
     bits: SignBits,
     a: BinShare,
     b: BinShare,
@@ -202,7 +201,7 @@ impl Party {
                 )
             }
         };
-        Ok(SignState { n, bits, a, b })
+        Ok(SignState { bits, a, b })
     }
 
     /// The rest of the sign circuit: generate/propagate, the prefix tree, the sign plane (`1` = negative).
@@ -255,7 +254,6 @@ impl Party {
             p_rest = new_p;
         }
         let p_high = self.select_planes(&p_all, high, 1, 1)?;
-        let _ = st.n;
         self.xor(&p_high, &g)
     }
 
