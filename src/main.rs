@@ -254,7 +254,46 @@ fn bench(reps: usize, max_size: usize) -> Result<(), Box<dyn std::error::Error>>
         cost::MUL_EXACT.bytes_for(r.outputs).iter().sum::<u64>() as f64 / 1e6
     );
 
+    nonlinear(reps)?;
     predictions(n, reps)
+}
+
+/// The non-linear section: secure ReLU and max pooling vs plaintext f32 in the same run, with rounds and bytes per
+/// element per party measured beside the declared costs (both protocols are exact: outputs are compared in the ring).
+fn nonlinear(reps: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let per = |b: [f64; 3]| format!("{:.2}/{:.2}/{:.2}", b[0], b[1], b[2]);
+    println!("\n## Non-linear: secure vs plaintext f32 (median of {} runs)\n", reps.clamp(1, 3));
+    println!("| workload | secure ms | plaintext ms | ratio | wrong outputs | rounds measured | declared | bytes/elt/party measured | declared |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let session = Session::new(Config::default())?;
+    let mut rng = rand::thread_rng();
+    type Run<'a> = Box<dyn Fn(&mut rand::rngs::ThreadRng) -> cryptgpu::Result<workloads::NonlinearReport> + 'a>;
+    let rows: Vec<(&str, Run)> = vec![
+        ("ReLU, 2^20 elements", Box::new(|rng| workloads::relu(&session, 1 << 20, rng))),
+        (
+            "MaxPool 2×2 stride 2, [8, 64, 32, 32] (bytes per input element)",
+            Box::new(|rng| workloads::max_pool(&session, [8, 64, 32, 32], 2, 2, rng)),
+        ),
+    ];
+    for (name, run) in &rows {
+        let mut runs = (0..reps.clamp(1, 3)).map(|_| run(&mut rng)).collect::<Result<Vec<_>, _>>()?;
+        runs.sort_by_key(|r| r.secure);
+        let r = &runs[runs.len() / 2];
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.0}× | {} of {} | {} | {} | {} | {} |",
+            ms(r.secure),
+            ms(r.plaintext),
+            r.slowdown(),
+            r.mismatches,
+            r.outputs,
+            r.stats.rounds(),
+            r.declared_rounds,
+            per(r.bytes_per_elt()),
+            per(r.declared_per_elt())
+        );
+    }
+    Ok(())
 }
 
 /// The cost model's H100 prediction beside the CPU measurement, for each workload.

@@ -363,3 +363,147 @@ pub fn measure_loopback_link() -> std::io::Result<crate::codegen::cost::Link> {
     server.join().map_err(|_| std::io::Error::other("link measurement thread panicked"))??;
     Ok(crate::codegen::cost::Link { bandwidth, latency })
 }
+
+/// What a secure run of a non-linear workload measured (exact protocols: the result is compared bit for bit).
+#[derive(Debug, Clone)]
+pub struct NonlinearReport {
+    /// Wall time of the secure computation (sharing and revealing excluded).
+    pub secure: Duration,
+    /// Wall time of the plaintext f32 computation of the same shape, same machine, same run.
+    pub plaintext: Duration,
+    /// Communication of the secure computation.
+    pub stats: PartyStats,
+    /// Declared rounds.
+    pub declared_rounds: u64,
+    /// Declared bytes per party, largest first.
+    pub declared_bytes: [u64; 3],
+    /// Input elements.
+    pub elements: usize,
+    /// Output elements.
+    pub outputs: usize,
+    /// Outputs that differ from the plaintext reference in the ring.
+    pub mismatches: usize,
+}
+
+impl NonlinearReport {
+    /// Secure time over plaintext time.
+    pub fn slowdown(&self) -> f64 {
+        self.secure.as_secs_f64() / self.plaintext.as_secs_f64().max(1e-9)
+    }
+    /// Measured bytes per input element per party, largest first.
+    pub fn bytes_per_elt(&self) -> [f64; 3] {
+        let mut b = self.stats.bytes();
+        b.sort_unstable_by(|x, y| y.cmp(x));
+        b.map(|v| v as f64 / self.elements as f64)
+    }
+    /// Declared bytes per input element per party, largest first.
+    pub fn declared_per_elt(&self) -> [f64; 3] {
+        self.declared_bytes.map(|v| v as f64 / self.elements as f64)
+    }
+}
+
+/// Share `x` (party 0), time `op` on the share, reveal the result; returns it with the time and communication.
+fn run_unary(
+    session: &Session,
+    x: &Tensor,
+    op: &(dyn Fn(&mut crate::Party, &crate::Share) -> Result<crate::Share> + Sync),
+) -> Result<(RingTensor, Duration, PartyStats)> {
+    let out = session.run(|p| {
+        let xs = p.share_fixed(0, (p.id() == 0).then_some(x), x.shape())?;
+        let sync = p.share(2, (p.id() == 2).then(|| RingTensor::new(&[1], vec![0]).expect("one")).as_ref(), &[1])?;
+        p.reveal(&sync)?;
+        let before = p.total_stats();
+        let start = Instant::now();
+        let y = op(p, &xs)?;
+        let secure = start.elapsed();
+        let spent = p.total_stats() - before;
+        Ok((p.reveal(&y)?, secure, spent))
+    })?;
+    let secure = out.iter().map(|o| o.1).max().unwrap_or_default();
+    let stats = PartyStats([out[0].2, out[1].2, out[2].2]);
+    let [(value, _, _), _, _] = out;
+    Ok((value, secure, stats))
+}
+
+/// Secure ReLU of `n` random values in `[-1, 1]` against plaintext f32 ReLU (and the exact ring reference).
+pub fn relu(session: &Session, n: usize, rng: &mut impl Rng) -> Result<NonlinearReport> {
+    use crate::runtime::protocols::{cost, SignBits};
+    let x = random_tensor(&[n], 1.0, rng);
+    let enc = x.encode(&session.fixed())?;
+    let x32: Vec<f32> = x.data().iter().map(|&v| v as f32).collect();
+    let start = Instant::now();
+    let y32: Vec<f32> = x32.iter().map(|&v| v.max(0.0)).collect();
+    let plaintext = start.elapsed();
+    std::hint::black_box(&y32);
+    let (y, secure, stats) = run_unary(session, &x, &|p, xs| p.relu(xs))?;
+    let mismatches =
+        y.data().iter().zip(enc.data()).filter(|(&g, &v)| g != if (v as i64) >= 0 { v } else { 0 }).count();
+    let bits = SignBits::default();
+    Ok(NonlinearReport {
+        secure,
+        plaintext,
+        stats,
+        declared_rounds: cost::sign_rounds(bits) + 2,
+        declared_bytes: cost::relu_bytes(n, bits),
+        elements: n,
+        outputs: n,
+        mismatches,
+    })
+}
+
+/// Plaintext max pooling of `x` `[N, C, H, W]` (no padding), in whatever element type.
+fn plain_max_pool<T: Copy + PartialOrd>(x: &[T], [n, c, h, w]: [usize; 4], k: usize, s: usize) -> Vec<T> {
+    let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
+    let mut out = Vec::with_capacity(n * c * oh * ow);
+    for plane in x.chunks(h * w).take(n * c) {
+        for y in 0..oh {
+            for xq in 0..ow {
+                let mut best = plane[y * s * w + xq * s];
+                for i in 0..k {
+                    for j in 0..k {
+                        let v = plane[(y * s + i) * w + xq * s + j];
+                        if v > best {
+                            best = v;
+                        }
+                    }
+                }
+                out.push(best);
+            }
+        }
+    }
+    out
+}
+
+/// Secure `k × k` max pooling with stride `stride` (no padding) of a random batch `shape` (entries in `[-1, 1]`)
+/// against plaintext f32 max pooling (and the exact ring reference).
+pub fn max_pool(
+    session: &Session,
+    shape: [usize; 4],
+    k: usize,
+    stride: usize,
+    rng: &mut impl Rng,
+) -> Result<NonlinearReport> {
+    use crate::runtime::protocols::cost;
+    let x = random_tensor(&shape, 1.0, rng);
+    let enc = x.encode(&session.fixed())?;
+    let x32: Vec<f32> = x.data().iter().map(|&v| v as f32).collect();
+    let start = Instant::now();
+    let y32 = plain_max_pool(&x32, shape, k, stride);
+    let plaintext = start.elapsed();
+    std::hint::black_box(&y32);
+    let signed: Vec<i64> = enc.data().iter().map(|&v| v as i64).collect();
+    let want = plain_max_pool(&signed, shape, k, stride);
+    let params = Conv2dParams { stride, padding: 0 };
+    let (y, secure, stats) = run_unary(session, &x, &|p, xs| p.max_pool2d(xs, [k, k], params))?;
+    let mismatches = y.data().iter().zip(&want).filter(|(&g, &v)| g as i64 != v).count();
+    Ok(NonlinearReport {
+        secure,
+        plaintext,
+        stats,
+        declared_rounds: cost::max_rounds(k * k),
+        declared_bytes: cost::max_bytes(k * k, want.len()),
+        elements: x.len(),
+        outputs: want.len(),
+        mismatches,
+    })
+}

@@ -87,3 +87,147 @@ pub fn relu_bytes(n: usize, bits: super::SignBits) -> [u64; 3] {
     b.sort_unstable_by(|x, y| y.cmp(x));
     b
 }
+
+// Comparisons, max/argmax tournaments and max pooling (comparison.rs, max.rs).
+
+/// Rounds of a comparison ([`comparison`](super::comparison): one DReLU of a difference).
+pub fn comparison_rounds() -> u64 {
+    sign_rounds(super::SignBits::default())
+}
+
+/// Bytes each party sends in a comparison of `n` elements, largest first.
+pub fn comparison_bytes(n: usize) -> [u64; 3] {
+    drelu_bytes(n, super::SignBits::default())
+}
+
+/// Rounds of ReLU (sign circuit, reveal of the injection's masked bit, re-replication).
+const TOURNAMENT_RELU_EXTRA_ROUNDS: u64 = 2;
+/// Rounds of a multiplication by a shared bit.
+pub const MUL_BIT_ROUNDS: u64 = 3;
+
+/// Levels of a tournament over `k` candidates: `⌈log2 k⌉`.
+pub fn tournament_levels(k: usize) -> u64 {
+    u64::from(k.max(1).next_power_of_two().trailing_zeros())
+}
+
+/// Pairs played at each level of a tournament over `k` candidates (an odd one passes through).
+fn tournament_pairs(k: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut cands = k;
+    while cands > 1 {
+        out.push(cands / 2);
+        cands = cands / 2 + cands % 2;
+    }
+    out
+}
+
+/// Rounds of the maximum over `k` candidates: one ReLU per level, `10·⌈log2 k⌉`.
+pub fn max_rounds(k: usize) -> u64 {
+    (sign_rounds(super::SignBits::default()) + TOURNAMENT_RELU_EXTRA_ROUNDS) * tournament_levels(k)
+}
+
+/// Rounds of the maximum with argmax over `k` candidates: one DReLU and one batched bit injection per level,
+/// `11·⌈log2 k⌉`.
+pub fn argmax_rounds(k: usize) -> u64 {
+    (sign_rounds(super::SignBits::default()) + MUL_BIT_ROUNDS) * tournament_levels(k)
+}
+
+/// ReLU bytes by the role each party plays at the call's first step (R0, R1, R2); [`relu_bytes`] sorted is
+/// `[R1, R0, R2]` (R1 also sends the sign's two-summand planes).
+fn relu_bytes_by_role(n: usize) -> [u64; 3] {
+    let s = relu_bytes(n, super::SignBits::default());
+    [s[1], s[0], s[2]]
+}
+
+/// The sum over levels of per-party bytes by role (the tournament aligns every sub-protocol so that party `i` plays
+/// role `i`), largest first.
+fn tournament_sum(levels: impl Iterator<Item = [u64; 3]>) -> [u64; 3] {
+    let mut total = [0u64; 3];
+    for b in levels {
+        for (t, x) in total.iter_mut().zip(b) {
+            *t += x;
+        }
+    }
+    total.sort_unstable_by(|x, y| y.cmp(x));
+    total
+}
+
+/// Bytes each party sends in the maximum over `k` candidates of `m` independent instances, largest first.
+pub fn max_bytes(k: usize, m: usize) -> [u64; 3] {
+    tournament_sum(tournament_pairs(k).into_iter().map(|pairs| relu_bytes_by_role(pairs * m)))
+}
+
+/// Bytes each party sends in the maximum with argmax over `k` candidates of `m` instances, largest first: per level
+/// a DReLU of the `pairs·m` differences (R0 sends the planes) and a bit injection of those and of the pairs'
+/// one-hots, `2·pairs·2^level·m` more elements (R0 sends `r`'s piece and `c`). The roles coincide, as
+/// [`drelu_bytes`] and [`mul_bit_bytes`] list R0 first and R1 = R2.
+pub fn argmax_bytes(k: usize, m: usize) -> [u64; 3] {
+    let bits = super::SignBits::default();
+    tournament_sum(tournament_pairs(k).into_iter().enumerate().map(|(level, pairs)| {
+        let (d, b) = (drelu_bytes(pairs * m, bits), mul_bit_bytes(pairs * m + 2 * pairs * (1 << level) * m));
+        [d[0] + b[0], d[1] + b[1], d[2] + b[2]]
+    }))
+}
+
+/// Max pooling backward, per window element (`kh·kw·N·C·OH·OW`): one ring product of the one-hot and the
+/// broadcast gradient; the scatter back is local.
+pub const MAX_POOL2D_BACKWARD: Cost = MUL;
+
+// Non-linear functions (normalize.rs, exp.rs, reciprocal.rs, rsqrt.rs, log.rs, softmax.rs).
+
+/// Rounds of a fixed-point product, and of a truncation by a power of two, under `mode`.
+pub fn fixed_mul_rounds(mode: super::TruncationMode) -> u64 {
+    match mode {
+        super::TruncationMode::Exact => MUL_EXACT.rounds,
+        super::TruncationMode::Probabilistic => MUL.rounds,
+    }
+}
+
+/// Rounds of ReLU: the sign circuit, the reveal of the injection's masked bit and the re-replication.
+pub fn relu_rounds() -> u64 {
+    sign_rounds(super::SignBits::default()) + 2
+}
+
+/// Rounds of the exponential with `iterations` squarings: a truncation, one batched ReLU (both clips), the squarings.
+pub fn exp_rounds(iterations: u32, mode: super::TruncationMode) -> u64 {
+    let m = fixed_mul_rounds(mode);
+    m + relu_rounds() + u64::from(iterations) * m
+}
+
+/// Rounds of the exponent normalisation with `levels` levels: the batched DReLU, the bit injection, `levels − 1`
+/// truncations of the input and one batched product.
+pub fn normalize_rounds(levels: u32, mode: super::TruncationMode) -> u64 {
+    let m = fixed_mul_rounds(mode);
+    sign_rounds(super::SignBits::default()) + MUL_BIT_ROUNDS + u64::from(levels.saturating_sub(1)) * m + m
+}
+
+/// Rounds of the reciprocal with `steps` Newton steps: normalisation (one level), two products per step, a
+/// fixed-point and a ring product to rescale.
+pub fn reciprocal_rounds(steps: u32, mode: super::TruncationMode) -> u64 {
+    let m = fixed_mul_rounds(mode);
+    normalize_rounds(1, mode) + 2 * u64::from(steps) * m + m + MUL.rounds
+}
+
+/// Rounds of the inverse square root at `frac_bits` fractional bits with `steps` Newton steps.
+pub fn rsqrt_rounds(frac_bits: u32, steps: u32, mode: super::TruncationMode) -> u64 {
+    let m = fixed_mul_rounds(mode);
+    let levels = super::normalize::levels(frac_bits, &super::rsqrt::rsqrt_half_exponents(frac_bits));
+    normalize_rounds(levels, mode) + 2 * u64::from(steps) * m + m + MUL.rounds
+}
+
+/// Rounds of the logarithm at `frac_bits` fractional bits: normalisation over the whole range, three rounds of
+/// batched powers, one truncation.
+pub fn log_rounds(frac_bits: u32, mode: super::TruncationMode) -> u64 {
+    let m = fixed_mul_rounds(mode);
+    let levels = super::normalize::levels(frac_bits, &super::log::log_exponents(frac_bits));
+    normalize_rounds(levels, mode) + 3 * m + m
+}
+
+/// Rounds of softmax over rows of length `len` with `iterations` squarings in the exponential: maximum,
+/// exponential, reciprocal (3 steps), one product.
+pub fn softmax_rounds(len: usize, iterations: u32, mode: super::TruncationMode) -> u64 {
+    max_rounds(len)
+        + exp_rounds(iterations, mode)
+        + reciprocal_rounds(super::reciprocal::RECIPROCAL_NEWTON_STEPS, mode)
+        + fixed_mul_rounds(mode)
+}

@@ -11,17 +11,25 @@
 
 pub mod binary;
 pub mod compare;
+pub mod comparison;
 pub mod conv;
 pub mod cost;
 pub mod divide;
 pub mod exact;
+pub mod exp;
 pub mod input;
 pub mod local;
+pub mod log;
 pub mod matmul;
+pub mod max;
 pub mod mul;
+pub mod normalize;
 pub mod pool;
+pub mod reciprocal;
 mod reshare;
 pub mod reveal;
+pub mod rsqrt;
+pub mod softmax;
 pub mod zero;
 
 pub use binary::BinShare;
@@ -29,4 +37,5 @@ pub use compare::SignBits;
 pub use cost::Cost;
 pub use divide::MAX_DIVISOR;
 pub use exact::TruncationMode;
+pub use max::{MaxPoolArgmax, MAX_POOL_PAD};
 pub use zero::ZeroKind;

@@ -1,0 +1,218 @@
+//! Normalisation of a share by its secret binary exponent: the building block of the reciprocal, the inverse square
+//! root and the logarithm (range-safe starts for Newton's method, whatever the magnitude of the input).
+//!
+//! **Exponent class.** For a ring element `a` (the fixed-point encoding of a real, `t` fractional bits) the bits
+//! `d_i = [a ≥ 2^i]`, `i = 0..=top`, are ONE batched [DReLU](super::compare) over the `(top + 1)·n` differences
+//! `a − 2^i` (a local broadcast gather and a public add): 8 rounds. They are monotone, so the class
+//! `c = Σ d_i − 1` is the position of the leading one of `a` for `1 ≤ a < 2^(top+1)`, `top` for every larger
+//! value (the lumped top class) and `−1` for `a ≤ 0`. One batched [`Party::mul_bit`] over public ones (3 rounds)
+//! turns the bits into ring integers `δ_i ∈ {0, 1}`.
+//!
+//! **Tables.** Any public per-class table `f(c)` is then LOCAL: `f(c) = f(−1) + Σ_i δ_i·(f(i) − f(i−1))` (the sum
+//! telescopes), a product with a public tensor and a reducing gather. The functions build their scale factors
+//! this way, so the one-hot of the exponent is never formed explicitly and nothing is opened.
+//!
+//! **Scaling.** `a' = a·2^e(c)` for a per-class exponent `e(c)` (e.g. `e = t − 1 − c` puts `a'` in `[0.5, 1)`):
+//! the table `C(c) = 2^(t + e(c))` is the fixed-point encoding of `2^e(c)` and `a' = a·C` is one fixed-point
+//! product whose pre-truncation value `a'·2^(2t)` is small (no overflow, negligible truncation failure in the
+//! probabilistic mode). When `2^e(c)` is below one ulp (inputs `a ≥ 2^t`), the input is first divided by `2^(L·t)`
+//! (public truncations, `L` levels) and the level's product uses `C_L(c) = 2^(t + e(c) + L·t)`; all levels are
+//! multiplied in ONE batched product (tables are zero outside their level) and summed. Classes without an exponent
+//! (`a ≤ 0`, the lumped top class where a function's result is below one ulp) get a public offset instead.
+//!
+//! **Cost**: [`cost::normalize_rounds`](super::cost::normalize_rounds) — 8 (DReLU) + 3 (bit injection) +
+//! (levels − 1) truncations + 1 product.
+//!
+//! **Range**: the comparisons are exact for `−2^63 + 2^top ≤ a < 2^63`, i.e. every positive fixed-point value and
+//! negative ones of magnitude below `2^(62 − t)`.
+//!
+//! **Error**: `a'` is within one ulp of `a·2^e(c)` (the product's
+//! truncation), plus one ulp per level for inputs `a ≥ 2^t` (the chained truncations of `a`, relative `2^(1−t)`).
+
+use super::local::same_shape;
+use crate::party::Party;
+use crate::share::Share;
+use crate::tensor::RingTensor;
+use crate::{Error, Result};
+use cryptgpu_codegen::{Affine, GatherKernel};
+
+/// The fewest fractional bits the normalised functions accept (their error bounds are stated relative to `2^−t`).
+pub const MIN_FRAC_BITS: u32 = 8;
+
+/// The exponent class of every element of a share, as ring-integer bits `δ_i = [a ≥ 2^i]` (`[top + 1, n]`).
+pub(crate) struct ExponentBits {
+    bits: Share,
+    n: usize,
+    top: u32,
+    shape: Vec<usize>,
+}
+
+impl ExponentBits {
+    /// Number of classes, `top + 2` (`−1..=top`).
+    pub(crate) fn classes(&self) -> usize {
+        self.top as usize + 2
+    }
+}
+
+/// The level (number of `2^t` divisions of the input) a class with exponent `e` needs: the least `L ≥ 0` with
+/// `t + e + L·t ≥ 0`.
+pub(crate) fn level(t: u32, e: i32) -> u32 {
+    let (t, e) = (t as i64, e as i64);
+    if t + e >= 0 {
+        0
+    } else {
+        ((-(t + e) + t - 1) / t) as u32
+    }
+}
+
+/// Levels (`1 + the largest level`) a table of per-class exponents needs.
+pub(crate) fn levels(t: u32, exps: &[Option<i32>]) -> u32 {
+    1 + exps.iter().flatten().map(|&e| level(t, e)).max().unwrap_or(0)
+}
+
+/// Check the session's fractional bits for the normalised functions.
+pub(crate) fn check_frac_bits(op: &str, t: u32) -> Result<()> {
+    if t < MIN_FRAC_BITS {
+        return Err(Error::Invalid(format!(
+            "{op}: needs at least {MIN_FRAC_BITS} fractional bits, the session has {t}"
+        )));
+    }
+    Ok(())
+}
+
+/// Shares stacked along a new first axis (pieces back to back): the operand of one batched call.
+pub(crate) fn stack(parts: &[&Share]) -> Share {
+    let n = parts.first().map_or(0, |s| s.len());
+    let mine: Vec<u64> = parts.iter().flat_map(|s| s.mine().iter().copied()).collect();
+    let next: Vec<u64> = parts.iter().flat_map(|s| s.next().iter().copied()).collect();
+    Share::from_pieces(&[parts.len(), n], mine, next)
+}
+
+/// Row `i` of a share stacked by [`stack`], with `shape`.
+pub(crate) fn row(s: &Share, i: usize, shape: &[usize]) -> Share {
+    let n = crate::tensor::numel(shape);
+    let r = i * n..(i + 1) * n;
+    Share::from_pieces(shape, s.mine()[r.clone()].to_vec(), s.next()[r].to_vec())
+}
+
+impl Party {
+    /// A public ring tensor as a share (piece `x_0` holds it).
+    pub(crate) fn public_share(&mut self, c: &RingTensor) -> Result<Share> {
+        let zero = Share::from_pieces(c.shape(), vec![0; c.len()], vec![0; c.len()]);
+        self.add_public(&zero, c)
+    }
+
+    /// The public real `v` in every element of `shape`, as a fixed-point share.
+    pub(crate) fn public_fixed(&mut self, v: f64, shape: &[usize]) -> Result<Share> {
+        let n = crate::tensor::numel(shape);
+        let enc = self.fixed().encode(v)?;
+        self.public_share(&RingTensor::new(shape, vec![enc; n])?)
+    }
+
+    /// `x + v` for a public real scalar `v`.
+    pub(crate) fn add_scalar(&mut self, x: &Share, v: f64) -> Result<Share> {
+        let enc = self.fixed().encode(v)?;
+        self.add_public(x, &RingTensor::new(x.shape(), vec![enc; x.len()])?)
+    }
+
+    /// `x · k` for a public ring integer `k` (local, exact).
+    pub(crate) fn scale_int(&mut self, x: &Share, k: u64) -> Result<Share> {
+        self.mul_public_ring(x, &RingTensor::new(x.shape(), vec![k; x.len()])?)
+    }
+
+    /// `x` `[n]` broadcast to `[rows, n]` (a gather on both pieces).
+    pub(crate) fn broadcast_rows(&mut self, x: &Share, rows: usize) -> Result<Share> {
+        let n = x.len();
+        let g = GatherKernel {
+            name: "broadcast_rows".into(),
+            in_shape: vec![n],
+            out_shape: vec![rows, n],
+            reduce_shape: vec![],
+            coords: vec![Affine::axis(1)],
+        };
+        Ok(Share::from_pieces(&[rows, n], self.gather(&g, x.mine())?, self.gather(&g, x.next())?))
+    }
+
+    /// The sum over the first axis of `x` `[rows, n]`, as `shape` (`n` elements; a reducing gather, local).
+    pub(crate) fn sum_rows(&mut self, x: &Share, rows: usize, shape: &[usize]) -> Result<Share> {
+        let n = x.len() / rows.max(1);
+        let g = GatherKernel {
+            name: "sum_rows".into(),
+            in_shape: vec![rows, n],
+            out_shape: vec![n],
+            reduce_shape: vec![rows],
+            coords: vec![Affine::axis(1), Affine::axis(0)],
+        };
+        Ok(Share::from_pieces(shape, self.gather(&g, x.mine())?, self.gather(&g, x.next())?))
+    }
+
+    /// The exponent bits of `a` over classes `−1..=top` (`top ≤ 62`): 11 rounds (DReLU, then bit injection).
+    pub(crate) fn exponent_bits(&mut self, a: &Share, top: u32) -> Result<ExponentBits> {
+        if top > 62 || a.is_empty() {
+            return Err(Error::Invalid(format!("exponent classes up to {top} of {} elements", a.len())));
+        }
+        let (n, j) = (a.len(), top as usize + 1);
+        let flat = a.clone().reshaped(&[n]).expect("same size");
+        let rows = self.broadcast_rows(&flat, j)?;
+        let thresholds: Vec<u64> = (0..j).flat_map(|i| std::iter::repeat_n((1u64 << i).wrapping_neg(), n)).collect();
+        let diff = self.add_public(&rows, &RingTensor::new(&[j, n], thresholds)?)?;
+        let d = self.drelu(&diff)?;
+        let ones = self.public_share(&RingTensor::new(&[j, n], vec![1; j * n])?)?;
+        let bits = self.mul_bit(&ones, &d)?;
+        Ok(ExponentBits { bits, n, top, shape: a.shape().to_vec() })
+    }
+
+    /// The public per-class table `f` (`f[0]` for class −1, `f[c + 1]` for class `c`) at every element's class, as
+    /// a share of ring values in the input's shape (local).
+    pub(crate) fn class_table(&mut self, e: &ExponentBits, f: &[u64]) -> Result<Share> {
+        if f.len() != e.classes() {
+            return Err(Error::Invalid(format!("a class table of {} entries for {} classes", f.len(), e.classes())));
+        }
+        let (n, j) = (e.n, e.top as usize + 1);
+        let deltas: Vec<u64> = (0..j).flat_map(|i| std::iter::repeat_n(f[i + 1].wrapping_sub(f[i]), n)).collect();
+        let prod = self.mul_public_ring(&e.bits, &RingTensor::new(&[j, n], deltas)?)?;
+        let sum = self.sum_rows(&prod, j, &e.shape)?;
+        self.add_public(&sum, &RingTensor::new(&e.shape, vec![f[0]; n])?)
+    }
+
+    /// `a·2^exps[c]` for every element of class `c` (`exps[0]` for class −1), or the public real `offset` where the
+    /// class has no exponent: the levels' truncations, then one batched fixed-point product.
+    pub(crate) fn scale_by_class(
+        &mut self,
+        a: &Share,
+        e: &ExponentBits,
+        exps: &[Option<i32>],
+        offset: f64,
+    ) -> Result<Share> {
+        same_shape("scale_by_class", a.shape(), &e.shape)?;
+        if exps.len() != e.classes() {
+            return Err(Error::Invalid(format!("{} exponents for {} classes", exps.len(), e.classes())));
+        }
+        let t = self.fixed().frac_bits();
+        let nl = levels(t, exps) as usize;
+        let mut inputs = vec![a.clone()];
+        for _ in 1..nl {
+            let prev = inputs.last().expect("level 0");
+            let next = self.truncate(prev, t)?;
+            inputs.push(next);
+        }
+        let mut factors = Vec::with_capacity(nl);
+        for l in 0..nl as u32 {
+            let table: Vec<u64> = exps
+                .iter()
+                .map(|x| match x {
+                    Some(x) if level(t, *x) == l => 1u64 << (t as i64 + *x as i64 + (l * t) as i64),
+                    _ => 0,
+                })
+                .collect();
+            factors.push(self.class_table(e, &table)?);
+        }
+        let (xs, cs) = (stack(&inputs.iter().collect::<Vec<_>>()), stack(&factors.iter().collect::<Vec<_>>()));
+        let prod = self.mul(&xs, &cs)?;
+        let scaled = self.sum_rows(&prod, nl, a.shape())?;
+        let off = self.fixed().encode(offset)?;
+        let offsets: Vec<u64> = exps.iter().map(|x| if x.is_some() { 0 } else { off }).collect();
+        let off = self.class_table(e, &offsets)?;
+        self.add(&scaled, &off)
+    }
+}
