@@ -13,7 +13,7 @@ pub use cryptgpu_codegen as codegen;
 pub use cryptgpu_dsl as dsl;
 pub use cryptgpu_runtime as runtime;
 pub use cryptgpu_runtime::{
-    Config, Conv2dParams, Error, Party, PartyStats, Result, RingTensor, Session, Share, Tensor,
+    Config, Conv2dParams, Error, Party, PartyStats, Result, RingTensor, Session, Share, Stats, Tensor,
 };
 
 pub mod workloads;

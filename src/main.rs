@@ -255,6 +255,7 @@ fn bench(reps: usize, max_size: usize) -> Result<(), Box<dyn std::error::Error>>
     );
 
     nonlinear(reps)?;
+    nonlinear_costs()?;
     predictions(n, reps)
 }
 
@@ -293,6 +294,57 @@ fn nonlinear(reps: usize) -> Result<(), Box<dyn std::error::Error>> {
             per(r.declared_per_elt())
         );
     }
+    Ok(())
+}
+
+/// Rounds and bytes per element per party of DReLU and softmax over 10 classes, measured vs declared.
+fn nonlinear_costs() -> Result<(), Box<dyn std::error::Error>> {
+    use cryptgpu::runtime::protocols::SignBits;
+    println!("\n## Non-linear: communication per element, measured vs declared (exact truncation)\n");
+    println!("| protocol | elements | rounds measured | declared | bytes/elt/party measured | declared |");
+    println!("|---|---|---|---|---|---|");
+    let mut rng = rand::thread_rng();
+    let per = |b: [u64; 3], n: usize| {
+        format!("{:.2}/{:.2}/{:.2}", b[0] as f64 / n as f64, b[1] as f64 / n as f64, b[2] as f64 / n as f64)
+    };
+    let measure = |x: &cryptgpu::Tensor,
+                   op: &(dyn Fn(&mut cryptgpu::Party, &cryptgpu::Share) -> cryptgpu::Result<()> + Sync)|
+     -> cryptgpu::Result<[cryptgpu::Stats; 3]> {
+        Session::new(Config::default())?.run(|p| {
+            let xs = p.share_fixed(0, (p.id() == 0).then_some(x), x.shape())?;
+            let before = p.total_stats();
+            op(p, &xs)?;
+            Ok(p.total_stats() - before)
+        })
+    };
+    let n = 1 << 16;
+    let x = workloads::random_tensor(&[n], 1.0, &mut rng);
+    let st = measure(&x, &|p, xs| p.drelu(xs).map(|_| ()))?;
+    let mut b = st.map(|s| s.bytes_sent);
+    b.sort_unstable_by(|x, y| y.cmp(x));
+    let bits = SignBits::default();
+    println!(
+        "| DReLU (64-bit range) | {n} | {} | {} | {} | {} |",
+        st[0].rounds,
+        cost::sign_rounds(bits),
+        per(b, n),
+        per(cost::drelu_bytes(n, bits), n)
+    );
+    let (rows, m) = (1024, 10);
+    let x = workloads::random_tensor(&[rows, m], 4.0, &mut rng);
+    let st = measure(&x, &|p, xs| p.softmax(xs).map(|_| ()))?;
+    let mut b = st.map(|s| s.bytes_sent);
+    b.sort_unstable_by(|x, y| y.cmp(x));
+    let declared = cost::softmax_total_bytes(rows, m, 8, 20, TruncationMode::Exact);
+    println!(
+        "| softmax over {m} classes | {} | {} | {} | {} (total {:.2}) | total {:.2} |",
+        rows * m,
+        st[0].rounds,
+        cost::softmax_rounds(m, 8, TruncationMode::Exact),
+        per(b, rows * m),
+        b.iter().sum::<u64>() as f64 / (rows * m) as f64,
+        declared as f64 / (rows * m) as f64
+    );
     Ok(())
 }
 

@@ -234,3 +234,22 @@ fn softmax_matches_plaintext_without_opening_the_logits() {
     }
     eprintln!("softmax: worst abs error {worst:.3e} (bound {bound:.3e})");
 }
+
+#[test]
+fn softmax_over_ten_classes_sends_exactly_its_declared_bytes() {
+    for mode in [TruncationMode::Exact, TruncationMode::Probabilistic] {
+        let (rows, m) = (7, 10);
+        let input =
+            Tensor::new(&[rows, m], (0..rows * m).map(|i| ((i * 37) % 23) as f64 / 4.0 - 2.0).collect()).unwrap();
+        let out = session(mode)
+            .run(|p| {
+                let xs = p.share_fixed(0, (p.id() == 0).then_some(&input), &[rows, m])?;
+                p.softmax(&xs)?;
+                Ok(p.last_call_stats())
+            })
+            .unwrap();
+        let measured: u64 = out.iter().map(|s| s.bytes_sent).sum();
+        assert_eq!(measured, cost::softmax_total_bytes(rows, m, 8, T, mode), "{mode:?}: {out:?}");
+        assert!(out.iter().all(|s| s.rounds == cost::softmax_rounds(m, 8, mode)));
+    }
+}
