@@ -58,6 +58,8 @@ pub enum Purpose {
     Private = 5,
     /// Sharing a value one party knows into a binary or arithmetic share.
     Reshare = 6,
+    /// Re-replication of the wrap bit's product in exact truncation.
+    Wrap = 7,
 }
 
 /// One PRF stream: a key and a 96-bit nonce.

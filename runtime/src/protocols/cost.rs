@@ -33,11 +33,12 @@ pub const MUL: Cost = Cost { rounds: 1, bytes_per_elt: [8, 8, 8] };
 /// Truncation or division of a share by a public integer, per output element (average pooling too), in the
 /// probabilistic mode (and for every divisor that is not a power of two).
 pub const DIVIDE: Cost = Cost { rounds: 1, bytes_per_elt: [8, 0, 0] };
-/// Multiplication with exact truncation (the default mode), per output element: R0's message, its wrap bit's
-/// piece and the bit product; R1 and R2 their sums and the bit product.
-pub const MUL_EXACT: Cost = Cost { rounds: 2, bytes_per_elt: [24, 16, 16] };
-/// Exact truncation of a share by a power of two (the default mode), per element.
-pub const DIVIDE_EXACT: Cost = Cost { rounds: 2, bytes_per_elt: [24, 8, 8] };
+/// Multiplication with exact truncation (the default mode), per output element: R0 its message and its wrap bit's
+/// piece; R1 and R2 their sums and their term of the wrap product.
+pub const MUL_EXACT: Cost = Cost { rounds: 2, bytes_per_elt: [16, 16, 16] };
+/// Exact truncation of a share by a power of two (the default mode), per element: R0 its message and its wrap bit's
+/// piece; R1 and R2 their term of the wrap product.
+pub const DIVIDE_EXACT: Cost = Cost { rounds: 2, bytes_per_elt: [16, 8, 8] };
 /// Local operations.
 pub const LOCAL: Cost = Cost { rounds: 0, bytes_per_elt: [0, 0, 0] };
 

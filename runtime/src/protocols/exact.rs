@@ -7,9 +7,11 @@
 //!
 //! `⌊z/2^k⌋ + δ = ⌊B/2^k⌋ + ⌊A/2^k⌋ + 1 − 2^(62−k) − w·2^(64−k)`, with `δ ∈ {0, 1}` (within one ulp, unbiased as in
 //! the probabilistic mode), where `w = a + b − a·b` costs one arithmetic sharing of `a` (a word from R0 to R2 that
-//! rides in the first round) and one ring product (the second round).
+//! rides in the first round) and a second round in which R1 and R2 re-replicate `a·b = b·p + b·(a − p)`, each of
+//! them knowing one term.
 //!
-//! **Cost**: 2 rounds; per output element R0 sends 24 bytes, R1 and R2 16 (the probabilistic mode: 1 round, 8 each).
+//! **Cost**: 2 rounds; per output element every party sends 16 bytes in a product (the probabilistic mode: 1 round,
+//! 8 each); a standalone truncation costs R0 16 bytes and R1, R2 8.
 //! **Range**: exact for `−2^62 ≤ z < 2^62`; outside it the result is wrong (as a fixed-point product of such values
 //! has no meaning anyway). Division by a public integer that is not a power of two stays probabilistic.
 
@@ -84,7 +86,7 @@ impl Party {
                 let (a0, a1) = self.share_r0_bit(&a, step)?;
                 self.ride_along(prev, a0.clone());
                 self.round(vec![(prev, msg.clone())], &[])?;
-                self.wrap_correct(Share::from_pieces(shape, msg, s), Share::from_pieces(shape, a0, a1), None, k)
+                self.wrap_correct(step, Share::from_pieces(shape, msg, s), Share::from_pieces(shape, a0, a1), None, k)
             }
             1 => {
                 let (c1, s) = (take(), take());
@@ -92,7 +94,7 @@ impl Party {
                 let c2 = super::reshare::one(self.round(vec![(next, c1.clone())], &[(next, n)])?);
                 let (q, b) = self.unsigned_split(&c1, &c2, k)?;
                 let zeros = vec![0; n];
-                self.wrap_correct(
+                self.wrap_correct(step, 
                     Share::from_pieces(shape, s, q),
                     Share::from_pieces(shape, a1, zeros.clone()),
                     Some(Share::from_pieces(shape, zeros, b)),
@@ -107,7 +109,7 @@ impl Party {
                 let a0 = self.take_rides().remove(0);
                 let (q, b) = self.unsigned_split(&c1, &c2, k)?;
                 let zeros = vec![0; n];
-                self.wrap_correct(
+                self.wrap_correct(step, 
                     Share::from_pieces(shape, q, msg),
                     Share::from_pieces(shape, zeros.clone(), a0),
                     Some(Share::from_pieces(shape, b, zeros)),
@@ -143,7 +145,7 @@ impl Party {
                 let (a0, a1) = self.share_r0_bit(&a, step)?;
                 self.ride_along(prev, a0.clone());
                 self.round(vec![(prev, msg.clone())], &[])?;
-                self.wrap_correct(Share::from_pieces(&shape, msg, s), Share::from_pieces(&shape, a0, a1), None, k)
+                self.wrap_correct(step, Share::from_pieces(&shape, msg, s), Share::from_pieces(&shape, a0, a1), None, k)
             }
             role => {
                 // A = x_R2 − ρ: R1 holds x_R2 as `next`, R2 as `mine`.
@@ -171,7 +173,7 @@ impl Party {
                     };
                     let a1 = self.peer_bit_piece(n, step)?;
                     self.round(vec![], &[])?;
-                    self.wrap_correct(
+                    self.wrap_correct(step, 
                         Share::from_pieces(&shape, s, q),
                         Share::from_pieces(&shape, a1, zeros.clone()),
                         Some(Share::from_pieces(&shape, zeros, bit)),
@@ -181,7 +183,7 @@ impl Party {
                     self.expect_ride(next, n);
                     let msg = super::reshare::one(self.round(vec![], &[(next, n)])?);
                     let a0 = self.take_rides().remove(0);
-                    self.wrap_correct(
+                    self.wrap_correct(step, 
                         Share::from_pieces(&shape, q, msg),
                         Share::from_pieces(&shape, zeros.clone(), a0),
                         Some(Share::from_pieces(&shape, bit, zeros)),
@@ -230,26 +232,73 @@ impl Party {
         Ok((o.next().expect("2"), o.next().expect("2")))
     }
 
-    /// `base − (a ∨ b)·2^(64−k)`, with `a ∨ b = a + b − a·b` (one ring product). `b` is the trivial sharing of the bit
-    /// R1 and R2 know (`None` at R0, whose pieces of it are zero).
-    fn wrap_correct(&mut self, base: Share, a: Share, b: Option<Share>, k: u32) -> Result<Share> {
+    /// `base − (a ∨ b)·2^(64−k)` with `a ∨ b = a + b − a·b` (second round). `a` is R0's bit, shared as
+    /// `(a − p, p, 0)`; `b` is the bit R1 and R2 both know, shared as `(0, 0, b)`. The product needs no
+    /// multiplication protocol: `a·b = b·p + b·(a − p)`, R1 knowing the first term and R2 the second, a 2-out-of-2
+    /// sharing they re-replicate in one round (pieces `y_{R0}`, `y_{R1}` from the PRF keys R0 shares with each, R1 and
+    /// R2 swapping their terms minus those). Only R1 and R2 send: one word per element each.
+    fn wrap_correct(&mut self, step: u64, base: Share, a: Share, b: Option<Share>, k: u32) -> Result<Share> {
+        let n = base.len();
         let shape = base.shape().to_vec();
-        let b = b.unwrap_or_else(|| Share::from_pieces(&shape, vec![0; base.len()], vec![0; base.len()]));
-        let ab = self.mul_ring(&a, &b)?;
+        let (prev, next) = (self.prev(), self.next());
+        let y = |p: &Party, key| p.stream(key, Purpose::Wrap, step);
+        // Pieces of w = a + b − ab for this party, then base − w·2^(64−k).
+        let (w_mine, w_next) = match role(self.id(), step) {
+            0 => {
+                // w_R0 = (a − p) − y_R0, w_R1 = p − y_R1.
+                let mut kb = MapBuilder::new("exact_wrap_r0");
+                let (a0, a1, y0, y1) = (kb.input(0), kb.input(1), kb.prg(0), kb.prg(1));
+                let (w0, w1) = (kb.sub(a0, y0), kb.sub(a1, y1));
+                kb.output(w0).output(w1);
+                let mut o = self.map(&kb.build(), &[a.mine(), a.next()], &[], &[y(self, KeyWith::Prev), y(self, KeyWith::Next)], n)?.into_iter();
+                self.round(vec![], &[])?;
+                (o.next().expect("2"), o.next().expect("2"))
+            }
+            role => {
+                // R1: its term b·p with p = a's piece R1 (mine), y_R1 with R0 (Prev); sends to R2 (next).
+                // R2: its term b·(a − p) with a − p = a's piece R0 (next), y_R0 with R0 (Next); sends to R1 (prev).
+                let b = b.expect("R1 and R2 hold b");
+                let (a_piece, b_bit, key, peer) = if role == 1 {
+                    (a.mine(), b.next(), KeyWith::Prev, next)
+                } else {
+                    (a.next(), b.mine(), KeyWith::Next, prev)
+                };
+                let mut kb = MapBuilder::new("exact_wrap_term");
+                let (ap, bb, yk) = (kb.input(0), kb.input(1), kb.prg(0));
+                let term = kb.mul(bb, ap);
+                let sent = kb.sub(term, yk);
+                kb.output(sent).output(yk);
+                let mut o = self.map(&kb.build(), &[a_piece, b_bit], &[], &[y(self, key)], n)?.into_iter();
+                let (sent, y_known) = (o.next().expect("2"), o.next().expect("2"));
+                let got = super::reshare::one(self.round(vec![(peer, sent.clone())], &[(peer, n)])?);
+                // y_R2 = both sent terms; w_R2 = b − y_R2; the other piece is a's known piece minus the known y.
+                let mut kb = MapBuilder::new("exact_wrap_pieces");
+                let (s0, s1, bb, ap, yk) = (kb.input(0), kb.input(1), kb.input(2), kb.input(3), kb.input(4));
+                let y2 = kb.add(s0, s1);
+                let w2 = kb.sub(bb, y2);
+                let wk = kb.sub(ap, yk);
+                kb.output(w2).output(wk);
+                let mut o = self.map(&kb.build(), &[&sent, &got, b_bit, a_piece, &y_known], &[], &[], n)?.into_iter();
+                let (w2, wk) = (o.next().expect("2"), o.next().expect("2"));
+                if role == 1 {
+                    (wk, w2) // R1 holds (piece R1, piece R2)
+                } else {
+                    (w2, wk) // R2 holds (piece R2, piece R0)
+                }
+            }
+        };
         let mut kb = MapBuilder::new("exact_wrap_correction");
-        let regs: Vec<Reg> = (0..8).map(|i| kb.input(i)).collect();
-        let mut outs = Vec::new();
-        for piece in 0..2 {
-            let (base_p, a_p, b_p, ab_p) = (regs[piece], regs[2 + piece], regs[4 + piece], regs[6 + piece]);
-            let s = kb.add(a_p, b_p);
-            let w = kb.sub(s, ab_p);
-            let corr = if k == 0 { kb.constant(0) } else { kb.shl(w, 64 - k) };
-            outs.push(kb.sub(base_p, corr));
-        }
-        kb.output(outs[0]).output(outs[1]);
-        let inputs: [&[u64]; 8] =
-            [base.mine(), base.next(), a.mine(), a.next(), b.mine(), b.next(), ab.mine(), ab.next()];
-        let mut o = self.map(&kb.build(), &inputs, &[], &[], base.len())?.into_iter();
+        let (bm, bn, wm, wn) = (kb.input(0), kb.input(1), kb.input(2), kb.input(3));
+        // w·2^(64−k); for k = 0 (division by 1) the correction is a multiple of 2^64, i.e. zero.
+        let (cm, cn) = if k == 0 {
+            let zero = kb.constant(0);
+            (zero, zero)
+        } else {
+            (kb.shl(wm, 64 - k), kb.shl(wn, 64 - k))
+        };
+        let (fm, f_n) = (kb.sub(bm, cm), kb.sub(bn, cn));
+        kb.output(fm).output(f_n);
+        let mut o = self.map(&kb.build(), &[base.mine(), base.next(), &w_mine, &w_next], &[], &[], n)?.into_iter();
         Ok(Share::from_pieces(&shape, o.next().expect("2"), o.next().expect("2")))
     }
 }
