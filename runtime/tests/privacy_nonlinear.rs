@@ -6,54 +6,14 @@
 
 mod common;
 
-use common::recording_session;
+use common::{chi2_two_sample, chi2_uniform, received_bytes, CHI2_CRITICAL as CRITICAL, PRIVACY_RUNS as RUNS};
 use cryptgpu_runtime::protocols::SignBits;
 use cryptgpu_runtime::{Conv2dParams, Party, Result, RingTensor, Share};
 
-const RUNS: usize = 60;
-/// χ² with 255 degrees of freedom: 380 is p ≈ 6·10^-7.
-const CRITICAL: f64 = 380.0;
-
 type Program = fn(&mut Party, &Share, &Share) -> Result<()>;
 
-/// Bytes party `j` received in `RUNS` fresh sessions that share `x` (owner 0) and `y` (owner 1) and run `f`.
 fn received(x: &RingTensor, y: &RingTensor, f: Program) -> [[u64; 256]; 3] {
-    let mut hist = [[0u64; 256]; 3];
-    for _ in 0..RUNS {
-        let (s, logs) = recording_session();
-        s.run(|p| {
-            let xs = p.share(0, (p.id() == 0).then_some(x), x.shape())?;
-            let ys = p.share(1, (p.id() == 1).then_some(y), y.shape())?;
-            f(p, &xs, &ys)
-        })
-        .expect("run");
-        for (j, log) in logs.iter().enumerate() {
-            for (_, words) in log.lock().unwrap().iter() {
-                for w in words {
-                    for b in w.to_le_bytes() {
-                        hist[j][b as usize] += 1;
-                    }
-                }
-            }
-        }
-    }
-    hist
-}
-
-fn chi2_uniform(h: &[u64; 256]) -> f64 {
-    let total: u64 = h.iter().sum();
-    let e = total as f64 / 256.0;
-    h.iter().map(|&o| (o as f64 - e).powi(2) / e).sum()
-}
-
-fn chi2_two_sample(a: &[u64; 256], b: &[u64; 256]) -> f64 {
-    let (na, nb) = (a.iter().sum::<u64>() as f64, b.iter().sum::<u64>() as f64);
-    let (ka, kb) = ((nb / na).sqrt(), (na / nb).sqrt());
-    a.iter()
-        .zip(b)
-        .filter(|(x, y)| **x + **y > 0)
-        .map(|(&x, &y)| (ka * x as f64 - kb * y as f64).powi(2) / (x + y) as f64)
-        .sum()
+    received_bytes(x, y, f)
 }
 
 /// Secret A: all zeros. Secret B: a structured pattern of both signs, ties and large magnitudes.
