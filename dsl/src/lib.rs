@@ -1,6 +1,22 @@
 //! The model description language of cryptgpu.
 //!
-//! This crate will own the layer types (Conv2d, Linear, ReLU, pooling, batch norm, residual blocks, …), shape
-//! inference over a model graph, a run-time model builder, weights I/O (safetensors with PyTorch names) and the
-//! plaintext f64 reference forward/backward that every private result is checked against. It is empty until the
-//! model issue lands; the crate exists now so the workspace has its final shape.
+//! This crate owns the layer types ([`layer`]), the model graph with shape inference and a run-time builder
+//! ([`graph`]), the shipped models LeNet to ResNet-152 ([`models`]), named tensors with Kaiming initialisation
+//! ([`params`]) over a minimal f64 tensor ([`tensor`]), weights I/O in safetensors with PyTorch names
+//! ([`weights`]) and the plaintext f64 reference forward/backward, loss and SGD ([`reference`](mod@reference)) that every private
+//! result is checked against. It is pure Rust and plaintext: no secret sharing happens here.
+
+pub mod error;
+pub mod graph;
+pub mod layer;
+pub mod models;
+pub mod params;
+pub mod reference;
+pub mod tensor;
+pub mod weights;
+
+pub use error::{DslError, Result};
+pub use graph::{Builder, Graph, LayerInfo, ParamSpec};
+pub use layer::{BatchNorm2d, Conv2d, Layer, Linear, Node, ParamKind, Pool2d};
+pub use params::Params;
+pub use tensor::Tensor;

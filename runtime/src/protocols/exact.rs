@@ -94,7 +94,8 @@ impl Party {
                 let c2 = super::reshare::one(self.round(vec![(next, c1.clone())], &[(next, n)])?);
                 let (q, b) = self.unsigned_split(&c1, &c2, k)?;
                 let zeros = vec![0; n];
-                self.wrap_correct(step, 
+                self.wrap_correct(
+                    step,
                     Share::from_pieces(shape, s, q),
                     Share::from_pieces(shape, a1, zeros.clone()),
                     Some(Share::from_pieces(shape, zeros, b)),
@@ -109,7 +110,8 @@ impl Party {
                 let a0 = self.take_rides().remove(0);
                 let (q, b) = self.unsigned_split(&c1, &c2, k)?;
                 let zeros = vec![0; n];
-                self.wrap_correct(step, 
+                self.wrap_correct(
+                    step,
                     Share::from_pieces(shape, q, msg),
                     Share::from_pieces(shape, zeros.clone(), a0),
                     Some(Share::from_pieces(shape, b, zeros)),
@@ -173,7 +175,8 @@ impl Party {
                     };
                     let a1 = self.peer_bit_piece(n, step)?;
                     self.round(vec![], &[])?;
-                    self.wrap_correct(step, 
+                    self.wrap_correct(
+                        step,
                         Share::from_pieces(&shape, s, q),
                         Share::from_pieces(&shape, a1, zeros.clone()),
                         Some(Share::from_pieces(&shape, zeros, bit)),
@@ -183,7 +186,8 @@ impl Party {
                     self.expect_ride(next, n);
                     let msg = super::reshare::one(self.round(vec![], &[(next, n)])?);
                     let a0 = self.take_rides().remove(0);
-                    self.wrap_correct(step, 
+                    self.wrap_correct(
+                        step,
                         Share::from_pieces(&shape, q, msg),
                         Share::from_pieces(&shape, zeros.clone(), a0),
                         Some(Share::from_pieces(&shape, bit, zeros)),
@@ -250,7 +254,9 @@ impl Party {
                 let (a0, a1, y0, y1) = (kb.input(0), kb.input(1), kb.prg(0), kb.prg(1));
                 let (w0, w1) = (kb.sub(a0, y0), kb.sub(a1, y1));
                 kb.output(w0).output(w1);
-                let mut o = self.map(&kb.build(), &[a.mine(), a.next()], &[], &[y(self, KeyWith::Prev), y(self, KeyWith::Next)], n)?.into_iter();
+                let mut o = self
+                    .map(&kb.build(), &[a.mine(), a.next()], &[], &[y(self, KeyWith::Prev), y(self, KeyWith::Next)], n)?
+                    .into_iter();
                 self.round(vec![], &[])?;
                 (o.next().expect("2"), o.next().expect("2"))
             }
