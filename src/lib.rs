@@ -5,12 +5,15 @@
 //!
 //! * [`runtime`] — ring, shares, PRF, transports, protocols, backends, sessions (start with [`Session`]);
 //! * [`codegen`] — the kernel IR every backend executes;
-//! * [`dsl`] — layers and models (to come);
+//! * [`dsl`] — layers, model graphs with shape inference, the plaintext reference, weights, shipped models; and the
+//!   [`secure_model!`] macro that declares models with compile-time shape checks;
 //!
-//! and holds the [`workloads`] that the example, the CLI and the benchmarks share.
+//! and holds the [`workloads`] that the example, the CLI and the benchmarks share, and the [`data`] loaders (MNIST,
+//! Fashion-MNIST).
 
 pub use cryptgpu_codegen as codegen;
 pub use cryptgpu_dsl as dsl;
+pub use cryptgpu_macros::secure_model;
 pub use cryptgpu_runtime as runtime;
 pub use cryptgpu_runtime::{
     Config, Conv2dParams, Error, Party, PartyStats, Result, RingTensor, Session, Share, Stats, Tensor,

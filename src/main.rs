@@ -42,6 +42,21 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Private inference of LeNet on MNIST test images (the first `--batch`), compared with the plaintext model.
+    Infer {
+        /// Images to classify.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Pooling of the LeNet variant.
+        #[arg(long, value_enum, default_value_t = PoolingArg::Avg)]
+        pooling: PoolingArg,
+        /// Weights (safetensors with PyTorch names); random Kaiming weights when absent.
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// MNIST directory (`scripts/fetch-data.sh` fills `data/mnist`); random images when absent.
+        #[arg(long, default_value = "data/mnist")]
+        data: std::path::PathBuf,
+    },
     /// Benchmark tables of the linear layers: ring GEMM vs f32, secure matmul vs local GEMM, secure conv vs plaintext.
     Bench {
         /// Repetitions per measurement (the median is reported).
@@ -60,6 +75,87 @@ enum BackendKind {
     Cpu,
     /// The CUDA backend on GPU 0 (needs an NVIDIA driver and NVRTC; a clear error otherwise).
     Cuda,
+}
+
+/// LeNet's pooling.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PoolingArg {
+    /// Average pooling (CryptGPU's LeNet).
+    Avg,
+    /// Max pooling.
+    Max,
+}
+
+fn infer(
+    batch: usize,
+    pooling: PoolingArg,
+    weights: Option<std::path::PathBuf>,
+    data: std::path::PathBuf,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use cryptgpu::dsl::{models, reference, weights as wio, Params, Tensor as DslTensor};
+    use cryptgpu::runtime::executor::{Executor, Roles};
+    use rand::SeedableRng;
+    let pool = match pooling {
+        PoolingArg::Avg => models::Pooling::Avg,
+        PoolingArg::Max => models::Pooling::Max,
+    };
+    let graph = models::lenet(pool)?;
+    let params = match &weights {
+        Some(path) => wio::load(&graph, path)?,
+        None => Params::kaiming(&graph, &mut rand::rngs::StdRng::seed_from_u64(7)),
+    };
+    let (input, labels, source) = match cryptgpu::data::Dataset::mnist(&data, cryptgpu::data::Split::Test) {
+        Ok(ds) => {
+            let n = batch.min(ds.len());
+            let px = ds.images.data[..n * 784].to_vec();
+            (
+                DslTensor::from_vec(&[n, 1, 28, 28], px)?,
+                Some(ds.labels[..n].to_vec()),
+                format!("MNIST test images 0..{n}"),
+            )
+        }
+        Err(e) => {
+            eprintln!("note: {e}; using random images");
+            let x = workloads::random_tensor(&[batch, 1, 28, 28], 1.0, &mut rand::thread_rng());
+            (DslTensor::from_vec(&[batch, 1, 28, 28], x.data().to_vec())?, None, "random images".to_string())
+        }
+    };
+    let roles = Roles { model_owner: 1, data_owner: 0, receiver: 0 };
+    println!("private LeNet ({pooling:?} pooling, {}) on {source}: weights owned by party 1, images by party 0, logits to party 0", if weights.is_some() { "loaded weights" } else { "random Kaiming weights" });
+    let session = Session::new(Config::default())?;
+    let result = Executor::new(graph.clone(), roles)?.infer(&session, &params, &input)?;
+    let private = result.logits(roles.receiver).ok_or("the receiver got no logits")?;
+    let plain = reference::infer(&graph, &params, &input)?;
+    let n = input.shape()[0];
+    let classes = plain.shape()[1];
+    let argmax = |v: &[f64]| v.iter().enumerate().fold(0, |b, (i, x)| if *x > v[b] { i } else { b });
+    let (mut agree, mut correct, mut rel) = (0, 0, 0.0);
+    for i in 0..n {
+        let (p, q) = (&private.data()[i * classes..][..classes], &plain.data()[i * classes..][..classes]);
+        let diff: f64 = p.iter().zip(q).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+        rel += diff / q.iter().map(|b| b * b).sum::<f64>().sqrt().max(1e-12);
+        agree += usize::from(argmax(p) == argmax(q));
+        if let Some(l) = &labels {
+            correct += usize::from(argmax(p) == l[i] as usize);
+        }
+    }
+    println!("\n| layer | kind | ms | rounds | MB sent (all parties) |\n|---|---|---|---|---|");
+    for l in &result.layers {
+        println!(
+            "| {} | {} | {:.1} | {} | {:.3} |",
+            l.name,
+            l.kind,
+            l.time.as_secs_f64() * 1e3,
+            l.rounds(),
+            l.bytes() as f64 / 1e6
+        );
+    }
+    println!("\nmean relative error of the logits vs plaintext: {:.2e}; same argmax on {agree}/{n}", rel / n as f64);
+    if labels.is_some() && weights.is_some() {
+        println!("accuracy on these images: {correct}/{n}");
+    }
+    println!("total: {:.3} s wall, {}", result.wall.as_secs_f64(), result.total);
+    Ok(())
 }
 
 /// Workloads `cryptgpu kernels` knows.
@@ -431,6 +527,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Bench { reps, max_size } => bench(reps, max_size)?,
         Command::Kernels { model, batch, source, name } => kernels(model, batch, source, name)?,
+        Command::Infer { batch, pooling, weights, data } => infer(batch, pooling, weights, data)?,
     }
     Ok(())
 }

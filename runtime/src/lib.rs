@@ -23,6 +23,7 @@
 
 pub mod backend;
 mod error;
+pub mod executor;
 pub mod fixed;
 pub mod party;
 pub mod predict;

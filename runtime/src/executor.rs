@@ -1,0 +1,557 @@
+//! Private inference of a [`cryptgpu_dsl::Graph`] over replicated shares.
+//!
+//! Three roles, each a party id (they may coincide): the **model owner** knows the parameters
+//! ([`cryptgpu_dsl::Params`], PyTorch state_dict names and layouts), the **data owner** knows a batch
+//! `[B, C, H, W]` (or `[B, …input]`), and the **receiver** alone learns the logits.
+//!
+//! A run has three phases:
+//! 1. [`Executor::share_model`]: the model owner flattens every tensor the layers need into one vector and shares
+//!    it in a single round; the parties slice it back into per-layer shares. Conv weights keep PyTorch's
+//!    `[out, in, kh, kw]`. Linear weights are shared in PyTorch's `[out, in]` layout and every party transposes
+//!    its pieces locally with [`Party::permute`] to the `[in, out]` right operand of [`Party::matmul`]. Batch norm
+//!    is folded by the owner, in f64, into a per-channel `scale = γ / √(var + ε)` and `shift = β − mean · scale`
+//!    from the running statistics (inference semantics); only `scale` and `shift` are shared.
+//! 2. [`Executor::forward`]: the data owner's batch is shared (one round) and every node of the graph runs in
+//!    order — Conv2d (+ bias fused into the GEMM), Linear (matmul, then the bias broadcast over the batch by a
+//!    gather and added locally), ReLU, AvgPool2d, MaxPool2d, global average pooling (sum pooling over `H × W`,
+//!    then [`Party::div_public`] by `H·W`), BatchNorm2d (a [`Party::mul`] by the broadcast scale and an add of the
+//!    broadcast shift, wherever the layer stands), Flatten (a free reshape), Dropout (the identity) and residual
+//!    blocks (`post(main(x) + shortcut(x))`, the add is local).
+//! 3. The logits are revealed to the receiver only ([`Party::reveal_fixed_to`]).
+//!
+//! Every step records its wall time and this party's communication ([`StepStats`]); [`Executor::infer`] runs
+//! all three parties in a [`Session`] and merges them into [`LayerStats`] (rounds: the maximum over parties;
+//! bytes: the sum).
+//!
+//! Limits: convolution and pooling windows must use the same stride and the same padding on both axes (the
+//! protocols take one stride and one padding); a layer that does not is refused with an error naming it.
+
+use crate::party::Party;
+use crate::share::Share;
+use crate::stats::{PartyStats, Stats};
+use crate::{Conv2dParams, Error, PartyId, Result, Session};
+use cryptgpu_codegen::{Affine, GatherKernel};
+use cryptgpu_dsl::{Graph, Layer, Node, Params};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A plaintext tensor of the model description language (weights, inputs and logits).
+pub type DslTensor = cryptgpu_dsl::Tensor;
+
+/// Who plays which part in a private inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// The party that knows the parameters.
+    pub model_owner: PartyId,
+    /// The party that knows the input batch.
+    pub data_owner: PartyId,
+    /// The only party that learns the logits.
+    pub receiver: PartyId,
+}
+
+impl Default for Roles {
+    /// Party 0 owns the model, party 1 the data, and party 1 receives the result.
+    fn default() -> Self {
+        Roles { model_owner: 0, data_owner: 1, receiver: 1 }
+    }
+}
+
+/// One party's shares of a model's parameters, ready for [`Executor::forward`].
+#[derive(Debug, Clone)]
+pub struct SharedModel {
+    tensors: HashMap<String, Share>,
+}
+
+impl SharedModel {
+    /// The share stored under `key` (`<layer>.weight`, `<layer>.bias`, `<bn>.scale`, `<bn>.shift`).
+    pub fn get(&self, key: &str) -> Option<&Share> {
+        self.tensors.get(key)
+    }
+
+    fn require(&self, key: &str) -> Result<&Share> {
+        self.tensors.get(key).ok_or_else(|| Error::Invalid(format!("shared model has no tensor `{key}`")))
+    }
+
+    /// Number of shared tensors.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// Whether no tensor is shared (a model without parameters).
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+}
+
+/// Wall time and one party's communication of one step (a layer, a residual add, or a setup phase).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepStats {
+    /// Full layer name (`layer1.0.conv1`), `<block>.add` for a residual add, or the phase name
+    /// (`share weights`, `share input`, `reveal logits`).
+    pub name: String,
+    /// Layer kind (`Conv2d`, `ReLU`, …), `ResidualAdd` or `Setup`.
+    pub kind: &'static str,
+    /// Wall time on this party.
+    pub time: Duration,
+    /// This party's communication.
+    pub stats: Stats,
+}
+
+/// What one party gets from [`Executor::infer_party`].
+#[derive(Debug, Clone)]
+pub struct PartyInference {
+    /// The logits `[B, classes]`: `Some` on the receiver only.
+    pub logits: Option<DslTensor>,
+    /// Setup phases of this party: sharing the weights, sharing the input, revealing the logits.
+    pub setup: Vec<StepStats>,
+    /// Per-layer steps of this party, in execution order.
+    pub layers: Vec<StepStats>,
+}
+
+/// One step's cost over all three parties.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerStats {
+    /// Full layer name, `<block>.add`, or a setup phase name.
+    pub name: String,
+    /// Layer kind, `ResidualAdd` or `Setup`.
+    pub kind: &'static str,
+    /// The slowest party's wall time.
+    pub time: Duration,
+    /// Each party's communication.
+    pub stats: PartyStats,
+}
+
+impl LayerStats {
+    /// Communication rounds (the largest count of any party).
+    pub fn rounds(&self) -> u64 {
+        self.stats.rounds()
+    }
+    /// Bytes sent by all parties together.
+    pub fn bytes(&self) -> u64 {
+        self.stats.total_bytes()
+    }
+}
+
+/// The result of [`Executor::infer`].
+#[derive(Debug, Clone)]
+pub struct Inference {
+    /// What each party learned: `Some(logits)` at the receiver's index, `None` elsewhere.
+    pub outputs: [Option<DslTensor>; 3],
+    /// Setup phases: sharing the weights, sharing the input, revealing the logits.
+    pub setup: Vec<LayerStats>,
+    /// Every layer (and residual add) in execution order.
+    pub layers: Vec<LayerStats>,
+    /// Wall time of the whole run.
+    pub wall: Duration,
+    /// Communication of the whole run.
+    pub total: PartyStats,
+}
+
+impl Inference {
+    /// The logits the receiver learned (`None` only if the receiver index is out of range).
+    pub fn logits(&self, receiver: PartyId) -> Option<&DslTensor> {
+        self.outputs.get(receiver).and_then(Option::as_ref)
+    }
+}
+
+/// Runs a model graph privately: see the [module documentation](self).
+#[derive(Debug, Clone)]
+pub struct Executor {
+    graph: Graph,
+    roles: Roles,
+}
+
+fn runtime_tensor(t: &DslTensor) -> Result<crate::Tensor> {
+    crate::Tensor::new(t.shape(), t.data().to_vec())
+}
+
+fn dsl_err(graph: &Graph, e: cryptgpu_dsl::DslError) -> Error {
+    Error::Invalid(format!("model `{}`: {e}", graph.name()))
+}
+
+/// One tensor the owner shares: the key the forward pass looks it up by and its shared shape.
+struct Slot {
+    key: String,
+    shape: Vec<usize>,
+    /// Transpose `[out, in]` → `[in, out]` after sharing (linear weights).
+    transpose: bool,
+}
+
+impl Executor {
+    /// An executor for `graph` with the given roles; errors when a role is not party 0, 1 or 2.
+    pub fn new(graph: Graph, roles: Roles) -> Result<Executor> {
+        for (what, id) in
+            [("model owner", roles.model_owner), ("data owner", roles.data_owner), ("receiver", roles.receiver)]
+        {
+            if id > 2 {
+                return Err(Error::Invalid(format!("{what} must be party 0, 1 or 2, found {id}")));
+            }
+        }
+        Ok(Executor { graph, roles })
+    }
+
+    /// The model graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The roles.
+    pub fn roles(&self) -> Roles {
+        self.roles
+    }
+
+    /// The tensors the owner shares, in a fixed order every party derives from the graph alone.
+    fn slots(&self) -> Vec<Slot> {
+        let mut v = Vec::new();
+        for info in self.graph.layers() {
+            let n = &info.name;
+            let slot =
+                |suffix: &str, shape: Vec<usize>, transpose| Slot { key: format!("{n}.{suffix}"), shape, transpose };
+            match &info.layer {
+                Layer::Conv2d(c) => {
+                    v.push(slot("weight", vec![c.out_channels, c.in_channels, c.kernel.0, c.kernel.1], false));
+                    if c.bias {
+                        v.push(slot("bias", vec![c.out_channels], false));
+                    }
+                }
+                Layer::Linear(l) => {
+                    v.push(slot("weight", vec![l.out_features, l.in_features], true));
+                    if l.bias {
+                        v.push(slot("bias", vec![l.out_features], false));
+                    }
+                }
+                Layer::BatchNorm2d(b) => {
+                    v.push(slot("scale", vec![b.channels], false));
+                    v.push(slot("shift", vec![b.channels], false));
+                }
+                _ => {}
+            }
+        }
+        v
+    }
+
+    /// The owner's flat plaintext vector of every slot, batch norm folded into scale and shift.
+    fn flatten_params(&self, params: &Params) -> Result<Vec<f64>> {
+        params.check_present(&self.graph, "parameters").map_err(|e| dsl_err(&self.graph, e))?;
+        let get = |name: &str| params.require(name).map_err(|e| dsl_err(&self.graph, e));
+        let mut flat = Vec::new();
+        for info in self.graph.layers() {
+            let n = &info.name;
+            match &info.layer {
+                Layer::Conv2d(c) => {
+                    flat.extend_from_slice(get(&format!("{n}.weight"))?.data());
+                    if c.bias {
+                        flat.extend_from_slice(get(&format!("{n}.bias"))?.data());
+                    }
+                }
+                Layer::Linear(l) => {
+                    flat.extend_from_slice(get(&format!("{n}.weight"))?.data());
+                    if l.bias {
+                        flat.extend_from_slice(get(&format!("{n}.bias"))?.data());
+                    }
+                }
+                Layer::BatchNorm2d(b) => {
+                    let gamma = get(&format!("{n}.weight"))?.data();
+                    let beta = get(&format!("{n}.bias"))?.data();
+                    let mean = get(&format!("{n}.running_mean"))?.data();
+                    let var = get(&format!("{n}.running_var"))?.data();
+                    let mut scale = Vec::with_capacity(b.channels);
+                    for (c, (&g, &v)) in gamma.iter().zip(var).enumerate() {
+                        let denom = v + b.eps;
+                        if !(denom > 0.0 && denom.is_finite()) {
+                            return Err(Error::Invalid(format!(
+                                "model `{}`: `{n}.running_var[{c}]` + eps = {denom} is not positive",
+                                self.graph.name()
+                            )));
+                        }
+                        scale.push(g / denom.sqrt());
+                    }
+                    let shift: Vec<f64> = beta.iter().zip(mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+                    flat.extend_from_slice(&scale);
+                    flat.extend_from_slice(&shift);
+                }
+                _ => {}
+            }
+        }
+        Ok(flat)
+    }
+
+    /// Shares the model's parameters from the model owner (one round for all of them). The owner passes
+    /// `Some(params)` (every tensor the graph needs must be present with its PyTorch shape; extra tensors are
+    /// ignored), every other party `None`.
+    pub fn share_model(&self, p: &mut Party, params: Option<&Params>) -> Result<SharedModel> {
+        let owner = self.roles.model_owner;
+        let slots = self.slots();
+        let total: usize = slots.iter().map(|s| crate::tensor::numel(&s.shape)).sum();
+        let value = match (p.id() == owner, params) {
+            (true, Some(params)) => Some(crate::Tensor::new(&[total], self.flatten_params(params)?)?),
+            (true, None) => {
+                return Err(Error::Invalid(format!("party {owner} owns the model but supplied no parameters")))
+            }
+            (false, Some(_)) => {
+                return Err(Error::Invalid(format!(
+                    "party {} supplied parameters for a model owned by party {owner}",
+                    p.id()
+                )))
+            }
+            (false, None) => None,
+        };
+        let flat = p.share_fixed(owner, value.as_ref(), &[total])?;
+        let mut tensors = HashMap::with_capacity(slots.len());
+        let mut at = 0;
+        for slot in slots {
+            let len = crate::tensor::numel(&slot.shape);
+            let r = at..at + len;
+            at += len;
+            let share = Share::from_pieces(&slot.shape, flat.mine()[r.clone()].to_vec(), flat.next()[r].to_vec());
+            let share = if slot.transpose { p.permute(&share, &[1, 0])? } else { share };
+            tensors.insert(slot.key, share);
+        }
+        Ok(SharedModel { tensors })
+    }
+
+    /// The batched input shape `[batch, …input]`.
+    fn batch_shape(&self, batch: usize) -> Vec<usize> {
+        let mut s = vec![batch];
+        s.extend_from_slice(self.graph.input_shape());
+        s
+    }
+
+    /// Shares the data owner's batch: the owner passes `Some(x)` of shape `[batch, …input]`, the others `None`.
+    pub fn share_input(&self, p: &mut Party, input: Option<&DslTensor>, batch: usize) -> Result<Share> {
+        let shape = self.batch_shape(batch);
+        if batch == 0 {
+            return Err(Error::Invalid("the batch must hold at least one sample".into()));
+        }
+        let value = match input {
+            Some(x) => {
+                if x.shape() != shape.as_slice() {
+                    return Err(Error::Shape {
+                        op: format!("input of model `{}`", self.graph.name()),
+                        expected: format!("{shape:?}"),
+                        found: format!("{:?}", x.shape()),
+                    });
+                }
+                Some(runtime_tensor(x)?)
+            }
+            None => None,
+        };
+        p.share_fixed(self.roles.data_owner, value.as_ref(), &shape)
+    }
+
+    /// Runs every node of the graph on the shared batch `x`, recording one [`StepStats`] per layer (and residual
+    /// add) into `steps`; returns the shared output `[B, …output]`.
+    pub fn forward(&self, p: &mut Party, model: &SharedModel, x: Share, steps: &mut Vec<StepStats>) -> Result<Share> {
+        let expected = self.batch_shape(x.shape().first().copied().unwrap_or(0));
+        if x.shape() != expected.as_slice() {
+            return Err(Error::Shape {
+                op: format!("forward of model `{}`", self.graph.name()),
+                expected: format!("[B, {}]", join(self.graph.input_shape())),
+                found: format!("{:?}", x.shape()),
+            });
+        }
+        self.run_nodes(p, model, self.graph.nodes(), x, steps)
+    }
+
+    fn run_nodes(
+        &self,
+        p: &mut Party,
+        model: &SharedModel,
+        nodes: &[Node],
+        mut x: Share,
+        steps: &mut Vec<StepStats>,
+    ) -> Result<Share> {
+        for node in nodes {
+            x = match node {
+                Node::Layer { name, layer } => {
+                    timed(p, steps, name, layer.kind_name(), |p| self.layer(p, model, name, layer, x))?
+                }
+                Node::Sequential { children, .. } => self.run_nodes(p, model, children, x, steps)?,
+                Node::Residual { name, main, shortcut, post } => {
+                    let m = self.run_nodes(p, model, main, x.clone(), steps)?;
+                    let s = self.run_nodes(p, model, shortcut, x, steps)?;
+                    let sum = timed(p, steps, &format!("{name}.add"), "ResidualAdd", |p| p.add(&m, &s))?;
+                    self.run_nodes(p, model, post, sum, steps)?
+                }
+            };
+        }
+        Ok(x)
+    }
+
+    fn layer(&self, p: &mut Party, model: &SharedModel, name: &str, layer: &Layer, x: Share) -> Result<Share> {
+        let square = |what: &str, stride: (usize, usize), padding: (usize, usize)| {
+            if stride.0 != stride.1 || padding.0 != padding.1 {
+                return Err(Error::Invalid(format!(
+                    "layer `{name}` ({what}): stride {stride:?} and padding {padding:?} must be equal on both axes"
+                )));
+            }
+            Ok(Conv2dParams { stride: stride.0, padding: padding.0 })
+        };
+        match layer {
+            Layer::Conv2d(c) => {
+                let params = square("Conv2d", c.stride, c.padding)?;
+                let w = model.require(&format!("{name}.weight"))?;
+                let b = if c.bias { Some(model.require(&format!("{name}.bias"))?) } else { None };
+                p.conv2d(&x, w, b, params)
+            }
+            Layer::Linear(l) => {
+                let wt = model.require(&format!("{name}.weight"))?;
+                let y = p.matmul(&x, wt)?;
+                if l.bias {
+                    let b = broadcast(p, model.require(&format!("{name}.bias"))?, y.shape(), 1)?;
+                    p.add(&y, &b)
+                } else {
+                    Ok(y)
+                }
+            }
+            Layer::Relu => p.relu(&x),
+            Layer::AvgPool2d(pool) => {
+                let params = square("AvgPool2d", pool.stride, pool.padding)?;
+                p.avg_pool2d(&x, [pool.kernel.0, pool.kernel.1], params)
+            }
+            Layer::MaxPool2d(pool) => {
+                let params = square("MaxPool2d", pool.stride, pool.padding)?;
+                p.max_pool2d(&x, [pool.kernel.0, pool.kernel.1], params)
+            }
+            Layer::GlobalAvgPool => {
+                let &[_, _, h, w] = x.shape() else {
+                    return Err(Error::Shape {
+                        op: format!("layer `{name}` (GlobalAvgPool)"),
+                        expected: "[N, C, H, W]".into(),
+                        found: format!("{:?}", x.shape()),
+                    });
+                };
+                let sum = p.sum_pool2d(&x, [h, w], Conv2dParams { stride: 1, padding: 0 })?;
+                p.div_public(&sum, (h * w) as u64)
+            }
+            Layer::BatchNorm2d(_) => {
+                let scale = broadcast(p, model.require(&format!("{name}.scale"))?, x.shape(), 1)?;
+                let shift = broadcast(p, model.require(&format!("{name}.shift"))?, x.shape(), 1)?;
+                let y = p.mul(&x, &scale)?;
+                p.add(&y, &shift)
+            }
+            Layer::Flatten => {
+                let n = x.shape().first().copied().unwrap_or(0);
+                let rest = x.len() / n.max(1);
+                let found = format!("{:?}", x.shape());
+                x.reshaped(&[n, rest]).ok_or_else(|| Error::Shape {
+                    op: format!("layer `{name}` (Flatten)"),
+                    expected: format!("[{n}, {rest}]"),
+                    found,
+                })
+            }
+            Layer::Dropout { .. } => Ok(x),
+        }
+    }
+
+    /// One party's whole private inference: share the weights (model owner passes `Some(params)`), share the
+    /// batch (data owner passes `Some(input)` of shape `[batch, …input]`), run every layer, reveal the logits to
+    /// the receiver. All three parties call this with the same `batch`.
+    pub fn infer_party(
+        &self,
+        p: &mut Party,
+        params: Option<&Params>,
+        input: Option<&DslTensor>,
+        batch: usize,
+    ) -> Result<PartyInference> {
+        let mut setup = Vec::new();
+        let mut layers = Vec::new();
+        let model = timed(p, &mut setup, "share weights", "Setup", |p| self.share_model(p, params))?;
+        let x = timed(p, &mut setup, "share input", "Setup", |p| self.share_input(p, input, batch))?;
+        let y = self.forward(p, &model, x, &mut layers)?;
+        let revealed = timed(p, &mut setup, "reveal logits", "Setup", |p| p.reveal_fixed_to(&y, self.roles.receiver))?;
+        let logits = revealed
+            .map(|t| DslTensor::from_vec(t.shape(), t.data().to_vec()))
+            .transpose()
+            .map_err(|e| Error::Invalid(format!("logits of model `{}`: {e}", self.graph.name())))?;
+        Ok(PartyInference { logits, setup, layers })
+    }
+
+    /// Private inference of `input` `[B, …input]` with `params` on the three parties of `session`: checks the
+    /// parameters and the input shape up front (a missing or mis-shaped tensor is an error naming it), then runs
+    /// [`Executor::infer_party`] on every party and merges their statistics.
+    pub fn infer(&self, session: &Session, params: &Params, input: &DslTensor) -> Result<Inference> {
+        params.check_present(&self.graph, "parameters").map_err(|e| dsl_err(&self.graph, e))?;
+        let batch = input.shape().first().copied().unwrap_or(0);
+        let expected = self.batch_shape(batch);
+        if input.shape() != expected.as_slice() || batch == 0 {
+            return Err(Error::Shape {
+                op: format!("input of model `{}`", self.graph.name()),
+                expected: format!("[B, {}] with B ≥ 1", join(self.graph.input_shape())),
+                found: format!("{:?}", input.shape()),
+            });
+        }
+        let start = Instant::now();
+        let before = session.stats();
+        let roles = self.roles;
+        let runs = session.run(|p| {
+            let params = (p.id() == roles.model_owner).then_some(params);
+            let input = (p.id() == roles.data_owner).then_some(input);
+            self.infer_party(p, params, input, batch)
+        })?;
+        let wall = start.elapsed();
+        let after = session.stats();
+        let total = PartyStats(core::array::from_fn(|i| after.0[i] - before.0[i]));
+        let setup = merge(runs.iter().map(|r| r.setup.as_slice()))?;
+        let layers = merge(runs.iter().map(|r| r.layers.as_slice()))?;
+        let [a, b, c] = runs;
+        Ok(Inference { outputs: [a.logits, b.logits, c.logits], setup, layers, wall, total })
+    }
+}
+
+fn join(dims: &[usize]) -> String {
+    dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Runs `f`, recording its wall time and this party's communication as a step.
+fn timed<R>(
+    p: &mut Party,
+    steps: &mut Vec<StepStats>,
+    name: &str,
+    kind: &'static str,
+    f: impl FnOnce(&mut Party) -> Result<R>,
+) -> Result<R> {
+    let (t0, s0) = (Instant::now(), p.total_stats());
+    let r = f(p)?;
+    steps.push(StepStats { name: name.to_string(), kind, time: t0.elapsed(), stats: p.total_stats() - s0 });
+    Ok(r)
+}
+
+/// `v` `[n]` broadcast along `axis` of `shape` (`shape[axis] = n`): a gather on both pieces, local.
+fn broadcast(p: &mut Party, v: &Share, shape: &[usize], axis: usize) -> Result<Share> {
+    if shape.get(axis) != Some(&v.len()) || v.shape().len() != 1 {
+        return Err(Error::Shape {
+            op: "broadcast".into(),
+            expected: format!("a vector of {} elements", shape.get(axis).copied().unwrap_or(0)),
+            found: format!("{:?} for output {shape:?}", v.shape()),
+        });
+    }
+    let g = GatherKernel {
+        name: "broadcast_axis".into(),
+        in_shape: vec![v.len()],
+        out_shape: shape.to_vec(),
+        reduce_shape: vec![],
+        coords: vec![Affine::axis(axis)],
+    };
+    Ok(Share::from_pieces(shape, p.gather(&g, v.mine())?, p.gather(&g, v.next())?))
+}
+
+/// Merges the three parties' step lists (they run the same steps in the same order).
+fn merge<'a>(mut parties: impl Iterator<Item = &'a [StepStats]>) -> Result<Vec<LayerStats>> {
+    let (Some(a), Some(b), Some(c)) = (parties.next(), parties.next(), parties.next()) else {
+        return Err(Error::Invalid("expected the steps of three parties".into()));
+    };
+    if a.len() != b.len() || a.len() != c.len() {
+        return Err(Error::Invalid(format!("parties ran {}, {} and {} steps", a.len(), b.len(), c.len())));
+    }
+    Ok(a.iter()
+        .zip(b)
+        .zip(c)
+        .map(|((a, b), c)| LayerStats {
+            name: a.name.clone(),
+            kind: a.kind,
+            time: a.time.max(b.time).max(c.time),
+            stats: PartyStats([a.stats, b.stats, c.stats]),
+        })
+        .collect())
+}

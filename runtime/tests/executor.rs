@@ -1,0 +1,215 @@
+//! Private inference of whole models against the f64 reference: a small CNN with every layer kind and LeNet.
+
+use cryptgpu_dsl::models::{lenet, Pooling};
+use cryptgpu_dsl::reference::infer;
+use cryptgpu_dsl::{BatchNorm2d, Builder, Conv2d, Graph, Layer, Linear, Params, Pool2d, Tensor};
+use cryptgpu_runtime::executor::{Executor, Inference, Roles};
+use cryptgpu_runtime::{Config, Session};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+fn session() -> Session {
+    Session::new(Config::default()).expect("session")
+}
+
+/// Every layer kind: conv (+bias, strided, padded, bias-free), batch norm, ReLU, residual blocks with an identity
+/// and a projection shortcut, average and max pooling, global average pooling, flatten, linear, dropout.
+fn small_cnn() -> Graph {
+    let mut b = Builder::new();
+    b.layer("conv1", Conv2d::new(3, 8, 3).padding(1)).layer("bn1", BatchNorm2d::new(8)).layer("relu", Layer::Relu);
+    b.residual(
+        "block1",
+        |m| {
+            m.layer("conv1", Conv2d::new(8, 8, 3).padding(1).bias(false)).layer("bn1", BatchNorm2d::new(8));
+            m.layer("relu1", Layer::Relu).layer("conv2", Conv2d::new(8, 8, 3).padding(1));
+        },
+        |_| {},
+        |p| {
+            p.layer("relu", Layer::Relu);
+        },
+    );
+    b.residual(
+        "block2",
+        |m| {
+            m.layer("conv1", Conv2d::new(8, 16, 3).stride(2).padding(1).bias(false)).layer("bn1", BatchNorm2d::new(16));
+        },
+        |s| {
+            s.sequential("downsample", |d| {
+                d.push(Conv2d::new(8, 16, 1).stride(2).bias(false)).push(BatchNorm2d::new(16));
+            });
+        },
+        |p| {
+            p.layer("relu", Layer::Relu);
+        },
+    );
+    b.layer("avgpool", Layer::AvgPool2d(Pool2d::new(3).stride(1).padding(1)));
+    b.layer("maxpool", Layer::MaxPool2d(Pool2d::new(2)));
+    b.layer("gap", Layer::GlobalAvgPool).layer("flatten", Layer::Flatten);
+    b.layer("fc1", Linear::new(16, 32)).layer("relu_fc", Layer::Relu).layer("drop", Layer::Dropout { p: 0.5 });
+    b.layer("fc2", Linear::new(32, 10));
+    b.build("SmallCNN", &[3, 8, 8]).expect("small CNN builds")
+}
+
+/// Kaiming weights, then random biases and batch-norm affine maps and running statistics (Kaiming leaves them
+/// trivial, which would not test the folding).
+fn random_params(graph: &Graph, rng: &mut StdRng) -> Params {
+    let mut params = Params::kaiming(graph, rng);
+    for spec in graph.parameters() {
+        let (lo, hi) = if spec.name.ends_with(".running_var") {
+            (0.5, 2.0)
+        } else if spec.shape.len() == 1 && spec.name.ends_with(".weight") {
+            (0.5, 1.5)
+        } else if spec.name.ends_with(".bias") || spec.name.ends_with(".running_mean") {
+            (-0.2, 0.2)
+        } else {
+            continue;
+        };
+        params.insert(&spec.name, Tensor::uniform(&spec.shape, lo, hi, rng));
+    }
+    params
+}
+
+fn batch(graph: &Graph, n: usize, rng: &mut StdRng) -> Tensor {
+    let mut shape = vec![n];
+    shape.extend_from_slice(graph.input_shape());
+    Tensor::randn(&shape, 1.0, rng)
+}
+
+fn argmax(row: &[f64]) -> usize {
+    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+}
+
+/// Checks the per-sample relative error and the argmax; returns the per-sample relative errors.
+fn check(result: &Inference, receiver: usize, plain: &Tensor) -> Vec<f64> {
+    let private = result.logits(receiver).expect("the receiver gets the logits");
+    assert_eq!(private.shape(), plain.shape());
+    let k = plain.shape()[1];
+    let mut errs = Vec::new();
+    for (i, (p, q)) in private.data().chunks(k).zip(plain.data().chunks(k)).enumerate() {
+        let diff: f64 = p.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+        let norm: f64 = q.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let rel = diff / norm;
+        assert!(rel <= 2e-4, "sample {i}: relative error {rel:e} > 2e-4\nprivate {p:?}\nplain   {q:?}");
+        assert_eq!(argmax(p), argmax(q), "sample {i}: argmax differs\nprivate {p:?}\nplain   {q:?}");
+        errs.push(rel);
+    }
+    errs
+}
+
+#[test]
+fn small_cnn_with_every_layer_kind_matches_the_reference() {
+    let graph = small_cnn();
+    let mut rng = StdRng::seed_from_u64(7);
+    let params = random_params(&graph, &mut rng);
+    let x = batch(&graph, 3, &mut rng);
+    let plain = infer(&graph, &params, &x).expect("reference");
+    let roles = Roles { model_owner: 0, data_owner: 1, receiver: 2 };
+    let exec = Executor::new(graph.clone(), roles).expect("executor");
+    let result = exec.infer(&session(), &params, &x).expect("private inference");
+    let errs = check(&result, 2, &plain);
+    eprintln!("SmallCNN per-sample relative errors: {errs:?}");
+    // One stats entry per layer plus one per residual add, each with its name.
+    assert_eq!(result.layers.len(), graph.layers().len() + 2);
+    let kinds: Vec<&str> = result.layers.iter().map(|l| l.kind).collect();
+    for kind in [
+        "Conv2d",
+        "BatchNorm2d",
+        "ReLU",
+        "ResidualAdd",
+        "AvgPool2d",
+        "MaxPool2d",
+        "GlobalAvgPool",
+        "Flatten",
+        "Linear",
+        "Dropout",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} step in {kinds:?}");
+    }
+    let relu = result.layers.iter().find(|l| l.kind == "ReLU").expect("a ReLU");
+    assert!(relu.rounds() > 0 && relu.bytes() > 0, "ReLU communicates: {relu:?}");
+    let flatten = result.layers.iter().find(|l| l.kind == "Flatten").expect("a Flatten");
+    assert_eq!((flatten.rounds(), flatten.bytes()), (0, 0), "Flatten is free");
+    for l in &result.layers {
+        eprintln!("{:<24} {:<14} {:>8.2?} {:>4} rounds {:>10} bytes", l.name, l.kind, l.time, l.rounds(), l.bytes());
+    }
+}
+
+#[test]
+fn lenet_batch_2_matches_the_reference() {
+    for pooling in [Pooling::Max, Pooling::Avg] {
+        let graph = lenet(pooling).expect("LeNet");
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut params = random_params(&graph, &mut rng);
+        // Keep the logits away from zero-norm: Kaiming fc biases are zero, random ones are set above.
+        params.insert("classifier.3.bias", Tensor::uniform(&[10], -0.5, 0.5, &mut rng));
+        let x = batch(&graph, 2, &mut rng);
+        let plain = infer(&graph, &params, &x).expect("reference");
+        let exec = Executor::new(graph, Roles::default()).expect("executor");
+        let result = exec.infer(&session(), &params, &x).expect("private inference");
+        let errs = check(&result, Roles::default().receiver, &plain);
+        eprintln!("LeNet ({pooling:?}) per-sample relative errors: {errs:?}; {} total", result.total);
+        assert_eq!(result.layers.len(), 10);
+        assert_eq!(result.layers[0].name, "features.0");
+        assert_eq!(result.setup.len(), 3);
+    }
+}
+
+#[test]
+fn only_the_receiver_learns_the_logits() {
+    let graph = lenet(Pooling::Avg).expect("LeNet");
+    let mut rng = StdRng::seed_from_u64(3);
+    let params = Params::kaiming(&graph, &mut rng);
+    let x = batch(&graph, 1, &mut rng);
+    for receiver in 0..3 {
+        let exec = Executor::new(graph.clone(), Roles { model_owner: 1, data_owner: 2, receiver }).expect("executor");
+        let result = exec.infer(&session(), &params, &x).expect("private inference");
+        for (i, out) in result.outputs.iter().enumerate() {
+            assert_eq!(out.is_some(), i == receiver, "party {i}, receiver {receiver}");
+        }
+        let reveal = result.setup.iter().find(|s| s.name == "reveal logits").expect("reveal step");
+        let sent = reveal.stats.bytes();
+        // Only the receiver's next party sends, one word per logit.
+        assert_eq!(sent[(receiver + 1) % 3], 8 * 10);
+        assert_eq!(sent.iter().sum::<u64>(), 8 * 10);
+    }
+}
+
+#[test]
+fn mis_shaped_input_and_missing_parameters_are_clear_errors() {
+    let graph = lenet(Pooling::Avg).expect("LeNet");
+    let mut rng = StdRng::seed_from_u64(5);
+    let params = Params::kaiming(&graph, &mut rng);
+    let exec = Executor::new(graph, Roles::default()).expect("executor");
+
+    let bad = Tensor::zeros(&[2, 1, 32, 32]);
+    let err = exec.infer(&session(), &params, &bad).expect_err("wrong input shape").to_string();
+    assert!(err.contains("[2, 1, 32, 32]") && err.contains("1, 28, 28"), "{err}");
+
+    let empty = Tensor::zeros(&[0, 1, 28, 28]);
+    assert!(exec.infer(&session(), &params, &empty).is_err(), "an empty batch is refused");
+
+    let x = Tensor::zeros(&[1, 1, 28, 28]);
+    let mut missing = params.clone();
+    missing.remove("classifier.1.weight");
+    let err = exec.infer(&session(), &missing, &x).expect_err("missing weight").to_string();
+    assert!(err.contains("classifier.1.weight"), "{err}");
+
+    let mut wrong = params.clone();
+    wrong.insert("features.0.bias", Tensor::zeros(&[21]));
+    let err = exec.infer(&session(), &wrong, &x).expect_err("mis-shaped bias").to_string();
+    assert!(err.contains("features.0.bias") && err.contains("21"), "{err}");
+
+    // The same checks hold inside a party program, where the owner alone sees its parameters.
+    let session = session();
+    let err = session
+        .run(|p| {
+            let params = (p.id() == 0).then_some(&missing);
+            let input = (p.id() == 1).then_some(&x);
+            exec.infer_party(p, params, input, 1)
+        })
+        .expect_err("missing weight at the owner")
+        .to_string();
+    assert!(err.contains("classifier.1.weight"), "{err}");
+
+    assert!(Executor::new(lenet(Pooling::Avg).expect("LeNet"), Roles { model_owner: 3, ..Roles::default() }).is_err());
+}
