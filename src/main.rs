@@ -57,6 +57,18 @@ enum Command {
         #[arg(long, default_value = "data/mnist")]
         data: std::path::PathBuf,
     },
+    /// Private vs plaintext inference error for random weights and inputs (the paper's accuracy experiment).
+    Accuracy {
+        /// Which model.
+        #[arg(long, value_enum, default_value_t = AccModel::Lenet)]
+        model: AccModel,
+        /// Batch size.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Fractional bits to try (comma separated).
+        #[arg(long, value_delimiter = ',', default_value = "20")]
+        frac_bits: Vec<u32>,
+    },
     /// Benchmark tables of the linear layers: ring GEMM vs f32, secure matmul vs local GEMM, secure conv vs plaintext.
     Bench {
         /// Repetitions per measurement (the median is reported).
@@ -75,6 +87,71 @@ enum BackendKind {
     Cpu,
     /// The CUDA backend on GPU 0 (needs an NVIDIA driver and NVRTC; a clear error otherwise).
     Cuda,
+}
+
+/// Models of the accuracy experiment.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum AccModel {
+    /// LeNet (MNIST shape, average pooling).
+    Lenet,
+    /// AlexNet, CIFAR-10 variant (average pooling).
+    Alexnet,
+    /// VGG-16, CIFAR-10 variant (average pooling).
+    Vgg16,
+    /// ResNet-50, ImageNet 224×224, the paper's average-pool stem.
+    Resnet50,
+}
+
+/// Mean relative error of private logits vs plaintext (‖p − q‖₂/‖q‖₂ per sample) and argmax agreement.
+fn compare_logits(private: &cryptgpu::dsl::Tensor, plain: &cryptgpu::dsl::Tensor) -> (f64, usize) {
+    let (n, classes) = (plain.shape()[0], plain.shape()[1]);
+    let argmax = |v: &[f64]| v.iter().enumerate().fold(0, |b, (i, x)| if *x > v[b] { i } else { b });
+    let (mut rel, mut agree) = (0.0, 0);
+    for i in 0..n {
+        let (p, q) = (&private.data()[i * classes..][..classes], &plain.data()[i * classes..][..classes]);
+        let diff: f64 = p.iter().zip(q).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+        rel += diff / q.iter().map(|b| b * b).sum::<f64>().sqrt().max(1e-12);
+        agree += usize::from(argmax(p) == argmax(q));
+    }
+    (rel / n as f64, agree)
+}
+
+fn accuracy(model: AccModel, batch: usize, frac_bits: Vec<u32>) -> Result<(), Box<dyn std::error::Error>> {
+    use cryptgpu::dsl::{models, reference, Params, Tensor as DslTensor};
+    use cryptgpu::runtime::executor::{Executor, Roles};
+    use rand::SeedableRng;
+    let graph = match model {
+        AccModel::Lenet => models::lenet(models::Pooling::Avg)?,
+        AccModel::Alexnet => models::alexnet_cifar10(models::Pooling::Avg)?,
+        AccModel::Vgg16 => models::vgg16_cifar10(models::Pooling::Avg)?,
+        AccModel::Resnet50 => models::resnet50(models::Stem::AvgPool)?,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2021);
+    let params = Params::kaiming(&graph, &mut rng);
+    let mut shape = vec![batch];
+    shape.extend_from_slice(graph.input_shape());
+    let x = workloads::random_tensor(&shape, 1.0, &mut rng);
+    let input = DslTensor::from_vec(&shape, x.data().to_vec())?;
+    let plain = reference::infer(&graph, &params, &input)?;
+    println!("{model:?}, batch {batch}, random Kaiming weights, inputs uniform in [-1, 1]\n");
+    println!("| fractional bits | mean relative error of the logits | same argmax | rounds | GB sent (all parties) | wall s |");
+    println!("|---|---|---|---|---|---|");
+    for t in frac_bits {
+        let session = Session::new(Config { frac_bits: t, ..Config::default() })?;
+        let roles = Roles { model_owner: 1, data_owner: 0, receiver: 0 };
+        let result = Executor::new(graph.clone(), roles)?.infer(&session, &params, &input)?;
+        let private = result.logits(0).ok_or("the receiver got no logits")?;
+        let (rel, agree) = compare_logits(private, &plain);
+        println!(
+            "| {t} | {:.3e} ({:.4}%) | {agree}/{batch} | {} | {:.3} | {:.1} |",
+            rel,
+            rel * 100.0,
+            result.total.rounds(),
+            result.total.total_bytes() as f64 / 1e9,
+            result.wall.as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 /// LeNet's pooling.
@@ -528,6 +605,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Bench { reps, max_size } => bench(reps, max_size)?,
         Command::Kernels { model, batch, source, name } => kernels(model, batch, source, name)?,
         Command::Infer { batch, pooling, weights, data } => infer(batch, pooling, weights, data)?,
+        Command::Accuracy { model, batch, frac_bits } => accuracy(model, batch, frac_bits)?,
     }
     Ok(())
 }
