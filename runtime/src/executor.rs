@@ -504,7 +504,7 @@ fn join(dims: &[usize]) -> String {
 }
 
 /// Runs `f`, recording its wall time and this party's communication as a step.
-fn timed<R>(
+pub(crate) fn timed<R>(
     p: &mut Party,
     steps: &mut Vec<StepStats>,
     name: &str,
@@ -518,7 +518,7 @@ fn timed<R>(
 }
 
 /// `v` `[n]` broadcast along `axis` of `shape` (`shape[axis] = n`): a gather on both pieces, local.
-fn broadcast(p: &mut Party, v: &Share, shape: &[usize], axis: usize) -> Result<Share> {
+pub(crate) fn broadcast(p: &mut Party, v: &Share, shape: &[usize], axis: usize) -> Result<Share> {
     if shape.get(axis) != Some(&v.len()) || v.shape().len() != 1 {
         return Err(Error::Shape {
             op: "broadcast".into(),
@@ -537,7 +537,7 @@ fn broadcast(p: &mut Party, v: &Share, shape: &[usize], axis: usize) -> Result<S
 }
 
 /// Merges the three parties' step lists (they run the same steps in the same order).
-fn merge<'a>(mut parties: impl Iterator<Item = &'a [StepStats]>) -> Result<Vec<LayerStats>> {
+pub(crate) fn merge<'a>(mut parties: impl Iterator<Item = &'a [StepStats]>) -> Result<Vec<LayerStats>> {
     let (Some(a), Some(b), Some(c)) = (parties.next(), parties.next(), parties.next()) else {
         return Err(Error::Invalid("expected the steps of three parties".into()));
     };

@@ -33,6 +33,7 @@ pub mod session;
 pub mod share;
 pub mod stats;
 pub mod tensor;
+pub mod training;
 pub mod transport;
 
 pub use error::{Error, Result};

@@ -1,0 +1,964 @@
+//! Private training of a [`cryptgpu_dsl::Graph`] over replicated shares: forward, backward, SGD.
+//!
+//! Roles as in [inference](crate::executor): the **model owner** shares the initial parameters and is the only
+//! party that may learn the trained ones ([`Trainer::reveal_params_to`]); the **data owner** shares every batch
+//! and its labels (one-hot, fixed point) in one round. Nothing else is opened: no activation, gradient or
+//! parameter. The optional loss report is computed privately and revealed to one named party (see below).
+//!
+//! **State.** Every trainable tensor (`<layer>.weight`, `<layer>.bias` of Conv2d and Linear, PyTorch layouts) is a
+//! slice of ONE flat share ([`TrainState`]), in graph order, so sharing the model, the SGD update and the final
+//! reveal each cost one round for the whole model. The momentum buffer is a second flat share.
+//!
+//! **Forward** ([`Trainer::forward`]) is the inference forward, keeping what backward needs in a [`Tape`]: the
+//! inputs of Conv2d and Linear, the ReLU masks `[x ≥ 0]` ([`Party::relu_with_mask`]), the max-pool one-hot argmax
+//! ([`Party::max_pool2d_with_argmax`]) and input shapes.
+//!
+//! **Loss gradient** ([`Trainer::loss_grad`]): `(softmax(logits) − onehot) / B` with [`Party::softmax`] and one
+//! [`Party::div_public`]; this is the gradient of the mean softmax cross-entropy, as
+//! `cryptgpu_dsl::reference::softmax_cross_entropy`.
+//!
+//! **Backward** ([`Trainer::backward`]), per layer, `dY` the upstream gradient:
+//! - Linear (`y = x·Wᵀ + b`): `dW = dYᵀ·X`, `db = Σ_batch dY` (a reducing gather, local), `dX = dY·W`.
+//! - Conv2d: with `dY` as `[Co, N·OH·OW]` and the transposed im2col of the input `[N·OH·OW, C·kh·kw]` (one gather):
+//!   `dW = dY · im2colᵀ`; `db` sums `dY` over `N, OH, OW` (local); `dX = col2im(Wᵀ · dY)`, where col2im is the
+//!   transposed gather of im2col: with `h + p = s·a + r`, input row `h` collects window rows `i = r + s·u` of
+//!   output rows `oh = a − u` (a gather reducing over `u`), then a crop of the padding. `dX` of the first layer
+//!   (the data) is not computed.
+//! - ReLU: [`Party::mul_bit`]`(dY, mask)` (3 rounds).
+//! - AvgPool2d: `dY / (kh·kw)` ([`Party::div_public`]), broadcast over the window axes and scattered back by the
+//!   same col2im. GlobalAvgPool: `dY / (H·W)` broadcast over `H × W`.
+//! - MaxPool2d: [`Party::max_pool2d_backward`] (one exact ring product with the one-hot, 1 round).
+//! - Flatten: a reshape. Dropout: the identity (as the reference). Residual blocks: the post block's gradient
+//!   flows into the main and shortcut branches and their input gradients are added.
+//!
+//! Independent products are not yet batched into one round (e.g. `dW` and `dX` of a layer take two).
+//!
+//! **SGD** ([`Trainer::sgd_step`]) as `torch.optim.SGD` and `cryptgpu_dsl::reference::Sgd`: `g += wd·p`,
+//! `v = μ·v + g` (`v = g` on the first step), `p −= lr·v`, each product a [`Party::mul_public`] over the flat
+//! vector (one round each; the weight-decay and momentum rounds only when enabled).
+//!
+//! **Loss report** (optional, [`TrainConfig::loss_to`]): computed privately as
+//! `−(1/B) Σ_n ln(Σ_k onehot_nk · softmax_nk)` ([`Party::mul`], [`Party::log`]; the probability of the true class
+//! is clamped at one ulp by the logarithm) and revealed to the named party only — a single scalar per step.
+//!
+//! Every phase records its wall time and this party's communication ([`StepStats`]); [`Trainer::train`] runs all
+//! three parties and merges them per step into [`LayerStats`].
+//!
+//! **Limits.** BatchNorm2d is refused (training batch norm needs private batch statistics: a division by a
+//! shared standard deviation, [`Party::rsqrt`], not wired yet). Windows need equal stride and padding on both
+//! axes, as in inference.
+
+use crate::executor::{broadcast, merge, timed, DslTensor, LayerStats, Roles, StepStats};
+use crate::party::Party;
+use crate::protocols::{BinShare, MaxPoolArgmax, SignBits};
+use crate::share::Share;
+use crate::stats::PartyStats;
+use crate::{Conv2dParams, Error, PartyId, Result, Session};
+use cryptgpu_codegen::{conv_out, Affine, GatherKernel};
+use cryptgpu_dsl::{Graph, Layer, Node, Params};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Hyper-parameters of private SGD training.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum μ (0 disables it).
+    pub momentum: f64,
+    /// L2 weight decay (0 disables it).
+    pub weight_decay: f64,
+    /// The party that learns the privately computed mean loss of every step (`None`: no loss is computed).
+    pub loss_to: Option<PartyId>,
+}
+
+impl TrainConfig {
+    /// Plain SGD with learning rate `lr`, no loss report.
+    pub fn new(lr: f64) -> Self {
+        TrainConfig { lr, momentum: 0.0, weight_decay: 0.0, loss_to: None }
+    }
+
+    /// Sets the momentum.
+    pub fn with_momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Sets the weight decay.
+    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Reveals each step's privately computed loss to `party`.
+    pub fn with_loss_to(mut self, party: PartyId) -> Self {
+        self.loss_to = Some(party);
+        self
+    }
+}
+
+/// One trainable tensor: its state_dict name, PyTorch shape and place in the flat vector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Slot {
+    key: String,
+    shape: Vec<usize>,
+    offset: usize,
+}
+
+impl Slot {
+    fn len(&self) -> usize {
+        crate::tensor::numel(&self.shape)
+    }
+}
+
+/// One party's shares of the trainable parameters (one flat share) and the SGD momentum buffer.
+#[derive(Debug, Clone)]
+pub struct TrainState {
+    params: Share,
+    velocity: Option<Share>,
+    steps: usize,
+}
+
+impl TrainState {
+    /// SGD steps applied so far.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The flat share of every parameter (graph order, PyTorch layouts).
+    pub fn flat(&self) -> &Share {
+        &self.params
+    }
+}
+
+/// One party's shared gradients of every trainable tensor, as one flat share in the order of [`TrainState`].
+#[derive(Debug, Clone)]
+pub struct Gradients {
+    flat: Share,
+    slots: Vec<Slot>,
+}
+
+impl Gradients {
+    /// The flat share of all gradients.
+    pub fn flat(&self) -> &Share {
+        &self.flat
+    }
+
+    /// The gradient of one tensor (`<layer>.weight`, `<layer>.bias`), shaped like the parameter.
+    pub fn get(&self, key: &str) -> Option<Share> {
+        self.slots.iter().find(|s| s.key == key).map(|s| slice(&self.flat, s))
+    }
+
+    /// The state_dict names of the tensors, in flat order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(|s| s.key.as_str())
+    }
+}
+
+/// What a layer's backward needs from its forward.
+#[derive(Debug, Clone)]
+enum LayerTape {
+    /// The layer's input (Conv2d, Linear).
+    Input(Share),
+    /// The ReLU mask `[x ≥ 0]`.
+    Mask(BinShare),
+    /// The max-pool argmax.
+    Argmax(MaxPoolArgmax),
+    /// The input shape (pooling, flatten).
+    Shape(Vec<usize>),
+    /// Nothing (dropout).
+    None,
+}
+
+#[derive(Debug, Clone)]
+enum NodeTape {
+    Layer(LayerTape),
+    Seq(Vec<NodeTape>),
+    Residual { main: Vec<NodeTape>, shortcut: Vec<NodeTape>, post: Vec<NodeTape> },
+}
+
+/// What [`Trainer::forward`] kept for [`Trainer::backward`] (shares only).
+#[derive(Debug, Clone)]
+pub struct Tape {
+    nodes: Vec<NodeTape>,
+}
+
+/// One party's record of a training step.
+#[derive(Debug, Clone)]
+pub struct PartyStep {
+    /// The mean loss of the batch before the update: `Some` on [`TrainConfig::loss_to`] only.
+    pub loss: Option<f64>,
+    /// Phases in execution order: `share batch`, each layer forward, `loss gradient`, `loss`, each layer's
+    /// `<name>.backward` (reverse order), `sgd`.
+    pub steps: Vec<StepStats>,
+}
+
+/// One training step over all three parties.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    /// The loss learned by [`TrainConfig::loss_to`], if any.
+    pub loss: Option<f64>,
+    /// Every phase, merged over the parties.
+    pub phases: Vec<LayerStats>,
+    /// Wall time of the step.
+    pub wall: Duration,
+    /// Communication of the step.
+    pub total: PartyStats,
+}
+
+impl StepReport {
+    /// Communication rounds of the step (sum over phases of the largest count of any party).
+    pub fn rounds(&self) -> u64 {
+        self.phases.iter().map(LayerStats::rounds).sum()
+    }
+
+    /// Bytes sent by all parties during the step.
+    pub fn bytes(&self) -> u64 {
+        self.total.total_bytes()
+    }
+}
+
+/// The result of [`Trainer::train`].
+#[derive(Debug, Clone)]
+pub struct Training {
+    /// The trained parameters, revealed to the model owner only (`Some` at its index).
+    pub params: [Option<Params>; 3],
+    /// One report per step.
+    pub steps: Vec<StepReport>,
+    /// Cost of sharing the initial parameters and of revealing the trained ones.
+    pub setup: Vec<LayerStats>,
+    /// Wall time of the whole run.
+    pub wall: Duration,
+}
+
+/// Trains a model graph privately: see the [module documentation](self).
+#[derive(Debug, Clone)]
+pub struct Trainer {
+    graph: Graph,
+    roles: Roles,
+    config: TrainConfig,
+    slots: Vec<Slot>,
+    total: usize,
+}
+
+fn square(name: &str, what: &str, stride: (usize, usize), padding: (usize, usize)) -> Result<Conv2dParams> {
+    if stride.0 != stride.1 || padding.0 != padding.1 {
+        return Err(Error::Invalid(format!(
+            "layer `{name}` ({what}): stride {stride:?} and padding {padding:?} must be equal on both axes"
+        )));
+    }
+    Ok(Conv2dParams { stride: stride.0, padding: padding.0 })
+}
+
+fn slice(flat: &Share, slot: &Slot) -> Share {
+    let r = slot.offset..slot.offset + slot.len();
+    Share::from_pieces(&slot.shape, flat.mine()[r.clone()].to_vec(), flat.next()[r].to_vec())
+}
+
+/// Runs a gather kernel on both pieces of a share (local).
+fn gather(p: &mut Party, k: &GatherKernel, x: &Share) -> Result<Share> {
+    let (mine, next) = (p.gather(k, x.mine())?, p.gather(k, x.next())?);
+    Ok(Share::from_pieces(&k.out_shape, mine, next))
+}
+
+fn reshaped(x: Share, shape: &[usize]) -> Result<Share> {
+    let found = format!("{:?}", x.shape());
+    x.reshaped(shape).ok_or_else(|| Error::Shape { op: "reshape".into(), expected: format!("{shape:?}"), found })
+}
+
+/// Scatters window columns back onto the input grid: the transposed gather of im2col. `cols` is laid out
+/// `[c, kh, kw, n, oh, ow]` when `conv_layout`, else `[kh, kw, n, c, oh, ow]`; the result is `[n, c, h, w]` with
+/// every input element the sum of the window entries that read it.
+fn col2im(
+    p: &mut Party,
+    cols: &Share,
+    conv_layout: bool,
+    [n, c, h, w]: [usize; 4],
+    [kh, kw]: [usize; 2],
+    params: Conv2dParams,
+) -> Result<Share> {
+    let (s, pad) = (params.stride, params.padding);
+    let (oh, ow) = conv_out("col2im", [h, w], [kh, kw], s, pad)?;
+    let (ah, aw) = ((h + pad).div_ceil(s), (w + pad).div_ceil(s));
+    // Output axes: 0 n, 1 c, 2 a_h, 3 r_h, 4 a_w, 5 r_w | reduce 6 u_h, 7 u_w; padded row h + p = s·a_h + r_h reads
+    // window row i = r_h + s·u_h of output row a_h − u_h.
+    let si = s as i64;
+    let ci = Affine { offset: 0, terms: vec![(3, 1), (6, si)] };
+    let cj = Affine { offset: 0, terms: vec![(5, 1), (7, si)] };
+    let coh = Affine { offset: 0, terms: vec![(2, 1), (6, -1)] };
+    let cow = Affine { offset: 0, terms: vec![(4, 1), (7, -1)] };
+    let (in_shape, coords) = if conv_layout {
+        (vec![c, kh, kw, n, oh, ow], vec![Affine::axis(1), ci, cj, Affine::axis(0), coh, cow])
+    } else {
+        (vec![kh, kw, n, c, oh, ow], vec![ci, cj, Affine::axis(0), Affine::axis(1), coh, cow])
+    };
+    if cols.shape().iter().product::<usize>() != in_shape.iter().product::<usize>() {
+        return Err(Error::Shape {
+            op: "col2im".into(),
+            expected: format!("{in_shape:?}"),
+            found: format!("{:?}", cols.shape()),
+        });
+    }
+    let scatter = GatherKernel {
+        name: "col2im".into(),
+        in_shape,
+        out_shape: vec![n, c, ah, s, aw, s],
+        reduce_shape: vec![kh.div_ceil(s), kw.div_ceil(s)],
+        coords,
+    };
+    let cols = reshaped(cols.clone(), &scatter.in_shape)?;
+    let padded = reshaped(gather(p, &scatter, &cols)?, &[n, c, ah * s, aw * s])?;
+    let crop = GatherKernel {
+        name: "col2im_crop".into(),
+        in_shape: vec![n, c, ah * s, aw * s],
+        out_shape: vec![n, c, h, w],
+        reduce_shape: vec![],
+        coords: vec![
+            Affine::axis(0),
+            Affine::axis(1),
+            Affine { offset: pad as i64, terms: vec![(2, 1)] },
+            Affine { offset: pad as i64, terms: vec![(3, 1)] },
+        ],
+    };
+    gather(p, &crop, &padded)
+}
+
+/// Sums a share over every axis but `keep` (local): the bias gradient.
+fn sum_except(p: &mut Party, x: &Share, keep: usize) -> Result<Share> {
+    let shape = x.shape().to_vec();
+    let others: Vec<usize> = (0..shape.len()).filter(|&a| a != keep).collect();
+    let mut coords = vec![Affine::axis(0); shape.len()];
+    for (r, &a) in others.iter().enumerate() {
+        coords[a] = Affine::axis(1 + r);
+    }
+    let k = GatherKernel {
+        name: "bias_grad".into(),
+        in_shape: shape.clone(),
+        out_shape: vec![shape[keep]],
+        reduce_shape: others.iter().map(|&a| shape[a]).collect(),
+        coords,
+    };
+    gather(p, &k, x)
+}
+
+/// A public tensor of `shape` filled with `v`.
+fn full(shape: &[usize], v: f64) -> Result<crate::Tensor> {
+    crate::Tensor::new(shape, vec![v; crate::tensor::numel(shape)])
+}
+
+/// Concatenates shares into one flat share (local).
+fn concat(parts: &[&Share]) -> Share {
+    let total: usize = parts.iter().map(|s| s.len()).sum();
+    let (mut mine, mut next) = (Vec::with_capacity(total), Vec::with_capacity(total));
+    for s in parts {
+        mine.extend_from_slice(s.mine());
+        next.extend_from_slice(s.next());
+    }
+    Share::from_pieces(&[total], mine, next)
+}
+
+impl Trainer {
+    /// A trainer for `graph` with the given roles (the receiver is unused) and hyper-parameters. Errors on a role
+    /// outside 0..3, a layer training does not support (BatchNorm2d) or non-square windows.
+    pub fn new(graph: Graph, roles: Roles, config: TrainConfig) -> Result<Trainer> {
+        for (what, id) in [("model owner", Some(roles.model_owner)), ("data owner", Some(roles.data_owner))]
+            .into_iter()
+            .chain([("loss receiver", config.loss_to)])
+        {
+            if id.is_some_and(|id| id > 2) {
+                return Err(Error::Invalid(format!("{what} must be party 0, 1 or 2, found {id:?}")));
+            }
+        }
+        for v in [config.lr, config.momentum, config.weight_decay] {
+            if !v.is_finite() {
+                return Err(Error::Invalid(format!("SGD hyper-parameter {v} is not finite")));
+            }
+        }
+        let mut slots = Vec::new();
+        let mut offset = 0;
+        let mut push = |key: String, shape: Vec<usize>| {
+            let slot = Slot { key, shape, offset };
+            offset += slot.len();
+            slots.push(slot);
+        };
+        for info in graph.layers() {
+            let n = &info.name;
+            match &info.layer {
+                Layer::Conv2d(c) => {
+                    square(n, "Conv2d", c.stride, c.padding)?;
+                    push(format!("{n}.weight"), vec![c.out_channels, c.in_channels, c.kernel.0, c.kernel.1]);
+                    if c.bias {
+                        push(format!("{n}.bias"), vec![c.out_channels]);
+                    }
+                }
+                Layer::Linear(l) => {
+                    push(format!("{n}.weight"), vec![l.out_features, l.in_features]);
+                    if l.bias {
+                        push(format!("{n}.bias"), vec![l.out_features]);
+                    }
+                }
+                Layer::AvgPool2d(pool) => {
+                    square(n, "AvgPool2d", pool.stride, pool.padding)?;
+                }
+                Layer::MaxPool2d(pool) => {
+                    square(n, "MaxPool2d", pool.stride, pool.padding)?;
+                }
+                Layer::BatchNorm2d(_) => {
+                    return Err(Error::Invalid(format!(
+                        "model `{}`: layer `{n}` (BatchNorm2d) is not supported by private training yet",
+                        graph.name()
+                    )))
+                }
+                Layer::Relu | Layer::GlobalAvgPool | Layer::Flatten | Layer::Dropout { .. } => {}
+            }
+        }
+        Ok(Trainer { graph, roles, config, slots, total: offset })
+    }
+
+    /// The model graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The roles.
+    pub fn roles(&self) -> Roles {
+        self.roles
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> TrainConfig {
+        self.config
+    }
+
+    fn dsl_err(&self, e: cryptgpu_dsl::DslError) -> Error {
+        Error::Invalid(format!("model `{}`: {e}", self.graph.name()))
+    }
+
+    fn param(&self, state: &TrainState, key: &str) -> Result<Share> {
+        let slot = self
+            .slots
+            .iter()
+            .find(|s| s.key == key)
+            .ok_or_else(|| Error::Invalid(format!("trainer has no tensor `{key}`")))?;
+        Ok(slice(&state.params, slot))
+    }
+
+    /// Shares the initial parameters from the model owner (one round): the owner passes `Some(params)` (every
+    /// trainable tensor of the graph with its PyTorch shape), the others `None`.
+    pub fn share_params(&self, p: &mut Party, params: Option<&Params>) -> Result<TrainState> {
+        let owner = self.roles.model_owner;
+        let value = match (p.id() == owner, params) {
+            (true, Some(params)) => {
+                let mut flat = Vec::with_capacity(self.total);
+                for slot in &self.slots {
+                    let t = params.require(&slot.key).map_err(|e| self.dsl_err(e))?;
+                    if t.shape() != slot.shape.as_slice() {
+                        return Err(Error::Shape {
+                            op: format!("parameter `{}`", slot.key),
+                            expected: format!("{:?}", slot.shape),
+                            found: format!("{:?}", t.shape()),
+                        });
+                    }
+                    flat.extend_from_slice(t.data());
+                }
+                Some(crate::Tensor::new(&[self.total], flat)?)
+            }
+            (true, None) => {
+                return Err(Error::Invalid(format!("party {owner} owns the model but supplied no parameters")))
+            }
+            (false, Some(_)) => {
+                return Err(Error::Invalid(format!(
+                    "party {} supplied parameters for a model owned by party {owner}",
+                    p.id()
+                )))
+            }
+            (false, None) => None,
+        };
+        let params = p.share_fixed(owner, value.as_ref(), &[self.total])?;
+        Ok(TrainState { params, velocity: None, steps: 0 })
+    }
+
+    /// Reveals the parameters to `to` only (one round): `Some(params)` there, `None` elsewhere.
+    pub fn reveal_params_to(&self, p: &mut Party, state: &TrainState, to: PartyId) -> Result<Option<Params>> {
+        let Some(flat) = p.reveal_fixed_to(&state.params, to)? else { return Ok(None) };
+        let mut params = Params::new();
+        for slot in &self.slots {
+            let data = flat.data()[slot.offset..slot.offset + slot.len()].to_vec();
+            params.insert(&slot.key, DslTensor::from_vec(&slot.shape, data).map_err(|e| self.dsl_err(e))?);
+        }
+        Ok(Some(params))
+    }
+
+    /// Shares a batch and its labels from the data owner in one round: the owner passes `Some((x, labels))`
+    /// with `x` of shape `[batch, …input]` and one class per sample, the others `None`. Returns the shared input
+    /// and the shared one-hot labels `[batch, classes]`.
+    pub fn share_batch(
+        &self,
+        p: &mut Party,
+        data: Option<(&DslTensor, &[usize])>,
+        batch: usize,
+    ) -> Result<(Share, Share)> {
+        let mut shape = vec![batch];
+        shape.extend_from_slice(self.graph.input_shape());
+        let classes = self.classes()?;
+        if batch == 0 {
+            return Err(Error::Invalid("the batch must hold at least one sample".into()));
+        }
+        let (nx, ny) = (crate::tensor::numel(&shape), batch * classes);
+        let value = match data {
+            Some((x, labels)) => {
+                if x.shape() != shape.as_slice() || labels.len() != batch {
+                    return Err(Error::Shape {
+                        op: format!("training batch of model `{}`", self.graph.name()),
+                        expected: format!("input {shape:?} and {batch} labels"),
+                        found: format!("input {:?} and {} labels", x.shape(), labels.len()),
+                    });
+                }
+                let mut flat = x.data().to_vec();
+                let mut onehot = vec![0.0; ny];
+                for (i, &l) in labels.iter().enumerate() {
+                    if l >= classes {
+                        return Err(Error::Invalid(format!("label {l} of sample {i} is not below {classes}")));
+                    }
+                    onehot[i * classes + l] = 1.0;
+                }
+                flat.extend_from_slice(&onehot);
+                Some(crate::Tensor::new(&[nx + ny], flat)?)
+            }
+            None => None,
+        };
+        let flat = p.share_fixed(self.roles.data_owner, value.as_ref(), &[nx + ny])?;
+        let x = Share::from_pieces(&shape, flat.mine()[..nx].to_vec(), flat.next()[..nx].to_vec());
+        let y = Share::from_pieces(&[batch, classes], flat.mine()[nx..].to_vec(), flat.next()[nx..].to_vec());
+        Ok((x, y))
+    }
+
+    fn classes(&self) -> Result<usize> {
+        match self.graph.output_shape() {
+            &[k] if k > 0 => Ok(k),
+            s => Err(Error::Invalid(format!(
+                "model `{}`: training needs logits of shape [B, classes], the output is [B, {s:?}]",
+                self.graph.name()
+            ))),
+        }
+    }
+
+    /// The forward pass on the shared batch `x`, recording one step per layer; returns the logits and the tape.
+    pub fn forward(
+        &self,
+        p: &mut Party,
+        state: &TrainState,
+        x: Share,
+        steps: &mut Vec<StepStats>,
+    ) -> Result<(Share, Tape)> {
+        let (y, nodes) = self.forward_nodes(p, state, self.graph.nodes(), x, steps)?;
+        Ok((y, Tape { nodes }))
+    }
+
+    fn forward_nodes(
+        &self,
+        p: &mut Party,
+        state: &TrainState,
+        nodes: &[Node],
+        mut x: Share,
+        steps: &mut Vec<StepStats>,
+    ) -> Result<(Share, Vec<NodeTape>)> {
+        let mut tapes = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let (y, tape) = match node {
+                Node::Layer { name, layer } => {
+                    let (y, t) =
+                        timed(p, steps, name, layer.kind_name(), |p| self.layer_forward(p, state, name, layer, x))?;
+                    (y, NodeTape::Layer(t))
+                }
+                Node::Sequential { children, .. } => {
+                    let (y, t) = self.forward_nodes(p, state, children, x, steps)?;
+                    (y, NodeTape::Seq(t))
+                }
+                Node::Residual { name, main, shortcut, post } => {
+                    let (m, main) = self.forward_nodes(p, state, main, x.clone(), steps)?;
+                    let (s, shortcut) = self.forward_nodes(p, state, shortcut, x, steps)?;
+                    let sum = timed(p, steps, &format!("{name}.add"), "ResidualAdd", |p| p.add(&m, &s))?;
+                    let (y, post) = self.forward_nodes(p, state, post, sum, steps)?;
+                    (y, NodeTape::Residual { main, shortcut, post })
+                }
+            };
+            tapes.push(tape);
+            x = y;
+        }
+        Ok((x, tapes))
+    }
+
+    fn layer_forward(
+        &self,
+        p: &mut Party,
+        state: &TrainState,
+        name: &str,
+        layer: &Layer,
+        x: Share,
+    ) -> Result<(Share, LayerTape)> {
+        Ok(match layer {
+            Layer::Conv2d(c) => {
+                let params = square(name, "Conv2d", c.stride, c.padding)?;
+                let w = self.param(state, &format!("{name}.weight"))?;
+                let b = if c.bias { Some(self.param(state, &format!("{name}.bias"))?) } else { None };
+                (p.conv2d(&x, &w, b.as_ref(), params)?, LayerTape::Input(x))
+            }
+            Layer::Linear(l) => {
+                let w = self.param(state, &format!("{name}.weight"))?;
+                let wt = p.permute(&w, &[1, 0])?;
+                let mut y = p.matmul(&x, &wt)?;
+                if l.bias {
+                    let b = broadcast(p, &self.param(state, &format!("{name}.bias"))?, y.shape(), 1)?;
+                    y = p.add(&y, &b)?;
+                }
+                (y, LayerTape::Input(x))
+            }
+            Layer::Relu => {
+                let (y, mask) = p.relu_with_mask(&x, SignBits::default())?;
+                (y, LayerTape::Mask(mask))
+            }
+            Layer::AvgPool2d(pool) => {
+                let params = square(name, "AvgPool2d", pool.stride, pool.padding)?;
+                (p.avg_pool2d(&x, [pool.kernel.0, pool.kernel.1], params)?, LayerTape::Shape(x.shape().to_vec()))
+            }
+            Layer::MaxPool2d(pool) => {
+                let params = square(name, "MaxPool2d", pool.stride, pool.padding)?;
+                let (y, arg) = p.max_pool2d_with_argmax(&x, [pool.kernel.0, pool.kernel.1], params)?;
+                (y, LayerTape::Argmax(arg))
+            }
+            Layer::GlobalAvgPool => {
+                let &[_, _, h, w] = x.shape() else {
+                    return Err(Error::Shape {
+                        op: format!("layer `{name}` (GlobalAvgPool)"),
+                        expected: "[N, C, H, W]".into(),
+                        found: format!("{:?}", x.shape()),
+                    });
+                };
+                let sum = p.sum_pool2d(&x, [h, w], Conv2dParams { stride: 1, padding: 0 })?;
+                (p.div_public(&sum, (h * w) as u64)?, LayerTape::Shape(x.shape().to_vec()))
+            }
+            Layer::Flatten => {
+                let shape = x.shape().to_vec();
+                let n = shape.first().copied().unwrap_or(0);
+                let rest = x.len() / n.max(1);
+                (reshaped(x, &[n, rest])?, LayerTape::Shape(shape))
+            }
+            Layer::Dropout { .. } => (x, LayerTape::None),
+            Layer::BatchNorm2d(_) => {
+                return Err(Error::Invalid(format!("layer `{name}` (BatchNorm2d) is not supported in training")))
+            }
+        })
+    }
+
+    /// The gradient of the mean softmax cross-entropy w.r.t. the logits: `(softmax(logits) − onehot) / B`.
+    pub fn loss_grad(&self, p: &mut Party, logits: &Share, onehot: &Share) -> Result<(Share, Share)> {
+        let batch = logits.shape().first().copied().unwrap_or(0).max(1);
+        let probs = p.softmax(logits)?;
+        let diff = p.sub(&probs, onehot)?;
+        Ok((p.div_public(&diff, batch as u64)?, probs))
+    }
+
+    /// The mean cross-entropy `−(1/B) Σ_n ln p_n[label_n]` from the shared probabilities, computed privately and
+    /// revealed to `to` only.
+    pub fn private_loss(&self, p: &mut Party, probs: &Share, onehot: &Share, to: PartyId) -> Result<Option<f64>> {
+        let &[b, k] = probs.shape() else {
+            return Err(Error::Shape {
+                op: "private_loss".into(),
+                expected: "[B, classes]".into(),
+                found: format!("{:?}", probs.shape()),
+            });
+        };
+        let picked = p.mul(probs, onehot)?;
+        let row = GatherKernel {
+            name: "loss_row_sum".into(),
+            in_shape: vec![b, k],
+            out_shape: vec![b],
+            reduce_shape: vec![k],
+            coords: vec![Affine::axis(0), Affine::axis(1)],
+        };
+        let pt = gather(p, &row, &picked)?;
+        let logs = p.log(&pt)?;
+        let all = GatherKernel {
+            name: "loss_sum".into(),
+            in_shape: vec![b],
+            out_shape: vec![1],
+            reduce_shape: vec![b],
+            coords: vec![Affine::axis(1)],
+        };
+        let total = gather(p, &all, &logs)?;
+        let mean = p.div_public(&total, b as u64)?;
+        Ok(p.reveal_fixed_to(&mean, to)?.map(|t| -t.data()[0]))
+    }
+
+    /// Backward from the gradient `dy` of the logits through the tape; returns the shared parameter gradients.
+    pub fn backward(
+        &self,
+        p: &mut Party,
+        state: &TrainState,
+        tape: &Tape,
+        dy: Share,
+        steps: &mut Vec<StepStats>,
+    ) -> Result<Gradients> {
+        let mut grads = HashMap::new();
+        self.backward_nodes(p, state, self.graph.nodes(), &tape.nodes, dy, false, &mut grads, steps)?;
+        let mut parts = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            parts.push(grads.remove(&slot.key).ok_or_else(|| {
+                Error::Invalid(format!("no gradient reached `{}`: the tape does not match the graph", slot.key))
+            })?);
+        }
+        let flat = concat(&parts.iter().collect::<Vec<_>>());
+        Ok(Gradients { flat, slots: self.slots.clone() })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward_nodes(
+        &self,
+        p: &mut Party,
+        state: &TrainState,
+        nodes: &[Node],
+        tapes: &[NodeTape],
+        mut dy: Share,
+        need_input_grad: bool,
+        grads: &mut HashMap<String, Share>,
+        steps: &mut Vec<StepStats>,
+    ) -> Result<Option<Share>> {
+        if nodes.len() != tapes.len() {
+            return Err(Error::Invalid("the tape does not match the graph".into()));
+        }
+        for (i, (node, tape)) in nodes.iter().zip(tapes).enumerate().rev() {
+            let need = need_input_grad || i > 0;
+            let dx = match (node, tape) {
+                (Node::Layer { name, layer }, NodeTape::Layer(t)) => {
+                    timed(p, steps, &format!("{name}.backward"), layer.kind_name(), |p| {
+                        self.layer_backward(p, state, name, layer, t, dy, need, grads)
+                    })?
+                }
+                (Node::Sequential { children, .. }, NodeTape::Seq(t)) => {
+                    self.backward_nodes(p, state, children, t, dy, need, grads, steps)?
+                }
+                (
+                    Node::Residual { name, main, shortcut, post },
+                    NodeTape::Residual { main: mt, shortcut: st, post: pt },
+                ) => {
+                    let dsum = self
+                        .backward_nodes(p, state, post, pt, dy, true, grads, steps)?
+                        .ok_or_else(|| Error::Invalid(format!("block `{name}`: no gradient")))?;
+                    let dm = self.backward_nodes(p, state, main, mt, dsum.clone(), need, grads, steps)?;
+                    let ds = self.backward_nodes(p, state, shortcut, st, dsum, need, grads, steps)?;
+                    match (dm, ds) {
+                        (Some(a), Some(b)) => {
+                            Some(timed(p, steps, &format!("{name}.add.backward"), "ResidualAdd", |p| p.add(&a, &b))?)
+                        }
+                        _ => None,
+                    }
+                }
+                _ => return Err(Error::Invalid(format!("node `{}`: the tape does not match the graph", node.name()))),
+            };
+            match dx {
+                Some(dx) => dy = dx,
+                None if !need => return Ok(None),
+                None => return Err(Error::Invalid(format!("node `{}`: no input gradient", node.name()))),
+            }
+        }
+        Ok(Some(dy))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn layer_backward(
+        &self,
+        p: &mut Party,
+        state: &TrainState,
+        name: &str,
+        layer: &Layer,
+        tape: &LayerTape,
+        dy: Share,
+        need_dx: bool,
+        grads: &mut HashMap<String, Share>,
+    ) -> Result<Option<Share>> {
+        let mismatch = || Error::Invalid(format!("layer `{name}`: the tape does not match the graph"));
+        Ok(match (layer, tape) {
+            (Layer::Linear(l), LayerTape::Input(x)) => {
+                let w = self.param(state, &format!("{name}.weight"))?;
+                let dyt = p.permute(&dy, &[1, 0])?;
+                grads.insert(format!("{name}.weight"), p.matmul(&dyt, x)?);
+                if l.bias {
+                    grads.insert(format!("{name}.bias"), sum_except(p, &dy, 1)?);
+                }
+                if need_dx {
+                    Some(p.matmul(&dy, &w)?)
+                } else {
+                    None
+                }
+            }
+            (Layer::Conv2d(c), LayerTape::Input(x)) => {
+                let params = square(name, "Conv2d", c.stride, c.padding)?;
+                let w = self.param(state, &format!("{name}.weight"))?;
+                let (&[n, ci, h, wd], &[co, _, kh, kw]) = (x.shape(), w.shape()) else { return Err(mismatch()) };
+                let (oh, ow) = conv_out("conv2d backward", [h, wd], [kh, kw], params.stride, params.padding)?;
+                let (s, pad) = (params.stride, params.padding);
+                // dY as [Co, N·OH·OW].
+                let dyt = reshaped(p.permute(&dy, &[1, 0, 2, 3])?, &[co, n * oh * ow])?;
+                // Transposed im2col: [N, OH, OW, C, kh, kw] = [N·OH·OW, C·kh·kw].
+                let colt = GatherKernel {
+                    name: "conv_im2col_t".into(),
+                    in_shape: vec![n, ci, h, wd],
+                    out_shape: vec![n, oh, ow, ci, kh, kw],
+                    reduce_shape: vec![],
+                    coords: vec![
+                        Affine::axis(0),
+                        Affine::axis(3),
+                        Affine::window(1, s, 4, pad),
+                        Affine::window(2, s, 5, pad),
+                    ],
+                };
+                let cols = reshaped(gather(p, &colt, x)?, &[n * oh * ow, ci * kh * kw])?;
+                let dw = p.matmul(&dyt, &cols)?;
+                grads.insert(format!("{name}.weight"), reshaped(dw, &[co, ci, kh, kw])?);
+                if c.bias {
+                    grads.insert(format!("{name}.bias"), sum_except(p, &dy, 1)?);
+                }
+                if need_dx {
+                    let wt = p.permute(&reshaped(w, &[co, ci * kh * kw])?, &[1, 0])?;
+                    let dcols = p.matmul(&wt, &dyt)?;
+                    Some(col2im(p, &dcols, true, [n, ci, h, wd], [kh, kw], params)?)
+                } else {
+                    None
+                }
+            }
+            (Layer::Relu, LayerTape::Mask(mask)) => Some(p.mul_bit(&dy, mask)?),
+            (Layer::AvgPool2d(pool), LayerTape::Shape(shape)) => {
+                let params = square(name, "AvgPool2d", pool.stride, pool.padding)?;
+                let (&[n, c, h, w], &[_, _, oh, ow]) = (shape.as_slice(), dy.shape()) else { return Err(mismatch()) };
+                let [kh, kw] = [pool.kernel.0, pool.kernel.1];
+                let scaled = p.div_public(&dy, (kh * kw) as u64)?;
+                let spread = GatherKernel {
+                    name: "avg_pool_grad_spread".into(),
+                    in_shape: vec![n, c, oh, ow],
+                    out_shape: vec![kh, kw, n, c, oh, ow],
+                    reduce_shape: vec![],
+                    coords: vec![Affine::axis(2), Affine::axis(3), Affine::axis(4), Affine::axis(5)],
+                };
+                let cols = gather(p, &spread, &scaled)?;
+                Some(col2im(p, &cols, false, [n, c, h, w], [kh, kw], params)?)
+            }
+            (Layer::MaxPool2d(_), LayerTape::Argmax(arg)) => Some(p.max_pool2d_backward(&dy, arg)?),
+            (Layer::GlobalAvgPool, LayerTape::Shape(shape)) => {
+                let &[n, c, h, w] = shape.as_slice() else { return Err(mismatch()) };
+                let scaled = p.div_public(&dy, (h * w) as u64)?;
+                let zero = Affine { offset: 0, terms: vec![] };
+                let spread = GatherKernel {
+                    name: "global_avg_pool_grad_spread".into(),
+                    in_shape: vec![n, c, 1, 1],
+                    out_shape: vec![n, c, h, w],
+                    reduce_shape: vec![],
+                    coords: vec![Affine::axis(0), Affine::axis(1), zero.clone(), zero],
+                };
+                Some(gather(p, &spread, &reshaped(scaled, &[n, c, 1, 1])?)?)
+            }
+            (Layer::Flatten, LayerTape::Shape(shape)) => Some(reshaped(dy, shape)?),
+            (Layer::Dropout { .. }, LayerTape::None) => Some(dy),
+            _ => return Err(mismatch()),
+        })
+    }
+
+    /// One SGD step on the shared parameters with the shared gradients (see the module docs).
+    pub fn sgd_step(&self, p: &mut Party, state: &mut TrainState, grads: &Gradients) -> Result<()> {
+        let shape = [self.total];
+        let TrainConfig { lr, momentum, weight_decay, .. } = self.config;
+        let mut d = grads.flat.clone();
+        if weight_decay != 0.0 {
+            let decay = p.mul_public(&state.params, &full(&shape, weight_decay)?)?;
+            d = p.add(&d, &decay)?;
+        }
+        if momentum != 0.0 {
+            d = match &state.velocity {
+                Some(v) => {
+                    let kept = p.mul_public(v, &full(&shape, momentum)?)?;
+                    p.add(&kept, &d)?
+                }
+                None => d,
+            };
+            state.velocity = Some(d.clone());
+        }
+        let delta = p.mul_public(&d, &full(&shape, lr)?)?;
+        state.params = p.sub(&state.params, &delta)?;
+        state.steps += 1;
+        Ok(())
+    }
+
+    /// The parameter gradients of one batch (no update): share the batch, forward, loss gradient, backward.
+    /// The data owner passes `Some((x, labels))`.
+    pub fn gradients_party(
+        &self,
+        p: &mut Party,
+        state: &TrainState,
+        data: Option<(&DslTensor, &[usize])>,
+        batch: usize,
+        steps: &mut Vec<StepStats>,
+    ) -> Result<(Gradients, Option<f64>)> {
+        let (x, onehot) = timed(p, steps, "share batch", "Setup", |p| self.share_batch(p, data, batch))?;
+        let (logits, tape) = self.forward(p, state, x, steps)?;
+        let (dy, probs) = timed(p, steps, "loss gradient", "Loss", |p| self.loss_grad(p, &logits, &onehot))?;
+        let loss = match self.config.loss_to {
+            Some(to) => timed(p, steps, "loss", "Loss", |p| self.private_loss(p, &probs, &onehot, to))?,
+            None => None,
+        };
+        let grads = self.backward(p, state, &tape, dy, steps)?;
+        Ok((grads, loss))
+    }
+
+    /// One party's training step on one batch: [`Trainer::gradients_party`], then [`Trainer::sgd_step`].
+    pub fn step_party(
+        &self,
+        p: &mut Party,
+        state: &mut TrainState,
+        data: Option<(&DslTensor, &[usize])>,
+        batch: usize,
+    ) -> Result<PartyStep> {
+        let mut steps = Vec::new();
+        let (grads, loss) = self.gradients_party(p, state, data, batch, &mut steps)?;
+        timed(p, &mut steps, "sgd", "Sgd", |p| self.sgd_step(p, state, &grads))?;
+        Ok(PartyStep { loss, steps })
+    }
+
+    /// Trains from `params` on `batches` (input `[B, …input]`, one label per sample) with the three parties of
+    /// `session`: shares the parameters, runs one step per batch, reveals the trained parameters to the model
+    /// owner.
+    pub fn train(&self, session: &Session, params: &Params, batches: &[(DslTensor, Vec<usize>)]) -> Result<Training> {
+        params.check_present(&self.graph, "parameters").map_err(|e| self.dsl_err(e))?;
+        let sizes: Vec<usize> = batches.iter().map(|(x, _)| x.shape().first().copied().unwrap_or(0)).collect();
+        let start = Instant::now();
+        let roles = self.roles;
+        type PartyRun = (Vec<StepStats>, Vec<(PartyStep, Duration, crate::Stats)>, Option<Params>);
+        let runs: [PartyRun; 3] = session.run(|p| {
+            let mut setup = Vec::new();
+            let owner = (p.id() == roles.model_owner).then_some(params);
+            let mut state = timed(p, &mut setup, "share parameters", "Setup", |p| self.share_params(p, owner))?;
+            let mut steps = Vec::with_capacity(batches.len());
+            for ((x, labels), &b) in batches.iter().zip(&sizes) {
+                let data = (p.id() == roles.data_owner).then_some((x, labels.as_slice()));
+                let (t0, s0) = (Instant::now(), p.total_stats());
+                let step = self.step_party(p, &mut state, data, b)?;
+                steps.push((step, t0.elapsed(), p.total_stats() - s0));
+            }
+            let trained = timed(p, &mut setup, "reveal parameters", "Setup", |p| {
+                self.reveal_params_to(p, &state, roles.model_owner)
+            })?;
+            Ok((setup, steps, trained))
+        })?;
+        let wall = start.elapsed();
+        let setup = merge(runs.iter().map(|r| r.0.as_slice()))?;
+        let mut reports = Vec::with_capacity(batches.len());
+        for i in 0..batches.len() {
+            let phases = merge(runs.iter().map(|r| r.1[i].0.steps.as_slice()))?;
+            let loss = runs.iter().find_map(|r| r.1[i].0.loss);
+            let time = runs.iter().map(|r| r.1[i].1).max().unwrap_or_default();
+            let total = PartyStats(core::array::from_fn(|k| runs[k].1[i].2));
+            reports.push(StepReport { loss, phases, wall: time, total });
+        }
+        let [a, b, c] = runs;
+        Ok(Training { params: [a.2, b.2, c.2], steps: reports, setup, wall })
+    }
+}
