@@ -57,6 +57,30 @@ enum Command {
         #[arg(long, default_value = "data/mnist")]
         data: std::path::PathBuf,
     },
+    /// Private training of LeNet on MNIST beside plaintext training from the same initialisation and batches.
+    Train {
+        /// SGD steps (0 = one full epoch).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Batch size.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Learning rate.
+        #[arg(long, default_value_t = 0.05)]
+        lr: f64,
+        /// Momentum.
+        #[arg(long, default_value_t = 0.9)]
+        momentum: f64,
+        /// Test images to evaluate both trained models on.
+        #[arg(long, default_value_t = 1000)]
+        eval: usize,
+        /// MNIST directory.
+        #[arg(long, default_value = "data/mnist")]
+        data: std::path::PathBuf,
+        /// Write the two loss curves here (CSV: step, private, plaintext).
+        #[arg(long)]
+        loss_csv: Option<std::path::PathBuf>,
+    },
     /// Private vs plaintext inference error for random weights and inputs (the paper's accuracy experiment).
     Accuracy {
         /// Which model.
@@ -87,6 +111,100 @@ enum BackendKind {
     Cpu,
     /// The CUDA backend on GPU 0 (needs an NVIDIA driver and NVRTC; a clear error otherwise).
     Cuda,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train(
+    steps: usize,
+    batch: usize,
+    lr: f64,
+    momentum: f64,
+    eval: usize,
+    data: std::path::PathBuf,
+    loss_csv: Option<std::path::PathBuf>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use cryptgpu::data::{Dataset, Split};
+    use cryptgpu::dsl::{models, reference, Params, Tensor as DslTensor};
+    use cryptgpu::runtime::executor::Roles;
+    use cryptgpu::runtime::training::{TrainConfig, Trainer};
+    use rand::SeedableRng;
+    let graph = models::lenet(models::Pooling::Avg)?;
+    let init = Params::kaiming(&graph, &mut rand::rngs::StdRng::seed_from_u64(1));
+    let train_set = Dataset::mnist(&data, Split::Train)?.shuffled(1);
+    let test_set = Dataset::mnist(&data, Split::Test)?;
+    let mut batches: Vec<(DslTensor, Vec<usize>)> = Vec::new();
+    for b in train_set.batches(batch) {
+        if b.len() < batch || (steps > 0 && batches.len() == steps) {
+            break;
+        }
+        batches.push((DslTensor::from_vec(&b.shape, b.images.to_vec())?, b.labels_usize()));
+    }
+    println!(
+        "LeNet (average pooling) on MNIST: {} SGD steps of {batch} images, lr {lr}, momentum {momentum}, same Kaiming init and batches privately and in plaintext",
+        batches.len()
+    );
+    // Plaintext.
+    let mut plain = init.clone();
+    let mut sgd = reference::Sgd::new(lr).with_momentum(momentum);
+    let mut plain_losses = Vec::new();
+    for (x, y) in &batches {
+        let (logits, tape) = reference::forward(&graph, &mut plain, x, reference::Mode::Train)?;
+        let (loss, dlogits) = reference::softmax_cross_entropy(&logits, y)?;
+        let (_, grads) = reference::backward(&graph, &plain, &tape, &dlogits)?;
+        sgd.step(&mut plain, &grads)?;
+        plain_losses.push(loss);
+    }
+    // Private: the model owner (party 1) holds the weights, the data owner (party 0) the images and labels.
+    let roles = Roles { model_owner: 1, data_owner: 0, receiver: 1 };
+    let config = TrainConfig::new(lr).with_momentum(momentum).with_loss_to(1);
+    let session = Session::new(Config::default())?;
+    let trained = Trainer::new(graph.clone(), roles, config)?.train(&session, &init, &batches)?;
+    let private = trained.params[1].clone().ok_or("the model owner got no parameters")?;
+    let accuracy = |params: &Params| -> Result<f64, Box<dyn std::error::Error>> {
+        let ds = test_set.subset(0..eval.min(test_set.len()));
+        let x = DslTensor::from_vec(&ds.images.shape, ds.images.data.clone())?;
+        let logits = reference::infer(&graph, params, &x)?;
+        let k = logits.shape()[1];
+        let correct = (0..ds.len())
+            .filter(|&i| {
+                let v = &logits.data()[i * k..][..k];
+                v.iter().enumerate().fold(0, |b, (j, x)| if *x > v[b] { j } else { b }) == ds.labels[i] as usize
+            })
+            .count();
+        Ok(correct as f64 / ds.len() as f64)
+    };
+    let (acc_private, acc_plain) = (accuracy(&private)?, accuracy(&plain)?);
+    let rounds: u64 = trained.steps.iter().map(|s| s.rounds()).sum();
+    let bytes: u64 = trained.steps.iter().map(|s| s.total.total_bytes()).sum();
+    println!("\n| step | private loss | plaintext loss |\n|---|---|---|");
+    let stride = (batches.len() / 10).max(1);
+    for (i, (s, p)) in trained.steps.iter().zip(&plain_losses).enumerate() {
+        if i % stride == 0 || i + 1 == batches.len() {
+            println!("| {} | {:.4} | {p:.4} |", i + 1, s.loss.unwrap_or(f64::NAN));
+        }
+    }
+    println!(
+        "\ntest accuracy on {} images: private {:.2}%, plaintext {:.2}% ({:+.2} pp)",
+        eval.min(test_set.len()),
+        100.0 * acc_private,
+        100.0 * acc_plain,
+        100.0 * (acc_private - acc_plain)
+    );
+    println!(
+        "private training: {:.1} s wall ({:.2} s per step), {rounds} rounds, {:.3} GB sent in total",
+        trained.wall.as_secs_f64(),
+        trained.wall.as_secs_f64() / batches.len().max(1) as f64,
+        bytes as f64 / 1e9
+    );
+    if let Some(path) = loss_csv {
+        let mut csv = String::from("step,private,plaintext\n");
+        for (i, (s, p)) in trained.steps.iter().zip(&plain_losses).enumerate() {
+            csv.push_str(&format!("{},{},{p}\n", i + 1, s.loss.unwrap_or(f64::NAN)));
+        }
+        std::fs::write(&path, csv)?;
+        println!("loss curves written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// Models of the accuracy experiment.
@@ -606,6 +724,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Kernels { model, batch, source, name } => kernels(model, batch, source, name)?,
         Command::Infer { batch, pooling, weights, data } => infer(batch, pooling, weights, data)?,
         Command::Accuracy { model, batch, frac_bits } => accuracy(model, batch, frac_bits)?,
+        Command::Train { steps, batch, lr, momentum, eval, data, loss_csv } => {
+            train(steps, batch, lr, momentum, eval, data, loss_csv)?
+        }
     }
     Ok(())
 }
