@@ -2,8 +2,8 @@
 //!
 //! Layers, from the bottom: the ring and [fixed-point encoding](fixed), [replicated shares](share), the
 //! [PRF streams](prg) that make zero shares and masks, [transports](transport) between parties, [backends](backend)
-//! that execute the IR kernels of `cryptgpu-codegen`, the [party](party) and [session](session) that tie them
-//! together, and the [protocols](protocols) — each a short stage plan of kernel launches and messages with its
+//! that execute the IR kernels of `cryptgpu-codegen`, the [`party`] and [`session`] that tie them
+//! together, and the [`protocols`] — each a short stage plan of kernel launches and messages with its
 //! communication cost declared beside it.
 //!
 //! ```

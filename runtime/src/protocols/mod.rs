@@ -26,7 +26,7 @@ pub mod mul;
 pub mod normalize;
 pub mod pool;
 pub mod reciprocal;
-mod reshare;
+pub mod reshare;
 pub mod reveal;
 pub mod rsqrt;
 pub mod softmax;
