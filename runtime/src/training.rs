@@ -277,49 +277,17 @@ fn col2im(
     [kh, kw]: [usize; 2],
     params: Conv2dParams,
 ) -> Result<Share> {
-    let (s, pad) = (params.stride, params.padding);
-    let (oh, ow) = conv_out("col2im", [h, w], [kh, kw], s, pad)?;
-    let (ah, aw) = ((h + pad).div_ceil(s), (w + pad).div_ceil(s));
-    // Output axes: 0 n, 1 c, 2 a_h, 3 r_h, 4 a_w, 5 r_w | reduce 6 u_h, 7 u_w; padded row h + p = s·a_h + r_h reads
-    // window row i = r_h + s·u_h of output row a_h − u_h.
-    let si = s as i64;
-    let ci = Affine { offset: 0, terms: vec![(3, 1), (6, si)] };
-    let cj = Affine { offset: 0, terms: vec![(5, 1), (7, si)] };
-    let coh = Affine { offset: 0, terms: vec![(2, 1), (6, -1)] };
-    let cow = Affine { offset: 0, terms: vec![(4, 1), (7, -1)] };
-    let (in_shape, coords) = if conv_layout {
-        (vec![c, kh, kw, n, oh, ow], vec![Affine::axis(1), ci, cj, Affine::axis(0), coh, cow])
-    } else {
-        (vec![kh, kw, n, c, oh, ow], vec![ci, cj, Affine::axis(0), Affine::axis(1), coh, cow])
-    };
-    if cols.shape().iter().product::<usize>() != in_shape.iter().product::<usize>() {
+    let [scatter, crop] =
+        GatherKernel::col2im("col2im", [n, c, h, w], [kh, kw], params.stride, params.padding, conv_layout)?;
+    if cols.len() != scatter.in_len() {
         return Err(Error::Shape {
             op: "col2im".into(),
-            expected: format!("{in_shape:?}"),
+            expected: format!("{:?}", scatter.in_shape),
             found: format!("{:?}", cols.shape()),
         });
     }
-    let scatter = GatherKernel {
-        name: "col2im".into(),
-        in_shape,
-        out_shape: vec![n, c, ah, s, aw, s],
-        reduce_shape: vec![kh.div_ceil(s), kw.div_ceil(s)],
-        coords,
-    };
     let cols = reshaped(cols.clone(), &scatter.in_shape)?;
-    let padded = reshaped(gather(p, &scatter, &cols)?, &[n, c, ah * s, aw * s])?;
-    let crop = GatherKernel {
-        name: "col2im_crop".into(),
-        in_shape: vec![n, c, ah * s, aw * s],
-        out_shape: vec![n, c, h, w],
-        reduce_shape: vec![],
-        coords: vec![
-            Affine::axis(0),
-            Affine::axis(1),
-            Affine { offset: pad as i64, terms: vec![(2, 1)] },
-            Affine { offset: pad as i64, terms: vec![(3, 1)] },
-        ],
-    };
+    let padded = reshaped(gather(p, &scatter, &cols)?, &crop.in_shape)?;
     gather(p, &crop, &padded)
 }
 

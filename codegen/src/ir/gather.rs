@@ -93,6 +93,56 @@ impl GatherKernel {
         })
     }
 
+    /// col2im, the transposed gather of im2col: scatter window columns back onto the input grid of a batch
+    /// `[n, c, h, w]` (every input element the sum of the window entries that read it). Columns are laid out
+    /// `[c, kh, kw, n, oh, ow]` (`conv_layout`, as [`GatherKernel::im2col`] makes them) or `[kh, kw, n, c, oh, ow]`
+    /// (pooling windows). Two kernels: the scatter onto the padded grid `[n, c, ⌈(h+p)/s⌉·s, ⌈(w+p)/s⌉·s]` (each
+    /// padded row `h + p = s·a + r` sums window row `i = r + s·u` of output row `a − u`), then the crop to
+    /// `[n, c, h, w]`.
+    pub fn col2im(
+        name: &str,
+        [n, c, h, w]: [usize; 4],
+        [kh, kw]: [usize; 2],
+        stride: usize,
+        pad: usize,
+        conv_layout: bool,
+    ) -> Result<[Self; 2]> {
+        let (oh, ow) = conv_out(name, [h, w], [kh, kw], stride, pad)?;
+        let s = stride;
+        let (ah, aw) = ((h + pad).div_ceil(s), (w + pad).div_ceil(s));
+        // Output axes: 0 n, 1 c, 2 a_h, 3 r_h, 4 a_w, 5 r_w | reduce 6 u_h, 7 u_w.
+        let si = s as i64;
+        let ci = Affine { offset: 0, terms: vec![(3, 1), (6, si)] };
+        let cj = Affine { offset: 0, terms: vec![(5, 1), (7, si)] };
+        let coh = Affine { offset: 0, terms: vec![(2, 1), (6, -1)] };
+        let cow = Affine { offset: 0, terms: vec![(4, 1), (7, -1)] };
+        let (in_shape, coords) = if conv_layout {
+            (vec![c, kh, kw, n, oh, ow], vec![Affine::axis(1), ci, cj, Affine::axis(0), coh, cow])
+        } else {
+            (vec![kh, kw, n, c, oh, ow], vec![ci, cj, Affine::axis(0), Affine::axis(1), coh, cow])
+        };
+        let scatter = GatherKernel {
+            name: format!("{name}_scatter"),
+            in_shape,
+            out_shape: vec![n, c, ah, s, aw, s],
+            reduce_shape: vec![kh.div_ceil(s), kw.div_ceil(s)],
+            coords,
+        };
+        let crop = GatherKernel {
+            name: format!("{name}_crop"),
+            in_shape: vec![n, c, ah * s, aw * s],
+            out_shape: vec![n, c, h, w],
+            reduce_shape: vec![],
+            coords: vec![
+                Affine::axis(0),
+                Affine::axis(1),
+                Affine { offset: pad as i64, terms: vec![(2, 1)] },
+                Affine { offset: pad as i64, terms: vec![(3, 1)] },
+            ],
+        };
+        Ok([scatter, crop])
+    }
+
     /// Permute the axes of a tensor: output axis `a` is input axis `perm[a]`.
     pub fn permute(name: &str, in_shape: &[usize], perm: &[usize]) -> Result<Self> {
         let mut seen = vec![false; in_shape.len()];

@@ -185,34 +185,7 @@ impl Party {
             reduce_shape: vec![],
             coords: vec![Affine::axis(1)],
         };
-        let (ah, aw) = ((h + pad).div_ceil(s), (w + pad).div_ceil(s));
-        // Output axes: 0 n, 1 c, 2 a_h, 3 r_h, 4 a_w, 5 r_w | reduce 6 u_h, 7 u_w; input row h + p = s·a_h + r_h.
-        let col2im = GatherKernel {
-            name: "max_pool_col2im".into(),
-            in_shape: vec![kh, kw, n, c, oh, ow],
-            out_shape: vec![n, c, ah, s, aw, s],
-            reduce_shape: vec![kh.div_ceil(s), kw.div_ceil(s)],
-            coords: vec![
-                Affine { offset: 0, terms: vec![(3, 1), (6, s as i64)] },
-                Affine { offset: 0, terms: vec![(5, 1), (7, s as i64)] },
-                Affine::axis(0),
-                Affine::axis(1),
-                Affine { offset: 0, terms: vec![(2, 1), (6, -1)] },
-                Affine { offset: 0, terms: vec![(4, 1), (7, -1)] },
-            ],
-        };
-        let crop = GatherKernel {
-            name: "max_pool_grad_crop".into(),
-            in_shape: vec![n, c, ah * s, aw * s],
-            out_shape: vec![n, c, h, w],
-            reduce_shape: vec![],
-            coords: vec![
-                Affine::axis(0),
-                Affine::axis(1),
-                Affine { offset: pad as i64, terms: vec![(2, 1)] },
-                Affine { offset: pad as i64, terms: vec![(3, 1)] },
-            ],
-        };
+        let [col2im, crop] = GatherKernel::col2im("max_pool_grad", [n, c, h, w], [kh, kw], s, pad, false)?;
         self.call(|p| {
             let gb = Share::from_pieces(
                 &[geo.kk(), m],
