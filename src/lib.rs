@@ -20,4 +20,5 @@ pub use cryptgpu_runtime::{
 };
 
 pub mod data;
+pub mod lenet_mnist;
 pub mod workloads;

@@ -80,6 +80,9 @@ enum Command {
         /// Write the two loss curves here (CSV: step, private, plaintext).
         #[arg(long)]
         loss_csv: Option<std::path::PathBuf>,
+        /// Save the privately trained weights (revealed to the model owner only) here as safetensors.
+        #[arg(long)]
+        save: Option<std::path::PathBuf>,
     },
     /// Private vs plaintext inference error for random weights and inputs (the paper's accuracy experiment).
     Accuracy {
@@ -122,87 +125,60 @@ fn train(
     eval: usize,
     data: std::path::PathBuf,
     loss_csv: Option<std::path::PathBuf>,
+    save: Option<std::path::PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use cryptgpu::data::{Dataset, Split};
-    use cryptgpu::dsl::{models, reference, Params, Tensor as DslTensor};
-    use cryptgpu::runtime::executor::Roles;
-    use cryptgpu::runtime::training::{TrainConfig, Trainer};
+    use cryptgpu::dsl::Params;
+    use cryptgpu::lenet_mnist as job;
+    use cryptgpu::runtime::training::TrainConfig;
     use rand::SeedableRng;
-    let graph = models::lenet(models::Pooling::Avg)?;
+    let graph = job::lenet()?;
     let init = Params::kaiming(&graph, &mut rand::rngs::StdRng::seed_from_u64(1));
     let train_set = Dataset::mnist(&data, Split::Train)?.shuffled(1);
     let test_set = Dataset::mnist(&data, Split::Test)?;
-    let mut batches: Vec<(DslTensor, Vec<usize>)> = Vec::new();
-    for b in train_set.batches(batch) {
-        if b.len() < batch || (steps > 0 && batches.len() == steps) {
-            break;
-        }
-        batches.push((DslTensor::from_vec(&b.shape, b.images.to_vec())?, b.labels_usize()));
-    }
+    let test_set = test_set.subset(0..eval.min(test_set.len()));
+    let config = TrainConfig::new(lr).with_momentum(momentum);
+    let r = job::private_training(&job::default_session()?, &graph, &init, &train_set, steps, batch, config)?;
+    let n = r.private_losses.len();
     println!(
-        "LeNet (average pooling) on MNIST: {} SGD steps of {batch} images, lr {lr}, momentum {momentum}, same Kaiming init and batches privately and in plaintext",
-        batches.len()
+        "LeNet (average pooling) on MNIST: {n} SGD steps of {batch} images, lr {lr}, momentum {momentum}, same Kaiming init and batches privately and in plaintext"
     );
-    // Plaintext.
-    let mut plain = init.clone();
-    let mut sgd = reference::Sgd::new(lr).with_momentum(momentum);
-    let mut plain_losses = Vec::new();
-    for (x, y) in &batches {
-        let (logits, tape) = reference::forward(&graph, &mut plain, x, reference::Mode::Train)?;
-        let (loss, dlogits) = reference::softmax_cross_entropy(&logits, y)?;
-        let (_, grads) = reference::backward(&graph, &plain, &tape, &dlogits)?;
-        sgd.step(&mut plain, &grads)?;
-        plain_losses.push(loss);
-    }
-    // Private: the model owner (party 1) holds the weights, the data owner (party 0) the images and labels.
-    let roles = Roles { model_owner: 1, data_owner: 0, receiver: 1 };
-    let config = TrainConfig::new(lr).with_momentum(momentum).with_loss_to(1);
-    let session = Session::new(Config::default())?;
-    let trained = Trainer::new(graph.clone(), roles, config)?.train(&session, &init, &batches)?;
-    let private = trained.params[1].clone().ok_or("the model owner got no parameters")?;
-    let accuracy = |params: &Params| -> Result<f64, Box<dyn std::error::Error>> {
-        let ds = test_set.subset(0..eval.min(test_set.len()));
-        let x = DslTensor::from_vec(&ds.images.shape, ds.images.data.clone())?;
-        let logits = reference::infer(&graph, params, &x)?;
-        let k = logits.shape()[1];
-        let correct = (0..ds.len())
-            .filter(|&i| {
-                let v = &logits.data()[i * k..][..k];
-                v.iter().enumerate().fold(0, |b, (j, x)| if *x > v[b] { j } else { b }) == ds.labels[i] as usize
-            })
-            .count();
-        Ok(correct as f64 / ds.len() as f64)
-    };
-    let (acc_private, acc_plain) = (accuracy(&private)?, accuracy(&plain)?);
-    let rounds: u64 = trained.steps.iter().map(|s| s.rounds()).sum();
-    let bytes: u64 = trained.steps.iter().map(|s| s.total.total_bytes()).sum();
     println!("\n| step | private loss | plaintext loss |\n|---|---|---|");
-    let stride = (batches.len() / 10).max(1);
-    for (i, (s, p)) in trained.steps.iter().zip(&plain_losses).enumerate() {
-        if i % stride == 0 || i + 1 == batches.len() {
-            println!("| {} | {:.4} | {p:.4} |", i + 1, s.loss.unwrap_or(f64::NAN));
+    let stride = (n / 10).max(1);
+    for (i, (s, p)) in r.private_losses.iter().zip(&r.plain_losses).enumerate() {
+        if i % stride == 0 || i + 1 == n {
+            println!("| {} | {s:.4} | {p:.4} |", i + 1);
         }
     }
+    let (acc_private, acc_plain) = (
+        job::plaintext_accuracy(&graph, &r.private_params, &test_set)?,
+        job::plaintext_accuracy(&graph, &r.plain_params, &test_set)?,
+    );
     println!(
         "\ntest accuracy on {} images: private {:.2}%, plaintext {:.2}% ({:+.2} pp)",
-        eval.min(test_set.len()),
+        test_set.len(),
         100.0 * acc_private,
         100.0 * acc_plain,
         100.0 * (acc_private - acc_plain)
     );
     println!(
-        "private training: {:.1} s wall ({:.2} s per step), {rounds} rounds, {:.3} GB sent in total",
-        trained.wall.as_secs_f64(),
-        trained.wall.as_secs_f64() / batches.len().max(1) as f64,
-        bytes as f64 / 1e9
+        "private training: {:.1} s wall ({:.2} s per step), {} rounds, {:.3} GB sent in total",
+        r.wall.as_secs_f64(),
+        r.wall.as_secs_f64() / n.max(1) as f64,
+        r.rounds,
+        r.bytes as f64 / 1e9
     );
     if let Some(path) = loss_csv {
         let mut csv = String::from("step,private,plaintext\n");
-        for (i, (s, p)) in trained.steps.iter().zip(&plain_losses).enumerate() {
-            csv.push_str(&format!("{},{},{p}\n", i + 1, s.loss.unwrap_or(f64::NAN)));
+        for (i, (s, p)) in r.private_losses.iter().zip(&r.plain_losses).enumerate() {
+            csv.push_str(&format!("{},{s},{p}\n", i + 1));
         }
         std::fs::write(&path, csv)?;
         println!("loss curves written to {}", path.display());
+    }
+    if let Some(path) = save {
+        cryptgpu::dsl::weights::save(&graph, &r.private_params, &path)?;
+        println!("privately trained weights (as revealed to the model owner) written to {}", path.display());
     }
     Ok(())
 }
@@ -287,8 +263,9 @@ fn infer(
     weights: Option<std::path::PathBuf>,
     data: std::path::PathBuf,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use cryptgpu::dsl::{models, reference, weights as wio, Params, Tensor as DslTensor};
-    use cryptgpu::runtime::executor::{Executor, Roles};
+    use cryptgpu::data::{Dataset, Split};
+    use cryptgpu::dsl::{models, weights as wio, Params};
+    use cryptgpu::lenet_mnist as job;
     use rand::SeedableRng;
     let pool = match pooling {
         PoolingArg::Avg => models::Pooling::Avg,
@@ -299,43 +276,19 @@ fn infer(
         Some(path) => wio::load(&graph, path)?,
         None => Params::kaiming(&graph, &mut rand::rngs::StdRng::seed_from_u64(7)),
     };
-    let (input, labels, source) = match cryptgpu::data::Dataset::mnist(&data, cryptgpu::data::Split::Test) {
-        Ok(ds) => {
-            let n = batch.min(ds.len());
-            let px = ds.images.data[..n * 784].to_vec();
-            (
-                DslTensor::from_vec(&[n, 1, 28, 28], px)?,
-                Some(ds.labels[..n].to_vec()),
-                format!("MNIST test images 0..{n}"),
-            )
-        }
-        Err(e) => {
-            eprintln!("note: {e}; using random images");
-            let x = workloads::random_tensor(&[batch, 1, 28, 28], 1.0, &mut rand::thread_rng());
-            (DslTensor::from_vec(&[batch, 1, 28, 28], x.data().to_vec())?, None, "random images".to_string())
-        }
-    };
-    let roles = Roles { model_owner: 1, data_owner: 0, receiver: 0 };
-    println!("private LeNet ({pooling:?} pooling, {}) on {source}: weights owned by party 1, images by party 0, logits to party 0", if weights.is_some() { "loaded weights" } else { "random Kaiming weights" });
-    let session = Session::new(Config::default())?;
-    let result = Executor::new(graph.clone(), roles)?.infer(&session, &params, &input)?;
-    let private = result.logits(roles.receiver).ok_or("the receiver got no logits")?;
-    let plain = reference::infer(&graph, &params, &input)?;
-    let n = input.shape()[0];
-    let classes = plain.shape()[1];
-    let argmax = |v: &[f64]| v.iter().enumerate().fold(0, |b, (i, x)| if *x > v[b] { i } else { b });
-    let (mut agree, mut correct, mut rel) = (0, 0, 0.0);
-    for i in 0..n {
-        let (p, q) = (&private.data()[i * classes..][..classes], &plain.data()[i * classes..][..classes]);
-        let diff: f64 = p.iter().zip(q).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
-        rel += diff / q.iter().map(|b| b * b).sum::<f64>().sqrt().max(1e-12);
-        agree += usize::from(argmax(p) == argmax(q));
-        if let Some(l) = &labels {
-            correct += usize::from(argmax(p) == l[i] as usize);
-        }
-    }
+    let test_set = Dataset::mnist(&data, Split::Test)?;
+    let images = test_set.subset(0..batch.min(test_set.len()));
+    println!(
+        "private LeNet ({pooling:?} pooling, {}) on MNIST test images 0..{}: weights owned by party {}, images by party {}, logits to party {}",
+        if weights.is_some() { "loaded weights" } else { "random Kaiming weights" },
+        images.len(),
+        job::MODEL_OWNER,
+        job::DATA_OWNER,
+        job::DATA_OWNER
+    );
+    let r = job::private_inference(&job::default_session()?, &graph, &params, &images, images.len())?;
     println!("\n| layer | kind | ms | rounds | MB sent (all parties) |\n|---|---|---|---|---|");
-    for l in &result.layers {
+    for l in &r.layers {
         println!(
             "| {} | {} | {:.1} | {} | {:.3} |",
             l.name,
@@ -345,11 +298,17 @@ fn infer(
             l.bytes() as f64 / 1e6
         );
     }
-    println!("\nmean relative error of the logits vs plaintext: {:.2e}; same argmax on {agree}/{n}", rel / n as f64);
-    if labels.is_some() && weights.is_some() {
-        println!("accuracy on these images: {correct}/{n}");
-    }
-    println!("total: {:.3} s wall, {}", result.wall.as_secs_f64(), result.total);
+    println!(
+        "\nmean relative error of the logits vs plaintext: {:.2e}; same argmax on {}/{}",
+        r.mean_relative_error, r.agree, r.images
+    );
+    println!(
+        "accuracy on these images: private {}/{n}, plaintext {}/{n}",
+        r.private_correct,
+        r.plain_correct,
+        n = r.images
+    );
+    println!("total: {:.3} s wall, {}", r.wall.as_secs_f64(), r.total);
     Ok(())
 }
 
@@ -724,8 +683,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Kernels { model, batch, source, name } => kernels(model, batch, source, name)?,
         Command::Infer { batch, pooling, weights, data } => infer(batch, pooling, weights, data)?,
         Command::Accuracy { model, batch, frac_bits } => accuracy(model, batch, frac_bits)?,
-        Command::Train { steps, batch, lr, momentum, eval, data, loss_csv } => {
-            train(steps, batch, lr, momentum, eval, data, loss_csv)?
+        Command::Train { steps, batch, lr, momentum, eval, data, loss_csv, save } => {
+            train(steps, batch, lr, momentum, eval, data, loss_csv, save)?
         }
     }
     Ok(())

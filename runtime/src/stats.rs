@@ -54,6 +54,13 @@ impl PartyStats {
     }
 }
 
+impl Add for PartyStats {
+    type Output = PartyStats;
+    fn add(self, o: PartyStats) -> PartyStats {
+        PartyStats([self.0[0] + o.0[0], self.0[1] + o.0[1], self.0[2] + o.0[2]])
+    }
+}
+
 impl std::fmt::Display for PartyStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let b = self.bytes();

@@ -10,7 +10,7 @@
 //! reveal each cost one round for the whole model. The momentum buffer is a second flat share.
 //!
 //! **Forward** ([`Trainer::forward`]) is the inference forward, keeping what backward needs in a [`Tape`]: the
-//! inputs of Conv2d and Linear, the ReLU masks `[x ≥ 0]` ([`Party::relu_with_mask`]), the max-pool one-hot argmax
+//! inputs of Conv2d and Linear, the ReLU masks `[x > 0]` ([`Party::relu_with_mask`]), the max-pool one-hot argmax
 //! ([`Party::max_pool2d_with_argmax`]) and input shapes.
 //!
 //! **Loss gradient** ([`Trainer::loss_grad`]): `(softmax(logits) − onehot) / B` with [`Party::softmax`] and one
@@ -160,7 +160,7 @@ impl Gradients {
 enum LayerTape {
     /// The layer's input (Conv2d, Linear).
     Input(Share),
-    /// The ReLU mask `[x ≥ 0]`.
+    /// The ReLU mask `[x > 0]`.
     Mask(BinShare),
     /// The max-pool argmax.
     Argmax(MaxPoolArgmax),

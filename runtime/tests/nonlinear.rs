@@ -49,9 +49,11 @@ proptest! {
         for e in 0..n {
             let nonneg = (xv[e] as i64 >= 0) as u64;
             prop_assert_eq!(bit(&out[0].0, e), nonneg, "drelu of {}", xv[e] as i64);
-            prop_assert_eq!(bit(&out[0].2, e), nonneg);
-            prop_assert_eq!(out[0].1.data()[e], if nonneg == 1 { xv[e] } else { 0 }, "relu of {}", xv[e] as i64);
-            prop_assert_eq!(out[0].3.data()[e], if nonneg == 1 { vv[e] } else { 0 });
+            // The ReLU mask is [x > 0] (PyTorch's ReLU'(0) = 0), exact except at −2^63, whose negation wraps.
+            let positive = if xv[e] == 1 << 63 { 1 } else { (xv[e] as i64 > 0) as u64 };
+            prop_assert_eq!(bit(&out[0].2, e), positive, "relu mask of {}", xv[e] as i64);
+            prop_assert_eq!(out[0].1.data()[e], if positive == 1 { xv[e] } else { 0 }, "relu of {}", xv[e] as i64);
+            prop_assert_eq!(out[0].3.data()[e], if positive == 1 { vv[e] } else { 0 });
         }
         let rounds = |k: usize| out.iter().map(|o| o.4[k].rounds).collect::<Vec<_>>();
         prop_assert_eq!(rounds(0), vec![8; 3]);

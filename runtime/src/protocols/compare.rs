@@ -100,19 +100,26 @@ impl Party {
         Ok(self.relu_with_mask(x, SignBits::default())?.0)
     }
 
-    /// `max(x, 0)` and the mask `[x ≥ 0]` (for the backward pass: the gradient is [`Party::mul_bit`]`(g, mask)`).
+    /// `max(x, 0)` and the mask `[x > 0]`, the derivative PyTorch uses (`ReLU'(0) = 0`; for the backward pass: the
+    /// gradient is [`Party::mul_bit`]`(g, mask)`).
+    ///
+    /// The mask is the sign bit of `−x` (the same circuit and cost as [`Party::drelu`], without the NOT), so with
+    /// the narrower [`SignBits`] range the caveat of the module docs applies to `−x`. It is exact for every `x`
+    /// except `−2^63`, whose negation wraps to itself (far outside every fixed-point range). Matching PyTorch at 0
+    /// matters: a convolution over a zero background with a zero bias yields exact zeros, and `[x ≥ 0]` would pass
+    /// their gradients on to the bias, which PyTorch does not.
     pub fn relu_with_mask(&mut self, x: &Share, bits: SignBits) -> Result<(Share, BinShare)> {
         bits.check()?;
         self.call(|p| {
             let mut inj = p.injection_start(x)?; // r's piece rides in the sign's first round
-            let st = p.sign_first_round(x, bits)?;
+            let neg = p.neg(x)?;
+            let st = p.sign_first_round(&neg, bits)?;
             let mut rides = p.take_rides();
             p.injection_shared(&mut inj, x, &mut rides)?; // z = x·r rides in the sign's second round
-            let msb = p.sign_rest_with(st, |p| {
+            let mask = p.sign_rest_with(st, |p| {
                 let mut rides = p.take_rides();
                 p.injection_z(&mut inj, &mut rides)
             })?;
-            let mask = p.not(&msb)?;
             p.injection_reveal(&mut inj, &mask)?;
             p.round(vec![], &[])?;
             let mut rides = p.take_rides();
