@@ -5,11 +5,12 @@
 //! and its labels (one-hot, fixed point) in one round. Nothing else is opened: no activation, gradient or
 //! parameter. The optional loss report is computed privately and revealed to one named party (see below).
 //!
-//! **State.** Every trainable tensor (`<layer>.weight`, `<layer>.bias` of Conv2d and Linear, PyTorch layouts) is a
-//! slice of ONE flat share ([`TrainState`]), in graph order, so sharing the model, the SGD update and the final
-//! reveal each cost one round for the whole model. The momentum buffer is a second flat share.
+//! **State.** Every trainable tensor (`<layer>.weight`, `<layer>.bias` of Conv2d, Linear and BatchNorm2d, PyTorch
+//! layouts) is a slice of ONE flat share ([`TrainState`]), in graph order, so sharing the model, the SGD update and
+//! the final reveal each cost one round for the whole model. The momentum buffer and the batch-norm running
+//! statistics are two more flat shares.
 //!
-//! **Forward** ([`Trainer::forward`]) is the inference forward, keeping what backward needs in a [`Tape`]: the
+//! **Forward** ([`Trainer::forward`]) is the inference forward (but batch norm uses batch statistics, below), keeping what backward needs in a [`Tape`]: the
 //! inputs of Conv2d and Linear, the ReLU masks `[x > 0]` ([`Party::relu_with_mask`]), the max-pool one-hot argmax
 //! ([`Party::max_pool2d_with_argmax`]) and input shapes.
 //!
@@ -30,6 +31,14 @@
 //! - MaxPool2d: [`Party::max_pool2d_backward`] (one exact ring product with the one-hot, 1 round).
 //! - Flatten: a reshape. Dropout: the identity (as the reference). Residual blocks: the post block's gradient
 //!   flows into the main and shortcut branches and their input gradients are added.
+//! - BatchNorm2d with **batch statistics**, as `torch.nn.BatchNorm2d` in training mode. Forward over `m = N·H·W`:
+//!   `μ = Σx/m`, `σ² = Σ(x − μ)²/m` (local sums, one [`Party::div_public`] each, one product), `inv = 1/√(σ² + ε)`
+//!   ([`Party::rsqrt`] on `C` values), then `x̂ = (x − μ)·inv` and `y = (x − μ)·(γ·inv) + β` in ONE product call.
+//!   Backward: `dγ = Σ dy·x̂`, `dβ = Σ dy` and `γ·inv` in one product call, then
+//!   `dx = (γ·inv)·(m·dy − dβ − x̂·dγ) / m` — the bracket in the ring (`m·dy` is exact), so no `1/m`-sized factor
+//!   is ever rounded. After the SGD step the running statistics (a second flat share, [`TrainState`]) move as
+//!   PyTorch's, `r ← (1 − momentum)·r + momentum·b` with the unbiased batch variance, every layer in one
+//!   [`Party::mul_public`]; the revealed parameters include them and `num_batches_tracked`.
 //!
 //! Independent products are not yet batched into one round (e.g. `dW` and `dX` of a layer take two).
 //!
@@ -44,9 +53,8 @@
 //! Every phase records its wall time and this party's communication ([`StepStats`]); [`Trainer::train`] runs all
 //! three parties and merges them per step into [`LayerStats`].
 //!
-//! **Limits.** BatchNorm2d is refused (training batch norm needs private batch statistics: a division by a
-//! shared standard deviation, [`Party::rsqrt`], not wired yet). Windows need equal stride and padding on both
-//! axes, as in inference.
+//! **Limits.** Windows need equal stride and padding on both axes, as in inference. Dropout is the identity in
+//! training too (as the reference), so a private and a plaintext run stay comparable step by step.
 
 use crate::executor::{broadcast, merge, timed, DslTensor, LayerStats, Roles, StepStats};
 use crate::party::Party;
@@ -111,11 +119,15 @@ impl Slot {
     }
 }
 
-/// One party's shares of the trainable parameters (one flat share) and the SGD momentum buffer.
+/// One party's shares of the trainable parameters (one flat share), the SGD momentum buffer and the batch-norm
+/// running statistics (a second flat share).
 #[derive(Debug, Clone)]
 pub struct TrainState {
     params: Share,
     velocity: Option<Share>,
+    running: Share,
+    /// `num_batches_tracked` of every batch-norm layer at the start, known to the model owner only.
+    tracked: Option<Vec<(String, f64)>>,
     steps: usize,
 }
 
@@ -162,12 +174,25 @@ enum LayerTape {
     Input(Share),
     /// The ReLU mask `[x > 0]`.
     Mask(BinShare),
+    /// Batch norm's batch statistics.
+    BatchNorm(Box<BnTape>),
     /// The max-pool argmax.
     Argmax(MaxPoolArgmax),
     /// The input shape (pooling, flatten).
     Shape(Vec<usize>),
     /// Nothing (dropout).
     None,
+}
+
+/// What batch norm's backward and the running-statistics update need: the normalised input `x̂`, `1/√(var + eps)`,
+/// the batch mean and biased variance (`[C]`), and the count `m = N·H·W` they are over.
+#[derive(Debug, Clone)]
+struct BnTape {
+    xhat: Share,
+    inv_std: Share,
+    mean: Share,
+    var: Share,
+    m: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +264,9 @@ pub struct Trainer {
     config: TrainConfig,
     slots: Vec<Slot>,
     total: usize,
+    /// Batch-norm running statistics (`<layer>.running_mean`, `<layer>.running_var`), in graph order.
+    stat_slots: Vec<Slot>,
+    stat_total: usize,
 }
 
 fn square(name: &str, what: &str, stride: (usize, usize), padding: (usize, usize)) -> Result<Conv2dParams> {
@@ -314,6 +342,63 @@ fn full(shape: &[usize], v: f64) -> Result<crate::Tensor> {
     crate::Tensor::new(shape, vec![v; crate::tensor::numel(shape)])
 }
 
+/// Batch-norm layer name → (momentum, batch mean, biased batch variance, count) from a forward tape.
+type BatchStats<'a> = HashMap<String, (f64, &'a Share, &'a Share, usize)>;
+
+fn collect_batch_stats<'a>(nodes: &[Node], tapes: &'a [NodeTape], out: &mut BatchStats<'a>) -> Result<()> {
+    if nodes.len() != tapes.len() {
+        return Err(Error::Invalid("the tape does not match the graph".into()));
+    }
+    for (node, tape) in nodes.iter().zip(tapes) {
+        match (node, tape) {
+            (Node::Layer { name, layer: Layer::BatchNorm2d(bn) }, NodeTape::Layer(LayerTape::BatchNorm(t))) => {
+                out.insert(name.clone(), (bn.momentum, &t.mean, &t.var, t.m));
+            }
+            (Node::Layer { .. }, NodeTape::Layer(_)) => {}
+            (Node::Sequential { children, .. }, NodeTape::Seq(t)) => collect_batch_stats(children, t, out)?,
+            (Node::Residual { main, shortcut, post, .. }, NodeTape::Residual { main: mt, shortcut: st, post: pt }) => {
+                collect_batch_stats(main, mt, out)?;
+                collect_batch_stats(shortcut, st, out)?;
+                collect_batch_stats(post, pt, out)?;
+            }
+            _ => return Err(Error::Invalid(format!("node `{}`: the tape does not match the graph", node.name()))),
+        }
+    }
+    Ok(())
+}
+
+/// Splits a flat share at `at` into two flat shares (local).
+fn split(flat: &Share, at: usize) -> (Share, Share) {
+    let (m, n) = (flat.mine(), flat.next());
+    let rest = flat.len() - at;
+    (
+        Share::from_pieces(&[at], m[..at].to_vec(), n[..at].to_vec()),
+        Share::from_pieces(&[rest], m[at..].to_vec(), n[at..].to_vec()),
+    )
+}
+
+/// Elementwise products of independent pairs in ONE [`Party::mul`] (one product's rounds for all of them): each
+/// result has the shape of its pair's first operand.
+fn products(p: &mut Party, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
+    let lhs: Vec<&Share> = pairs.iter().map(|(a, _)| *a).collect();
+    let rhs: Vec<&Share> = pairs.iter().map(|(_, b)| *b).collect();
+    let all = p.mul(&concat(&lhs), &concat(&rhs))?;
+    let mut offset = 0;
+    Ok(lhs
+        .iter()
+        .map(|a| {
+            let r = offset..offset + a.len();
+            offset += a.len();
+            Share::from_pieces(a.shape(), all.mine()[r.clone()].to_vec(), all.next()[r].to_vec())
+        })
+        .collect())
+}
+
+/// A share times a public integer (local, exact).
+fn times(p: &mut Party, x: &Share, k: usize) -> Result<Share> {
+    p.mul_public_ring(x, &crate::RingTensor::new(x.shape(), vec![k as u64; x.len()])?)
+}
+
 /// Concatenates shares into one flat share (local).
 fn concat(parts: &[&Share]) -> Share {
     let total: usize = parts.iter().map(|s| s.len()).sum();
@@ -327,7 +412,7 @@ fn concat(parts: &[&Share]) -> Share {
 
 impl Trainer {
     /// A trainer for `graph` with the given roles (the receiver is unused) and hyper-parameters. Errors on a role
-    /// outside 0..3, a layer training does not support (BatchNorm2d) or non-square windows.
+    /// outside 0..3, a non-finite hyper-parameter or non-square windows.
     pub fn new(graph: Graph, roles: Roles, config: TrainConfig) -> Result<Trainer> {
         for (what, id) in [("model owner", Some(roles.model_owner)), ("data owner", Some(roles.data_owner))]
             .into_iter()
@@ -349,6 +434,7 @@ impl Trainer {
             offset += slot.len();
             slots.push(slot);
         };
+        let mut stat_slots: Vec<Slot> = Vec::new();
         for info in graph.layers() {
             let n = &info.name;
             match &info.layer {
@@ -371,16 +457,19 @@ impl Trainer {
                 Layer::MaxPool2d(pool) => {
                     square(n, "MaxPool2d", pool.stride, pool.padding)?;
                 }
-                Layer::BatchNorm2d(_) => {
-                    return Err(Error::Invalid(format!(
-                        "model `{}`: layer `{n}` (BatchNorm2d) is not supported by private training yet",
-                        graph.name()
-                    )))
+                Layer::BatchNorm2d(b) => {
+                    push(format!("{n}.weight"), vec![b.channels]);
+                    push(format!("{n}.bias"), vec![b.channels]);
+                    for stat in ["running_mean", "running_var"] {
+                        let offset = stat_slots.last().map_or(0, |s| s.offset + s.len());
+                        stat_slots.push(Slot { key: format!("{n}.{stat}"), shape: vec![b.channels], offset });
+                    }
                 }
                 Layer::Relu | Layer::GlobalAvgPool | Layer::Flatten | Layer::Dropout { .. } => {}
             }
         }
-        Ok(Trainer { graph, roles, config, slots, total: offset })
+        let stat_total = stat_slots.last().map_or(0, |s| s.offset + s.len());
+        Ok(Trainer { graph, roles, config, slots, total: offset, stat_slots, stat_total })
     }
 
     /// The model graph.
@@ -415,10 +504,11 @@ impl Trainer {
     /// trainable tensor of the graph with its PyTorch shape), the others `None`.
     pub fn share_params(&self, p: &mut Party, params: Option<&Params>) -> Result<TrainState> {
         let owner = self.roles.model_owner;
+        let mut tracked = None;
         let value = match (p.id() == owner, params) {
             (true, Some(params)) => {
-                let mut flat = Vec::with_capacity(self.total);
-                for slot in &self.slots {
+                let mut flat = Vec::with_capacity(self.total + self.stat_total);
+                for slot in self.slots.iter().chain(&self.stat_slots) {
                     let t = params.require(&slot.key).map_err(|e| self.dsl_err(e))?;
                     if t.shape() != slot.shape.as_slice() {
                         return Err(Error::Shape {
@@ -429,7 +519,13 @@ impl Trainer {
                     }
                     flat.extend_from_slice(t.data());
                 }
-                Some(crate::Tensor::new(&[self.total], flat)?)
+                let counters = self.stat_slots.iter().step_by(2).map(|s| {
+                    let layer = s.key.trim_end_matches(".running_mean");
+                    let key = format!("{layer}.num_batches_tracked");
+                    (key.clone(), params.get(&key).map_or(0.0, |t| t.data().first().copied().unwrap_or(0.0)))
+                });
+                tracked = Some(counters.collect());
+                Some(crate::Tensor::new(&[self.total + self.stat_total], flat)?)
             }
             (true, None) => {
                 return Err(Error::Invalid(format!("party {owner} owns the model but supplied no parameters")))
@@ -442,17 +538,24 @@ impl Trainer {
             }
             (false, None) => None,
         };
-        let params = p.share_fixed(owner, value.as_ref(), &[self.total])?;
-        Ok(TrainState { params, velocity: None, steps: 0 })
+        let flat = p.share_fixed(owner, value.as_ref(), &[self.total + self.stat_total])?;
+        let (params, running) = split(&flat, self.total);
+        Ok(TrainState { params, velocity: None, running, tracked, steps: 0 })
     }
 
-    /// Reveals the parameters to `to` only (one round): `Some(params)` there, `None` elsewhere.
+    /// Reveals the parameters and the batch-norm running statistics to `to` only (one round): `Some(params)` there,
+    /// `None` elsewhere. Batch-norm layers also get `num_batches_tracked` (the initial count plus the steps taken,
+    /// when `to` is the model owner, who knows the initial count).
     pub fn reveal_params_to(&self, p: &mut Party, state: &TrainState, to: PartyId) -> Result<Option<Params>> {
-        let Some(flat) = p.reveal_fixed_to(&state.params, to)? else { return Ok(None) };
+        let all = concat(&[&state.params, &state.running]);
+        let Some(flat) = p.reveal_fixed_to(&all, to)? else { return Ok(None) };
         let mut params = Params::new();
-        for slot in &self.slots {
-            let data = flat.data()[slot.offset..slot.offset + slot.len()].to_vec();
+        for (slot, base) in self.slots.iter().map(|s| (s, 0)).chain(self.stat_slots.iter().map(|s| (s, self.total))) {
+            let data = flat.data()[base + slot.offset..base + slot.offset + slot.len()].to_vec();
             params.insert(&slot.key, DslTensor::from_vec(&slot.shape, data).map_err(|e| self.dsl_err(e))?);
+        }
+        for (key, start) in state.tracked.iter().flatten() {
+            params.insert(key, DslTensor::full(&[], start + state.steps as f64));
         }
         Ok(Some(params))
     }
@@ -613,8 +716,36 @@ impl Trainer {
                 (reshaped(x, &[n, rest])?, LayerTape::Shape(shape))
             }
             Layer::Dropout { .. } => (x, LayerTape::None),
-            Layer::BatchNorm2d(_) => {
-                return Err(Error::Invalid(format!("layer `{name}` (BatchNorm2d) is not supported in training")))
+            Layer::BatchNorm2d(bn) => {
+                let &[n, c, h, w] = x.shape() else {
+                    return Err(Error::Shape {
+                        op: format!("layer `{name}` (BatchNorm2d)"),
+                        expected: "[N, C, H, W]".into(),
+                        found: format!("{:?}", x.shape()),
+                    });
+                };
+                let m = n * h * w;
+                let shape = x.shape().to_vec();
+                let gamma = self.param(state, &format!("{name}.weight"))?;
+                let beta = self.param(state, &format!("{name}.bias"))?;
+                // Batch statistics over N, H, W: mean, centred input, biased variance, 1/√(var + eps).
+                let sum = sum_except(p, &x, 1)?;
+                let mean = p.div_public(&sum, m as u64)?;
+                let mean_b = broadcast(p, &mean, &shape, 1)?;
+                let centred = p.sub(&x, &mean_b)?;
+                let squares = p.mul(&centred, &centred)?;
+                let sum_sq = sum_except(p, &squares, 1)?;
+                let var = p.div_public(&sum_sq, m as u64)?;
+                let var_eps = p.add_public_fixed(&var, &full(&[c], bn.eps)?)?;
+                let inv_std = p.rsqrt(&var_eps)?;
+                // x̂ = (x − μ)·inv and y = γ·x̂ + β = (x − μ)·(γ·inv) + β: the two big products in one call.
+                let scale = p.mul(&gamma, &inv_std)?;
+                let (inv_b, scale_b) = (broadcast(p, &inv_std, &shape, 1)?, broadcast(p, &scale, &shape, 1)?);
+                let [xhat, scaled]: [Share; 2] =
+                    products(p, &[(&centred, &inv_b), (&centred, &scale_b)])?.try_into().expect("two products");
+                let beta_b = broadcast(p, &beta, &shape, 1)?;
+                let y = p.add(&scaled, &beta_b)?;
+                (y, LayerTape::BatchNorm(Box::new(BnTape { xhat, inv_std, mean, var, m })))
             }
         })
     }
@@ -827,6 +958,32 @@ impl Trainer {
             }
             (Layer::Flatten, LayerTape::Shape(shape)) => Some(reshaped(dy, shape)?),
             (Layer::Dropout { .. }, LayerTape::None) => Some(dy),
+            (Layer::BatchNorm2d(_), LayerTape::BatchNorm(bn)) => {
+                let BnTape { xhat, inv_std, m, .. } = bn.as_ref();
+                let gamma = self.param(state, &format!("{name}.weight"))?;
+                let shape = dy.shape().to_vec();
+                // dγ = Σ dy·x̂ and dβ = Σ dy over N, H, W; γ·inv for dx rides in the same product call.
+                let [dy_xhat, scale]: [Share; 2] =
+                    products(p, &[(&dy, xhat), (&gamma, inv_std)])?.try_into().expect("two products");
+                let (dgamma, dbeta) = (sum_except(p, &dy_xhat, 1)?, sum_except(p, &dy, 1)?);
+                let dx = if need_dx {
+                    // dx = γ·inv/m · (m·dy − dβ − x̂·dγ): the bracket exactly in the ring (m·dy is local), one
+                    // product by γ·inv, then one division by m, so no 1/m-sized factor loses precision.
+                    let dg = broadcast(p, &dgamma, &shape, 1)?;
+                    let xhat_dg = p.mul(xhat, &dg)?;
+                    let (m_dy, dbeta_b) = (times(p, &dy, *m)?, broadcast(p, &dbeta, &shape, 1)?);
+                    let bracket = p.sub(&m_dy, &dbeta_b)?;
+                    let bracket = p.sub(&bracket, &xhat_dg)?;
+                    let scale_b = broadcast(p, &scale, &shape, 1)?;
+                    let scaled = p.mul(&bracket, &scale_b)?;
+                    Some(p.div_public(&scaled, *m as u64)?)
+                } else {
+                    None
+                };
+                grads.insert(format!("{name}.weight"), dgamma);
+                grads.insert(format!("{name}.bias"), dbeta);
+                dx
+            }
             _ => return Err(mismatch()),
         })
     }
@@ -866,6 +1023,18 @@ impl Trainer {
         batch: usize,
         steps: &mut Vec<StepStats>,
     ) -> Result<(Gradients, Option<f64>)> {
+        let (grads, loss, _) = self.gradients_and_tape(p, state, data, batch, steps)?;
+        Ok((grads, loss))
+    }
+
+    fn gradients_and_tape(
+        &self,
+        p: &mut Party,
+        state: &TrainState,
+        data: Option<(&DslTensor, &[usize])>,
+        batch: usize,
+        steps: &mut Vec<StepStats>,
+    ) -> Result<(Gradients, Option<f64>, Tape)> {
         let (x, onehot) = timed(p, steps, "share batch", "Setup", |p| self.share_batch(p, data, batch))?;
         let (logits, tape) = self.forward(p, state, x, steps)?;
         let (dy, probs) = timed(p, steps, "loss gradient", "Loss", |p| self.loss_grad(p, &logits, &onehot))?;
@@ -874,7 +1043,37 @@ impl Trainer {
             None => None,
         };
         let grads = self.backward(p, state, &tape, dy, steps)?;
-        Ok((grads, loss))
+        Ok((grads, loss, tape))
+    }
+
+    /// The batch-norm running statistics after a step, as `torch.nn.BatchNorm2d` (and the reference) update them:
+    /// `r ← (1 − μ)·r + μ·b`, with `b` the batch mean, or the batch variance made unbiased (`·m/(m − 1)`). All
+    /// layers in one [`Party::mul_public`].
+    fn update_running(&self, p: &mut Party, state: &mut TrainState, tape: &Tape) -> Result<()> {
+        let mut batch_stats = HashMap::new();
+        collect_batch_stats(self.graph.nodes(), &tape.nodes, &mut batch_stats)?;
+        let (mut stats, mut coef) = (Vec::new(), Vec::new());
+        for slot in &self.stat_slots {
+            let (layer, is_var) = match slot.key.strip_suffix(".running_var") {
+                Some(layer) => (layer, true),
+                None => (slot.key.trim_end_matches(".running_mean"), false),
+            };
+            let (momentum, mean, var, m) = *batch_stats
+                .get(layer)
+                .ok_or_else(|| Error::Invalid(format!("layer `{layer}`: no batch statistics on the tape")))?;
+            let unbias = if m > 1 { m as f64 / (m as f64 - 1.0) } else { 1.0 };
+            stats.push(if is_var { var } else { mean });
+            coef.extend(std::iter::repeat_n(if is_var { momentum * unbias } else { momentum }, slot.len()));
+        }
+        for slot in &self.stat_slots {
+            let momentum = batch_stats[slot.key.rsplit_once('.').map_or("", |(l, _)| l)].0;
+            coef.extend(std::iter::repeat_n(1.0 - momentum, slot.len()));
+        }
+        stats.push(&state.running);
+        let weighted = p.mul_public(&concat(&stats), &crate::Tensor::new(&[coef.len()], coef)?)?;
+        let (from_batch, kept) = split(&weighted, self.stat_total);
+        state.running = p.add(&from_batch, &kept)?;
+        Ok(())
     }
 
     /// One party's training step on one batch: [`Trainer::gradients_party`], then [`Trainer::sgd_step`].
@@ -886,8 +1085,11 @@ impl Trainer {
         batch: usize,
     ) -> Result<PartyStep> {
         let mut steps = Vec::new();
-        let (grads, loss) = self.gradients_party(p, state, data, batch, &mut steps)?;
+        let (grads, loss, tape) = self.gradients_and_tape(p, state, data, batch, &mut steps)?;
         timed(p, &mut steps, "sgd", "Sgd", |p| self.sgd_step(p, state, &grads))?;
+        if self.stat_total > 0 {
+            timed(p, &mut steps, "running statistics", "BatchNorm2d", |p| self.update_running(p, state, &tape))?;
+        }
         Ok(PartyStep { loss, steps })
     }
 
