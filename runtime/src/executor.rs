@@ -9,13 +9,17 @@
 //!    it in a single round; the parties slice it back into per-layer shares. Conv weights keep PyTorch's
 //!    `[out, in, kh, kw]`. Linear weights are shared in PyTorch's `[out, in]` layout and every party transposes
 //!    its pieces locally with [`Party::permute`] to the `[in, out]` right operand of [`Party::matmul`]. Batch norm
-//!    is folded by the owner, in f64, into a per-channel `scale = γ / √(var + ε)` and `shift = β − mean · scale`
-//!    from the running statistics (inference semantics); only `scale` and `shift` are shared.
+//!    is turned by the owner, in f64, into a per-channel `scale = γ / √(var + ε)` and `shift = β − mean · scale`
+//!    from the running statistics (inference semantics). A batch norm right after a convolution (same node list,
+//!    so the convolution's output goes nowhere else) is **folded** into it — `W·scale`, `b·scale + shift` are
+//!    shared and the batch norm costs nothing — which is exact in real arithmetic and rounds once instead of
+//!    twice; any other batch norm shares `scale` and `shift` ([`Executor::with_batch_norm_folding`] turns
+//!    folding off).
 //! 2. [`Executor::forward`]: the data owner's batch is shared (one round) and every node of the graph runs in
 //!    order — Conv2d (+ bias fused into the GEMM), Linear (matmul, then the bias broadcast over the batch by a
 //!    gather and added locally), ReLU, AvgPool2d, MaxPool2d, global average pooling (sum pooling over `H × W`,
-//!    then [`Party::div_public`] by `H·W`), BatchNorm2d (a [`Party::mul`] by the broadcast scale and an add of the
-//!    broadcast shift, wherever the layer stands), Flatten (a free reshape), Dropout (the identity) and residual
+//!    then [`Party::div_public`] by `H·W`), BatchNorm2d when not folded (a [`Party::mul`] by the broadcast scale and
+//!    an add of the broadcast shift, wherever the layer stands), Flatten (a free reshape), Dropout (the identity) and residual
 //!    blocks (`post(main(x) + shortcut(x))`, the add is local).
 //! 3. The logits are revealed to the receiver only ([`Party::reveal_fixed_to`]).
 //!
@@ -159,6 +163,54 @@ impl Inference {
 pub struct Executor {
     graph: Graph,
     roles: Roles,
+    /// Conv2d name → the BatchNorm2d right after it, folded into its weights and bias.
+    folds: HashMap<String, String>,
+}
+
+/// Every Conv2d directly followed by a BatchNorm2d over its output channels in the same node list: the pairs
+/// whose folding is exact (the convolution's output goes nowhere else).
+fn conv_bn_pairs(nodes: &[Node], out: &mut HashMap<String, String>) {
+    for pair in nodes.windows(2) {
+        if let [Node::Layer { name: conv, layer: Layer::Conv2d(c) }, Node::Layer { name: bn, layer: Layer::BatchNorm2d(b) }] =
+            pair
+        {
+            if c.out_channels == b.channels {
+                out.insert(conv.clone(), bn.clone());
+            }
+        }
+    }
+    for node in nodes {
+        match node {
+            Node::Layer { .. } => {}
+            Node::Sequential { children, .. } => conv_bn_pairs(children, out),
+            Node::Residual { main, shortcut, post, .. } => {
+                for list in [main, shortcut, post] {
+                    conv_bn_pairs(list, out);
+                }
+            }
+        }
+    }
+}
+
+/// Batch norm with running statistics as a per-channel affine map: `scale = γ / √(var + ε)`,
+/// `shift = β − mean · scale` (the owner computes it in f64).
+fn bn_affine(graph: &Graph, params: &Params, name: &str, eps: f64) -> Result<(Vec<f64>, Vec<f64>)> {
+    let get = |suffix: &str| params.require(&format!("{name}.{suffix}")).map_err(|e| dsl_err(graph, e));
+    let (gamma, beta) = (get("weight")?.data(), get("bias")?.data());
+    let (mean, var) = (get("running_mean")?.data(), get("running_var")?.data());
+    let mut scale = Vec::with_capacity(gamma.len());
+    for (c, (&g, &v)) in gamma.iter().zip(var).enumerate() {
+        let denom = v + eps;
+        if !(denom > 0.0 && denom.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "model `{}`: `{name}.running_var[{c}]` + eps = {denom} is not positive",
+                graph.name()
+            )));
+        }
+        scale.push(g / denom.sqrt());
+    }
+    let shift = beta.iter().zip(mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    Ok((scale, shift))
 }
 
 fn runtime_tensor(t: &DslTensor) -> Result<crate::Tensor> {
@@ -187,7 +239,25 @@ impl Executor {
                 return Err(Error::Invalid(format!("{what} must be party 0, 1 or 2, found {id}")));
             }
         }
-        Ok(Executor { graph, roles })
+        let mut folds = HashMap::new();
+        conv_bn_pairs(graph.nodes(), &mut folds);
+        Ok(Executor { graph, roles, folds })
+    }
+
+    /// Whether batch norms right after a convolution are folded into it (the default): the owner shares
+    /// `W·scale` and `b·scale + shift` instead of `W`, `b`, `scale`, `shift`, which saves the batch norm's product
+    /// (its rounds, bytes and rounding) and is exact in real arithmetic. `false` runs every batch norm as an
+    /// affine map on shares.
+    pub fn with_batch_norm_folding(mut self, fold: bool) -> Self {
+        self.folds.clear();
+        if fold {
+            conv_bn_pairs(self.graph.nodes(), &mut self.folds);
+        }
+        self
+    }
+
+    fn is_folded_bn(&self, name: &str) -> bool {
+        self.folds.values().any(|bn| bn == name)
     }
 
     /// The model graph.
@@ -210,7 +280,7 @@ impl Executor {
             match &info.layer {
                 Layer::Conv2d(c) => {
                     v.push(slot("weight", vec![c.out_channels, c.in_channels, c.kernel.0, c.kernel.1], false));
-                    if c.bias {
+                    if c.bias || self.folds.contains_key(n) {
                         v.push(slot("bias", vec![c.out_channels], false));
                     }
                 }
@@ -220,6 +290,7 @@ impl Executor {
                         v.push(slot("bias", vec![l.out_features], false));
                     }
                 }
+                Layer::BatchNorm2d(_) if self.is_folded_bn(n) => {}
                 Layer::BatchNorm2d(b) => {
                     v.push(slot("scale", vec![b.channels], false));
                     v.push(slot("shift", vec![b.channels], false));
@@ -238,35 +309,38 @@ impl Executor {
         for info in self.graph.layers() {
             let n = &info.name;
             match &info.layer {
-                Layer::Conv2d(c) => {
-                    flat.extend_from_slice(get(&format!("{n}.weight"))?.data());
-                    if c.bias {
-                        flat.extend_from_slice(get(&format!("{n}.bias"))?.data());
+                Layer::Conv2d(c) => match self.folds.get(n) {
+                    Some(bn_name) => {
+                        let Some(Layer::BatchNorm2d(bn)) =
+                            self.graph.layers().iter().find(|l| &l.name == bn_name).map(|l| &l.layer)
+                        else {
+                            return Err(Error::Invalid(format!("batch norm `{bn_name}` is not in the graph")));
+                        };
+                        let (scale, shift) = bn_affine(&self.graph, params, bn_name, bn.eps)?;
+                        let w = get(&format!("{n}.weight"))?.data();
+                        let per_out = w.len() / c.out_channels.max(1);
+                        flat.extend(w.iter().enumerate().map(|(i, v)| v * scale[i / per_out]));
+                        for o in 0..c.out_channels {
+                            let b = if c.bias { get(&format!("{n}.bias"))?.data()[o] } else { 0.0 };
+                            flat.push(b * scale[o] + shift[o]);
+                        }
                     }
-                }
+                    None => {
+                        flat.extend_from_slice(get(&format!("{n}.weight"))?.data());
+                        if c.bias {
+                            flat.extend_from_slice(get(&format!("{n}.bias"))?.data());
+                        }
+                    }
+                },
                 Layer::Linear(l) => {
                     flat.extend_from_slice(get(&format!("{n}.weight"))?.data());
                     if l.bias {
                         flat.extend_from_slice(get(&format!("{n}.bias"))?.data());
                     }
                 }
+                Layer::BatchNorm2d(_) if self.is_folded_bn(n) => {}
                 Layer::BatchNorm2d(b) => {
-                    let gamma = get(&format!("{n}.weight"))?.data();
-                    let beta = get(&format!("{n}.bias"))?.data();
-                    let mean = get(&format!("{n}.running_mean"))?.data();
-                    let var = get(&format!("{n}.running_var"))?.data();
-                    let mut scale = Vec::with_capacity(b.channels);
-                    for (c, (&g, &v)) in gamma.iter().zip(var).enumerate() {
-                        let denom = v + b.eps;
-                        if !(denom > 0.0 && denom.is_finite()) {
-                            return Err(Error::Invalid(format!(
-                                "model `{}`: `{n}.running_var[{c}]` + eps = {denom} is not positive",
-                                self.graph.name()
-                            )));
-                        }
-                        scale.push(g / denom.sqrt());
-                    }
-                    let shift: Vec<f64> = beta.iter().zip(mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+                    let (scale, shift) = bn_affine(&self.graph, params, n, b.eps)?;
                     flat.extend_from_slice(&scale);
                     flat.extend_from_slice(&shift);
                 }
@@ -391,7 +465,8 @@ impl Executor {
             Layer::Conv2d(c) => {
                 let params = square("Conv2d", c.stride, c.padding)?;
                 let w = model.require(&format!("{name}.weight"))?;
-                let b = if c.bias { Some(model.require(&format!("{name}.bias"))?) } else { None };
+                let has_bias = c.bias || self.folds.contains_key(name);
+                let b = if has_bias { Some(model.require(&format!("{name}.bias"))?) } else { None };
                 p.conv2d(&x, w, b, params)
             }
             Layer::Linear(l) => {
@@ -424,6 +499,7 @@ impl Executor {
                 let sum = p.sum_pool2d(&x, [h, w], Conv2dParams { stride: 1, padding: 0 })?;
                 p.div_public(&sum, (h * w) as u64)
             }
+            Layer::BatchNorm2d(_) if self.is_folded_bn(name) => Ok(x), // folded into the convolution before it
             Layer::BatchNorm2d(_) => {
                 let scale = broadcast(p, model.require(&format!("{name}.scale"))?, x.shape(), 1)?;
                 let shift = broadcast(p, model.require(&format!("{name}.shift"))?, x.shape(), 1)?;

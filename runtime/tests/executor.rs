@@ -213,3 +213,38 @@ fn mis_shaped_input_and_missing_parameters_are_clear_errors() {
 
     assert!(Executor::new(lenet(Pooling::Avg).expect("LeNet"), Roles { model_owner: 3, ..Roles::default() }).is_err());
 }
+
+/// A batch norm right after a convolution is folded into it (exact in real arithmetic: the same logits within the
+/// fixed-point error, and the batch norm costs nothing); one after a ReLU stays an affine map on shares.
+#[test]
+fn batch_norm_after_a_convolution_is_folded_and_elsewhere_is_an_affine_map() {
+    let mut b = Builder::new();
+    b.layer("conv", Conv2d::new(2, 4, 3).padding(1).bias(false)).layer("bn_folded", BatchNorm2d::new(4));
+    b.layer("relu", Layer::Relu).layer("bn_affine", BatchNorm2d::new(4));
+    b.layer("gap", Layer::GlobalAvgPool).layer("flatten", Layer::Flatten).layer("fc", Linear::new(4, 3));
+    let graph = b.build("ConvBn", &[2, 6, 6]).expect("graph");
+    let mut rng = StdRng::seed_from_u64(rand::random());
+    let params = random_params(&graph, &mut rng);
+    let x = batch(&graph, 4, &mut rng);
+    let plain = infer(&graph, &params, &x).expect("reference");
+    let roles = Roles::default();
+    let folded = Executor::new(graph.clone(), roles).expect("executor").infer(&session(), &params, &x).expect("run");
+    let unfolded = Executor::new(graph, roles)
+        .expect("executor")
+        .with_batch_norm_folding(false)
+        .infer(&session(), &params, &x)
+        .expect("run");
+    check(&folded, roles.receiver, &plain);
+    check(&unfolded, roles.receiver, &plain);
+    let step = |r: &Inference, name: &str| r.layers.iter().find(|l| l.name == name).expect("step").clone();
+    assert_eq!((step(&folded, "bn_folded").rounds(), step(&folded, "bn_folded").bytes()), (0, 0));
+    assert!(step(&folded, "bn_affine").rounds() > 0, "a batch norm after a ReLU is computed on shares");
+    let saved = step(&unfolded, "bn_folded");
+    assert!(saved.rounds() > 0);
+    assert_eq!(folded.total.rounds() + saved.rounds(), unfolded.total.rounds());
+    let layer_bytes = |r: &Inference| r.layers.iter().map(|l| l.bytes()).sum::<u64>();
+    assert_eq!(layer_bytes(&folded) + saved.bytes(), layer_bytes(&unfolded));
+    // The owner shares the folded bias (4 numbers) instead of scale and shift (8): 8 bytes to each of two peers.
+    let shared = |r: &Inference| r.setup.iter().find(|l| l.name == "share weights").expect("setup").bytes();
+    assert_eq!(shared(&folded) + 4 * 16, shared(&unfolded));
+}
