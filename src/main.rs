@@ -57,7 +57,7 @@ enum Command {
         #[arg(long, default_value = "data/mnist")]
         data: std::path::PathBuf,
     },
-    /// Private training of LeNet on MNIST beside plaintext training from the same initialisation and batches.
+    /// Private training of LeNet on MNIST or Fashion-MNIST beside plaintext training from the same initialisation and batches.
     Train {
         /// SGD steps (0 = one full epoch).
         #[arg(long, default_value_t = 10)]
@@ -74,9 +74,12 @@ enum Command {
         /// Test images to evaluate both trained models on.
         #[arg(long, default_value_t = 1000)]
         eval: usize,
-        /// MNIST directory.
-        #[arg(long, default_value = "data/mnist")]
-        data: std::path::PathBuf,
+        /// Dataset: MNIST or Fashion-MNIST (same shapes, ten classes).
+        #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
+        dataset: DatasetArg,
+        /// Dataset directory (default: `data/mnist` or `data/fashion-mnist`, which `scripts/fetch-data.sh` fills).
+        #[arg(long)]
+        data: Option<std::path::PathBuf>,
         /// Write the two loss curves here (CSV: step, private, plaintext).
         #[arg(long)]
         loss_csv: Option<std::path::PathBuf>,
@@ -107,6 +110,24 @@ enum Command {
     },
 }
 
+/// Datasets `cryptgpu train` knows.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DatasetArg {
+    /// MNIST handwritten digits.
+    Mnist,
+    /// Zalando's Fashion-MNIST.
+    FashionMnist,
+}
+
+impl DatasetArg {
+    fn source(self) -> cryptgpu::data::Source {
+        match self {
+            DatasetArg::Mnist => cryptgpu::data::Source::Mnist,
+            DatasetArg::FashionMnist => cryptgpu::data::Source::FashionMnist,
+        }
+    }
+}
+
 /// Backends a session can run its kernels on.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum BackendKind {
@@ -123,7 +144,8 @@ fn train(
     lr: f64,
     momentum: f64,
     eval: usize,
-    data: std::path::PathBuf,
+    dataset: DatasetArg,
+    data: Option<std::path::PathBuf>,
     loss_csv: Option<std::path::PathBuf>,
     save: Option<std::path::PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -134,14 +156,16 @@ fn train(
     use rand::SeedableRng;
     let graph = job::lenet()?;
     let init = Params::kaiming(&graph, &mut rand::rngs::StdRng::seed_from_u64(1));
-    let train_set = Dataset::mnist(&data, Split::Train)?.shuffled(1);
-    let test_set = Dataset::mnist(&data, Split::Test)?;
+    let source = dataset.source();
+    let dir = data.unwrap_or_else(|| source.default_dir().into());
+    let train_set = Dataset::load(source, &dir, Split::Train)?.shuffled(1);
+    let test_set = Dataset::load(source, &dir, Split::Test)?;
     let test_set = test_set.subset(0..eval.min(test_set.len()));
     let config = TrainConfig::new(lr).with_momentum(momentum);
     let r = job::private_training(&job::default_session()?, &graph, &init, &train_set, steps, batch, config)?;
     let n = r.private_losses.len();
     println!(
-        "LeNet (average pooling) on MNIST: {n} SGD steps of {batch} images, lr {lr}, momentum {momentum}, same Kaiming init and batches privately and in plaintext"
+        "LeNet (average pooling) on {source}: {n} SGD steps of {batch} images, lr {lr}, momentum {momentum}, same Kaiming init and batches privately and in plaintext"
     );
     println!("\n| step | private loss | plaintext loss |\n|---|---|---|");
     let stride = (n / 10).max(1);
@@ -683,8 +707,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Kernels { model, batch, source, name } => kernels(model, batch, source, name)?,
         Command::Infer { batch, pooling, weights, data } => infer(batch, pooling, weights, data)?,
         Command::Accuracy { model, batch, frac_bits } => accuracy(model, batch, frac_bits)?,
-        Command::Train { steps, batch, lr, momentum, eval, data, loss_csv, save } => {
-            train(steps, batch, lr, momentum, eval, data, loss_csv, save)?
+        Command::Train { steps, batch, lr, momentum, eval, dataset, data, loss_csv, save } => {
+            train(steps, batch, lr, momentum, eval, dataset, data, loss_csv, save)?
         }
     }
     Ok(())
