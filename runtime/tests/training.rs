@@ -279,27 +279,78 @@ fn sgd_momentum_matches_reference() {
 fn each_layer_alone_forward_and_backward_match_reference() {
     type Layers = fn(&mut Builder);
     let cases: [(&str, Layers, usize); 9] = [
-        ("Conv2d", |b| drop(b.layer("l", Conv2d::new(3, 3, 3).stride(2).padding(1))), 3 * 3 * 3),
+        (
+            "Conv2d",
+            |b| {
+                b.layer("l", Conv2d::new(3, 3, 3).stride(2).padding(1));
+            },
+            3 * 3 * 3,
+        ),
         // Batch norm restores unit-scale activations whatever the input scale; a 3×3 average keeps the logits O(1)
         // (the private softmax's error, not under test here, grows with them).
         (
             "BatchNorm2d",
-            |b| drop(b.layer("l", BatchNorm2d::new(3)).layer("shrink", Layer::AvgPool2d(Pool2d::new(3)))),
+            |b| {
+                b.layer("l", BatchNorm2d::new(3)).layer("shrink", Layer::AvgPool2d(Pool2d::new(3)));
+            },
             3 * 2 * 2,
         ),
-        ("ReLU", |b| drop(b.layer("l", Layer::Relu)), 3 * 6 * 6),
-        ("AvgPool2d", |b| drop(b.layer("l", Layer::AvgPool2d(Pool2d::new(2)))), 3 * 3 * 3),
-        ("MaxPool2d", |b| drop(b.layer("l", Layer::MaxPool2d(Pool2d::new(3).stride(2).padding(1)))), 3 * 3 * 3),
-        ("GlobalAvgPool", |b| drop(b.layer("l", Layer::GlobalAvgPool)), 3),
-        ("Dropout", |b| drop(b.layer("l", Layer::Dropout { p: 0.5 })), 3 * 6 * 6),
         (
-            "Residual",
+            "ReLU",
             |b| {
-                b.residual("l", |m| drop(m.layer("conv", Conv2d::new(3, 3, 3).padding(1))), |_| {}, |_| {});
+                b.layer("l", Layer::Relu);
             },
             3 * 6 * 6,
         ),
-        ("Linear", |b| drop(b.layer("l0", Layer::Flatten).layer("l", Linear::new(3 * 6 * 6, 5))), 5),
+        (
+            "AvgPool2d",
+            |b| {
+                b.layer("l", Layer::AvgPool2d(Pool2d::new(2)));
+            },
+            3 * 3 * 3,
+        ),
+        (
+            "MaxPool2d",
+            |b| {
+                b.layer("l", Layer::MaxPool2d(Pool2d::new(3).stride(2).padding(1)));
+            },
+            3 * 3 * 3,
+        ),
+        (
+            "GlobalAvgPool",
+            |b| {
+                b.layer("l", Layer::GlobalAvgPool);
+            },
+            3,
+        ),
+        (
+            "Dropout",
+            |b| {
+                b.layer("l", Layer::Dropout { p: 0.5 });
+            },
+            3 * 6 * 6,
+        ),
+        (
+            "Residual",
+            |b| {
+                b.residual(
+                    "l",
+                    |m| {
+                        m.layer("conv", Conv2d::new(3, 3, 3).padding(1));
+                    },
+                    |_| {},
+                    |_| {},
+                );
+            },
+            3 * 6 * 6,
+        ),
+        (
+            "Linear",
+            |b| {
+                b.layer("l0", Layer::Flatten).layer("l", Linear::new(3 * 6 * 6, 5));
+            },
+            5,
+        ),
     ];
     for (kind, layer, features) in cases {
         let mut b = Builder::new();
