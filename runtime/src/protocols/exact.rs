@@ -23,6 +23,13 @@ use crate::share::Share;
 use crate::{Error, Result};
 use cryptgpu_codegen::{MapBuilder, Reg};
 
+/// This party's pieces of the two wrap bits: R0 holds its bit `a` as `(a − p, p)`; R1 and R2 hold one piece of `a`
+/// (`p` and `a − p`) and the bit `b` of `A` in the clear.
+pub(crate) enum WrapBits {
+    R0 { a0: Vec<u64>, a1: Vec<u64> },
+    Peer { a_piece: Vec<u64>, b_bit: Vec<u64> },
+}
+
 /// How fixed-point products and truncations are truncated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TruncationMode {
@@ -86,21 +93,14 @@ impl Party {
                 let (a0, a1) = self.share_r0_bit(&a, step)?;
                 self.ride_along(prev, a0.clone());
                 self.round(vec![(prev, msg.clone())], &[])?;
-                self.wrap_correct(step, Share::from_pieces(shape, msg, s), Share::from_pieces(shape, a0, a1), None, k)
+                self.wrap_correct(step, Share::from_pieces(shape, msg, s), WrapBits::R0 { a0, a1 }, k)
             }
             1 => {
                 let (c1, s) = (take(), take());
                 let a1 = self.peer_bit_piece(n, step)?;
                 let c2 = super::reshare::one(self.round(vec![(next, c1.clone())], &[(next, n)])?);
                 let (q, b) = self.unsigned_split(&c1, &c2, k)?;
-                let zeros = vec![0; n];
-                self.wrap_correct(
-                    step,
-                    Share::from_pieces(shape, s, q),
-                    Share::from_pieces(shape, a1, zeros.clone()),
-                    Some(Share::from_pieces(shape, zeros, b)),
-                    k,
-                )
+                self.wrap_correct(step, Share::from_pieces(shape, s, q), WrapBits::Peer { a_piece: a1, b_bit: b }, k)
             }
             _ => {
                 let c2 = take();
@@ -109,14 +109,7 @@ impl Party {
                 let (c1, msg) = (got.next().expect("two messages"), got.next().expect("two messages"));
                 let a0 = self.take_rides().remove(0);
                 let (q, b) = self.unsigned_split(&c1, &c2, k)?;
-                let zeros = vec![0; n];
-                self.wrap_correct(
-                    step,
-                    Share::from_pieces(shape, q, msg),
-                    Share::from_pieces(shape, zeros.clone(), a0),
-                    Some(Share::from_pieces(shape, b, zeros)),
-                    k,
-                )
+                self.wrap_correct(step, Share::from_pieces(shape, q, msg), WrapBits::Peer { a_piece: a0, b_bit: b }, k)
             }
         }
     }
@@ -147,19 +140,20 @@ impl Party {
                 let (a0, a1) = self.share_r0_bit(&a, step)?;
                 self.ride_along(prev, a0.clone());
                 self.round(vec![(prev, msg.clone())], &[])?;
-                self.wrap_correct(step, Share::from_pieces(&shape, msg, s), Share::from_pieces(&shape, a0, a1), None, k)
+                self.wrap_correct(step, Share::from_pieces(&shape, msg, s), WrapBits::R0 { a0, a1 }, k)
             }
             role => {
                 // A = x_R2 − ρ: R1 holds x_R2 as `next`, R2 as `mine`.
                 let a_piece = if role == 1 { x.next() } else { x.mine() };
+                // A = x_R2 − ρ, its unsigned quotient ⌊A/2^k⌋ and msb(A), in one pass.
                 let mut b = MapBuilder::new("exact_split_peer");
                 let (v, r) = (b.input(0), b.prg(0));
                 let big_a = b.sub(v, r);
-                b.output(big_a);
-                let big_a = super::reshare::one(self.map(&b.build(), &[a_piece], &[], &[rho], n)?);
-                let zeros = vec![0u64; n];
-                let (q, bit) = self.unsigned_split(&big_a, &zeros, k)?;
-                let zeros = vec![0u64; n];
+                let q = b.op(cryptgpu_codegen::Op::Shr(big_a, k));
+                let m = b.op(cryptgpu_codegen::Op::Shr(big_a, 63));
+                b.output(q).output(m);
+                let mut o = self.map(&b.build(), &[a_piece], &[], &[rho], n)?.into_iter();
+                let (q, bit) = (o.next().expect("2"), o.next().expect("2"));
                 if role == 1 {
                     let s = {
                         let mut b = MapBuilder::new("exact_mask_r1");
@@ -175,24 +169,14 @@ impl Party {
                     };
                     let a1 = self.peer_bit_piece(n, step)?;
                     self.round(vec![], &[])?;
-                    self.wrap_correct(
-                        step,
-                        Share::from_pieces(&shape, s, q),
-                        Share::from_pieces(&shape, a1, zeros.clone()),
-                        Some(Share::from_pieces(&shape, zeros, bit)),
-                        k,
-                    )
+                    let bits = WrapBits::Peer { a_piece: a1, b_bit: bit };
+                    self.wrap_correct(step, Share::from_pieces(&shape, s, q), bits, k)
                 } else {
                     self.expect_ride(next, n);
                     let msg = super::reshare::one(self.round(vec![], &[(next, n)])?);
                     let a0 = self.take_rides().remove(0);
-                    self.wrap_correct(
-                        step,
-                        Share::from_pieces(&shape, q, msg),
-                        Share::from_pieces(&shape, zeros.clone(), a0),
-                        Some(Share::from_pieces(&shape, bit, zeros)),
-                        k,
-                    )
+                    let bits = WrapBits::Peer { a_piece: a0, b_bit: bit };
+                    self.wrap_correct(step, Share::from_pieces(&shape, q, msg), bits, k)
                 }
             }
         }
@@ -240,71 +224,62 @@ impl Party {
     /// `(a − p, p, 0)`; `b` is the bit R1 and R2 both know, shared as `(0, 0, b)`. The product needs no
     /// multiplication protocol: `a·b = b·p + b·(a − p)`, R1 knowing the first term and R2 the second, a 2-out-of-2
     /// sharing they re-replicate in one round (pieces `y_{R0}`, `y_{R1}` from the PRF keys R0 shares with each, R1 and
-    /// R2 swapping their terms minus those). Only R1 and R2 send: one word per element each.
-    fn wrap_correct(&mut self, step: u64, base: Share, a: Share, b: Option<Share>, k: u32) -> Result<Share> {
+    /// R2 swapping their terms minus those). Only R1 and R2 send: one word per element each. Each party computes its
+    /// pieces of `w` and the corrected result in ONE pass after the round.
+    fn wrap_correct(&mut self, step: u64, base: Share, bits: WrapBits, k: u32) -> Result<Share> {
         let n = base.len();
         let shape = base.shape().to_vec();
         let (prev, next) = (self.prev(), self.next());
         let y = |p: &Party, key| p.stream(key, Purpose::Wrap, step);
-        // Pieces of w = a + b − ab for this party, then base − w·2^(64−k).
-        let (w_mine, w_next) = match role(self.id(), step) {
-            0 => {
-                // w_R0 = (a − p) − y_R0, w_R1 = p − y_R1.
-                let mut kb = MapBuilder::new("exact_wrap_r0");
-                let (a0, a1, y0, y1) = (kb.input(0), kb.input(1), kb.prg(0), kb.prg(1));
-                let (w0, w1) = (kb.sub(a0, y0), kb.sub(a1, y1));
-                kb.output(w0).output(w1);
-                let mut o = self
-                    .map(&kb.build(), &[a.mine(), a.next()], &[], &[y(self, KeyWith::Prev), y(self, KeyWith::Next)], n)?
-                    .into_iter();
-                self.round(vec![], &[])?;
-                (o.next().expect("2"), o.next().expect("2"))
-            }
-            role => {
-                // R1: its term b·p with p = a's piece R1 (mine), y_R1 with R0 (Prev); sends to R2 (next).
-                // R2: its term b·(a − p) with a − p = a's piece R0 (next), y_R0 with R0 (Next); sends to R1 (prev).
-                let b = b.expect("R1 and R2 hold b");
-                let (a_piece, b_bit, key, peer) = if role == 1 {
-                    (a.mine(), b.next(), KeyWith::Prev, next)
-                } else {
-                    (a.next(), b.mine(), KeyWith::Next, prev)
-                };
-                let mut kb = MapBuilder::new("exact_wrap_term");
-                let (ap, bb, yk) = (kb.input(0), kb.input(1), kb.prg(0));
-                let term = kb.mul(bb, ap);
-                let sent = kb.sub(term, yk);
-                kb.output(sent).output(yk);
-                let mut o = self.map(&kb.build(), &[a_piece, b_bit], &[], &[y(self, key)], n)?.into_iter();
-                let (sent, y_known) = (o.next().expect("2"), o.next().expect("2"));
-                let got = super::reshare::one(self.round(vec![(peer, sent.clone())], &[(peer, n)])?);
-                // y_R2 = both sent terms; w_R2 = b − y_R2; the other piece is a's known piece minus the known y.
-                let mut kb = MapBuilder::new("exact_wrap_pieces");
-                let (s0, s1, bb, ap, yk) = (kb.input(0), kb.input(1), kb.input(2), kb.input(3), kb.input(4));
-                let y2 = kb.add(s0, s1);
-                let w2 = kb.sub(bb, y2);
-                let wk = kb.sub(ap, yk);
-                kb.output(w2).output(wk);
-                let mut o = self.map(&kb.build(), &[&sent, &got, b_bit, a_piece, &y_known], &[], &[], n)?.into_iter();
-                let (w2, wk) = (o.next().expect("2"), o.next().expect("2"));
-                if role == 1 {
-                    (wk, w2) // R1 holds (piece R1, piece R2)
-                } else {
-                    (w2, wk) // R2 holds (piece R2, piece R0)
-                }
+        // base − w·2^(64−k); for k = 0 (division by 1) the correction is a multiple of 2^64, i.e. zero.
+        let correct = |kb: &mut MapBuilder, base: Reg, w: Reg| {
+            if k == 0 {
+                base
+            } else {
+                let c = kb.shl(w, 64 - k);
+                kb.sub(base, c)
             }
         };
         let mut kb = MapBuilder::new("exact_wrap_correction");
-        let (bm, bn, wm, wn) = (kb.input(0), kb.input(1), kb.input(2), kb.input(3));
-        // w·2^(64−k); for k = 0 (division by 1) the correction is a multiple of 2^64, i.e. zero.
-        let (cm, cn) = if k == 0 {
-            let zero = kb.constant(0);
-            (zero, zero)
-        } else {
-            (kb.shl(wm, 64 - k), kb.shl(wn, 64 - k))
+        let (bm, bn) = (kb.input(0), kb.input(1));
+        let outs = match bits {
+            WrapBits::R0 { a0, a1 } => {
+                // w_R0 = (a − p) − y_R0, w_R1 = p − y_R1.
+                let (a0r, a1r, y0, y1) = (kb.input(2), kb.input(3), kb.prg(0), kb.prg(1));
+                let (w0, w1) = (kb.sub(a0r, y0), kb.sub(a1r, y1));
+                let (fm, f_n) = (correct(&mut kb, bm, w0), correct(&mut kb, bn, w1));
+                kb.output(fm).output(f_n);
+                self.round(vec![], &[])?;
+                let streams = [y(self, KeyWith::Prev), y(self, KeyWith::Next)];
+                self.map(&kb.build(), &[base.mine(), base.next(), &a0, &a1], &[], &streams, n)?
+            }
+            WrapBits::Peer { a_piece, b_bit } => {
+                // R1: its term b·p with p = a's piece R1, y_R1 with R0 (Prev); sends to R2 (next).
+                // R2: its term b·(a − p) with a − p = a's piece R0, y_R0 with R0 (Next); sends to R1 (prev).
+                let role = role(self.id(), step);
+                let (key, peer) = if role == 1 { (KeyWith::Prev, next) } else { (KeyWith::Next, prev) };
+                let mut tb = MapBuilder::new("exact_wrap_term");
+                let (ap, bb, yk) = (tb.input(0), tb.input(1), tb.prg(0));
+                let term = tb.mul(bb, ap);
+                let sent = tb.sub(term, yk);
+                tb.output(sent).output(yk);
+                let mut o = self.map(&tb.build(), &[&a_piece, &b_bit], &[], &[y(self, key)], n)?.into_iter();
+                let (sent, y_known) = (o.next().expect("2"), o.next().expect("2"));
+                let got = super::reshare::one(self.round(vec![(peer, sent.clone())], &[(peer, n)])?);
+                // y_R2 = both sent terms; w_R2 = b − y_R2; the other piece is a's known piece minus the known y.
+                let (s0, s1, br, ar, yr) = (kb.input(2), kb.input(3), kb.input(4), kb.input(5), kb.input(6));
+                let y2 = kb.add(s0, s1);
+                let w2 = kb.sub(br, y2);
+                let wk = kb.sub(ar, yr);
+                // R1 holds (piece R1, piece R2) = (wk, w2); R2 holds (piece R2, piece R0) = (w2, wk).
+                let (wm, wn) = if role == 1 { (wk, w2) } else { (w2, wk) };
+                let (fm, f_n) = (correct(&mut kb, bm, wm), correct(&mut kb, bn, wn));
+                kb.output(fm).output(f_n);
+                let inputs: [&[u64]; 7] = [base.mine(), base.next(), &sent, &got, &b_bit, &a_piece, &y_known];
+                self.map(&kb.build(), &inputs, &[], &[], n)?
+            }
         };
-        let (fm, f_n) = (kb.sub(bm, cm), kb.sub(bn, cn));
-        kb.output(fm).output(f_n);
-        let mut o = self.map(&kb.build(), &[base.mine(), base.next(), &w_mine, &w_next], &[], &[], n)?.into_iter();
+        let mut o = outs.into_iter();
         Ok(Share::from_pieces(&shape, o.next().expect("2"), o.next().expect("2")))
     }
 }
