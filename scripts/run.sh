@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's main job on a fresh machine: fetch MNIST (sha256-checked) if needed, then run private LeNet
+# The README's main job on a fresh machine: fetch the datasets (sha256-checked) if needed, then run private LeNet
 # inference and a short private training run among three in-process parties on the CPU. Arguments go to the
 # example (`./scripts/run.sh --help`).
 set -euo pipefail
