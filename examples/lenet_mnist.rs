@@ -15,6 +15,7 @@ use cryptgpu::data::{Dataset, Split};
 use cryptgpu::dsl::{reference, weights, Params, Tensor};
 use cryptgpu::lenet_mnist::{self as job, JobError};
 use cryptgpu::runtime::training::TrainConfig;
+use cryptgpu::workloads;
 use rand::SeedableRng;
 use std::path::PathBuf;
 
@@ -112,7 +113,7 @@ fn main() -> Result<(), JobError> {
     let x = Tensor::from_vec(&eval.images.shape, eval.images.data.clone())?;
     let (lp, lq) = (reference::infer(&graph, &t.private_params, &x)?, reference::infer(&graph, &t.plain_params, &x)?);
     let k = lq.shape()[1];
-    let predict = |l: &Tensor, i: usize| job::argmax(&l.data()[i * k..][..k]);
+    let predict = |l: &Tensor, i: usize| workloads::argmax(&l.data()[i * k..][..k]);
     let count = |f: &dyn Fn(usize) -> bool| (0..eval.len()).filter(|&i| f(i)).count();
     let label = |i: usize| eval.labels[i] as usize;
     println!(

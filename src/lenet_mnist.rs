@@ -8,6 +8,7 @@ use crate::data::Dataset;
 use crate::dsl::{models, reference, Graph, Params, Tensor as DslTensor};
 use crate::runtime::executor::{Executor, LayerStats, Roles};
 use crate::runtime::training::{TrainConfig, Trainer};
+use crate::workloads::{argmax, relative_error};
 use crate::{Config, PartyStats, Session};
 use std::time::Duration;
 
@@ -18,17 +19,6 @@ pub type JobError = Box<dyn std::error::Error>;
 pub const DATA_OWNER: usize = 0;
 /// The model owner: holds the weights.
 pub const MODEL_OWNER: usize = 1;
-
-/// The class with the largest score (the first one on ties).
-pub fn argmax(scores: &[f64]) -> usize {
-    scores.iter().enumerate().fold(0, |best, (i, x)| if *x > scores[best] { i } else { best })
-}
-
-/// `‖private − plain‖₂ / ‖plain‖₂`, the relative error of one sample's logits.
-pub fn relative_error(private: &[f64], plain: &[f64]) -> f64 {
-    let diff = private.iter().zip(plain).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
-    diff / plain.iter().map(|b| b * b).sum::<f64>().sqrt().max(1e-12)
-}
 
 /// Fraction of `data`'s images whose plaintext prediction under `params` is their label.
 pub fn plaintext_accuracy(graph: &Graph, params: &Params, data: &Dataset) -> Result<f64, JobError> {

@@ -223,13 +223,11 @@ enum AccModel {
 /// Mean relative error of private logits vs plaintext (‖p − q‖₂/‖q‖₂ per sample) and argmax agreement.
 fn compare_logits(private: &cryptgpu::dsl::Tensor, plain: &cryptgpu::dsl::Tensor) -> (f64, usize) {
     let (n, classes) = (plain.shape()[0], plain.shape()[1]);
-    let argmax = |v: &[f64]| v.iter().enumerate().fold(0, |b, (i, x)| if *x > v[b] { i } else { b });
     let (mut rel, mut agree) = (0.0, 0);
     for i in 0..n {
         let (p, q) = (&private.data()[i * classes..][..classes], &plain.data()[i * classes..][..classes]);
-        let diff: f64 = p.iter().zip(q).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
-        rel += diff / q.iter().map(|b| b * b).sum::<f64>().sqrt().max(1e-12);
-        agree += usize::from(argmax(p) == argmax(q));
+        rel += workloads::relative_error(p, q);
+        agree += usize::from(workloads::argmax(p) == workloads::argmax(q));
     }
     (rel / n as f64, agree)
 }

@@ -53,6 +53,17 @@ impl std::fmt::Display for Report {
     }
 }
 
+/// The class with the largest score (the first one on ties).
+pub fn argmax(scores: &[f64]) -> usize {
+    scores.iter().enumerate().fold(0, |best, (i, x)| if *x > scores[best] { i } else { best })
+}
+
+/// `‖private − plain‖₂ / ‖plain‖₂`, the relative error of one sample's logits.
+pub fn relative_error(private: &[f64], plain: &[f64]) -> f64 {
+    let diff = private.iter().zip(plain).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+    diff / plain.iter().map(|b| b * b).sum::<f64>().sqrt().max(1e-12)
+}
+
 /// A tensor of `shape` with entries uniform in `[-bound, bound]`.
 pub fn random_tensor(shape: &[usize], bound: f64, rng: &mut impl Rng) -> Tensor {
     let n = shape.iter().product();

@@ -7,6 +7,7 @@
 
 use cryptgpu::dsl::{models, reference, Graph, Params, Tensor};
 use cryptgpu::runtime::executor::{Executor, Roles};
+use cryptgpu::workloads::{argmax, relative_error};
 use cryptgpu::{Config, Session};
 use rand::{Rng, SeedableRng};
 
@@ -27,14 +28,14 @@ fn relative_errors(graph: &Graph, batch: usize, seed: u64) -> Vec<(f64, bool, bo
         .unwrap();
     let private = result.logits(2).expect("party 2 receives the logits");
     let classes = plain.shape()[1];
-    let argmax = |v: &[f64]| v.iter().enumerate().fold(0, |b, (i, x)| if *x > v[b] { i } else { b });
     (0..batch)
         .map(|i| {
             let (p, q) = (&private.data()[i * classes..][..classes], &plain.data()[i * classes..][..classes]);
-            let diff = p.iter().zip(q).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+            let rel = relative_error(p, q);
+            let diff = rel * q.iter().map(|b| b * b).sum::<f64>().sqrt();
             let top = argmax(q);
             let second = q.iter().enumerate().filter(|(j, _)| *j != top).map(|(_, x)| *x).fold(f64::MIN, f64::max);
-            (diff / q.iter().map(|b| b * b).sum::<f64>().sqrt(), argmax(p) == top, q[top] - second > 2.0 * diff)
+            (rel, argmax(p) == top, q[top] - second > 2.0 * diff)
         })
         .collect()
 }

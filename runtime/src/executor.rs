@@ -35,7 +35,7 @@ use crate::share::Share;
 use crate::stats::{PartyStats, Stats};
 use crate::{Conv2dParams, Error, PartyId, Result, Session};
 use cryptgpu_codegen::{Affine, GatherKernel};
-use cryptgpu_dsl::{Graph, Layer, Node, Params};
+use cryptgpu_dsl::{BatchNorm2d, Graph, Layer, Node, Params};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -163,19 +163,19 @@ impl Inference {
 pub struct Executor {
     graph: Graph,
     roles: Roles,
-    /// Conv2d name → the BatchNorm2d right after it, folded into its weights and bias.
-    folds: HashMap<String, String>,
+    /// Conv2d name → the BatchNorm2d right after it (name, hyper-parameters), folded into its weights and bias.
+    folds: HashMap<String, (String, BatchNorm2d)>,
 }
 
 /// Every Conv2d directly followed by a BatchNorm2d over its output channels in the same node list: the pairs
 /// whose folding is exact (the convolution's output goes nowhere else).
-fn conv_bn_pairs(nodes: &[Node], out: &mut HashMap<String, String>) {
+fn conv_bn_pairs(nodes: &[Node], out: &mut HashMap<String, (String, BatchNorm2d)>) {
     for pair in nodes.windows(2) {
         if let [Node::Layer { name: conv, layer: Layer::Conv2d(c) }, Node::Layer { name: bn, layer: Layer::BatchNorm2d(b) }] =
             pair
         {
             if c.out_channels == b.channels {
-                out.insert(conv.clone(), bn.clone());
+                out.insert(conv.clone(), (bn.clone(), *b));
             }
         }
     }
@@ -257,7 +257,7 @@ impl Executor {
     }
 
     fn is_folded_bn(&self, name: &str) -> bool {
-        self.folds.values().any(|bn| bn == name)
+        self.folds.values().any(|(bn, _)| bn == name)
     }
 
     /// The model graph.
@@ -310,12 +310,7 @@ impl Executor {
             let n = &info.name;
             match &info.layer {
                 Layer::Conv2d(c) => match self.folds.get(n) {
-                    Some(bn_name) => {
-                        let Some(Layer::BatchNorm2d(bn)) =
-                            self.graph.layers().iter().find(|l| &l.name == bn_name).map(|l| &l.layer)
-                        else {
-                            return Err(Error::Invalid(format!("batch norm `{bn_name}` is not in the graph")));
-                        };
+                    Some((bn_name, bn)) => {
                         let (scale, shift) = bn_affine(&self.graph, params, bn_name, bn.eps)?;
                         let w = get(&format!("{n}.weight"))?.data();
                         let per_out = w.len() / c.out_channels.max(1);

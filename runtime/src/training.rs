@@ -63,7 +63,7 @@ use crate::share::Share;
 use crate::stats::PartyStats;
 use crate::{Conv2dParams, Error, PartyId, Result, Session};
 use cryptgpu_codegen::{conv_out, Affine, GatherKernel};
-use cryptgpu_dsl::{Graph, Layer, Node, Params};
+use cryptgpu_dsl::{BatchNorm2d, Graph, Layer, Node, Params};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -267,6 +267,8 @@ pub struct Trainer {
     /// Batch-norm running statistics (`<layer>.running_mean`, `<layer>.running_var`), in graph order.
     stat_slots: Vec<Slot>,
     stat_total: usize,
+    /// The batch-norm layers (name, hyper-parameters), in the order of `stat_slots`.
+    batch_norms: Vec<(String, BatchNorm2d)>,
 }
 
 fn square(name: &str, what: &str, stride: (usize, usize), padding: (usize, usize)) -> Result<Conv2dParams> {
@@ -342,17 +344,17 @@ fn full(shape: &[usize], v: f64) -> Result<crate::Tensor> {
     crate::Tensor::new(shape, vec![v; crate::tensor::numel(shape)])
 }
 
-/// Batch-norm layer name → (momentum, batch mean, biased batch variance, count) from a forward tape.
-type BatchStats<'a> = HashMap<String, (f64, &'a Share, &'a Share, usize)>;
+/// Batch-norm layer name → its batch statistics on a forward tape.
+type BatchStats<'a> = HashMap<&'a str, &'a BnTape>;
 
-fn collect_batch_stats<'a>(nodes: &[Node], tapes: &'a [NodeTape], out: &mut BatchStats<'a>) -> Result<()> {
+fn collect_batch_stats<'a>(nodes: &'a [Node], tapes: &'a [NodeTape], out: &mut BatchStats<'a>) -> Result<()> {
     if nodes.len() != tapes.len() {
         return Err(Error::Invalid("the tape does not match the graph".into()));
     }
     for (node, tape) in nodes.iter().zip(tapes) {
         match (node, tape) {
-            (Node::Layer { name, layer: Layer::BatchNorm2d(bn) }, NodeTape::Layer(LayerTape::BatchNorm(t))) => {
-                out.insert(name.clone(), (bn.momentum, &t.mean, &t.var, t.m));
+            (Node::Layer { name, layer: Layer::BatchNorm2d(_) }, NodeTape::Layer(LayerTape::BatchNorm(t))) => {
+                out.insert(name, t);
             }
             (Node::Layer { .. }, NodeTape::Layer(_)) => {}
             (Node::Sequential { children, .. }, NodeTape::Seq(t)) => collect_batch_stats(children, t, out)?,
@@ -435,6 +437,7 @@ impl Trainer {
             slots.push(slot);
         };
         let mut stat_slots: Vec<Slot> = Vec::new();
+        let mut batch_norms = Vec::new();
         for info in graph.layers() {
             let n = &info.name;
             match &info.layer {
@@ -464,12 +467,13 @@ impl Trainer {
                         let offset = stat_slots.last().map_or(0, |s| s.offset + s.len());
                         stat_slots.push(Slot { key: format!("{n}.{stat}"), shape: vec![b.channels], offset });
                     }
+                    batch_norms.push((n.clone(), *b));
                 }
                 Layer::Relu | Layer::GlobalAvgPool | Layer::Flatten | Layer::Dropout { .. } => {}
             }
         }
         let stat_total = stat_slots.last().map_or(0, |s| s.offset + s.len());
-        Ok(Trainer { graph, roles, config, slots, total: offset, stat_slots, stat_total })
+        Ok(Trainer { graph, roles, config, slots, total: offset, stat_slots, stat_total, batch_norms })
     }
 
     /// The model graph.
@@ -519,8 +523,7 @@ impl Trainer {
                     }
                     flat.extend_from_slice(t.data());
                 }
-                let counters = self.stat_slots.iter().step_by(2).map(|s| {
-                    let layer = s.key.trim_end_matches(".running_mean");
+                let counters = self.batch_norms.iter().map(|(layer, _)| {
                     let key = format!("{layer}.num_batches_tracked");
                     (key.clone(), params.get(&key).map_or(0.0, |t| t.data().first().copied().unwrap_or(0.0)))
                 });
@@ -1052,24 +1055,20 @@ impl Trainer {
     fn update_running(&self, p: &mut Party, state: &mut TrainState, tape: &Tape) -> Result<()> {
         let mut batch_stats = HashMap::new();
         collect_batch_stats(self.graph.nodes(), &tape.nodes, &mut batch_stats)?;
-        let (mut stats, mut coef) = (Vec::new(), Vec::new());
-        for slot in &self.stat_slots {
-            let (layer, is_var) = match slot.key.strip_suffix(".running_var") {
-                Some(layer) => (layer, true),
-                None => (slot.key.trim_end_matches(".running_mean"), false),
-            };
-            let (momentum, mean, var, m) = *batch_stats
-                .get(layer)
+        // [batch means and variances of every layer, running statistics] times [μ, μ·m/(m − 1), 1 − μ, 1 − μ].
+        let (mut stats, mut coef, mut keep) = (Vec::new(), Vec::new(), Vec::new());
+        for (layer, bn) in &self.batch_norms {
+            let t = batch_stats
+                .get(layer.as_str())
                 .ok_or_else(|| Error::Invalid(format!("layer `{layer}`: no batch statistics on the tape")))?;
-            let unbias = if m > 1 { m as f64 / (m as f64 - 1.0) } else { 1.0 };
-            stats.push(if is_var { var } else { mean });
-            coef.extend(std::iter::repeat_n(if is_var { momentum * unbias } else { momentum }, slot.len()));
-        }
-        for slot in &self.stat_slots {
-            let momentum = batch_stats[slot.key.rsplit_once('.').map_or("", |(l, _)| l)].0;
-            coef.extend(std::iter::repeat_n(1.0 - momentum, slot.len()));
+            let unbias = if t.m > 1 { t.m as f64 / (t.m as f64 - 1.0) } else { 1.0 };
+            let mu = bn.momentum;
+            stats.extend([&t.mean, &t.var]);
+            coef.extend(std::iter::repeat_n(mu, bn.channels).chain(std::iter::repeat_n(mu * unbias, bn.channels)));
+            keep.extend(std::iter::repeat_n(1.0 - mu, 2 * bn.channels));
         }
         stats.push(&state.running);
+        coef.extend(keep);
         let weighted = p.mul_public(&concat(&stats), &crate::Tensor::new(&[coef.len()], coef)?)?;
         let (from_batch, kept) = split(&weighted, self.stat_total);
         state.running = p.add(&from_batch, &kept)?;

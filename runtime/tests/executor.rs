@@ -2,11 +2,14 @@
 
 use cryptgpu_dsl::models::{lenet, Pooling};
 use cryptgpu_dsl::reference::infer;
-use cryptgpu_dsl::{BatchNorm2d, Builder, Conv2d, Graph, Layer, Linear, Params, Pool2d, Tensor};
+use cryptgpu_dsl::{BatchNorm2d, Builder, Conv2d, Graph, Layer, Linear, Params, Tensor};
 use cryptgpu_runtime::executor::{Executor, Inference, Roles};
 use cryptgpu_runtime::{Config, Session};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+
+mod common;
+use common::{every_layer_cnn, CnnWidths};
 
 fn session() -> Session {
     Session::new(Config::default()).expect("session")
@@ -14,42 +17,6 @@ fn session() -> Session {
 
 /// Every layer kind: conv (+bias, strided, padded, bias-free), batch norm, ReLU, residual blocks with an identity
 /// and a projection shortcut, average and max pooling, global average pooling, flatten, linear, dropout.
-fn small_cnn() -> Graph {
-    let mut b = Builder::new();
-    b.layer("conv1", Conv2d::new(3, 8, 3).padding(1)).layer("bn1", BatchNorm2d::new(8)).layer("relu", Layer::Relu);
-    b.residual(
-        "block1",
-        |m| {
-            m.layer("conv1", Conv2d::new(8, 8, 3).padding(1).bias(false)).layer("bn1", BatchNorm2d::new(8));
-            m.layer("relu1", Layer::Relu).layer("conv2", Conv2d::new(8, 8, 3).padding(1));
-        },
-        |_| {},
-        |p| {
-            p.layer("relu", Layer::Relu);
-        },
-    );
-    b.residual(
-        "block2",
-        |m| {
-            m.layer("conv1", Conv2d::new(8, 16, 3).stride(2).padding(1).bias(false)).layer("bn1", BatchNorm2d::new(16));
-        },
-        |s| {
-            s.sequential("downsample", |d| {
-                d.push(Conv2d::new(8, 16, 1).stride(2).bias(false)).push(BatchNorm2d::new(16));
-            });
-        },
-        |p| {
-            p.layer("relu", Layer::Relu);
-        },
-    );
-    b.layer("avgpool", Layer::AvgPool2d(Pool2d::new(3).stride(1).padding(1)));
-    b.layer("maxpool", Layer::MaxPool2d(Pool2d::new(2)));
-    b.layer("gap", Layer::GlobalAvgPool).layer("flatten", Layer::Flatten);
-    b.layer("fc1", Linear::new(16, 32)).layer("relu_fc", Layer::Relu).layer("drop", Layer::Dropout { p: 0.5 });
-    b.layer("fc2", Linear::new(32, 10));
-    b.build("SmallCNN", &[3, 8, 8]).expect("small CNN builds")
-}
-
 /// Kaiming weights, then random biases and batch-norm affine maps and running statistics (Kaiming leaves them
 /// trivial, which would not test the folding).
 fn random_params(graph: &Graph, rng: &mut StdRng) -> Params {
@@ -98,7 +65,7 @@ fn check(result: &Inference, receiver: usize, plain: &Tensor) -> Vec<f64> {
 
 #[test]
 fn small_cnn_with_every_layer_kind_matches_the_reference() {
-    let graph = small_cnn();
+    let graph = every_layer_cnn(CnnWidths { input: 3, first: 8, second: 16, hidden: 32, classes: 10 });
     let mut rng = StdRng::seed_from_u64(7);
     let params = random_params(&graph, &mut rng);
     let x = batch(&graph, 3, &mut rng);

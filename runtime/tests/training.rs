@@ -10,6 +10,9 @@ use cryptgpu_runtime::{Config, Session};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+mod common;
+use common::{every_layer_cnn, CnnWidths};
+
 /// Tolerance of a private gradient tensor whose largest reference entry is `scale`. The private softmax errs by at
 /// most `ε = softmax_error_bound(classes, 8, 20)` per probability (2.6·10⁻³ for 3 classes); a parameter's gradient
 /// is `Σ_n Σ_k (∂logit_nk/∂θ)·(p_nk − y_nk)/B`, so its error is at most `ε·max_n Σ_k |∂logit_nk/∂θ|`, which is below
@@ -142,57 +145,22 @@ fn maxpool_cnn_gradients_match_reference() {
     check_gradients(b.build("MaxPoolCNN", &[2, 6, 6]).expect("graph"), 3, 11);
 }
 
-/// Every layer kind: conv, batch norm (batch statistics), ReLU, a residual block with an identity shortcut and one
-/// with a strided 1×1 conv + batch-norm shortcut, average and max pooling, global average pooling, flatten, linear,
-/// dropout.
-fn every_layer_cnn() -> Graph {
-    let mut b = Builder::new();
-    b.layer("conv1", Conv2d::new(2, 4, 3).padding(1)).layer("bn1", BatchNorm2d::new(4)).layer("relu", Layer::Relu);
-    b.residual(
-        "block1",
-        |m| {
-            m.layer("conv1", Conv2d::new(4, 4, 3).padding(1).bias(false)).layer("bn1", BatchNorm2d::new(4));
-            m.layer("relu1", Layer::Relu).layer("conv2", Conv2d::new(4, 4, 3).padding(1));
-        },
-        |_| {},
-        |p| {
-            p.layer("relu", Layer::Relu);
-        },
-    );
-    b.residual(
-        "block2",
-        |m| {
-            m.layer("conv1", Conv2d::new(4, 6, 3).stride(2).padding(1).bias(false)).layer("bn1", BatchNorm2d::new(6));
-        },
-        |s| {
-            s.sequential("downsample", |d| {
-                d.push(Conv2d::new(4, 6, 1).stride(2).bias(false)).push(BatchNorm2d::new(6));
-            });
-        },
-        |p| {
-            p.layer("relu", Layer::Relu);
-        },
-    );
-    b.layer("avgpool", Layer::AvgPool2d(Pool2d::new(3).stride(1).padding(1)));
-    b.layer("maxpool", Layer::MaxPool2d(Pool2d::new(2)));
-    b.layer("gap", Layer::GlobalAvgPool).layer("flatten", Layer::Flatten);
-    b.layer("fc1", Linear::new(6, 8)).layer("relu_fc", Layer::Relu).layer("drop", Layer::Dropout { p: 0.5 });
-    b.layer("fc2", Linear::new(8, 3));
-    b.build("EveryLayerCNN", &[2, 8, 8]).expect("graph")
-}
-
 /// (a'') batch norm with batch statistics (private mean, variance and 1/√(var + eps)) and its backward, inside
 /// residual blocks, with every other layer kind: the whole small model's gradients match the reference.
 #[test]
 fn batchnorm_residual_cnn_gradients_match_reference() {
-    check_gradients(every_layer_cnn(), 4, rand::random());
+    check_gradients(
+        every_layer_cnn(CnnWidths { input: 2, first: 4, second: 6, hidden: 8, classes: 3 }),
+        4,
+        rand::random(),
+    );
 }
 
 /// (a''') one private step updates the batch-norm running statistics as PyTorch does (momentum 0.1, unbiased
 /// variance) and counts the batch; only the model owner learns them.
 #[test]
 fn batchnorm_running_statistics_match_reference() {
-    let graph = every_layer_cnn();
+    let graph = every_layer_cnn(CnnWidths { input: 2, first: 4, second: 6, hidden: 8, classes: 3 });
     let mut rng = StdRng::seed_from_u64(rand::random());
     let params = init(&graph, &mut rng);
     let (x, labels) = batch(&graph, 3, &mut rng);

@@ -113,3 +113,55 @@ pub fn chi2_two_sample(a: &[u64; 256], b: &[u64; 256]) -> f64 {
         .map(|(&x, &y)| (ka * x as f64 - kb * y as f64).powi(2) / (x + y) as f64)
         .sum()
 }
+
+/// Channel widths of [`every_layer_cnn`].
+pub struct CnnWidths {
+    pub input: usize,
+    pub first: usize,
+    pub second: usize,
+    pub hidden: usize,
+    pub classes: usize,
+}
+
+/// A small CNN with every layer kind on `[input, 8, 8]` images: conv, batch norm, ReLU, a residual block with an
+/// identity shortcut and one with a strided 1×1 conv + batch-norm shortcut, average and max pooling, global average
+/// pooling, flatten, linear, dropout.
+pub fn every_layer_cnn(w: CnnWidths) -> cryptgpu_dsl::Graph {
+    use cryptgpu_dsl::{BatchNorm2d, Builder, Conv2d, Layer, Linear, Pool2d};
+    let CnnWidths { input, first, second, hidden, classes } = w;
+    let mut b = Builder::new();
+    b.layer("conv1", Conv2d::new(input, first, 3).padding(1)).layer("bn1", BatchNorm2d::new(first));
+    b.layer("relu", Layer::Relu);
+    b.residual(
+        "block1",
+        |m| {
+            m.layer("conv1", Conv2d::new(first, first, 3).padding(1).bias(false)).layer("bn1", BatchNorm2d::new(first));
+            m.layer("relu1", Layer::Relu).layer("conv2", Conv2d::new(first, first, 3).padding(1));
+        },
+        |_| {},
+        |p| {
+            p.layer("relu", Layer::Relu);
+        },
+    );
+    b.residual(
+        "block2",
+        |m| {
+            m.layer("conv1", Conv2d::new(first, second, 3).stride(2).padding(1).bias(false));
+            m.layer("bn1", BatchNorm2d::new(second));
+        },
+        |s| {
+            s.sequential("downsample", |d| {
+                d.push(Conv2d::new(first, second, 1).stride(2).bias(false)).push(BatchNorm2d::new(second));
+            });
+        },
+        |p| {
+            p.layer("relu", Layer::Relu);
+        },
+    );
+    b.layer("avgpool", Layer::AvgPool2d(Pool2d::new(3).stride(1).padding(1)));
+    b.layer("maxpool", Layer::MaxPool2d(Pool2d::new(2)));
+    b.layer("gap", Layer::GlobalAvgPool).layer("flatten", Layer::Flatten);
+    b.layer("fc1", Linear::new(second, hidden)).layer("relu_fc", Layer::Relu).layer("drop", Layer::Dropout { p: 0.5 });
+    b.layer("fc2", Linear::new(hidden, classes));
+    b.build("EveryLayerCNN", &[input, 8, 8]).expect("graph")
+}
