@@ -25,6 +25,7 @@ pub mod backend;
 mod error;
 pub mod executor;
 pub mod fixed;
+pub mod mutation;
 pub mod party;
 pub mod predict;
 pub mod prg;

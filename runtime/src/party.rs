@@ -8,7 +8,7 @@ use crate::stats::Stats;
 use crate::transport::Transport;
 use crate::{Error, FixedPoint, PartyId, Result};
 use cryptgpu_codegen::{GatherKernel, GemmKernel, MapKernel};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Which PRF key a stream uses, named by who else holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,23 @@ pub enum KeyWith {
     /// Known to this party alone.
     Own,
 }
+
+/// One piece of a party's view: a message (or one protocol's part of a message, when several ride in one round)
+/// that the party sent or received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewEntry {
+    /// The round of this party it belongs to (1 for the first round the party took part in).
+    pub round: u64,
+    /// The other party.
+    pub peer: PartyId,
+    /// `true` if this party received it, `false` if it sent it.
+    pub received: bool,
+    /// The words.
+    pub words: Vec<u64>,
+}
+
+/// A party's recorded view, in order (see [`Party::record_view`]).
+pub type ViewLog = Arc<Mutex<Vec<ViewEntry>>>;
 
 /// One of the three parties of a session.
 pub struct Party {
@@ -44,6 +61,11 @@ pub struct Party {
     ride_in: Vec<Vec<u64>>,
     /// How fixed-point products are truncated.
     pub(crate) truncation: crate::protocols::TruncationMode,
+    /// Where this party's view is recorded, if anywhere.
+    view: Option<ViewLog>,
+    /// A deliberate privacy break switched on by a test (feature `mutations` only).
+    #[cfg(feature = "mutations")]
+    mutation: Option<crate::mutation::Mutation>,
 }
 
 impl Party {
@@ -71,6 +93,46 @@ impl Party {
             ride_expect: Vec::new(),
             ride_in: Vec::new(),
             truncation: crate::protocols::TruncationMode::default(),
+            view: None,
+            #[cfg(feature = "mutations")]
+            mutation: None,
+        }
+    }
+
+    /// Record, from now on, every message piece this party sends and receives, each protocol's part of a shared
+    /// round separately (its *view*, as the privacy tests examine it). Returns the log; recording stops with
+    /// [`Party::stop_recording_view`].
+    pub fn record_view(&mut self) -> ViewLog {
+        let log = ViewLog::default();
+        self.view = Some(log.clone());
+        log
+    }
+
+    /// Stop recording this party's view.
+    pub fn stop_recording_view(&mut self) {
+        self.view = None;
+    }
+
+    /// Switch a deliberate privacy break on (or off with `None`) for this party's protocol calls. Test builds only.
+    #[cfg(feature = "mutations")]
+    pub fn set_mutation(&mut self, mutation: Option<crate::mutation::Mutation>) {
+        self.mutation = mutation;
+    }
+
+    /// Whether the deliberate break `m` is on (always `false` without the `mutations` feature).
+    #[inline(always)]
+    #[allow(unused_variables)]
+    pub(crate) fn mutated(&self, m: crate::mutation::Mutation) -> bool {
+        #[cfg(feature = "mutations")]
+        return self.mutation == Some(m);
+        #[cfg(not(feature = "mutations"))]
+        false
+    }
+
+    fn log_view(&self, peer: PartyId, received: bool, words: &[u64]) {
+        if let (Some(log), false) = (&self.view, words.is_empty()) {
+            let entry = ViewEntry { round: self.total.rounds, peer, received, words: words.to_vec() };
+            log.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
         }
     }
 
@@ -159,6 +221,11 @@ impl Party {
     ) -> Result<Vec<Vec<u64>>> {
         self.total.rounds += 1;
         let mut sends = sends;
+        if self.view.is_some() {
+            for (to, words) in sends.iter().chain(&self.ride_out) {
+                self.log_view(*to, false, words);
+            }
+        }
         for (to, extra) in std::mem::take(&mut self.ride_out) {
             match sends.iter_mut().find(|(t, _)| *t == to) {
                 Some((_, words)) => words.extend_from_slice(&extra),
@@ -187,6 +254,7 @@ impl Party {
                 return Err(Error::Protocol { party: self.id, peer: from, expected: len + extra, found: words.len() });
             }
             extras.push((from, words.split_off(len)));
+            self.log_view(from, true, &words);
             if i < recvs.len() {
                 base.push(words);
             }
@@ -196,7 +264,9 @@ impl Party {
         for (from, len) in expect {
             let (_, buf) = extras.iter_mut().find(|(f, _)| *f == from).expect("planned above");
             let rest = buf.split_off(len);
-            self.ride_in.push(std::mem::replace(buf, rest));
+            let ride = std::mem::replace(buf, rest);
+            self.log_view(from, true, &ride);
+            self.ride_in.push(ride);
         }
         Ok(base)
     }

@@ -292,6 +292,9 @@ impl Party {
                 &[self.stream(KeyWith::Own, Purpose::Private, step)],
                 w,
             )?);
+            if self.mutated(crate::mutation::Mutation::InjectionBitZero) {
+                plane.iter_mut().for_each(|w| *w = 0);
+            }
             if !n.is_multiple_of(64) {
                 if let Some(last) = plane.last_mut() {
                     *last &= (1u64 << (n % 64)) - 1;

@@ -189,7 +189,7 @@ impl Party {
         let a0 = b.sub(av, p);
         b.output(a0).output(p);
         let mut o = self
-            .map(&b.build(), &[a], &[], &[self.stream(KeyWith::Next, Purpose::Reshare, step)], a.len())?
+            .map(&b.build(), &[a], &[], &[self.stream(KeyWith::Next, self.wrap_piece_purpose(), step)], a.len())?
             .into_iter();
         Ok((o.next().expect("2"), o.next().expect("2")))
     }
@@ -203,9 +203,18 @@ impl Party {
             &b.build(),
             &[],
             &[],
-            &[self.stream(KeyWith::Prev, Purpose::Reshare, step)],
+            &[self.stream(KeyWith::Prev, self.wrap_piece_purpose(), step)],
             n,
         )?))
+    }
+
+    /// The purpose of the PRF words `p` that mask R0's wrap bit (a test mutation reuses the message mask's).
+    fn wrap_piece_purpose(&self) -> Purpose {
+        if self.mutated(crate::mutation::Mutation::TruncationMaskReuse) {
+            Purpose::TruncMask
+        } else {
+            Purpose::Reshare
+        }
     }
 
     /// R1 and R2: `A = c1 + c2`, its unsigned quotient `⌊A/2^k⌋` and `msb(A)`.

@@ -40,6 +40,8 @@ impl Party {
         }
         self.call(|p| {
             let step = p.next_step();
+            // A test mutation draws every input's pads at one fixed step (never in a normal build).
+            let step = if p.mutated(crate::mutation::Mutation::InputStepReuse) { 0 } else { step };
             let (prev, next) = (p.prev(), p.next());
             if let Some(v) = value {
                 // Owner: (x_o, x_{o+1}) from the PRF, x_{o+2} to both peers.

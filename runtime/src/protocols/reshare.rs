@@ -50,6 +50,7 @@ impl Party {
         let zero = |k| self.stream(k, Purpose::ZeroShare, step);
         let mask = |k| self.stream(k, Purpose::TruncMask, step);
         match (how, role(self.id(), step)) {
+            (Reshare::Plain, _) if self.mutated(crate::mutation::Mutation::ZeroShareDropped) => vec![],
             (Reshare::Plain, _) => vec![zero(KeyWith::Prev), zero(KeyWith::Next)],
             (_, 0) => vec![zero(KeyWith::Prev), zero(KeyWith::Next), mask(KeyWith::Next)],
             (_, 1) => vec![zero(KeyWith::Prev), mask(KeyWith::Prev)],
@@ -76,6 +77,7 @@ impl Party {
     pub(crate) fn reshare_epilogue(&self, b: &mut MapBuilder, value: Reg, how: Reshare, step: u64) {
         let role = role(self.id(), step);
         let c = match (how, role) {
+            (Reshare::Plain, _) if self.mutated(crate::mutation::Mutation::ZeroShareDropped) => value,
             (Reshare::Plain, _) | (_, 0) => {
                 let alpha = super::zero::emit(b, super::zero::ZeroKind::Arithmetic, 0, 1);
                 b.add(value, alpha)

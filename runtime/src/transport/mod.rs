@@ -1,8 +1,8 @@
 //! How parties move messages: the [`Transport`] trait and its implementations.
 //!
 //! A message is a vector of ring words. The in-memory transport ([`memory`]) connects three threads of one process
-//! (the embedded default); [`Recording`] wraps any transport and keeps a copy of every received message, which the
-//! privacy tests inspect.
+//! (the embedded default); [`Recording`] wraps any transport and keeps a copy of every received message (for
+//! debugging; the privacy tests record each party's view with [`crate::Party::record_view`]).
 
 pub mod memory;
 

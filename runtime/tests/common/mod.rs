@@ -2,27 +2,11 @@
 //! probabilistic truncation's result.
 #![allow(dead_code)]
 
-use cryptgpu_runtime::transport::{memory, ReceivedLog, Recording, Transport};
-use cryptgpu_runtime::{Config, Party, Result, RingTensor, Session, Share};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use cryptgpu_runtime::{Config, Session};
 
 /// A fresh session with fresh keys.
 pub fn session() -> Session {
     Session::new(Config::default()).expect("session")
-}
-
-/// A session whose transports record what each party receives.
-pub fn recording_session() -> (Session, [ReceivedLog; 3]) {
-    let abort = Arc::new(AtomicBool::new(false));
-    let mut logs = Vec::new();
-    let nets = memory::connect(Config::default().timeout, abort.clone()).map(|t| {
-        let (r, log) = Recording::new(t);
-        logs.push(log);
-        Box::new(r) as Box<dyn Transport>
-    });
-    let s = Session::with_transports(Config::default(), nets, abort).expect("session");
-    (s, logs.try_into().unwrap())
 }
 
 /// Signed floor division of an exact i128 by 2^t.
@@ -60,58 +44,6 @@ pub fn check_quotients(got: &[u64], floor: &[i128], d: u128) -> Tally {
 /// Round-trip f64 → ring with t = 20 (default).
 pub fn enc(v: f64) -> u64 {
     cryptgpu_runtime::FixedPoint::default().encode(v).unwrap()
-}
-
-/// Sessions per secret in the privacy tests.
-pub const PRIVACY_RUNS: usize = 60;
-/// χ² with 255 degrees of freedom: 380 is p ≈ 6·10^-7.
-pub const CHI2_CRITICAL: f64 = 380.0;
-
-/// Byte histograms of everything each party received in `PRIVACY_RUNS` fresh sessions that share `x` (owner 0)
-/// and `y` (owner 1) and run `f`.
-pub fn received_bytes<R: Send>(
-    x: &RingTensor,
-    y: &RingTensor,
-    f: impl Fn(&mut Party, &Share, &Share) -> Result<R> + Sync,
-) -> [[u64; 256]; 3] {
-    let mut hist = [[0u64; 256]; 3];
-    for _ in 0..PRIVACY_RUNS {
-        let (s, logs) = recording_session();
-        s.run(|p| {
-            let xs = p.share(0, (p.id() == 0).then_some(x), x.shape())?;
-            let ys = p.share(1, (p.id() == 1).then_some(y), y.shape())?;
-            f(p, &xs, &ys)
-        })
-        .expect("run");
-        for (j, log) in logs.iter().enumerate() {
-            for (_, words) in log.lock().unwrap().iter() {
-                for w in words {
-                    for b in w.to_le_bytes() {
-                        hist[j][b as usize] += 1;
-                    }
-                }
-            }
-        }
-    }
-    hist
-}
-
-/// χ² statistic of a byte histogram against the uniform distribution.
-pub fn chi2_uniform(h: &[u64; 256]) -> f64 {
-    let total: u64 = h.iter().sum();
-    let e = total as f64 / 256.0;
-    h.iter().map(|&o| (o as f64 - e).powi(2) / e).sum()
-}
-
-/// Two-sample χ² statistic: do two byte histograms come from the same distribution?
-pub fn chi2_two_sample(a: &[u64; 256], b: &[u64; 256]) -> f64 {
-    let (na, nb) = (a.iter().sum::<u64>() as f64, b.iter().sum::<u64>() as f64);
-    let (ka, kb) = ((nb / na).sqrt(), (na / nb).sqrt());
-    a.iter()
-        .zip(b)
-        .filter(|(x, y)| **x + **y > 0)
-        .map(|(&x, &y)| (ka * x as f64 - kb * y as f64).powi(2) / (x + y) as f64)
-        .sum()
 }
 
 /// Channel widths of [`every_layer_cnn`].
@@ -165,3 +97,6 @@ pub fn every_layer_cnn(w: CnnWidths) -> cryptgpu_dsl::Graph {
     b.layer("fc2", Linear::new(hidden, classes));
     b.build("EveryLayerCNN", &[input, 8, 8]).expect("graph")
 }
+
+pub mod suite;
+pub mod view;
