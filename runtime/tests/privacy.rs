@@ -75,6 +75,11 @@ fn max_pooling_and_its_backward_are_private() {
 }
 
 #[test]
+fn softmax_and_rsqrt_are_private() {
+    run("softmax");
+}
+
+#[test]
 fn every_suite_case_has_a_test() {
     let names = [
         "share",
@@ -89,6 +94,7 @@ fn every_suite_case_has_a_test() {
         "multiplication by a shared bit",
         "max and argmax",
         "max pooling",
+        "softmax",
     ];
     for c in suite() {
         assert!(names.iter().any(|n| c.name.starts_with(n)), "suite case `{}` has no test", c.name);

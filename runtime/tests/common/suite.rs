@@ -142,5 +142,16 @@ pub fn suite() -> Vec<Case> {
                 })
             },
         },
+        Case {
+            name: "softmax (exp, reciprocal) and inverse square root",
+            run: |m| {
+                check("softmax/rsqrt", [&[2, 64], &[128]], 3, [0, 1], m, |p, x, y| {
+                    let sm = p.softmax(x)?;
+                    let sq = p.mul(y, y)?;
+                    let r = p.rsqrt(&sq)?;
+                    Ok(vec![Held::Arith(sm), Held::Arith(r)])
+                })
+            },
+        },
     ]
 }
