@@ -185,8 +185,8 @@ pub fn from_bytes_with(
             model: graph.name().to_string(),
             issues: fatal,
             hint: if keys_only {
-                " (strict loading; load with `LoadOptions::non_strict()` to report missing and unexpected tensors \
-                 instead)"
+                " (strict loading; non-strict loading, `LoadOptions::non_strict()` or `--non-strict` on the command \
+                 line, reports missing and unexpected tensors instead)"
             } else {
                 ""
             },
