@@ -346,8 +346,9 @@ impl Executor {
     }
 
     /// Shares the model's parameters from the model owner (one round for all of them). The owner passes
-    /// `Some(params)` (every tensor the graph needs must be present with its PyTorch shape; extra tensors are
-    /// ignored), every other party `None`.
+    /// `Some(params)` (every tensor the graph needs must be present with its PyTorch shape; extra tensors and
+    /// batch norm's `num_batches_tracked`, which inference never reads, may be present or not), every other party
+    /// `None`.
     pub fn share_model(&self, p: &mut Party, params: Option<&Params>) -> Result<SharedModel> {
         let owner = self.roles.model_owner;
         let slots = self.slots();

@@ -1,11 +1,12 @@
-//! What a model owner does around a private inference: load a real state dict (one without
-//! `num_batches_tracked`, strictly or not) and check the private logits against
+//! What a model owner does around private runs: load a real state dict (one without `num_batches_tracked`,
+//! strictly or not), infer or train with it, and check the private logits against
 //! [`Executor::plaintext_reference`], the f64 result of exactly what the private run computes.
 
-use cryptgpu_dsl::reference::infer;
+use cryptgpu_dsl::reference::{forward, infer, Mode};
 use cryptgpu_dsl::weights::{self, LoadOptions};
 use cryptgpu_dsl::{Graph, Params, Tensor};
 use cryptgpu_runtime::executor::{Executor, Roles};
+use cryptgpu_runtime::training::{TrainConfig, Trainer};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -161,4 +162,28 @@ fn private_logits_match_the_owners_plaintext_reference() {
     let wrong = Tensor::zeros(&[2, 3, 8, 8]);
     let err = exec.plaintext_reference(&params, &wrong).expect_err("wrong input shape").to_string();
     assert!(err.contains("[2, 3, 8, 8]") && err.contains("2, 8, 8"), "{err}");
+}
+
+/// Training from a state dict without `num_batches_tracked` counts from 0, privately as in the reference.
+#[test]
+fn training_without_num_batches_tracked_counts_from_zero() {
+    let g = graph();
+    let mut rng = StdRng::seed_from_u64(rand::random());
+    let mut params = random_params(&g, &mut rng);
+    let counters: Vec<String> =
+        params.iter().map(|(n, _)| n.clone()).filter(|n| n.ends_with(".num_batches_tracked")).collect();
+    for name in &counters {
+        params.remove(name);
+    }
+    let x = input(&g, 2, &mut rng);
+    let labels = vec![1, 3];
+    let mut expected = params.clone();
+    forward(&g, &mut expected, &x, Mode::Train).expect("reference training forward");
+    let trainer = Trainer::new(g, Roles::default(), TrainConfig::new(0.0)).expect("trainer");
+    let run = trainer.train(&session(), &params, &[(x.clone(), labels.clone()), (x, labels)]).expect("training");
+    let trained = run.params[Roles::default().model_owner].as_ref().expect("the model owner learns the parameters");
+    for name in &counters {
+        assert_eq!(expected.get(name).expect("reference counter").data(), &[1.0], "{name}");
+        assert_eq!(trained.get(name).expect("revealed counter").data(), &[2.0], "{name}: two steps from 0");
+    }
 }
