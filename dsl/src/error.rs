@@ -58,7 +58,7 @@ pub enum DslError {
     },
     /// A parameter set or weights file does not match the model: every missing, unexpected, mis-shaped and
     /// mistyped tensor, all listed.
-    #[error("{source_name} does not match model `{model}`: {}{hint}", list_issues(issues))]
+    #[error("{source_name}: tensors do not match model `{model}`: {}{hint}", list_issues(issues))]
     Mismatch {
         /// Where the tensors came from (a file path or `parameters`).
         source_name: String,

@@ -141,16 +141,22 @@ pub fn from_bytes_with(
 ) -> Result<(Params, LoadReport)> {
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| DslError::CorruptFile { source_name: source_name.to_string(), defect: defect(bytes, &e) })?;
-    let specs: HashMap<String, Vec<usize>> = graph.parameters().into_iter().map(|s| (s.name, s.shape)).collect();
+    let specs = graph.parameters();
+    let shapes: HashMap<&str, &[usize]> = specs.iter().map(|s| (s.name.as_str(), s.shape.as_slice())).collect();
     let mut params = Params::new();
     let mut issues = Vec::new();
+    for spec in specs.iter().filter(|s| s.kind != ParamKind::Counter) {
+        if st.tensor(&spec.name).is_err() {
+            issues.push(TensorIssue::Missing { name: spec.name.clone(), expected: spec.shape.clone() });
+        }
+    }
     for (name, view) in st.tensors() {
-        let Some(expected) = specs.get(&name) else {
+        let Some(&expected) = shapes.get(name.as_str()) else {
             issues.push(TensorIssue::Unexpected { name, found: view.shape().to_vec() });
             continue;
         };
-        if view.shape() != expected.as_slice() {
-            issues.push(TensorIssue::Shape { name, expected: expected.clone(), found: view.shape().to_vec() });
+        if view.shape() != expected {
+            issues.push(TensorIssue::Shape { name, expected: expected.to_vec(), found: view.shape().to_vec() });
             continue;
         }
         match decode(&name, &view) {
@@ -160,7 +166,6 @@ pub fn from_bytes_with(
             Err(issue) => issues.push(issue),
         }
     }
-    issues.extend(params.issues(graph, true).into_iter().filter(|i| matches!(i, TensorIssue::Missing { .. })));
     issues.sort_by(|a, b| a.name().cmp(b.name()));
     let mut report = LoadReport::default();
     for issue in &issues {
@@ -198,7 +203,7 @@ pub fn from_bytes_with(
 /// Says in words what is wrong with `bytes`, which the safetensors parser refused with `err`.
 fn defect(bytes: &[u8], err: &SafeTensorError) -> FileDefect {
     use SafeTensorError as E;
-    let declared_header = || bytes.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let declared_header = || bytes.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
     // The header as the parser read it; only called for errors raised after the header parsed as JSON.
     let header = || -> Option<(usize, Metadata)> {
         let n = usize::try_from(declared_header()).ok()?;
@@ -225,7 +230,7 @@ fn defect(bytes: &[u8], err: &SafeTensorError) -> FileDefect {
         E::MetadataIncompleteBuffer => match header() {
             Some((n, meta)) => {
                 let declared = meta.tensors().values().map(|t| t.data_offsets.1).max().unwrap_or(0);
-                let available = bytes.len() - 8 - n;
+                let available = bytes.len().saturating_sub(8 + n);
                 if available < declared {
                     FileDefect::DataTruncated { declared, available }
                 } else {
@@ -244,7 +249,7 @@ fn defect(bytes: &[u8], err: &SafeTensorError) -> FileDefect {
                     .iter()
                     .try_fold(1usize, |a, &d| a.checked_mul(d))
                     .and_then(|n| n.checked_mul(t.dtype.size()));
-                let span = t.data_offsets.1.wrapping_sub(t.data_offsets.0);
+                let span = t.data_offsets.1.saturating_sub(t.data_offsets.0);
                 match needed {
                     None => return FileDefect::ShapeOverflow { name, shape: t.shape.clone() },
                     Some(needed) if needed != span => {
