@@ -608,10 +608,9 @@ impl Executor {
     ) -> cryptgpu_dsl::Result<DslTensor> {
         use cryptgpu_dsl::reference as r;
         let get = |key: String| {
-            tensors.get(&key).ok_or_else(|| cryptgpu_dsl::DslError::MissingTensor {
-                name: key.clone(),
-                expected: Vec::new(),
-                source_name: "shared model".into(),
+            tensors.get(&key).ok_or_else(|| cryptgpu_dsl::DslError::InvalidLayer {
+                layer: key.rsplit_once('.').map_or(key.as_str(), |(layer, _)| layer).to_string(),
+                message: format!("the model owner's shared tensors have no `{key}`"),
             })
         };
         for node in nodes {
