@@ -54,8 +54,8 @@ pub struct InferenceReport {
     pub layers: Vec<LayerStats>,
 }
 
-/// Classifies `data`'s images privately with `params` in batches of `batch` and compares with plaintext inference
-/// of the same weights.
+/// Classifies `data`'s images privately with `params` in batches of `batch` and compares with the model owner's
+/// plaintext reference of the same computation ([`Executor::plaintext_reference`]).
 pub fn private_inference(
     session: &Session,
     graph: &Graph,
@@ -80,7 +80,7 @@ pub fn private_inference(
         let input = DslTensor::from_vec(&b.shape, b.images.to_vec())?;
         let result = executor.infer(session, params, &input)?;
         let private = result.logits(roles.receiver).ok_or("the data owner received no logits")?;
-        let plain = reference::infer(graph, params, &input)?;
+        let plain = executor.plaintext_reference(params, &input)?;
         let k = plain.shape()[1];
         for (i, &label) in b.labels.iter().enumerate() {
             let (p, q) = (&private.data()[i * k..][..k], &plain.data()[i * k..][..k]);

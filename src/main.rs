@@ -53,6 +53,10 @@ enum Command {
         /// Weights (safetensors with PyTorch names); random Kaiming weights when absent.
         #[arg(long)]
         weights: Option<std::path::PathBuf>,
+        /// Load `--weights` like PyTorch's `strict=False`: list missing and unexpected tensors instead of refusing
+        /// the file (a missing one still stops the run, by name).
+        #[arg(long)]
+        non_strict: bool,
         /// MNIST directory (`scripts/fetch-data.sh` fills `data/mnist`); random images when absent.
         #[arg(long, default_value = "data/mnist")]
         data: std::path::PathBuf,
@@ -283,6 +287,7 @@ fn infer(
     batch: usize,
     pooling: PoolingArg,
     weights: Option<std::path::PathBuf>,
+    strict: bool,
     data: std::path::PathBuf,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use cryptgpu::data::{Dataset, Split};
@@ -295,7 +300,15 @@ fn infer(
     };
     let graph = models::lenet(pool)?;
     let params = match &weights {
-        Some(path) => wio::load(&graph, path)?,
+        Some(path) => {
+            let (params, report) = wio::load_with(&graph, path, wio::LoadOptions { strict })?;
+            for (what, keys) in [("missing", &report.missing_keys), ("unexpected", &report.unexpected_keys)] {
+                if !keys.is_empty() {
+                    eprintln!("{}: {what} tensors (non-strict loading): {}", path.display(), keys.join(", "));
+                }
+            }
+            params
+        }
         None => Params::kaiming(&graph, &mut rand::rngs::StdRng::seed_from_u64(7)),
     };
     let test_set = Dataset::mnist(&data, Split::Test)?;
@@ -321,7 +334,7 @@ fn infer(
         );
     }
     println!(
-        "\nmean relative error of the logits vs plaintext: {:.2e}; same argmax on {}/{}",
+        "\nmean relative error of the logits vs the plaintext reference (Executor::plaintext_reference): {:.2e}; same argmax on {}/{}",
         r.mean_relative_error, r.agree, r.images
     );
     println!(
@@ -703,7 +716,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Bench { reps, max_size } => bench(reps, max_size)?,
         Command::Kernels { model, batch, source, name } => kernels(model, batch, source, name)?,
-        Command::Infer { batch, pooling, weights, data } => infer(batch, pooling, weights, data)?,
+        Command::Infer { batch, pooling, weights, non_strict, data } => {
+            infer(batch, pooling, weights, !non_strict, data)?
+        }
         Command::Accuracy { model, batch, frac_bits } => accuracy(model, batch, frac_bits)?,
         Command::Train { steps, batch, lr, momentum, eval, dataset, data, loss_csv, save } => {
             train(steps, batch, lr, momentum, eval, dataset, data, loss_csv, save)?

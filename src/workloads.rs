@@ -53,8 +53,12 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// The class with the largest score (the first one on ties).
+/// The class with the largest score (the first one on ties); a NaN counts as the largest, as in `torch.argmax`, so
+/// a NaN score is never passed over for a finite one.
 pub fn argmax(scores: &[f64]) -> usize {
+    if let Some(i) = scores.iter().position(|x| x.is_nan()) {
+        return i;
+    }
     scores.iter().enumerate().fold(0, |best, (i, x)| if *x > scores[best] { i } else { best })
 }
 
@@ -517,4 +521,16 @@ pub fn max_pool(
         outputs: want.len(),
         mismatches,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argmax;
+
+    #[test]
+    fn argmax_never_passes_over_a_nan() {
+        assert_eq!(argmax(&[0.1, 3.0, -2.0, 3.0]), 1);
+        assert_eq!(argmax(&[0.1, 3.0, f64::NAN, 5.0]), 2);
+        assert_eq!(argmax(&[f64::NAN, 3.0]), 0);
+    }
 }

@@ -56,15 +56,18 @@ pub enum DslError {
         /// Where it was looked for (a file path or `parameters`).
         source_name: String,
     },
-    /// A tensor is present that the model does not have.
-    #[error("{source_name}: unexpected tensor `{name}` of shape {found:?} (the model has no such parameter)")]
-    UnexpectedTensor {
-        /// State-dict name of the tensor.
-        name: String,
-        /// Its shape.
-        found: Vec<usize>,
-        /// Where it was found.
+    /// A parameter set or weights file does not match the model: every missing, unexpected, mis-shaped and
+    /// mistyped tensor, all listed.
+    #[error("{source_name}: tensors do not match model `{model}`: {}{hint}", list_issues(issues))]
+    Mismatch {
+        /// Where the tensors came from (a file path or `parameters`).
         source_name: String,
+        /// The model's name.
+        model: String,
+        /// Every tensor that does not match, in name order.
+        issues: Vec<TensorIssue>,
+        /// What the user can do about it (empty, or starting with a separator).
+        hint: &'static str,
     },
     /// A tensor has the wrong shape.
     #[error("{source_name}: tensor `{name}` has shape {found:?}, expected {expected:?}")]
@@ -75,18 +78,6 @@ pub enum DslError {
         expected: Vec<usize>,
         /// Shape that was found.
         found: Vec<usize>,
-        /// Where it was found.
-        source_name: String,
-    },
-    /// A tensor is stored with an element type this crate does not read.
-    #[error("{source_name}: tensor `{name}` has dtype {found}, expected {expected}")]
-    TensorDtype {
-        /// State-dict name of the tensor.
-        name: String,
-        /// Accepted dtypes, in words.
-        expected: String,
-        /// The dtype in the file.
-        found: String,
         /// Where it was found.
         source_name: String,
     },
@@ -130,13 +121,195 @@ pub enum DslError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The safetensors container is malformed.
-    #[error("{source_name}: invalid safetensors data: {message}")]
-    Safetensors {
+    /// A weights file is not a readable safetensors container (truncated, corrupt, or another format).
+    #[error("weights file {source_name} {defect}")]
+    CorruptFile {
         /// The file or buffer.
         source_name: String,
-        /// The parser's message.
+        /// What is wrong with it, in words.
+        defect: FileDefect,
+    },
+    /// Writing safetensors data failed.
+    #[error("{source_name}: cannot write safetensors data: {message}")]
+    Safetensors {
+        /// The tensor or buffer being written.
+        source_name: String,
+        /// The writer's message.
         message: String,
+    },
+}
+
+/// One tensor that a parameter set or file gets wrong for a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TensorIssue {
+    /// The model needs the tensor; it is absent.
+    Missing {
+        /// State-dict name.
+        name: String,
+        /// Shape the model needs.
+        expected: Vec<usize>,
+    },
+    /// The tensor is present but the model has no such parameter.
+    Unexpected {
+        /// State-dict name.
+        name: String,
+        /// Its shape.
+        found: Vec<usize>,
+    },
+    /// The tensor has the wrong shape.
+    Shape {
+        /// State-dict name.
+        name: String,
+        /// Shape the model needs.
+        expected: Vec<usize>,
+        /// Shape that was found.
+        found: Vec<usize>,
+    },
+    /// The tensor is stored with an element type this crate does not read.
+    Dtype {
+        /// State-dict name.
+        name: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// The dtype in the file.
+        found: String,
+    },
+}
+
+impl TensorIssue {
+    /// The state-dict name of the tensor.
+    pub fn name(&self) -> &str {
+        match self {
+            TensorIssue::Missing { name, .. }
+            | TensorIssue::Unexpected { name, .. }
+            | TensorIssue::Shape { name, .. }
+            | TensorIssue::Dtype { name, .. } => name,
+        }
+    }
+}
+
+impl std::fmt::Display for TensorIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TensorIssue::Missing { name, expected } => {
+                write!(f, "missing tensor `{name}` (expected shape {expected:?})")
+            }
+            TensorIssue::Unexpected { name, found } => {
+                write!(f, "unexpected tensor `{name}` of shape {found:?} (the model has no such parameter)")
+            }
+            TensorIssue::Shape { name, expected, found } => {
+                write!(f, "tensor `{name}` has shape {found:?}, expected {expected:?}")
+            }
+            TensorIssue::Dtype { name, shape, found } => write!(
+                f,
+                "tensor `{name}` (shape {shape:?}) has dtype {found}, expected F32, F64 or I64 (convert it, e.g. \
+                 `tensor.float()`, before saving)"
+            ),
+        }
+    }
+}
+
+fn list_issues(issues: &[TensorIssue]) -> String {
+    issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// What makes a file unreadable as safetensors, in words (the parser's errors, explained).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileDefect {
+    /// Fewer than the 8 bytes that hold the header length.
+    #[error(
+        "is not a safetensors file: it holds {len} bytes, too few for the 8-byte header length it must start with"
+    )]
+    TooSmall {
+        /// The file's length.
+        len: usize,
+    },
+    /// The header length in the first 8 bytes is beyond the format's limit.
+    #[error(
+        "is not a safetensors file (or its start is corrupt): its first 8 bytes declare a header of {declared} \
+         bytes, more than the format's limit of {limit}"
+    )]
+    HeaderTooLarge {
+        /// The declared header length.
+        declared: u64,
+        /// The parser's limit.
+        limit: usize,
+    },
+    /// The file ends inside the header.
+    #[error(
+        "is truncated (or not a safetensors file): its first 8 bytes declare a header of {declared} bytes but \
+         only {available} follow"
+    )]
+    HeaderTruncated {
+        /// The declared header length.
+        declared: u64,
+        /// Bytes after the first 8.
+        available: usize,
+    },
+    /// The header is not UTF-8 text.
+    #[error("is corrupt (or not a safetensors file): its header is not UTF-8 text")]
+    HeaderNotText,
+    /// The header is text but not the JSON table of tensors safetensors needs.
+    #[error("is corrupt (or not a safetensors file): its header is not a valid safetensors JSON table ({detail})")]
+    HeaderNotJson {
+        /// The JSON parser's explanation.
+        detail: String,
+    },
+    /// Fewer bytes of tensor data follow the header than it declares.
+    #[error("is truncated: its header declares {declared} bytes of tensor data but only {available} follow")]
+    DataTruncated {
+        /// Bytes of tensor data the header declares.
+        declared: usize,
+        /// Bytes that follow the header.
+        available: usize,
+    },
+    /// More bytes follow the header than it declares.
+    #[error(
+        "is corrupt: its header declares {declared} bytes of tensor data but {available} follow (the file was \
+         appended to or its header was altered)"
+    )]
+    TrailingBytes {
+        /// Bytes of tensor data the header declares.
+        declared: usize,
+        /// Bytes that follow the header.
+        available: usize,
+    },
+    /// A tensor's data offsets do not span the bytes its dtype and shape need.
+    #[error(
+        "is corrupt: tensor `{name}` ({dtype}, shape {shape:?}) needs {needed} bytes but its data offsets in the \
+         header span {span}"
+    )]
+    TensorSize {
+        /// State-dict name.
+        name: String,
+        /// Its dtype.
+        dtype: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// Bytes that dtype and shape need.
+        needed: usize,
+        /// Bytes its offsets span.
+        span: usize,
+    },
+    /// A tensor's data does not start where the previous tensor's ends.
+    #[error("is corrupt: the data offsets of tensor `{name}` in the header overlap or leave a gap")]
+    TensorOffsets {
+        /// State-dict name.
+        name: String,
+    },
+    /// A tensor's element or byte count overflows.
+    #[error("is corrupt: the shape {shape:?} of tensor `{name}` is too large to address")]
+    ShapeOverflow {
+        /// State-dict name.
+        name: String,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// Anything else the parser reports.
+    #[error("cannot be read as safetensors: {detail}")]
+    Other {
+        /// The parser's error.
+        detail: String,
     },
 }
 

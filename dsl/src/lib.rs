@@ -15,7 +15,7 @@ pub mod reference;
 pub mod tensor;
 pub mod weights;
 
-pub use error::{DslError, Result};
+pub use error::{DslError, FileDefect, Result, TensorIssue};
 pub use graph::{Builder, Graph, LayerInfo, ParamSpec};
 pub use layer::{BatchNorm2d, Conv2d, Layer, Linear, Node, ParamKind, Pool2d};
 pub use params::Params;

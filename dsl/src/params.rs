@@ -1,12 +1,12 @@
 //! A model's tensors in memory (weights, biases, batch-norm buffers) keyed by PyTorch state_dict names, with
-//! Kaiming initialisation and a check against a [`Graph`] that reports missing, extra and mis-shaped tensors.
+//! Kaiming initialisation and a check against a [`Graph`] that reports every missing, extra and mis-shaped tensor.
 
-use crate::error::{DslError, Result};
+use crate::error::{DslError, Result, TensorIssue};
 use crate::graph::Graph;
 use crate::layer::ParamKind;
 use crate::tensor::Tensor;
 use rand::Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// Named tensors of a model (state_dict names, PyTorch layouts, f64 values).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -84,49 +84,52 @@ impl Params {
         self.map.is_empty()
     }
 
-    /// Checks that exactly the graph's tensors are present with the graph's shapes; `source_name` (a file path
-    /// or `parameters`) goes into the error.
+    /// Every way these tensors differ from what `graph` needs, in name order: missing tensors, mis-shaped ones
+    /// and, when `allow_extra` is false, tensors the graph does not have. Batch norm's `num_batches_tracked`
+    /// is optional: inference never reads it and training counts from 0 when it is absent (see the
+    /// [`weights`](crate::weights) module), so its absence is no issue; a present one must have shape `[]`.
+    pub fn issues(&self, graph: &Graph, allow_extra: bool) -> Vec<TensorIssue> {
+        let specs = graph.parameters();
+        let mut issues = Vec::new();
+        for spec in &specs {
+            match self.map.get(&spec.name) {
+                None if spec.kind == ParamKind::Counter => {}
+                None => issues.push(TensorIssue::Missing { name: spec.name.clone(), expected: spec.shape.clone() }),
+                Some(t) if t.shape() != spec.shape.as_slice() => issues.push(TensorIssue::Shape {
+                    name: spec.name.clone(),
+                    expected: spec.shape.clone(),
+                    found: t.shape().to_vec(),
+                }),
+                Some(_) => {}
+            }
+        }
+        if !allow_extra {
+            let known: HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            for (name, t) in self.map.iter().filter(|(n, _)| !known.contains(n.as_str())) {
+                issues.push(TensorIssue::Unexpected { name: name.clone(), found: t.shape().to_vec() });
+            }
+        }
+        issues.sort_by(|a, b| a.name().cmp(b.name()));
+        issues
+    }
+
+    /// Checks that exactly the graph's tensors are present with the graph's shapes (`num_batches_tracked` may be
+    /// absent); the error lists every missing, extra and mis-shaped tensor and names `source_name` (a file path
+    /// or `parameters`).
     pub fn check(&self, graph: &Graph, source_name: &str) -> Result<()> {
-        self.check_inner(graph, source_name, false)
+        mismatch(graph, source_name, self.issues(graph, false))
     }
 
     /// Checks that every tensor the graph needs is present with the graph's shape; extra tensors are allowed.
     pub fn check_present(&self, graph: &Graph, source_name: &str) -> Result<()> {
-        self.check_inner(graph, source_name, true)
+        mismatch(graph, source_name, self.issues(graph, true))
     }
+}
 
-    fn check_inner(&self, graph: &Graph, source_name: &str, allow_extra: bool) -> Result<()> {
-        let specs = graph.parameters();
-        for spec in &specs {
-            match self.map.get(&spec.name) {
-                None => {
-                    return Err(DslError::MissingTensor {
-                        name: spec.name.clone(),
-                        expected: spec.shape.clone(),
-                        source_name: source_name.to_string(),
-                    })
-                }
-                Some(t) if t.shape() != spec.shape.as_slice() => {
-                    return Err(DslError::TensorShape {
-                        name: spec.name.clone(),
-                        expected: spec.shape.clone(),
-                        found: t.shape().to_vec(),
-                        source_name: source_name.to_string(),
-                    })
-                }
-                Some(_) => {}
-            }
-        }
-        if !allow_extra && self.map.len() != specs.len() {
-            let known: std::collections::HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-            if let Some((name, t)) = self.map.iter().find(|(n, _)| !known.contains(n.as_str())) {
-                return Err(DslError::UnexpectedTensor {
-                    name: name.clone(),
-                    found: t.shape().to_vec(),
-                    source_name: source_name.to_string(),
-                });
-            }
-        }
-        Ok(())
+/// `Ok` when there are no issues, else the error listing all of them.
+fn mismatch(graph: &Graph, source_name: &str, issues: Vec<TensorIssue>) -> Result<()> {
+    if issues.is_empty() {
+        return Ok(());
     }
+    Err(DslError::Mismatch { source_name: source_name.to_string(), model: graph.name().to_string(), issues, hint: "" })
 }

@@ -5,6 +5,10 @@
 //! Batched tensors are row-major NCHW (`[N, C, H, W]`) or `[N, F]`. Dropout is the identity in both modes so
 //! that the reference is deterministic. Batch norm uses batch statistics in [`Mode::Train`] (and updates the
 //! running statistics like PyTorch) and the running statistics in [`Mode::Eval`].
+//!
+//! NaN propagates as in PyTorch: a NaN input element gives NaN in every output it reaches (ReLU keeps it, max
+//! pooling and the softmax's maximum pick it over any number, ReLU's backward passes NaN on), so a check
+//! against this reference cannot pass on garbage.
 
 use crate::error::{DslError, Result};
 use crate::graph::Graph;
@@ -222,17 +226,39 @@ pub fn linear_backward(x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, T
     Ok((dx, dw, db))
 }
 
-/// ReLU forward.
+/// The larger of `a` and `b`, NaN when either is NaN (`f64::max` would drop the NaN).
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// ReLU forward (NaN stays NaN).
 pub fn relu_forward(x: &Tensor) -> Tensor {
     let mut y = x.clone();
-    y.data_mut().iter_mut().for_each(|v| *v = v.max(0.0));
+    y.data_mut().iter_mut().filter(|v| **v < 0.0).for_each(|v| *v = 0.0);
     y
 }
 
-/// ReLU backward: `dy` where `x > 0`, else 0.
+/// ReLU backward: `dy` where `x > 0`, NaN where `x` is NaN, else 0.
 pub fn relu_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     check_shape("relu output gradient", dy, x.shape())?;
-    let data = x.data().iter().zip(dy.data()).map(|(&a, &g)| if a > 0.0 { g } else { 0.0 }).collect();
+    let data = x
+        .data()
+        .iter()
+        .zip(dy.data())
+        .map(|(&a, &g)| {
+            if a > 0.0 {
+                g
+            } else if a.is_nan() {
+                f64::NAN
+            } else {
+                0.0
+            }
+        })
+        .collect();
     Tensor::from_vec(x.shape(), data)
 }
 
@@ -304,7 +330,7 @@ pub fn avg_pool2d_backward(in_shape: &[usize], dy: &Tensor, p: &Pool2d) -> Resul
 }
 
 /// Max pooling forward: the output and, per output element, the flat input index of its maximum (first
-/// maximum in window order; padding never wins).
+/// maximum in window order; padding never wins; a NaN wins over any number, as in PyTorch).
 pub fn max_pool2d_forward(x: &Tensor, p: &Pool2d) -> Result<(Tensor, Vec<usize>)> {
     check_rank("max_pool2d input", x, 4)?;
     check_window("max_pool2d input", x, p.kernel, p.stride, p.padding)?;
@@ -315,7 +341,7 @@ pub fn max_pool2d_forward(x: &Tensor, p: &Pool2d) -> Result<(Tensor, Vec<usize>)
     let yd = y.data_mut();
     pool_sweep(x.shape(), p, |o, i| {
         if let Some(i) = i {
-            if xd[i] > yd[o] || arg[o] == usize::MAX {
+            if arg[o] == usize::MAX || xd[i] > yd[o] || (xd[i].is_nan() && !yd[o].is_nan()) {
                 yd[o] = xd[i];
                 arg[o] = i;
             }
@@ -497,7 +523,7 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<(f64, 
             return Err(DslError::LabelOutOfRange { sample: ni, label, classes: k });
         }
         let row = &logits.data()[ni * k..(ni + 1) * k];
-        let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let max = row.iter().cloned().fold(f64::NEG_INFINITY, nan_max);
         let sum: f64 = row.iter().map(|v| (v - max).exp()).sum();
         loss += -(row[label] - max - sum.ln());
         for (j, g) in grad.data_mut()[ni * k..(ni + 1) * k].iter_mut().enumerate() {

@@ -115,12 +115,14 @@ impl Tensor {
         Ok(Tensor { shape: self.shape.clone(), data })
     }
 
-    /// Largest absolute elementwise difference to `other` (infinite when the shapes differ).
+    /// Largest absolute elementwise difference to `other`: infinite when the shapes differ, NaN when any
+    /// difference is NaN (a NaN on either side), so that `diff < tolerance` fails on NaN.
     pub fn max_abs_diff(&self, other: &Tensor) -> f64 {
         if self.shape != other.shape {
             return f64::INFINITY;
         }
-        self.data.iter().zip(&other.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
+        let diffs = self.data.iter().zip(&other.data).map(|(a, b)| (a - b).abs());
+        diffs.fold(0.0, |m: f64, d| if m.is_nan() || d.is_nan() { f64::NAN } else { m.max(d) })
     }
 
     /// Euclidean norm of all elements.

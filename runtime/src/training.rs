@@ -38,7 +38,8 @@
 //!   `dx = (γ·inv)·(m·dy − dβ − x̂·dγ) / m` — the bracket in the ring (`m·dy` is exact), so no `1/m`-sized factor
 //!   is ever rounded. After the SGD step the running statistics (a second flat share, [`TrainState`]) move as
 //!   PyTorch's, `r ← (1 − momentum)·r + momentum·b` with the unbiased batch variance, every layer in one
-//!   [`Party::mul_public`]; the revealed parameters include them and `num_batches_tracked`.
+//!   [`Party::mul_public`]; the revealed parameters include them and `num_batches_tracked` (the initial count
+//!   plus the steps; an initial state dict without it counts from 0, as the reference and PyTorch).
 //!
 //! Independent products are not yet batched into one round (e.g. `dW` and `dX` of a layer take two).
 //!
@@ -505,7 +506,8 @@ impl Trainer {
     }
 
     /// Shares the initial parameters from the model owner (one round): the owner passes `Some(params)` (every
-    /// trainable tensor of the graph with its PyTorch shape), the others `None`.
+    /// trainable tensor and running statistic of the graph with its PyTorch shape; `num_batches_tracked` is
+    /// optional, 0 when absent), the others `None`.
     pub fn share_params(&self, p: &mut Party, params: Option<&Params>) -> Result<TrainState> {
         let owner = self.roles.model_owner;
         let mut tracked = None;
