@@ -7,10 +7,12 @@
 //! result is checked against. It is pure Rust and plaintext: no secret sharing happens here.
 
 pub mod error;
+pub mod fold;
 pub mod graph;
 pub mod layer;
 pub mod models;
 pub mod params;
+pub mod range;
 pub mod reference;
 pub mod tensor;
 pub mod weights;
