@@ -371,11 +371,15 @@ fn precision(
         }
     };
     println!(
-        "{} with {}; {}",
+        "{} with {}; input bound {}; {}",
         graph.name(),
         match &weights {
             Some(p) => format!("weights {}", p.display()),
             None => "random Kaiming weights (seed 2021)".into(),
+        },
+        match &bound {
+            InputBound::Uniform(b) => format!("|x| ≤ {b}"),
+            InputBound::PerChannel(v) => format!("per channel {v:?}"),
         },
         match (&samples, lenet && input_bound.is_none()) {
             (None, _) => "no calibration".to_string(),

@@ -108,14 +108,22 @@ impl Precision {
         let summary = |s: &mut String, what: &str, r: &RangeReport| {
             let _ = writeln!(s, "{what} ({}):", r.method);
             let _ = writeln!(s, "  largest safe t: {}", t_or_none(r.largest_safe_t()));
+            if let Some(top) = r.layers.iter().max_by(|a, b| a.ring_bound(t).total_cmp(&b.ring_bound(t))) {
+                let _ =
+                    writeln!(s, "  largest ring value at t = {t}: {} (layer `{}`)", log2(top.ring_bound(t)), top.name);
+            }
             match r.first_unsafe(t) {
                 Some((l, b)) => {
-                    let _ =
-                        writeln!(s, "  at t = {t}: layer `{}` ({}) reaches {} ≥ 2^62: UNSAFE", l.name, l.kind, log2(b));
+                    let _ = writeln!(
+                        s,
+                        "  UNSAFE at t = {t}: layer `{}` ({}) is the first to reach {} ≥ 2^62",
+                        l.name,
+                        l.kind,
+                        log2(b)
+                    );
                 }
                 None => {
-                    let top = r.layers.iter().map(|l| l.ring_bound(t)).fold(0.0, f64::max);
-                    let _ = writeln!(s, "  at t = {t}: safe, largest ring value {} < 2^62", log2(top));
+                    let _ = writeln!(s, "  safe at t = {t}");
                 }
             }
             let _ = writeln!(
