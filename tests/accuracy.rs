@@ -70,7 +70,7 @@ fn lenet_with_max_pooling_private_logits_are_within_two_hundredths_of_a_percent(
 }
 
 #[test]
-#[ignore = "about 10 s of three-party work on 2 cores: run with --release -- --ignored"]
+#[ignore = "about 10 s of three-party work and 20 s of f64 calibration on 2 cores: run with --release -- --ignored"]
 fn resnet50_private_logits_are_within_two_hundredths_of_a_percent() {
     assert_accurate(&models::resnet50(models::Stem::AvgPool).unwrap(), 1, rand::random());
 }
