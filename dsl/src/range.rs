@@ -510,8 +510,7 @@ impl Intervals {
         Intervals { shape, lo, hi }
     }
 
-    fn with_shape(&self, shape: Vec<usize>, lo: Vec<f64>, hi: Vec<f64>) -> Intervals {
-        let _ = self;
+    fn new_ends(shape: Vec<usize>, lo: Vec<f64>, hi: Vec<f64>) -> Intervals {
         Intervals { shape, lo, hi }
     }
 
@@ -563,7 +562,7 @@ impl Domain for Intervals {
             out(h, c.kernel.0, c.stride.0, c.padding.0),
             out(wd, c.kernel.1, c.stride.1, c.padding.1),
         ];
-        Ok(self.with_shape(shape, lo, hi))
+        Ok(Intervals::new_ends(shape, lo, hi))
     }
 
     fn linear(&self, w: &Tensor) -> Result<Self> {
@@ -586,44 +585,43 @@ impl Domain for Intervals {
             lo[oi] = l;
             hi[oi] = u;
         }
-        Ok(self.with_shape(vec![o], lo, hi))
+        Ok(Intervals::new_ends(vec![o], lo, hi))
     }
 
     fn shift(&self, v: &[f64]) -> Self {
         let lo = self.lo.iter().zip(v).map(|(a, b)| a + b).collect();
         let hi = self.hi.iter().zip(v).map(|(a, b)| a + b).collect();
-        self.with_shape(self.shape.clone(), lo, hi)
+        Intervals::new_ends(self.shape.clone(), lo, hi)
     }
 
     fn scale(&self, v: &[f64]) -> Self {
         let (lo, hi) =
             self.lo.iter().zip(&self.hi).zip(v).map(|((l, h), s)| ((l * s).min(h * s), (l * s).max(h * s))).unzip();
-        self.with_shape(self.shape.clone(), lo, hi)
+        Intervals::new_ends(self.shape.clone(), lo, hi)
     }
 
     fn relu(&self) -> Self {
         let lo = self.lo.iter().map(|v| v.max(0.0)).collect();
         let hi = self.hi.iter().map(|v| v.max(0.0)).collect();
-        self.with_shape(self.shape.clone(), lo, hi)
+        Intervals::new_ends(self.shape.clone(), lo, hi)
     }
 
     fn sum_pool(&self, p: &Pool2d) -> Result<Self> {
         let shape = self.window(p)?;
         let (lo, hi) = self.padded(p.padding);
         let k = (p.kernel.0 * p.kernel.1) as f64;
-        Ok(self.with_shape(shape, lo.iter().map(|v| v * k).collect(), hi.iter().map(|v| v * k).collect()))
+        Ok(Intervals::new_ends(shape, lo.iter().map(|v| v * k).collect(), hi.iter().map(|v| v * k).collect()))
     }
 
     fn max_pool(&self, p: &Pool2d) -> Result<Self> {
         // Padding never wins a window, and every window holds an input.
-        Ok(self.with_shape(self.window(p)?, self.lo.clone(), self.hi.clone()))
+        Ok(Intervals::new_ends(self.window(p)?, self.lo.clone(), self.hi.clone()))
     }
 
     fn global_sum(&self) -> Result<Self> {
         let (c, h, w) = self.dims3("global average pooling input")?;
         let k = (h * w) as f64;
-        let _ = c;
-        Ok(self.with_shape(
+        Ok(Intervals::new_ends(
             vec![c, 1, 1],
             self.lo.iter().map(|v| v * k).collect(),
             self.hi.iter().map(|v| v * k).collect(),
@@ -631,7 +629,7 @@ impl Domain for Intervals {
     }
 
     fn divide(&self, d: f64) -> Self {
-        self.with_shape(
+        Intervals::new_ends(
             self.shape.clone(),
             self.lo.iter().map(|v| v / d).collect(),
             self.hi.iter().map(|v| v / d).collect(),
@@ -642,7 +640,7 @@ impl Domain for Intervals {
         let per = self.spatial();
         let lo = self.lo.iter().flat_map(|&v| std::iter::repeat_n(v, per)).collect();
         let hi = self.hi.iter().flat_map(|&v| std::iter::repeat_n(v, per)).collect();
-        Ok(self.with_shape(vec![self.shape.iter().product()], lo, hi))
+        Ok(Intervals::new_ends(vec![self.shape.iter().product()], lo, hi))
     }
 
     fn add(&self, other: &Self) -> Result<Self> {
@@ -655,7 +653,7 @@ impl Domain for Intervals {
         }
         let lo = self.lo.iter().zip(&other.lo).map(|(a, b)| a + b).collect();
         let hi = self.hi.iter().zip(&other.hi).map(|(a, b)| a + b).collect();
-        Ok(self.with_shape(self.shape.clone(), lo, hi))
+        Ok(Intervals::new_ends(self.shape.clone(), lo, hi))
     }
 
     fn spatial(&self) -> usize {

@@ -50,7 +50,7 @@ use crate::stats::{PartyStats, Stats};
 use crate::{Conv2dParams, Error, PartyId, Result, Session};
 use cryptgpu_codegen::{Affine, GatherKernel};
 use cryptgpu_dsl::range::{self, InputBound, RangeReport};
-use cryptgpu_dsl::{BatchNorm2d, Graph, Layer, Node, Params};
+use cryptgpu_dsl::{Graph, Layer, Node, Params};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -200,7 +200,7 @@ pub struct Executor {
     graph: Graph,
     roles: Roles,
     /// Conv2d name → the BatchNorm2d right after it (name, hyper-parameters), folded into its weights and bias.
-    folds: HashMap<String, (String, BatchNorm2d)>,
+    folds: cryptgpu_dsl::fold::Folds,
     /// Declared public bound |x| ≤ B on the input; `None`: the batch's max |x|.
     input_bound: Option<f64>,
     range_check: RangeCheck,
