@@ -21,4 +21,5 @@ pub use cryptgpu_runtime::{
 
 pub mod data;
 pub mod lenet_mnist;
+pub mod precision;
 pub mod workloads;

@@ -103,6 +103,31 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "20")]
         frac_bits: Vec<u32>,
     },
+    /// Range analysis: per layer the largest ring value of the private inference, the largest safe fractional
+    /// precision t, and the probabilistic truncation's predicted failure probability per inference.
+    Precision {
+        /// Which model (random Kaiming weights unless --weights).
+        #[arg(long, value_enum, default_value_t = PrecisionModel::Lenet)]
+        model: PrecisionModel,
+        /// Weights (safetensors with PyTorch names).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// Public input bound |x| ≤ B (default: [0, 1] for LeNet's MNIST pixels, 1 otherwise).
+        #[arg(long)]
+        input_bound: Option<f64>,
+        /// Also calibrate on N sample inputs (MNIST test images for LeNet, uniform in [-B, B] otherwise).
+        #[arg(long)]
+        calibrate: Option<usize>,
+        /// Factor on the measured magnitudes of the calibration.
+        #[arg(long, default_value_t = 4.0)]
+        margin: f64,
+        /// Fractional bits the bounds are shown at.
+        #[arg(long, default_value_t = 20)]
+        frac_bits: u32,
+        /// MNIST directory (LeNet's calibration images).
+        #[arg(long, default_value = "data/mnist")]
+        data: std::path::PathBuf,
+    },
     /// Benchmark tables of the linear layers: ring GEMM vs f32, secure matmul vs local GEMM, secure conv vs plaintext.
     Bench {
         /// Repetitions per measurement (the median is reported).
@@ -238,7 +263,7 @@ fn compare_logits(private: &cryptgpu::dsl::Tensor, plain: &cryptgpu::dsl::Tensor
 
 fn accuracy(model: AccModel, batch: usize, frac_bits: Vec<u32>) -> Result<(), Box<dyn std::error::Error>> {
     use cryptgpu::dsl::{models, reference, Params, Tensor as DslTensor};
-    use cryptgpu::runtime::executor::{Executor, Roles};
+    use cryptgpu::runtime::executor::{Executor, RangeCheck, Roles};
     use rand::SeedableRng;
     let graph = match model {
         AccModel::Lenet => models::lenet(models::Pooling::Avg)?,
@@ -259,7 +284,16 @@ fn accuracy(model: AccModel, batch: usize, frac_bits: Vec<u32>) -> Result<(), Bo
     for t in frac_bits {
         let session = Session::new(Config { frac_bits: t, ..Config::default() })?;
         let roles = Roles { model_owner: 1, data_owner: 0, receiver: 0 };
-        let result = Executor::new(graph.clone(), roles)?.infer(&session, &params, &input)?;
+        // Worst-case intervals refuse the deeper models at t = 20 (see `cryptgpu precision`): calibrated check.
+        let check = RangeCheck::Calibrated { samples: 2, margin: 4.0 };
+        let result = match Executor::new(graph.clone(), roles)?.with_range_check(check).infer(&session, &params, &input)
+        {
+            Err(e @ (cryptgpu::Error::Range(_) | cryptgpu::Error::FailureProbability(_))) => {
+                println!("| {t} | refused before sharing: {e} | | | | |");
+                continue;
+            }
+            r => r?,
+        };
         let private = result.logits(0).ok_or("the receiver got no logits")?;
         let (rel, agree) = compare_logits(private, &plain);
         println!(
@@ -271,6 +305,94 @@ fn accuracy(model: AccModel, batch: usize, frac_bits: Vec<u32>) -> Result<(), Bo
             result.wall.as_secs_f64()
         );
     }
+    Ok(())
+}
+
+/// Models `cryptgpu precision` knows (CryptGPU's average-pooling variants, ResNets with the average-pool stem).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PrecisionModel {
+    /// LeNet (MNIST).
+    Lenet,
+    /// AlexNet, CIFAR-10 variant.
+    Alexnet,
+    /// VGG-16, CIFAR-10 variant.
+    Vgg16,
+    /// ResNet-18, ImageNet 224×224.
+    Resnet18,
+    /// ResNet-50.
+    Resnet50,
+    /// ResNet-101.
+    Resnet101,
+    /// ResNet-152.
+    Resnet152,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn precision(
+    model: PrecisionModel,
+    weights: Option<std::path::PathBuf>,
+    input_bound: Option<f64>,
+    calibrate: Option<usize>,
+    margin: f64,
+    frac_bits: u32,
+    data: std::path::PathBuf,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use cryptgpu::dsl::range::InputBound;
+    use cryptgpu::dsl::{models, weights as wio, Params, Tensor as DslTensor};
+    use rand::SeedableRng;
+    let graph = match model {
+        PrecisionModel::Lenet => models::lenet(models::Pooling::Avg)?,
+        PrecisionModel::Alexnet => models::alexnet_cifar10(models::Pooling::Avg)?,
+        PrecisionModel::Vgg16 => models::vgg16_cifar10(models::Pooling::Avg)?,
+        PrecisionModel::Resnet18 => models::resnet18(models::Stem::AvgPool)?,
+        PrecisionModel::Resnet50 => models::resnet50(models::Stem::AvgPool)?,
+        PrecisionModel::Resnet101 => models::resnet101(models::Stem::AvgPool)?,
+        PrecisionModel::Resnet152 => models::resnet152(models::Stem::AvgPool)?,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2021);
+    let params = match &weights {
+        Some(path) => wio::load(&graph, path)?,
+        None => Params::kaiming(&graph, &mut rng),
+    };
+    let lenet = matches!(model, PrecisionModel::Lenet);
+    let bound = match input_bound {
+        Some(b) => InputBound::Uniform(b),
+        None if lenet => InputBound::PerChannel(vec![(0.0, 1.0)]),
+        None => InputBound::Uniform(1.0),
+    };
+    let samples = match calibrate {
+        None => None,
+        Some(n) if lenet && input_bound.is_none() => {
+            let test = cryptgpu::data::Dataset::mnist(&data, cryptgpu::data::Split::Test)?;
+            let images = test.subset(0..n.min(test.len())).images;
+            Some(DslTensor::from_vec(&images.shape, images.data)?)
+        }
+        Some(n) => {
+            let mut shape = vec![n];
+            shape.extend_from_slice(graph.input_shape());
+            let b = bound.max_abs();
+            Some(DslTensor::uniform(&shape, -b, b, &mut rng))
+        }
+    };
+    println!(
+        "{} with {}; input bound {}; {}",
+        graph.name(),
+        match &weights {
+            Some(p) => format!("weights {}", p.display()),
+            None => "random Kaiming weights (seed 2021)".into(),
+        },
+        match &bound {
+            InputBound::Uniform(b) => format!("|x| ≤ {b}"),
+            InputBound::PerChannel(v) => format!("per channel {v:?}"),
+        },
+        match (&samples, lenet && input_bound.is_none()) {
+            (None, _) => "no calibration".to_string(),
+            (Some(s), true) => format!("calibration on the first {} MNIST test images", s.shape()[0]),
+            (Some(s), false) => format!("calibration on {} inputs uniform in [-B, B]", s.shape()[0]),
+        }
+    );
+    let report = cryptgpu::precision::analyse(&graph, &params, &bound, samples.as_ref(), margin)?;
+    print!("{}", report.render(frac_bits));
     Ok(())
 }
 
@@ -720,6 +842,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             infer(batch, pooling, weights, !non_strict, data)?
         }
         Command::Accuracy { model, batch, frac_bits } => accuracy(model, batch, frac_bits)?,
+        Command::Precision { model, weights, input_bound, calibrate, margin, frac_bits, data } => {
+            precision(model, weights, input_bound, calibrate, margin, frac_bits, data)?
+        }
         Command::Train { steps, batch, lr, momentum, eval, dataset, data, loss_csv, save } => {
             train(steps, batch, lr, momentum, eval, dataset, data, loss_csv, save)?
         }

@@ -6,7 +6,7 @@
 //! (about 10 s of three-party work on 2 cores) with `cargo test --release --test accuracy -- --ignored`.
 
 use cryptgpu::dsl::{models, reference, Graph, Params, Tensor};
-use cryptgpu::runtime::executor::{Executor, Roles};
+use cryptgpu::runtime::executor::{Executor, RangeCheck, Roles};
 use cryptgpu::workloads::{argmax, relative_error};
 use cryptgpu::{Config, Session};
 use rand::{Rng, SeedableRng};
@@ -22,8 +22,11 @@ fn relative_errors(graph: &Graph, batch: usize, seed: u64) -> Vec<(f64, bool, bo
     let input = Tensor::from_vec(&shape, (0..n).map(|_| rng.gen_range(-1.0..=1.0)).collect()).unwrap();
     let plain = reference::infer(graph, &params, &input).unwrap();
     let session = Session::new(Config::default()).unwrap();
+    // Worst-case intervals refuse AlexNet and ResNet-50 at t = 20 (`cryptgpu precision`): the model owner checks
+    // calibrated magnitudes on random inputs within the bound instead.
     let result = Executor::new(graph.clone(), Roles { model_owner: 1, data_owner: 0, receiver: 2 })
         .unwrap()
+        .with_range_check(RangeCheck::Calibrated { samples: 2, margin: 4.0 })
         .infer(&session, &params, &input)
         .unwrap();
     let private = result.logits(2).expect("party 2 receives the logits");
@@ -67,7 +70,7 @@ fn lenet_with_max_pooling_private_logits_are_within_two_hundredths_of_a_percent(
 }
 
 #[test]
-#[ignore = "about 10 s of three-party work on 2 cores: run with --release -- --ignored"]
+#[ignore = "about 10 s of three-party work and 20 s of f64 calibration on 2 cores: run with --release -- --ignored"]
 fn resnet50_private_logits_are_within_two_hundredths_of_a_percent() {
     assert_accurate(&models::resnet50(models::Stem::AvgPool).unwrap(), 1, rand::random());
 }

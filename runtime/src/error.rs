@@ -115,9 +115,96 @@ pub enum Error {
         /// The driver's error name and description.
         reason: String,
     },
+    /// A value of a private inference could reach the ring's limit at the session's precision: refused by the
+    /// model owner before anything was shared.
+    #[error(transparent)]
+    Range(Box<RangeViolation>),
+    /// The probabilistic truncation is predicted to fail too often for this model: refused by the model owner
+    /// before anything was shared.
+    #[error(transparent)]
+    FailureProbability(Box<FailureRisk>),
+    /// An input element is outside the declared public bound (or not finite): refused by the data owner before
+    /// anything was shared.
+    #[error("input element {index} is {value}, outside the declared bound |x| ≤ {bound:e} (Executor::with_input_bound); NaN and infinities are never in range")]
+    InputRange {
+        /// Flat index of the element in the batch.
+        index: usize,
+        /// Its value.
+        value: f64,
+        /// The declared bound.
+        bound: f64,
+    },
     /// A kernel failed validation or was launched with wrong arguments.
     #[error(transparent)]
     Kernel(#[from] cryptgpu_codegen::Error),
+}
+
+/// What [`Error::Range`] reports: the first layer whose bound reaches 2^62, the bound, and the largest safe `t`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "model `{model}`: layer `{layer}` ({kind}) can reach {bound:.3e} ≈ 2^{:.1} in the ring at t = {frac_bits}, \
+     not below the limit {limit:.3e} = 2^62 ({method}); {}",
+    .bound.log2(),
+    range_advice(*.largest_safe_t, .method)
+)]
+pub struct RangeViolation {
+    /// The model.
+    pub model: String,
+    /// The first layer (full name, or `<block>.add`, or `input`) whose bound reaches the limit.
+    pub layer: String,
+    /// Its kind.
+    pub kind: String,
+    /// The largest ring value it can reach (pre-truncation value or stored output).
+    pub bound: f64,
+    /// The limit, 2^62.
+    pub limit: f64,
+    /// The session's fractional bits.
+    pub frac_bits: u32,
+    /// The largest `t` at which every layer is within the limit, `None` when none is.
+    pub largest_safe_t: Option<u32>,
+    /// How the bound was obtained (interval bound or calibration), in words.
+    pub method: String,
+}
+
+/// What [`Error::FailureProbability`] reports: the predicted failure probability of a run and the allowed one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "model `{model}`: probabilistic truncation at t = {frac_bits} is predicted to fail with probability up to \
+     {probability:.2e} per run of {batch} sample(s) (union bound over every truncated element, largest share from \
+     layer `{layer}`; {method}), above the allowed {threshold:.1e}; use the exact truncation mode (the default), a \
+     smaller t, or accept the risk with Executor::allow_truncation_failures"
+)]
+pub struct FailureRisk {
+    /// The model.
+    pub model: String,
+    /// Predicted failure probability of the run (an upper bound).
+    pub probability: f64,
+    /// The allowed probability.
+    pub threshold: f64,
+    /// The session's fractional bits.
+    pub frac_bits: u32,
+    /// Samples in the run.
+    pub batch: usize,
+    /// The layer contributing most.
+    pub layer: String,
+    /// How the magnitudes were obtained, in words.
+    pub method: String,
+}
+
+fn range_advice(largest_safe_t: Option<u32>, method: &str) -> String {
+    let t = match largest_safe_t {
+        Some(t) => format!("the largest safe t is {t} (Config::frac_bits)"),
+        None => "no t is safe".to_string(),
+    };
+    if method.starts_with("interval") {
+        format!(
+            "{t}; declare a tighter input bound (Executor::with_input_bound), or, where worst-case intervals are far \
+             looser than real values (deep networks; compare with `cryptgpu precision --calibrate N`), check calibrated \
+             magnitudes instead (Executor::with_range_check(RangeCheck::Calibrated {{ .. }}), not a guarantee)"
+        )
+    } else {
+        format!("{t}; calibrated magnitudes are not a guarantee, and these already exceed the limit")
+    }
 }
 
 /// Result with the runtime's [`Error`].

@@ -27,15 +27,30 @@
 //! all three parties in a [`Session`] and merges them into [`LayerStats`] (rounds: the maximum over parties;
 //! bytes: the sum).
 //!
+//! **Range safety** (before phase 1, nothing revealed): a private run is only right while every ring value stays
+//! below 2^62 (exact truncation, comparisons) — see [`cryptgpu_dsl::range`]. The data owner checks its batch
+//! against the declared public input bound ([`Executor::with_input_bound`]; NaN and infinities are refused); the
+//! model owner runs the range analysis with its weights and that bound at the session's `t` ([`RangeCheck`]:
+//! worst-case intervals by default, calibration on random inputs within the bound, or off) and refuses with
+//! [`Error::Range`] naming the layer, the bound it reaches and the largest safe `t`. Under probabilistic
+//! truncation it also refuses when the predicted failure probability of the run exceeds a threshold (10^-9 unless
+//! [`Executor::allow_truncation_failures`]) with [`Error::FailureProbability`]. When no bound is declared, it is
+//! the batch's `max |x|`, which the model owner then learns ([`Executor::infer`] reads it from the batch;
+//! [`Executor::infer_party`] has the data owner send it to the model owner in one extra setup round). In exact
+//! mode, divisions by a non-power of two (3×3 or 7×7 average pooling) remain probabilistic; their (small) predicted
+//! failure probability is reported by `cryptgpu precision` but not enforced.
+//!
 //! Limits: convolution and pooling windows must use the same stride and the same padding on both axes (the
 //! protocols take one stride and one padding); a layer that does not is refused with an error naming it.
 
 use crate::party::Party;
+use crate::protocols::TruncationMode;
 use crate::share::Share;
 use crate::stats::{PartyStats, Stats};
 use crate::{Conv2dParams, Error, PartyId, Result, Session};
 use cryptgpu_codegen::{Affine, GatherKernel};
-use cryptgpu_dsl::{BatchNorm2d, Graph, Layer, Node, Params};
+use cryptgpu_dsl::range::{self, InputBound, RangeReport};
+use cryptgpu_dsl::{Graph, Layer, Node, Params};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -158,59 +173,39 @@ impl Inference {
     }
 }
 
+/// How the model owner checks, before sharing anything, that no value of the private run reaches 2^62.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RangeCheck {
+    /// Worst-case interval analysis from the declared input bound: a guarantee (the default). On deep networks
+    /// the intervals can be far looser than real values and refuse every `t`.
+    Interval,
+    /// The largest magnitudes over `samples` inputs drawn uniformly within the input bound (seeded), times
+    /// `margin`: **not a guarantee** (an input unlike those samples can exceed them).
+    Calibrated {
+        /// Number of random inputs.
+        samples: usize,
+        /// Factor on the measured magnitudes (≥ 1).
+        margin: f64,
+    },
+    /// No check: an overflow gives a silently wrong result.
+    Off,
+}
+
+/// Largest predicted failure probability per run the probabilistic truncation may have by default.
+pub const DEFAULT_MAX_FAILURE: f64 = 1e-9;
+
 /// Runs a model graph privately: see the [module documentation](self).
 #[derive(Debug, Clone)]
 pub struct Executor {
     graph: Graph,
     roles: Roles,
     /// Conv2d name → the BatchNorm2d right after it (name, hyper-parameters), folded into its weights and bias.
-    folds: HashMap<String, (String, BatchNorm2d)>,
-}
-
-/// Every Conv2d directly followed by a BatchNorm2d over its output channels in the same node list: the pairs
-/// whose folding is exact (the convolution's output goes nowhere else).
-fn conv_bn_pairs(nodes: &[Node], out: &mut HashMap<String, (String, BatchNorm2d)>) {
-    for pair in nodes.windows(2) {
-        if let [Node::Layer { name: conv, layer: Layer::Conv2d(c) }, Node::Layer { name: bn, layer: Layer::BatchNorm2d(b) }] =
-            pair
-        {
-            if c.out_channels == b.channels {
-                out.insert(conv.clone(), (bn.clone(), *b));
-            }
-        }
-    }
-    for node in nodes {
-        match node {
-            Node::Layer { .. } => {}
-            Node::Sequential { children, .. } => conv_bn_pairs(children, out),
-            Node::Residual { main, shortcut, post, .. } => {
-                for list in [main, shortcut, post] {
-                    conv_bn_pairs(list, out);
-                }
-            }
-        }
-    }
-}
-
-/// Batch norm with running statistics as a per-channel affine map: `scale = γ / √(var + ε)`,
-/// `shift = β − mean · scale` (the owner computes it in f64).
-fn bn_affine(graph: &Graph, params: &Params, name: &str, eps: f64) -> Result<(Vec<f64>, Vec<f64>)> {
-    let get = |suffix: &str| params.require(&format!("{name}.{suffix}")).map_err(|e| dsl_err(graph, e));
-    let (gamma, beta) = (get("weight")?.data(), get("bias")?.data());
-    let (mean, var) = (get("running_mean")?.data(), get("running_var")?.data());
-    let mut scale = Vec::with_capacity(gamma.len());
-    for (c, (&g, &v)) in gamma.iter().zip(var).enumerate() {
-        let denom = v + eps;
-        if !(denom > 0.0 && denom.is_finite()) {
-            return Err(Error::Invalid(format!(
-                "model `{}`: `{name}.running_var[{c}]` + eps = {denom} is not positive",
-                graph.name()
-            )));
-        }
-        scale.push(g / denom.sqrt());
-    }
-    let shift = beta.iter().zip(mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
-    Ok((scale, shift))
+    folds: cryptgpu_dsl::fold::Folds,
+    /// Declared public bound |x| ≤ B on the input; `None`: the batch's max |x|.
+    input_bound: Option<f64>,
+    range_check: RangeCheck,
+    /// Largest allowed predicted failure probability per run under probabilistic truncation.
+    max_failure: f64,
 }
 
 fn runtime_tensor(t: &DslTensor) -> Result<crate::Tensor> {
@@ -239,9 +234,106 @@ impl Executor {
                 return Err(Error::Invalid(format!("{what} must be party 0, 1 or 2, found {id}")));
             }
         }
-        let mut folds = HashMap::new();
-        conv_bn_pairs(graph.nodes(), &mut folds);
-        Ok(Executor { graph, roles, folds })
+        let folds = cryptgpu_dsl::fold::conv_bn_pairs(&graph);
+        Ok(Executor {
+            graph,
+            roles,
+            folds,
+            input_bound: None,
+            range_check: RangeCheck::Interval,
+            max_failure: DEFAULT_MAX_FAILURE,
+        })
+    }
+
+    /// Declares the public bound `|x| ≤ bound` on every input element: the data owner refuses a batch outside it,
+    /// the model owner checks the model's range for it. Without it the bound is the batch's `max |x|`, which
+    /// thereby becomes known to the model owner.
+    pub fn with_input_bound(mut self, bound: f64) -> Self {
+        self.input_bound = Some(bound);
+        self
+    }
+
+    /// How the model owner checks the range (default [`RangeCheck::Interval`]).
+    pub fn with_range_check(mut self, check: RangeCheck) -> Self {
+        self.range_check = check;
+        self
+    }
+
+    /// Allows probabilistic truncation runs whose predicted failure probability per run is at most `p` (default
+    /// [`DEFAULT_MAX_FAILURE`]); `1.0` accepts any.
+    pub fn allow_truncation_failures(mut self, p: f64) -> Self {
+        self.max_failure = p;
+        self
+    }
+
+    /// The data owner's check, before sharing: every element of `input` is finite and within `|x| ≤ bound`.
+    pub fn check_input(&self, input: &DslTensor, bound: f64) -> Result<()> {
+        match input.data().iter().enumerate().find(|(_, v)| !(v.is_finite() && v.abs() <= bound)) {
+            Some((index, &value)) => Err(Error::InputRange { index, value, bound }),
+            None => Ok(()),
+        }
+    }
+
+    /// The data owner's bound (declared, or the batch's `max |x|`) after [`Executor::check_input`] against it.
+    fn data_bound(&self, input: &DslTensor) -> Result<f64> {
+        let bound = self
+            .input_bound
+            .unwrap_or_else(|| input.data().iter().filter(|v| v.is_finite()).fold(0.0, |m: f64, v| m.max(v.abs())));
+        self.check_input(input, bound)?;
+        Ok(bound)
+    }
+
+    /// The model owner's check, before sharing: the range analysis of the model with `params` for inputs
+    /// `|x| ≤ input_bound` at `frac_bits`, for a run of `batch` samples under `truncation`. Returns the report
+    /// (`None` with [`RangeCheck::Off`]); an error names the first layer that can reach 2^62, or the predicted
+    /// failure probability of probabilistic truncation above the allowed one.
+    pub fn check_model(
+        &self,
+        params: &Params,
+        input_bound: f64,
+        frac_bits: u32,
+        truncation: TruncationMode,
+        batch: usize,
+    ) -> Result<Option<RangeReport>> {
+        let bound = InputBound::Uniform(input_bound);
+        let fold = !self.folds.is_empty();
+        let report = match self.range_check {
+            RangeCheck::Off => return Ok(None),
+            RangeCheck::Interval => range::intervals(&self.graph, params, &bound, fold),
+            RangeCheck::Calibrated { samples, margin } => {
+                range::calibrate_uniform(&self.graph, params, &bound, samples, margin, fold, 0x5eed)
+            }
+        }
+        .map_err(|e| dsl_err(&self.graph, e))?;
+        let method = report.method.to_string();
+        if let Some((layer, bound)) = report.first_unsafe(frac_bits) {
+            return Err(Error::Range(Box::new(crate::RangeViolation {
+                model: self.graph.name().to_string(),
+                layer: layer.name.clone(),
+                kind: layer.kind.to_string(),
+                bound,
+                limit: range::RING_LIMIT,
+                frac_bits,
+                largest_safe_t: report.largest_safe_t(),
+                method,
+            })));
+        }
+        if truncation == TruncationMode::Probabilistic {
+            let probability = report.failure_probability(frac_bits, true, batch);
+            if probability > self.max_failure {
+                let layer = report.worst_failure_layer(frac_bits, true).map_or(String::new(), |l| l.name.clone());
+                return Err(Error::FailureProbability(Box::new(crate::FailureRisk {
+                    model: self.graph.name().to_string(),
+                    probability,
+                    threshold: self.max_failure,
+                    frac_bits,
+                    batch,
+                    layer,
+                    method,
+                })));
+            }
+        }
+        Ok(Some(report))
     }
 
     /// Whether batch norms right after a convolution are folded into it (the default): the owner shares
@@ -249,10 +341,7 @@ impl Executor {
     /// (its rounds, bytes and rounding) and is exact in real arithmetic. `false` runs every batch norm as an
     /// affine map on shares.
     pub fn with_batch_norm_folding(mut self, fold: bool) -> Self {
-        self.folds.clear();
-        if fold {
-            conv_bn_pairs(self.graph.nodes(), &mut self.folds);
-        }
+        self.folds = if fold { cryptgpu_dsl::fold::conv_bn_pairs(&self.graph) } else { HashMap::new() };
         self
     }
 
@@ -309,24 +398,12 @@ impl Executor {
         for info in self.graph.layers() {
             let n = &info.name;
             match &info.layer {
-                Layer::Conv2d(c) => match self.folds.get(n) {
-                    Some((bn_name, bn)) => {
-                        let (scale, shift) = bn_affine(&self.graph, params, bn_name, bn.eps)?;
-                        let w = get(&format!("{n}.weight"))?.data();
-                        let per_out = w.len() / c.out_channels.max(1);
-                        flat.extend(w.iter().enumerate().map(|(i, v)| v * scale[i / per_out]));
-                        for o in 0..c.out_channels {
-                            let b = if c.bias { get(&format!("{n}.bias"))?.data()[o] } else { 0.0 };
-                            flat.push(b * scale[o] + shift[o]);
-                        }
-                    }
-                    None => {
-                        flat.extend_from_slice(get(&format!("{n}.weight"))?.data());
-                        if c.bias {
-                            flat.extend_from_slice(get(&format!("{n}.bias"))?.data());
-                        }
-                    }
-                },
+                Layer::Conv2d(c) => {
+                    let (w, b) = cryptgpu_dsl::fold::conv_weights(params, n, c, self.folds.get(n))
+                        .map_err(|e| dsl_err(&self.graph, e))?;
+                    flat.extend(w);
+                    flat.extend(b.unwrap_or_default());
+                }
                 Layer::Linear(l) => {
                     flat.extend_from_slice(get(&format!("{n}.weight"))?.data());
                     if l.bias {
@@ -335,7 +412,8 @@ impl Executor {
                 }
                 Layer::BatchNorm2d(_) if self.is_folded_bn(n) => {}
                 Layer::BatchNorm2d(b) => {
-                    let (scale, shift) = bn_affine(&self.graph, params, n, b.eps)?;
+                    let (scale, shift) =
+                        cryptgpu_dsl::fold::bn_affine(params, n, b.eps).map_err(|e| dsl_err(&self.graph, e))?;
                     flat.extend_from_slice(&scale);
                     flat.extend_from_slice(&shift);
                 }
@@ -518,7 +596,9 @@ impl Executor {
 
     /// One party's whole private inference: share the weights (model owner passes `Some(params)`), share the
     /// batch (data owner passes `Some(input)` of shape `[batch, …input]`), run every layer, reveal the logits to
-    /// the receiver. All three parties call this with the same `batch`.
+    /// the receiver. All three parties call this with the same `batch`. Before its first message the data owner
+    /// checks its batch and the model owner the model's range (see the [module documentation](self)); without a
+    /// declared input bound (and with a range check on), the data owner first sends `max |x|` to the model owner.
     pub fn infer_party(
         &self,
         p: &mut Party,
@@ -527,6 +607,52 @@ impl Executor {
         batch: usize,
     ) -> Result<PartyInference> {
         let mut setup = Vec::new();
+        let bound = match (p.id() == self.roles.data_owner, input) {
+            (true, Some(x)) => Some(self.data_bound(x)?),
+            _ => self.input_bound,
+        };
+        let bound = match (self.input_bound, self.range_check) {
+            (None, RangeCheck::Interval | RangeCheck::Calibrated { .. })
+                if self.roles.data_owner != self.roles.model_owner =>
+            {
+                timed(p, &mut setup, "declare input bound", "Setup", |p| self.announce_bound(p, bound))?
+            }
+            _ => bound,
+        };
+        if p.id() == self.roles.model_owner {
+            if let (Some(params), Some(bound)) = (params, bound) {
+                params.check_present(&self.graph, "parameters").map_err(|e| dsl_err(&self.graph, e))?;
+                self.check_model(params, bound, p.fixed().frac_bits(), p.truncation(), batch)?;
+            }
+        }
+        self.run_party(p, params, input, batch, setup)
+    }
+
+    /// The data owner sends its `max |x|` (a public declaration from now on) to the model owner: one round.
+    fn announce_bound(&self, p: &mut Party, bound: Option<f64>) -> Result<Option<f64>> {
+        let (owner, data) = (self.roles.model_owner, self.roles.data_owner);
+        if p.id() == data {
+            let b = bound.ok_or_else(|| Error::Invalid(format!("party {data} owns the data but supplied none")))?;
+            p.round(vec![(owner, vec![b.to_bits()])], &[])?;
+            Ok(Some(b))
+        } else if p.id() == owner {
+            let got = p.round(vec![], &[(data, 1)])?;
+            Ok(got.first().and_then(|w| w.first()).map(|&w| f64::from_bits(w)))
+        } else {
+            p.round(vec![], &[])?;
+            Ok(bound)
+        }
+    }
+
+    /// The phases after the owners' checks.
+    fn run_party(
+        &self,
+        p: &mut Party,
+        params: Option<&Params>,
+        input: Option<&DslTensor>,
+        batch: usize,
+        mut setup: Vec<StepStats>,
+    ) -> Result<PartyInference> {
         let mut layers = Vec::new();
         let model = timed(p, &mut setup, "share weights", "Setup", |p| self.share_model(p, params))?;
         let x = timed(p, &mut setup, "share input", "Setup", |p| self.share_input(p, input, batch))?;
@@ -540,8 +666,10 @@ impl Executor {
     }
 
     /// Private inference of `input` `[B, …input]` with `params` on the three parties of `session`: checks the
-    /// parameters and the input shape up front (a missing or mis-shaped tensor is an error naming it), then runs
-    /// [`Executor::infer_party`] on every party and merges their statistics.
+    /// parameters and the input shape up front (a missing or mis-shaped tensor is an error naming it), then the
+    /// data owner's input check and the model owner's range check (see the [module documentation](self)) — all
+    /// before [`Session::run`], so a refusal leaves the session usable — then runs every party and merges their
+    /// statistics.
     pub fn infer(&self, session: &Session, params: &Params, input: &DslTensor) -> Result<Inference> {
         params.check_present(&self.graph, "parameters").map_err(|e| dsl_err(&self.graph, e))?;
         let batch = input.shape().first().copied().unwrap_or(0);
@@ -553,13 +681,15 @@ impl Executor {
                 found: format!("{:?}", input.shape()),
             });
         }
+        let bound = self.data_bound(input)?;
+        self.check_model(params, bound, session.fixed().frac_bits(), session.truncation(), batch)?;
         let start = Instant::now();
         let before = session.stats();
         let roles = self.roles;
         let runs = session.run(|p| {
             let params = (p.id() == roles.model_owner).then_some(params);
             let input = (p.id() == roles.data_owner).then_some(input);
-            self.infer_party(p, params, input, batch)
+            self.run_party(p, params, input, batch, Vec::new())
         })?;
         let wall = start.elapsed();
         let after = session.stats();

@@ -109,6 +109,12 @@ impl Session {
         self.fixed
     }
 
+    /// The truncation mode of fixed-point products (party 0's current mode; every party starts with
+    /// [`Config::truncation`]).
+    pub fn truncation(&self) -> crate::protocols::TruncationMode {
+        lock(&self.parties[0]).truncation()
+    }
+
     /// Run `program` on the three parties at once (one thread each) and return their results in party order.
     ///
     /// If any party fails, the others are stopped and the first error is returned; the session is then unusable
