@@ -125,6 +125,34 @@ impl Party {
         self.step
     }
 
+    /// The last step this party used (0 before any).
+    pub(crate) fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Tell the peers this party's program has returned (see [`Transport::finish`]).
+    pub(crate) fn finish_program(&mut self) -> Result<()> {
+        self.net.finish()
+    }
+
+    /// Between runs: discard what is pending on the connections (see [`Transport::reset`]); false when the
+    /// transport cannot.
+    pub(crate) fn reset_connections(&mut self) -> Result<bool> {
+        self.net.reset()
+    }
+
+    /// After a failed run (every program has returned, the connections are reset): forget the state of the
+    /// interrupted protocol call and continue the step counter from `step`, which the session chooses above every
+    /// step any party used, so no PRF stream (key, purpose, step) is ever used twice.
+    pub(crate) fn recover(&mut self, step: u64) {
+        debug_assert!(step > self.step);
+        self.step = step;
+        self.depth = 0;
+        self.ride_out.clear();
+        self.ride_expect.clear();
+        self.ride_in.clear();
+    }
+
     /// The stream of a key for `purpose` at `step`.
     pub(crate) fn stream(&self, key: KeyWith, purpose: Purpose, step: u64) -> Stream {
         let k: PrfKey = match key {
