@@ -12,9 +12,15 @@ pub struct Tensor {
     data: Vec<f64>,
 }
 
-/// Number of elements of a shape (1 for the scalar shape `[]`).
+/// Number of elements of a shape (1 for the scalar shape `[]`); saturates at `usize::MAX` instead of wrapping, so
+/// an overflowing shape never matches a data vector.
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    checked_numel(shape).unwrap_or(usize::MAX)
+}
+
+/// Number of elements of a shape, or `None` when it overflows `usize`.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
 }
 
 impl Tensor {

@@ -351,7 +351,13 @@ impl Executor {
     pub fn share_model(&self, p: &mut Party, params: Option<&Params>) -> Result<SharedModel> {
         let owner = self.roles.model_owner;
         let slots = self.slots();
-        let total: usize = slots.iter().map(|s| crate::tensor::numel(&s.shape)).sum();
+        let mut total = 0usize;
+        for s in &slots {
+            total = total.checked_add(crate::tensor::numel(&s.shape)?).ok_or_else(|| Error::Overflow {
+                what: format!("parameters of `{}`", s.key),
+                shape: s.shape.clone(),
+            })?;
+        }
         let value = match (p.id() == owner, params) {
             (true, Some(params)) => Some(crate::Tensor::new(&[total], self.flatten_params(params)?)?),
             (true, None) => {
@@ -369,7 +375,7 @@ impl Executor {
         let mut tensors = HashMap::with_capacity(slots.len());
         let mut at = 0;
         for slot in slots {
-            let len = crate::tensor::numel(&slot.shape);
+            let len = crate::tensor::held_numel(&slot.shape);
             let r = at..at + len;
             at += len;
             let share = Share::from_pieces(&slot.shape, flat.mine()[r.clone()].to_vec(), flat.next()[r].to_vec());
@@ -386,6 +392,23 @@ impl Executor {
         s
     }
 
+    /// The data owner's local check of its batch, before any message: shape `[batch, …input]` with `batch ≥ 1`,
+    /// and every value encodable at `fixed` (no NaN, ±infinity or out-of-range value).
+    fn check_input(&self, x: &DslTensor, batch: usize, fixed: crate::FixedPoint) -> Result<()> {
+        let shape = self.batch_shape(batch);
+        if batch == 0 {
+            return Err(Error::Invalid("the batch must hold at least one sample".into()));
+        }
+        if x.shape() != shape.as_slice() {
+            return Err(Error::Shape {
+                op: format!("input of model `{}`", self.graph.name()),
+                expected: format!("{shape:?}"),
+                found: format!("{:?}", x.shape()),
+            });
+        }
+        fixed.check_slice(x.data())
+    }
+
     /// Shares the data owner's batch: the owner passes `Some(x)` of shape `[batch, …input]`, the others `None`.
     pub fn share_input(&self, p: &mut Party, input: Option<&DslTensor>, batch: usize) -> Result<Share> {
         let shape = self.batch_shape(batch);
@@ -394,13 +417,7 @@ impl Executor {
         }
         let value = match input {
             Some(x) => {
-                if x.shape() != shape.as_slice() {
-                    return Err(Error::Shape {
-                        op: format!("input of model `{}`", self.graph.name()),
-                        expected: format!("{shape:?}"),
-                        found: format!("{:?}", x.shape()),
-                    });
-                }
+                self.check_input(x, batch, p.fixed())?;
                 Some(runtime_tensor(x)?)
             }
             None => None,
@@ -525,6 +542,9 @@ impl Executor {
         input: Option<&DslTensor>,
         batch: usize,
     ) -> Result<PartyInference> {
+        if let Some(x) = input {
+            self.check_input(x, batch, p.fixed())?; // before the weights' round: the owner's error comes first
+        }
         let mut setup = Vec::new();
         let mut layers = Vec::new();
         let model = timed(p, &mut setup, "share weights", "Setup", |p| self.share_model(p, params))?;
@@ -552,6 +572,8 @@ impl Executor {
                 found: format!("{:?}", input.shape()),
             });
         }
+        // The data owner's values (NaN, ±infinity, out of range) are refused before the run starts.
+        self.check_input(input, batch, session.fixed())?;
         let start = Instant::now();
         let before = session.stats();
         let roles = self.roles;

@@ -118,6 +118,14 @@ impl Party {
         Ok(())
     }
 
+    /// The product of `factors` (an element count named `what`), refused when it overflows `usize` or exceeds
+    /// the size limit: checked before anything of that size is allocated.
+    pub(crate) fn check_product(&self, what: &str, factors: &[usize]) -> Result<usize> {
+        let n = crate::tensor::checked_product(what, factors)?;
+        self.check_size(what, n)?;
+        Ok(n)
+    }
+
     /// Advance the lock-step counter: every party calls this at the same protocol points, so the counter names
     /// the step and PRF nonces never repeat.
     pub(crate) fn next_step(&mut self) -> u64 {
@@ -267,6 +275,8 @@ impl Party {
         params: &[u64],
         streams: &[Stream],
     ) -> Result<Vec<Vec<u64>>> {
+        k.validate()?; // the element counts fit usize
+        self.check_size(&format!("{} output", k.name), k.m * k.n)?;
         let mut outs: Vec<Vec<u64>> = vec![vec![0; k.m * k.n]; k.epilogue.outputs.len()];
         let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
         self.backend.gemm(k, inputs, params, streams, &mut refs)?;
@@ -282,6 +292,8 @@ impl Party {
 
     /// Launch a gather.
     pub(crate) fn gather(&self, k: &GatherKernel, input: &[u64]) -> Result<Vec<u64>> {
+        k.validate()?; // the element counts fit usize
+        self.check_size(&format!("{} output", k.name), k.out_len())?;
         let mut out = vec![0; k.out_len()];
         self.backend.gather(k, input, &mut out)?;
         Ok(out)

@@ -148,3 +148,72 @@ fn recovery_never_reuses_a_mask() {
     assert_eq!(second.len(), before + 3, "the share, then two reveal messages");
     assert_ne!(first[before], second[before + 1], "the same secret was masked with the same PRF step twice");
 }
+
+/// The data owner's bad input (NaN, ±infinity, out of range, wrong shape) is refused by `Executor::infer`
+/// before any message is sent; the same refusal inside a party program (`infer_party`) fails the run before the
+/// weights are shared; and the same session then runs a correct inference.
+#[test]
+fn a_bad_inference_input_is_refused_before_any_message_and_the_session_stays_usable() {
+    use cryptgpu_dsl::models::{lenet, Pooling};
+    use cryptgpu_dsl::{reference, Params, Tensor as DslTensor};
+    use cryptgpu_runtime::executor::{Executor, Roles};
+    use rand::SeedableRng;
+    let graph = lenet(Pooling::Avg).expect("LeNet");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let params = Params::kaiming(&graph, &mut rng);
+    let exec = Executor::new(graph.clone(), Roles::default()).expect("executor");
+    let s = session();
+    let x = DslTensor::randn(&[1, 1, 28, 28], 1.0, &mut rng);
+    for (bad, what) in [(f64::NAN, "NaN"), (f64::NEG_INFINITY, "infinity"), (1e300, "representable range")] {
+        let mut data = x.data().to_vec();
+        data[17] = bad;
+        let bad = DslTensor::from_vec(x.shape(), data).unwrap();
+        let before = s.stats();
+        let e = exec.infer(&s, &params, &bad).unwrap_err();
+        assert!(matches!(e, Error::Encode { .. }) && e.to_string().contains("element 17"), "{e}");
+        assert!(e.to_string().contains(what), "{e}");
+        assert_eq!(s.stats(), before, "no message before the input is refused");
+        let e = s
+            .run(|p| {
+                let params = (p.id() == Roles::default().model_owner).then_some(&params);
+                let input = (p.id() == Roles::default().data_owner).then_some(&bad);
+                exec.infer_party(p, params, input, 1)
+            })
+            .unwrap_err();
+        assert!(matches!(e, Error::Encode { .. }), "{e}");
+    }
+    let wrong = DslTensor::zeros(&[1, 1, 28, 27]);
+    assert!(matches!(exec.infer(&s, &params, &wrong), Err(Error::Shape { .. })));
+    let private = exec.infer(&s, &params, &x).expect("inference after refused inputs");
+    let plain = reference::infer(&graph, &params, &x).expect("reference");
+    let got = private.logits(Roles::default().receiver).expect("receiver's logits");
+    for (a, b) in got.data().iter().zip(plain.data()) {
+        assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+}
+
+/// The trainer checks every batch of the data owner before the run starts: a NaN in the second batch is refused
+/// before any message.
+#[test]
+fn a_bad_training_batch_is_refused_before_the_run() {
+    use cryptgpu_dsl::models::{lenet, Pooling};
+    use cryptgpu_dsl::{Params, Tensor as DslTensor};
+    use cryptgpu_runtime::executor::Roles;
+    use cryptgpu_runtime::training::{TrainConfig, Trainer};
+    use rand::SeedableRng;
+    let graph = lenet(Pooling::Avg).expect("LeNet");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let params = Params::kaiming(&graph, &mut rng);
+    let trainer = Trainer::new(graph, Roles::default(), TrainConfig::new(0.1)).expect("trainer");
+    let s = session();
+    let good = DslTensor::randn(&[2, 1, 28, 28], 1.0, &mut rng);
+    let mut data = good.data().to_vec();
+    data[5] = f64::INFINITY;
+    let bad = DslTensor::from_vec(good.shape(), data).unwrap();
+    let before = s.stats();
+    let e = trainer.train(&s, &params, &[(good.clone(), vec![1, 2]), (bad, vec![3, 4])]).unwrap_err();
+    assert!(e.to_string().contains("training batch 1") && e.to_string().contains("element 5"), "{e}");
+    let e = trainer.train(&s, &params, &[(good, vec![1, 10])]).unwrap_err();
+    assert!(e.to_string().contains("label 10 of sample 1"), "{e}");
+    assert_eq!(s.stats(), before, "no message before the batches are refused");
+}
