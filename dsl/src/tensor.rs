@@ -18,9 +18,11 @@ pub fn numel(shape: &[usize]) -> usize {
     checked_numel(shape).unwrap_or(usize::MAX)
 }
 
-/// Number of elements of a shape, or `None` when it overflows `usize`.
+/// Number of elements of a shape (0 when a dimension is 0), or `None` when the product of the non-zero dimensions
+/// overflows `usize`.
 pub fn checked_numel(shape: &[usize]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+    let nonzero = shape.iter().filter(|&&d| d != 0).try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    Some(if shape.contains(&0) { 0 } else { nonzero })
 }
 
 impl Tensor {
