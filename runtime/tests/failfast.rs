@@ -54,6 +54,7 @@ fn fails_fast_and_recovers(interrupt: impl Fn(&mut Party) -> Result<bool> + Sync
     let start = Instant::now();
     let e = s.run(|p| product(p, &x, &y, &interrupt)).unwrap_err();
     let elapsed = start.elapsed();
+    eprintln!("the run stopped after {elapsed:?}: {e}");
     assert!(check(&e), "wrong error: {e}");
     assert!(elapsed < Duration::from_secs(2), "the other parties waited {elapsed:?}");
     assert_usable(&s);
@@ -216,4 +217,31 @@ fn a_bad_training_batch_is_refused_before_the_run() {
     let e = trainer.train(&s, &params, &[(good, vec![1, 10])]).unwrap_err();
     assert!(e.to_string().contains("label 10 of sample 1"), "{e}");
     assert_eq!(s.stats(), before, "no message before the batches are refused");
+}
+
+/// A user transport that cannot discard pending messages (no `Transport::reset`): after a failed run the session
+/// refuses further runs with an error saying why, instead of running on stale messages.
+#[test]
+fn a_session_whose_transports_cannot_reset_refuses_runs_after_a_failure() {
+    use cryptgpu_runtime::transport::{memory, Transport};
+    use cryptgpu_runtime::{Config, PartyId};
+    use std::sync::{atomic::AtomicBool, Arc};
+    struct Plain(memory::MemoryTransport);
+    impl Transport for Plain {
+        fn send(&mut self, to: PartyId, words: Vec<u64>) -> Result<()> {
+            self.0.send(to, words)
+        }
+        fn recv(&mut self, from: PartyId) -> Result<Vec<u64>> {
+            self.0.recv(from)
+        }
+    }
+    let abort = Arc::new(AtomicBool::new(false));
+    let nets =
+        memory::connect(Config::default().timeout, abort.clone()).map(|t| Box::new(Plain(t)) as Box<dyn Transport>);
+    let s = Session::with_transports(Config::default(), nets, abort).expect("session");
+    assert_eq!(s.run(|p| Ok(p.id())).expect("a clean run needs no reset"), [0, 1, 2]);
+    let e = s.run(|p| if p.id() == 1 { Err(Error::Invalid("party 1 fails".into())) } else { Ok(p.id()) });
+    assert!(matches!(e, Err(Error::Invalid(m)) if m == "party 1 fails"));
+    let e = s.run(|p| Ok(p.id())).unwrap_err();
+    assert!(e.to_string().contains("cannot discard"), "{e}");
 }

@@ -88,14 +88,14 @@ proptest! {
 
     #[test]
     fn conv_output_sizes_never_overflow(h in dim(), w in dim(), kh in dim(), kw in dim(), stride in dim(), pad in dim()) {
-        // Either an error or the exact size (h + 2p − k)/s + 1, computed here in u128.
-        match conv_out("c", [h, w], [kh, kw], stride, pad) {
-            Ok((oh, ow)) => {
-                let out = |x: usize, k: usize| (x as u128 + 2 * pad as u128 - k as u128) / stride as u128 + 1;
-                prop_assert_eq!((oh as u128, ow as u128), (out(h, kh), out(w, kw)));
-            }
-            Err(_) => {}
-        }
+        // The exact size (h + 2p − k)/s + 1, computed here in u128, or an error exactly when the window does not fit
+        // or the padded size does not fit usize.
+        let padded = |x: usize| x as u128 + 2 * pad as u128;
+        let fits = |x: usize, k: usize| padded(x) <= usize::MAX as u128 && padded(x) >= k as u128;
+        let valid = stride > 0 && kh > 0 && kw > 0 && fits(h, kh) && fits(w, kw);
+        let out = |x: usize, k: usize| (padded(x) - k as u128) / stride.max(1) as u128 + 1;
+        let got = conv_out("c", [h, w], [kh, kw], stride, pad).map(|(a, b)| (a as u128, b as u128)).ok();
+        prop_assert_eq!(got, valid.then(|| (out(h, kh), out(w, kw))));
     }
 }
 
