@@ -262,10 +262,20 @@ pub fn run_secure(
 
 /// Secure `a (m×k) · b (k×n)` on random inputs in `[-1, 1]`.
 pub fn matmul(session: &Session, m: usize, k: usize, n: usize, rng: &mut impl Rng) -> Result<Report> {
+    check_sizes(session, &[("matmul A", &[m, k]), ("matmul B", &[k, n]), ("matmul output", &[m, n])])?;
     let (a, b) = (random_tensor(&[m, k], 1.0, rng), random_tensor(&[k, n], 1.0, rng));
     let reference = plain_matmul(&a, &b);
     let plaintext = time_f32_gemm(m, k, n);
     Ok(run_secure(session, &a, &b, &|p, x, y| p.matmul(x, y), &reference, plaintext)?.1)
+}
+
+/// Refuse, before anything is allocated, a plaintext tensor whose element count overflows `usize` or exceeds the
+/// session's `max_elements`.
+fn check_sizes(session: &Session, tensors: &[(&str, &[usize])]) -> Result<()> {
+    for &(what, shape) in tensors {
+        session.check_size(what, crate::runtime::tensor::checked_product(what, shape)?)?;
+    }
+    Ok(())
 }
 
 /// Secure convolution of a random batch `[n, c, hw, hw]` (entries in `[-1, 1]`) with random `co × c × kk × kk`
@@ -281,6 +291,7 @@ pub fn conv2d(
     params: Conv2dParams,
     rng: &mut impl Rng,
 ) -> Result<Report> {
+    check_sizes(session, &[("conv2d input", &[n, c, hw, hw]), ("conv2d weights", &[co, c, kk, kk])])?;
     let x = random_tensor(&[n, c, hw, hw], 1.0, rng);
     let w = random_tensor(&[co, c, kk, kk], 0.1, rng);
     let reference = plain_conv2d(&x, &w, params);

@@ -18,3 +18,10 @@ pub use ir::{
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The element count of `shape` (1 for `[]`, 0 when a dimension is 0), or `None` when the product of the non-zero
+/// dimensions overflows `usize`.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    let nonzero = shape.iter().filter(|&&d| d != 0).try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    Some(if shape.contains(&0) { 0 } else { nonzero })
+}

@@ -197,13 +197,16 @@ fn window_out(layer: &str, what: &str, size: usize, k: usize, s: usize, p: usize
             format!("{what}: kernel and stride must be positive, found kernel {k}, stride {s}"),
         ));
     }
-    if size + 2 * p < k {
+    let Some(padded) = p.checked_mul(2).and_then(|p2| size.checked_add(p2)) else {
+        return Err(invalid(layer, format!("{what}: padding {p} of an input of {size} overflows usize")));
+    };
+    if padded < k {
         return Err(invalid(
             layer,
-            format!("{what}: kernel {k} is larger than the padded input {} (input {size}, padding {p})", size + 2 * p),
+            format!("{what}: kernel {k} is larger than the padded input {padded} (input {size}, padding {p})"),
         ));
     }
-    Ok((size + 2 * p - k) / s + 1)
+    Ok((padded - k) / s + 1)
 }
 
 impl Layer {
@@ -279,7 +282,10 @@ impl Layer {
                 }
                 Ok(input.to_vec())
             }
-            Layer::Flatten => Ok(vec![input.iter().product()]),
+            Layer::Flatten => match crate::tensor::checked_numel(input) {
+                Some(n) => Ok(vec![n]),
+                None => Err(invalid(name, format!("flatten: the element count of {input:?} overflows usize"))),
+            },
         }
     }
 

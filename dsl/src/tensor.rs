@@ -12,9 +12,17 @@ pub struct Tensor {
     data: Vec<f64>,
 }
 
-/// Number of elements of a shape (1 for the scalar shape `[]`).
+/// Number of elements of a shape (1 for the scalar shape `[]`); saturates at `usize::MAX` instead of wrapping, so
+/// an overflowing shape never matches a data vector.
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    checked_numel(shape).unwrap_or(usize::MAX)
+}
+
+/// Number of elements of a shape (0 when a dimension is 0), or `None` when the product of the non-zero dimensions
+/// overflows `usize`.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    let nonzero = shape.iter().filter(|&&d| d != 0).try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    Some(if shape.contains(&0) { 0 } else { nonzero })
 }
 
 impl Tensor {

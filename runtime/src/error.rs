@@ -54,6 +54,30 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+    /// A peer's program returned while this party still waited for one of its messages.
+    #[error("party {peer} finished its program without sending the message party {party} expected")]
+    PeerFinished {
+        /// The waiting party.
+        party: PartyId,
+        /// The party whose program had returned.
+        peer: PartyId,
+    },
+    /// This party stopped waiting because another party of the run failed (that party's error is the cause).
+    #[error("party {party} stopped waiting for party {peer}: the run was aborted because another party failed")]
+    Aborted {
+        /// The waiting party.
+        party: PartyId,
+        /// The peer it waited for.
+        peer: PartyId,
+    },
+    /// Element-count arithmetic on a shape overflowed `usize`.
+    #[error("{what}: the element count of shape {shape:?} overflows usize")]
+    Overflow {
+        /// What was being sized.
+        what: String,
+        /// The shape (or the factors) whose product overflowed.
+        shape: Vec<usize>,
+    },
     /// A message of unexpected length arrived: the parties are not running the same protocol.
     #[error("party {party}: message from party {peer} has {found} words, expected {expected}")]
     Protocol {

@@ -430,7 +430,13 @@ impl Executor {
     pub fn share_model(&self, p: &mut Party, params: Option<&Params>) -> Result<SharedModel> {
         let owner = self.roles.model_owner;
         let slots = self.slots();
-        let total: usize = slots.iter().map(|s| crate::tensor::numel(&s.shape)).sum();
+        let mut total = 0usize;
+        for s in &slots {
+            total = total.checked_add(crate::tensor::numel(&s.shape)?).ok_or_else(|| Error::Overflow {
+                what: format!("parameters of `{}`", s.key),
+                shape: s.shape.clone(),
+            })?;
+        }
         let value = match (p.id() == owner, params) {
             (true, Some(params)) => Some(crate::Tensor::new(&[total], self.flatten_params(params)?)?),
             (true, None) => {
@@ -448,7 +454,7 @@ impl Executor {
         let mut tensors = HashMap::with_capacity(slots.len());
         let mut at = 0;
         for slot in slots {
-            let len = crate::tensor::numel(&slot.shape);
+            let len = crate::tensor::held_numel(&slot.shape);
             let r = at..at + len;
             at += len;
             let share = Share::from_pieces(&slot.shape, flat.mine()[r.clone()].to_vec(), flat.next()[r].to_vec());
@@ -465,6 +471,23 @@ impl Executor {
         s
     }
 
+    /// The data owner's local check of its batch, before any message: shape `[batch, …input]` with `batch ≥ 1`,
+    /// and every value encodable at `fixed` (no NaN, ±infinity or out-of-range value).
+    fn check_batch(&self, x: &DslTensor, batch: usize, fixed: crate::FixedPoint) -> Result<()> {
+        let shape = self.batch_shape(batch);
+        if batch == 0 {
+            return Err(Error::Invalid("the batch must hold at least one sample".into()));
+        }
+        if x.shape() != shape.as_slice() {
+            return Err(Error::Shape {
+                op: format!("input of model `{}`", self.graph.name()),
+                expected: format!("{shape:?}"),
+                found: format!("{:?}", x.shape()),
+            });
+        }
+        fixed.check_slice(x.data())
+    }
+
     /// Shares the data owner's batch: the owner passes `Some(x)` of shape `[batch, …input]`, the others `None`.
     pub fn share_input(&self, p: &mut Party, input: Option<&DslTensor>, batch: usize) -> Result<Share> {
         let shape = self.batch_shape(batch);
@@ -473,13 +496,7 @@ impl Executor {
         }
         let value = match input {
             Some(x) => {
-                if x.shape() != shape.as_slice() {
-                    return Err(Error::Shape {
-                        op: format!("input of model `{}`", self.graph.name()),
-                        expected: format!("{shape:?}"),
-                        found: format!("{:?}", x.shape()),
-                    });
-                }
+                self.check_batch(x, batch, p.fixed())?;
                 Some(runtime_tensor(x)?)
             }
             None => None,
@@ -606,6 +623,9 @@ impl Executor {
         input: Option<&DslTensor>,
         batch: usize,
     ) -> Result<PartyInference> {
+        if let Some(x) = input {
+            self.check_batch(x, batch, p.fixed())?; // before the weights' round: the owner's error comes first
+        }
         let mut setup = Vec::new();
         let bound = match (p.id() == self.roles.data_owner, input) {
             (true, Some(x)) => Some(self.data_bound(x)?),
@@ -681,6 +701,8 @@ impl Executor {
                 found: format!("{:?}", input.shape()),
             });
         }
+        // The data owner's values (NaN, ±infinity, out of range) are refused before the run starts.
+        self.check_batch(input, batch, session.fixed())?;
         let bound = self.data_bound(input)?;
         self.check_model(params, bound, session.fixed().frac_bits(), session.truncation(), batch)?;
         let start = Instant::now();
@@ -719,7 +741,7 @@ impl Executor {
         let mut tensors = HashMap::new();
         let mut at = 0;
         for slot in self.slots() {
-            let len = crate::tensor::numel(&slot.shape);
+            let len = crate::tensor::held_numel(&slot.shape);
             let t =
                 DslTensor::from_vec(&slot.shape, flat[at..at + len].to_vec()).map_err(|e| dsl_err(&self.graph, e))?;
             tensors.insert(slot.key, t);

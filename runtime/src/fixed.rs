@@ -16,6 +16,16 @@ pub struct FixedPoint {
     frac_bits: u32,
 }
 
+/// Name the element an encoding error is about.
+fn at_element(e: Error, i: usize) -> Error {
+    match e {
+        Error::Encode { value, frac_bits, reason } => {
+            Error::Encode { value, frac_bits, reason: format!("element {i}: {reason}") }
+        }
+        e => e,
+    }
+}
+
 impl Default for FixedPoint {
     fn default() -> Self {
         FixedPoint { frac_bits: DEFAULT_FRAC_BITS }
@@ -75,18 +85,17 @@ impl FixedPoint {
 
     /// Encode a slice; the error names the index of the first bad value.
     pub fn encode_slice(&self, values: &[f64]) -> Result<Vec<u64>> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                self.encode(v).map_err(|e| match e {
-                    Error::Encode { value, frac_bits, reason } => {
-                        Error::Encode { value, frac_bits, reason: format!("element {i}: {reason}") }
-                    }
-                    e => e,
-                })
-            })
-            .collect()
+        values.iter().enumerate().map(|(i, &v)| self.encode(v).map_err(|e| at_element(e, i))).collect()
+    }
+
+    /// Check that every value of a slice encodes (NaN, ±infinity and out-of-range values do not), without
+    /// encoding it: the error is [`FixedPoint::encode_slice`]'s. Owners check their inputs with it before any
+    /// message is sent.
+    pub fn check_slice(&self, values: &[f64]) -> Result<()> {
+        for (i, &v) in values.iter().enumerate() {
+            self.encode(v).map_err(|e| at_element(e, i))?;
+        }
+        Ok(())
     }
 
     /// Decode a slice.

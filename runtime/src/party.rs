@@ -180,11 +180,47 @@ impl Party {
         Ok(())
     }
 
+    /// The product of `factors` (an element count named `what`), refused when it overflows `usize` or exceeds
+    /// the size limit: checked before anything of that size is allocated.
+    pub(crate) fn check_product(&self, what: &str, factors: &[usize]) -> Result<usize> {
+        let n = crate::tensor::checked_product(what, factors)?;
+        self.check_size(what, n)?;
+        Ok(n)
+    }
+
     /// Advance the lock-step counter: every party calls this at the same protocol points, so the counter names
     /// the step and PRF nonces never repeat.
     pub(crate) fn next_step(&mut self) -> u64 {
         self.step += 1;
         self.step
+    }
+
+    /// The last step this party used (0 before any).
+    pub(crate) fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Tell the peers this party's program has returned (see [`Transport::finish`]).
+    pub(crate) fn finish_program(&mut self) -> Result<()> {
+        self.net.finish()
+    }
+
+    /// Between runs: discard what is pending on the connections (see [`Transport::reset`]); false when the
+    /// transport cannot.
+    pub(crate) fn reset_connections(&mut self) -> Result<bool> {
+        self.net.reset()
+    }
+
+    /// After a failed run (every program has returned, the connections are reset): forget the state of the
+    /// interrupted protocol call and continue the step counter from `step`, which the session chooses above every
+    /// step any party used, so no PRF stream (key, purpose, step) is ever used twice.
+    pub(crate) fn recover(&mut self, step: u64) {
+        debug_assert!(step > self.step);
+        self.step = step;
+        self.depth = 0;
+        self.ride_out.clear();
+        self.ride_expect.clear();
+        self.ride_in.clear();
     }
 
     /// The stream of a key for `purpose` at `step`.
@@ -309,6 +345,8 @@ impl Party {
         params: &[u64],
         streams: &[Stream],
     ) -> Result<Vec<Vec<u64>>> {
+        k.validate()?; // the element counts fit usize
+        self.check_size(&format!("{} output", k.name), k.m * k.n)?;
         let mut outs: Vec<Vec<u64>> = vec![vec![0; k.m * k.n]; k.epilogue.outputs.len()];
         let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
         self.backend.gemm(k, inputs, params, streams, &mut refs)?;
@@ -324,6 +362,8 @@ impl Party {
 
     /// Launch a gather.
     pub(crate) fn gather(&self, k: &GatherKernel, input: &[u64]) -> Result<Vec<u64>> {
+        k.validate()?; // the element counts fit usize
+        self.check_size(&format!("{} output", k.name), k.out_len())?;
         let mut out = vec![0; k.out_len()];
         self.backend.gather(k, input, &mut out)?;
         Ok(out)

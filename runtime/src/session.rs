@@ -45,7 +45,12 @@ impl Default for Config {
 pub struct Session {
     parties: [Mutex<Party>; 3],
     fixed: FixedPoint,
+    max_elements: usize,
     abort: Arc<AtomicBool>,
+    /// Serialises runs: recovery after a failed run needs every program of the session to have returned.
+    running: Mutex<()>,
+    /// Why the session cannot run again, once a failed run could not be cleaned up.
+    broken: Mutex<Option<String>>,
     last_run: Mutex<(PartyStats, Duration)>,
 }
 
@@ -66,7 +71,9 @@ impl Session {
     }
 
     /// A session over the given connections (party `i` uses `transports[i]`), CPU backend. The session sets
-    /// `abort` when a run fails; transports that watch it (as [`memory::connect`]'s do) then stop waiting.
+    /// `abort` when a party fails and clears it after the run; transports that watch it (as
+    /// [`memory::connect`]'s do) then stop waiting. The session stays usable after a failed run only when the
+    /// transports implement [`Transport::reset`].
     pub fn with_transports(
         config: Config,
         transports: [Box<dyn Transport>; 3],
@@ -101,7 +108,15 @@ impl Session {
             party.set_truncation(config.truncation);
             Mutex::new(party)
         });
-        Ok(Session { parties, fixed, abort, last_run: Mutex::new(Default::default()) })
+        Ok(Session {
+            parties,
+            fixed,
+            max_elements: config.max_elements,
+            abort,
+            running: Mutex::new(()),
+            broken: Mutex::new(None),
+            last_run: Mutex::new(Default::default()),
+        })
     }
 
     /// The fixed-point encoding of the session.
@@ -115,13 +130,40 @@ impl Session {
         lock(&self.parties[0]).truncation()
     }
 
+    /// Largest tensor (in elements) the session's protocols accept ([`Config::max_elements`]).
+    pub fn max_elements(&self) -> usize {
+        self.max_elements
+    }
+
+    /// Refuse a tensor of `elements` over [`Config::max_elements`] with [`Error::TooLarge`] naming `what`: for
+    /// drivers that allocate plaintext before any protocol sees it.
+    pub fn check_size(&self, what: &str, elements: usize) -> Result<()> {
+        if elements > self.max_elements {
+            return Err(Error::TooLarge { what: what.into(), elements, limit: self.max_elements });
+        }
+        Ok(())
+    }
+
     /// Run `program` on the three parties at once (one thread each) and return their results in party order.
     ///
-    /// If any party fails, the others are stopped and the first error is returned; the session is then unusable
-    /// (its channels may hold messages of the aborted run) and later runs fail with an error saying so.
+    /// Fail fast, fail together: when a party's program panics or returns an error, the session sets `abort` at
+    /// once and the others stop waiting within ~20 ms (in-memory transport); when a party's program returns while
+    /// a peer still waits for one of its messages, that peer fails at once ([`Error::PeerFinished`]). The error
+    /// returned is the root cause ([`Error::PartyPanicked`] or the failing party's own error first, then
+    /// `PeerFinished`, then transport failures; [`Error::Aborted`] of the bystanders last).
+    ///
+    /// After a failed run the session recovers and stays usable: once every program has returned, every party's
+    /// connections drop the messages still pending ([`Transport::reset`]), the state of the interrupted protocol
+    /// call is forgotten, and every party's step counter continues from one common value above every step any
+    /// party used. This is safe: (1) each PRF stream is named by (key, purpose, step) and steps only grow, so no
+    /// mask or zero share of the next run repeats one of the failed run, even where the parties had reached
+    /// different steps; (2) stale messages are discarded, so no message of the failed run is read as one of the
+    /// next; (3) the parties' keys and shares of earlier runs are untouched. A session whose transports cannot
+    /// discard pending messages refuses further runs after a failed one, with an error saying so.
     pub fn run<R: Send>(&self, program: impl Fn(&mut Party) -> Result<R> + Sync) -> Result<[R; 3]> {
-        if self.abort.load(Ordering::SeqCst) {
-            return Err(Error::Invalid("this session was aborted by an earlier error; create a new session".into()));
+        let _one_run_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = self.broken.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return Err(Error::Invalid(format!("this session cannot run again: {why}; create a new session")));
         }
         let start = Instant::now();
         let before = self.stats();
@@ -130,13 +172,19 @@ impl Session {
             let handles: Vec<_> = self
                 .parties
                 .iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(id, p)| {
                     let abort = &self.abort;
                     s.spawn(move || {
-                        let r = program(&mut lock(p));
+                        let mut party = lock(p);
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program(&mut party)))
+                            .unwrap_or_else(|payload| Err(panicked(id, payload)));
                         if r.is_err() {
                             abort.store(true, Ordering::SeqCst);
                         }
+                        // Nothing more comes from this party in this run: a peer waiting for it fails at once. (It
+                        // cannot fail for the memory transport; another transport's peers still see `abort`.)
+                        let _ = party.finish_program();
                         r
                     })
                 })
@@ -145,7 +193,6 @@ impl Session {
         });
         let elapsed = start.elapsed();
         *self.last_run.lock().unwrap_or_else(|e| e.into_inner()) = (minus(self.stats(), before), elapsed);
-        // Report the root cause: a peer's transport error is usually a consequence of another party's error.
         let mut errors: Vec<Error> = Vec::new();
         let mut out = Vec::with_capacity(3);
         for r in results {
@@ -154,12 +201,48 @@ impl Session {
                 Err(e) => errors.push(e),
             }
         }
+        self.end_run(!errors.is_empty());
         if !errors.is_empty() {
-            errors.sort_by_key(|e| matches!(e, Error::Transport { .. }));
-            self.abort.store(true, Ordering::SeqCst);
+            // Report the root cause: a peer's transport error is a consequence of another party's failure.
+            errors.sort_by_key(consequence_rank);
             return Err(errors.remove(0));
         }
         Ok(out.try_into().unwrap_or_else(|_| unreachable!("three parties")))
+    }
+
+    /// After every run (all programs have returned): clear the connections; after a failed one also bring the
+    /// parties back in step (see [`Session::run`]), or mark the session unusable when that is impossible.
+    fn end_run(&self, failed: bool) {
+        let mut parties: Vec<MutexGuard<'_, Party>> = self.parties.iter().map(lock).collect();
+        let mut cleared = true;
+        let mut reset_error = None;
+        for p in parties.iter_mut() {
+            match p.reset_connections() {
+                Ok(true) => {}
+                Ok(false) => cleared = false,
+                Err(e) => {
+                    cleared = false;
+                    reset_error.get_or_insert(e);
+                }
+            }
+        }
+        let why = match (reset_error, failed && !cleared) {
+            (Some(e), _) => Some(format!("its connections could not be cleared after a run: {e}")),
+            (None, true) => Some("a run failed and its transports cannot discard that run's pending messages".into()),
+            (None, false) => None,
+        };
+        if let Some(why) = why {
+            *self.broken.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+            self.abort.store(true, Ordering::SeqCst);
+            return;
+        }
+        if failed {
+            let above = parties.iter().map(|p| p.step()).max().unwrap_or(0) + 1;
+            for p in parties.iter_mut() {
+                p.recover(above);
+            }
+        }
+        self.abort.store(false, Ordering::SeqCst);
     }
 
     /// Communication of every party since the session started (key agreement excluded).
@@ -179,6 +262,16 @@ fn lock(p: &Mutex<Party>) -> MutexGuard<'_, Party> {
 
 fn minus(a: PartyStats, b: PartyStats) -> PartyStats {
     PartyStats(core::array::from_fn(|i| a.0[i] - b.0[i]))
+}
+
+/// How far an error is from the root cause of a failed run (lower first).
+fn consequence_rank(e: &Error) -> u8 {
+    match e {
+        Error::Aborted { .. } => 3,
+        Error::Transport { .. } => 2,
+        Error::PeerFinished { .. } => 1,
+        _ => 0,
+    }
 }
 
 fn panicked(party: usize, payload: Box<dyn std::any::Any + Send>) -> Error {

@@ -16,7 +16,7 @@ pub struct Share {
 impl Share {
     /// Build from the two pieces (crate-internal: only protocols create shares).
     pub(crate) fn from_pieces(shape: &[usize], mine: Vec<u64>, next: Vec<u64>) -> Share {
-        debug_assert_eq!(mine.len(), crate::tensor::numel(shape));
+        debug_assert_eq!(Some(mine.len()), crate::tensor::numel(shape).ok());
         debug_assert_eq!(next.len(), mine.len());
         Share { shape: shape.to_vec(), mine, next }
     }
@@ -42,7 +42,7 @@ impl Share {
     }
     /// The same pieces viewed with another shape of equal size (a reshape is free on shares).
     pub fn reshaped(mut self, shape: &[usize]) -> Option<Share> {
-        (crate::tensor::numel(shape) == self.len()).then(|| {
+        (crate::tensor::numel(shape).ok() == Some(self.len())).then(|| {
             self.shape = shape.to_vec();
             self
         })

@@ -2,16 +2,34 @@
 
 use crate::{Error, FixedPoint, Result};
 
-/// Number of elements of a shape.
-pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+/// Number of elements of a shape (1 for `[]`), or [`Error::Overflow`] when the product overflows `usize`.
+pub fn numel(shape: &[usize]) -> Result<usize> {
+    checked_product("tensor", shape)
+}
+
+/// The product of `factors` (an element count), or [`Error::Overflow`] naming `what` when the product of its
+/// non-zero factors overflows `usize` (such a shape has strides that overflow even when it holds no element).
+pub fn checked_product(what: &str, factors: &[usize]) -> Result<usize> {
+    let nonzero = factors.iter().filter(|&&d| d != 0).try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    match nonzero {
+        None => Err(Error::Overflow { what: what.into(), shape: factors.to_vec() }),
+        Some(_) if factors.contains(&0) => Ok(0),
+        Some(n) => Ok(n),
+    }
+}
+
+/// Elements of the shape of a tensor already in memory (whose element count cannot overflow); saturates instead
+/// of wrapping should it be misused on an unchecked shape.
+pub(crate) fn held_numel(shape: &[usize]) -> usize {
+    numel(shape).unwrap_or(usize::MAX)
 }
 
 fn check_len(op: &str, shape: &[usize], len: usize) -> Result<()> {
-    if numel(shape) != len {
+    let n = checked_product(op, shape)?;
+    if n != len {
         return Err(Error::Shape {
             op: op.into(),
-            expected: format!("{} elements for shape {shape:?}", numel(shape)),
+            expected: format!("{n} elements for shape {shape:?}"),
             found: format!("{len} elements"),
         });
     }

@@ -116,7 +116,7 @@ struct Slot {
 
 impl Slot {
     fn len(&self) -> usize {
-        crate::tensor::numel(&self.shape)
+        crate::tensor::held_numel(&self.shape)
     }
 }
 
@@ -342,7 +342,7 @@ fn sum_except(p: &mut Party, x: &Share, keep: usize) -> Result<Share> {
 
 /// A public tensor of `shape` filled with `v`.
 fn full(shape: &[usize], v: f64) -> Result<crate::Tensor> {
-    crate::Tensor::new(shape, vec![v; crate::tensor::numel(shape)])
+    crate::Tensor::new(shape, vec![v; crate::tensor::numel(shape)?])
 }
 
 /// Batch-norm layer name → its batch statistics on a forward tape.
@@ -580,33 +580,51 @@ impl Trainer {
         if batch == 0 {
             return Err(Error::Invalid("the batch must hold at least one sample".into()));
         }
-        let (nx, ny) = (crate::tensor::numel(&shape), batch * classes);
+        let nx = crate::tensor::numel(&shape)?;
+        let ny = crate::tensor::checked_product("training labels", &[batch, classes])?;
+        let total = nx
+            .checked_add(ny)
+            .ok_or_else(|| Error::Overflow { what: "training batch".into(), shape: shape.clone() })?;
+        p.check_size("training batch and labels", total)?;
         let value = match data {
             Some((x, labels)) => {
-                if x.shape() != shape.as_slice() || labels.len() != batch {
-                    return Err(Error::Shape {
-                        op: format!("training batch of model `{}`", self.graph.name()),
-                        expected: format!("input {shape:?} and {batch} labels"),
-                        found: format!("input {:?} and {} labels", x.shape(), labels.len()),
-                    });
-                }
+                self.check_batch(x, labels, batch, p.fixed())?;
                 let mut flat = x.data().to_vec();
                 let mut onehot = vec![0.0; ny];
                 for (i, &l) in labels.iter().enumerate() {
-                    if l >= classes {
-                        return Err(Error::Invalid(format!("label {l} of sample {i} is not below {classes}")));
-                    }
                     onehot[i * classes + l] = 1.0;
                 }
                 flat.extend_from_slice(&onehot);
-                Some(crate::Tensor::new(&[nx + ny], flat)?)
+                Some(crate::Tensor::new(&[total], flat)?)
             }
             None => None,
         };
-        let flat = p.share_fixed(self.roles.data_owner, value.as_ref(), &[nx + ny])?;
+        let flat = p.share_fixed(self.roles.data_owner, value.as_ref(), &[total])?;
         let x = Share::from_pieces(&shape, flat.mine()[..nx].to_vec(), flat.next()[..nx].to_vec());
         let y = Share::from_pieces(&[batch, classes], flat.mine()[nx..].to_vec(), flat.next()[nx..].to_vec());
         Ok((x, y))
+    }
+
+    /// The data owner's local check of a batch, before any message: input `[batch, …input]` with `batch ≥ 1`,
+    /// one label below the class count per sample, every value encodable (no NaN, ±infinity or out of range).
+    fn check_batch(&self, x: &DslTensor, labels: &[usize], batch: usize, fixed: crate::FixedPoint) -> Result<()> {
+        let mut shape = vec![batch];
+        shape.extend_from_slice(self.graph.input_shape());
+        if batch == 0 {
+            return Err(Error::Invalid("the batch must hold at least one sample".into()));
+        }
+        if x.shape() != shape.as_slice() || labels.len() != batch {
+            return Err(Error::Shape {
+                op: format!("training batch of model `{}`", self.graph.name()),
+                expected: format!("input {shape:?} and {batch} labels"),
+                found: format!("input {:?} and {} labels", x.shape(), labels.len()),
+            });
+        }
+        let classes = self.classes()?;
+        if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+            return Err(Error::Invalid(format!("label {l} of sample {i} is not below {classes}")));
+        }
+        fixed.check_slice(x.data())
     }
 
     fn classes(&self) -> Result<usize> {
@@ -1100,6 +1118,19 @@ impl Trainer {
     pub fn train(&self, session: &Session, params: &Params, batches: &[(DslTensor, Vec<usize>)]) -> Result<Training> {
         params.check_present(&self.graph, "parameters").map_err(|e| self.dsl_err(e))?;
         let sizes: Vec<usize> = batches.iter().map(|(x, _)| x.shape().first().copied().unwrap_or(0)).collect();
+        // The data owner's batches are checked before the run starts (a bad batch is refused before any message).
+        for (i, ((x, labels), &b)) in batches.iter().zip(&sizes).enumerate() {
+            self.check_batch(x, labels, b, session.fixed()).map_err(|e| match e {
+                Error::Encode { value, frac_bits, reason } => {
+                    Error::Encode { value, frac_bits, reason: format!("training batch {i}, {reason}") }
+                }
+                Error::Shape { op, expected, found } => {
+                    Error::Shape { op: format!("{op} (batch {i})"), expected, found }
+                }
+                Error::Invalid(m) => Error::Invalid(format!("training batch {i}: {m}")),
+                e => e,
+            })?;
+        }
         let start = Instant::now();
         let roles = self.roles;
         type PartyRun = (Vec<StepStats>, Vec<(PartyStep, Duration, crate::Stats)>, Option<Params>);

@@ -167,19 +167,25 @@ impl GatherKernel {
         })
     }
 
-    /// Elements of the input.
+    /// Elements of the input (`usize::MAX` when that overflows; [`GatherKernel::validate`] refuses such shapes).
     pub fn in_len(&self) -> usize {
-        self.in_shape.iter().product()
+        crate::checked_numel(&self.in_shape).unwrap_or(usize::MAX)
     }
-    /// Elements of the output.
+    /// Elements of the output (`usize::MAX` when that overflows; [`GatherKernel::validate`] refuses such shapes).
     pub fn out_len(&self) -> usize {
-        self.out_shape.iter().product()
+        crate::checked_numel(&self.out_shape).unwrap_or(usize::MAX)
     }
 
-    /// Check axis numbers and ranks.
+    /// Check axis numbers, ranks and that every element count (input, output, output × window) fits `usize`.
     pub fn validate(&self) -> Result<()> {
         let axes = self.out_shape.len() + self.reduce_shape.len();
         let bad = |reason: String| Err(Error::Invalid { kernel: self.name.clone(), reason });
+        let all = [&self.out_shape[..], &self.reduce_shape[..]].concat();
+        for (what, shape) in [("input", &self.in_shape), ("output", &self.out_shape), ("output × window", &all)] {
+            if crate::checked_numel(shape).is_none() {
+                return bad(format!("the {what} element count of shape {shape:?} overflows usize"));
+            }
+        }
         if self.coords.len() != self.in_shape.len() {
             return bad(format!("{} coordinates for a rank-{} input", self.coords.len(), self.in_shape.len()));
         }
@@ -203,11 +209,18 @@ pub fn conv_out(
     stride: usize,
     pad: usize,
 ) -> Result<(usize, usize)> {
-    if stride == 0 || kh == 0 || kw == 0 || h + 2 * pad < kh || w + 2 * pad < kw {
+    let padded = |x: usize| pad.checked_mul(2).and_then(|p2| x.checked_add(p2));
+    let (Some(ph), Some(pw)) = (padded(h), padded(w)) else {
+        return Err(Error::Invalid {
+            kernel: name.into(),
+            reason: format!("padding {pad} of a {h}×{w} input overflows usize"),
+        });
+    };
+    if stride == 0 || kh == 0 || kw == 0 || ph < kh || pw < kw {
         return Err(Error::Invalid {
             kernel: name.into(),
             reason: format!("window {kh}×{kw} with stride {stride} and padding {pad} does not fit a {h}×{w} input"),
         });
     }
-    Ok(((h + 2 * pad - kh) / stride + 1, (w + 2 * pad - kw) / stride + 1))
+    Ok(((ph - kh) / stride + 1, (pw - kw) / stride + 1))
 }

@@ -27,13 +27,24 @@ pub struct GemmKernel {
 impl GemmKernel {
     /// Total inner dimension (the concatenated K).
     pub fn k(&self) -> usize {
-        self.k_blocks.iter().sum()
+        self.k_blocks.iter().fold(0usize, |a, &k| a.saturating_add(k))
     }
 
-    /// Check the shape and the epilogue.
+    /// Check the shape (every operand's element count fits `usize`) and the epilogue.
     pub fn validate(&self) -> Result<()> {
         if self.k_blocks.is_empty() {
             return Err(Error::Invalid { kernel: self.name.clone(), reason: "a GEMM needs at least one block".into() });
+        }
+        let k = self.k_blocks.iter().try_fold(0usize, |a, &k| a.checked_add(k));
+        let fits = |a: usize, b: usize| a.checked_mul(b).is_some();
+        if k.is_none_or(|k| !fits(self.m, k) || !fits(k, self.n)) || !fits(self.m, self.n) {
+            return Err(Error::Invalid {
+                kernel: self.name.clone(),
+                reason: format!(
+                    "operand sizes of m = {}, n = {}, k = {:?} overflow usize",
+                    self.m, self.n, self.k_blocks
+                ),
+            });
         }
         self.epilogue.validate(true)
     }
@@ -42,13 +53,13 @@ impl GemmKernel {
     /// (`m·n`, `m` or `n` elements as they are loaded; an unused input may have any length).
     pub fn input_lens(&self) -> Vec<Option<usize>> {
         use super::map::{Load, Op};
-        let mut lens: Vec<Option<usize>> = self.k_blocks.iter().map(|k| Some(self.m * k)).collect();
-        lens.extend(self.k_blocks.iter().map(|k| Some(k * self.n)));
+        let mut lens: Vec<Option<usize>> = self.k_blocks.iter().map(|k| Some(self.m.saturating_mul(*k))).collect();
+        lens.extend(self.k_blocks.iter().map(|k| Some(k.saturating_mul(self.n))));
         let mut epi = vec![None; self.epilogue.inputs as usize];
         for op in &self.epilogue.insts {
             if let Op::Input { buf, load } = *op {
                 epi[buf as usize] = Some(match load {
-                    Load::Elem => self.m * self.n,
+                    Load::Elem => self.m.saturating_mul(self.n),
                     Load::Row => self.m,
                     Load::Col => self.n,
                 });

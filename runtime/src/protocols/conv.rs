@@ -46,8 +46,9 @@ impl Party {
             return Err(shape_err(&format!("bias of shape [{co}]")));
         }
         let (oh, ow) = conv_out("conv2d", [h, wd], [kh, kw], params.stride, params.padding)?;
-        let cols = n * oh * ow;
-        self.check_size("conv2d im2col", c * kh * kw * cols)?;
+        let cols = self.check_product("conv2d output", &[n, oh, ow])?;
+        self.check_product("conv2d output", &[co, cols])?;
+        self.check_product("conv2d im2col", &[c, kh, kw, cols])?;
         let how = self.fixed_reshare();
         self.call(|p| {
             let im2col = GatherKernel::im2col("conv2d_im2col", [n, c, h, wd], [kh, kw], params.stride, params.padding)?;

@@ -19,7 +19,7 @@ impl Party {
         if owner > 2 {
             return Err(Error::Invalid(format!("owner must be party 0, 1 or 2, found {owner}")));
         }
-        let n = numel(shape);
+        let n = numel(shape)?;
         self.check_size("shared input", n)?;
         match (self.id() == owner, value) {
             (true, None) => return Err(Error::Invalid(format!("party {owner} owns the input but supplied no value"))),

@@ -59,7 +59,7 @@ impl Party {
         how: Reshare,
         shape: &[usize],
     ) -> Result<Share> {
-        self.check_size(&format!("{name} output"), ops.m * ops.n)?;
+        self.check_product(&format!("{name} output"), &[ops.m, ops.n])?;
         let step = self.next_step();
         let mut b = MapBuilder::new(format!("{name}_epilogue"));
         let mut acc = b.acc();

@@ -79,6 +79,7 @@ impl PoolGeometry {
             )));
         }
         let (oh, ow) = conv_out(op, [h, w], window, params.stride, params.padding)?;
+        crate::tensor::checked_product(&format!("{op} windows"), &[window[0], window[1], n, c, oh, ow])?;
         Ok(PoolGeometry { input: [n, c, h, w], window, params, out: [oh, ow] })
     }
     fn kk(&self) -> usize {
@@ -332,7 +333,7 @@ impl Party {
 
     /// The public constant 1 (ring integer) as a share: piece `x_0 = 1`, the others 0.
     fn ring_ones(&mut self, shape: &[usize]) -> Result<Share> {
-        let n = crate::tensor::numel(shape);
+        let n = crate::tensor::numel(shape)?;
         let mut k = MapBuilder::new("max_onehot_init");
         let (one, zero) = (k.constant(1), k.constant(0));
         match self.id() {

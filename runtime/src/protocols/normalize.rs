@@ -90,7 +90,7 @@ pub(crate) fn stack(parts: &[&Share]) -> Share {
 
 /// Row `i` of a share stacked by [`stack`], with `shape`.
 pub(crate) fn row(s: &Share, i: usize, shape: &[usize]) -> Share {
-    let n = crate::tensor::numel(shape);
+    let n = crate::tensor::held_numel(shape);
     let r = i * n..(i + 1) * n;
     Share::from_pieces(shape, s.mine()[r.clone()].to_vec(), s.next()[r].to_vec())
 }
@@ -104,7 +104,7 @@ impl Party {
 
     /// The public real `v` in every element of `shape`, as a fixed-point share.
     pub(crate) fn public_fixed(&mut self, v: f64, shape: &[usize]) -> Result<Share> {
-        let n = crate::tensor::numel(shape);
+        let n = crate::tensor::numel(shape)?;
         let enc = self.fixed().encode(v)?;
         self.public_share(&RingTensor::new(shape, vec![enc; n])?)
     }

@@ -15,6 +15,19 @@ pub trait Transport: Send {
     fn send(&mut self, to: PartyId, words: Vec<u64>) -> Result<()>;
     /// Receive the next message from party `from`.
     fn recv(&mut self, from: PartyId) -> Result<Vec<u64>>;
+    /// Tell both peers that this party's program has returned: a peer still waiting for one of its messages then
+    /// fails at once ([`crate::Error::PeerFinished`]) instead of waiting for its timeout, while messages sent before
+    /// stay receivable. The default does nothing (peers then stop on the session's abort flag or their timeout).
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Called by the session after every run, once all three programs have returned (nothing is in flight):
+    /// discard every message still pending from the peers, [`Transport::finish`]'s notices included, so the next
+    /// run starts on empty connections. Returns `Ok(false)` when this transport cannot (the default): the session
+    /// then refuses further runs after a failed one.
+    fn reset(&mut self) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Every message a party received: `(sender, words)`, in arrival order.
@@ -42,5 +55,11 @@ impl<T: Transport> Transport for Recording<T> {
         let words = self.inner.recv(from)?;
         self.log.lock().unwrap_or_else(|e| e.into_inner()).push((from, words.clone()));
         Ok(words)
+    }
+    fn finish(&mut self) -> Result<()> {
+        self.inner.finish()
+    }
+    fn reset(&mut self) -> Result<bool> {
+        self.inner.reset()
     }
 }

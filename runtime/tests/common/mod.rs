@@ -2,11 +2,27 @@
 //! probabilistic truncation's result.
 #![allow(dead_code)]
 
+use cryptgpu_runtime::transport::{memory, ReceivedLog, Recording, Transport};
 use cryptgpu_runtime::{Config, Session};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// A fresh session with fresh keys.
 pub fn session() -> Session {
     Session::new(Config::default()).expect("session")
+}
+
+/// A session whose transports record what each party receives.
+pub fn recording_session() -> (Session, [ReceivedLog; 3]) {
+    let abort = Arc::new(AtomicBool::new(false));
+    let mut logs = Vec::new();
+    let nets = memory::connect(Config::default().timeout, abort.clone()).map(|t| {
+        let (r, log) = Recording::new(t);
+        logs.push(log);
+        Box::new(r) as Box<dyn Transport>
+    });
+    let s = Session::with_transports(Config::default(), nets, abort).expect("session");
+    (s, logs.try_into().unwrap())
 }
 
 /// Signed floor division of an exact i128 by 2^t.
