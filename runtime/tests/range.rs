@@ -80,7 +80,8 @@ fn out_of_range_and_non_finite_inputs_are_refused_by_their_owner() {
     assert!(matches!(&err, Error::Range(v) if v.layer == "features.0"), "{err}");
     x.data_mut()[100] = f64::NAN;
     let err = exec.infer(&session, &params, &x).expect_err("NaN");
-    assert!(err.to_string().contains("input element 100 is NaN"), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("element 100") && msg.contains("NaN"), "{err}");
     assert!(nothing_sent(before, session.stats()));
     x.data_mut()[100] = 0.5;
     assert!(rel_error(&declared, &session, &params, &x) < 1e-4, "the session still runs");
