@@ -1,10 +1,12 @@
 //! Deliberate protocol breaks for testing the privacy tests themselves (mutation testing).
 //!
-//! A privacy test that cannot fail proves nothing. With the cargo feature `mutations` (enabled only by this crate's
-//! own dev-dependency on itself, so only test builds have it; a `cargo build` of the library or of the CLI never
-//! does), a test can switch one of these breaks on for one party ([`crate::Party::set_mutation`]) and assert that the
-//! privacy suite then fails. Without the feature the switch does not exist and every check below is a constant
-//! `false` that the compiler removes.
+//! A privacy test that cannot fail proves nothing. With the cargo feature `mutations`, a test can switch one of these
+//! breaks on for one party ([`crate::Party::set_mutation`]) and assert that the privacy suite then fails. Only this
+//! crate's own dev-dependency on itself enables the feature: `cargo build`/`cargo install` of the library or the CLI
+//! never has it. (Cargo unifies features per invocation, so a command that also compiles the runtime's tests, such as
+//! `cargo clippy --all-targets` or `cargo test --workspace`, compiles the hooks into that invocation's binaries too —
+//! switched off: nothing but a test calls `set_mutation`.) Without the feature the switch does not exist and every
+//! check below is a constant `false` that the compiler removes.
 //!
 //! Each break keeps the protocol's *result* correct (the parties still compute the right answer); only what a
 //! party can learn changes. That is exactly the kind of bug no correctness test can see.

@@ -37,6 +37,12 @@ fn arith(s: Share) -> Vec<Held> {
     vec![Held::Arith(s)]
 }
 
+/// Run a protocol three times: its roles rotate with the step, so every party plays each of them (in a truncating
+/// product R0 receives nothing, so one call would leave one party's view untested).
+fn thrice(mut f: impl FnMut() -> Result<Share>) -> Result<Vec<Held>> {
+    (0..3).map(|_| f().map(Held::Arith)).collect()
+}
+
 const POOL: Conv2dParams = Conv2dParams { stride: 2, padding: 0 };
 
 /// Every check, cheapest first.
@@ -57,26 +63,26 @@ pub fn suite() -> Vec<Case> {
         },
         Case {
             name: "mul with exact truncation",
-            run: |m| check("mul exact", [&[64], &[64]], 10, [0, 1], m, |p, x, y| Ok(arith(p.mul(x, y)?))),
+            run: |m| check("mul exact", [&[64], &[64]], 10, [0, 1], m, |p, x, y| thrice(|| p.mul(x, y))),
         },
         Case {
             name: "mul with probabilistic truncation",
             run: |m| {
                 check("mul probabilistic", [&[64], &[64]], 10, [0, 1], m, |p, x, y| {
                     p.set_truncation(TruncationMode::Probabilistic);
-                    Ok(arith(p.mul(x, y)?))
+                    thrice(|| p.mul(x, y))
                 })
             },
         },
         Case {
             name: "matmul",
-            run: |m| check("matmul", [&[8, 8], &[8, 8]], 8, [0, 1], m, |p, x, y| Ok(arith(p.matmul(x, y)?))),
+            run: |m| check("matmul", [&[8, 8], &[8, 8]], 8, [0, 1], m, |p, x, y| thrice(|| p.matmul(x, y))),
         },
         Case {
             name: "conv2d",
             run: |m| {
                 check("conv2d", [&[1, 2, 8, 8], &[2, 2, 3, 3]], 8, [0, 1], m, |p, x, w| {
-                    Ok(arith(p.conv2d(x, w, None, Conv2dParams { stride: 1, padding: 1 })?))
+                    thrice(|| p.conv2d(x, w, None, Conv2dParams { stride: 1, padding: 1 }))
                 })
             },
         },

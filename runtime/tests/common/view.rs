@@ -59,7 +59,9 @@ pub struct ViewCheck<'a> {
 /// |v| < 2^`log_mag` real units at t = 20 (a fresh seed each time the suite runs).
 pub fn secrets(shape: &[usize], log_mag: u32, seed_salt: u64) -> [RingTensor; 2] {
     let n: usize = shape.iter().product();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random::<u64>() ^ seed_salt);
+    let seed = rand::random::<u64>() ^ seed_salt;
+    eprintln!("secret B of shape {shape:?}: seed {seed} (printed so that a failure can be reproduced)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let bound = 1u64 << (log_mag + 20);
     let b = (0..n).map(|_| rng.gen_range(0..2 * bound).wrapping_sub(bound)).collect();
     [RingTensor::new(shape, vec![0; n]).expect("shape"), RingTensor::new(shape, b).expect("shape")]
@@ -74,6 +76,8 @@ struct Piece {
 
 /// One party's view in one run.
 struct PartyRun {
+    /// Pieces received during the protocol under test (after the inputs were shared).
+    in_protocol: usize,
     received: Vec<Piece>,
     sent: Vec<Piece>,
     held: Vec<Piece>,
@@ -103,15 +107,17 @@ fn run_once(c: &ViewCheck, secret: usize) -> std::result::Result<Run, String> {
             let id = p.id();
             let xs = p.share(c.owners[0], (id == c.owners[0]).then_some(x), x.shape())?;
             let ys = p.share(c.owners[1], (id == c.owners[1]).then_some(y), y.shape())?;
+            let shared = log.lock().expect("view log").len();
             let held = (c.program)(p, &xs, &ys)?;
             p.stop_recording_view();
             let entries = log.lock().expect("view log").clone();
-            Ok((entries, [xs, ys], held))
+            let in_protocol = entries[shared..].iter().filter(|e| e.received).count();
+            Ok((entries, [xs, ys], held, in_protocol))
         })
         .map_err(|e| format!("{}: the run failed: {e}", c.name))?;
     let mut parties = Vec::new();
     let mut pieces_by_party: Vec<Vec<(Vec<u64>, bool)>> = Vec::new();
-    for (entries, inputs, held) in out {
+    for (entries, inputs, held, in_protocol) in out {
         let (mut received, mut sent) = (Vec::new(), Vec::new());
         for (i, e) in entries.into_iter().enumerate() {
             let dir = if e.received { "from" } else { "to" };
@@ -140,7 +146,7 @@ fn run_once(c: &ViewCheck, secret: usize) -> std::result::Result<Run, String> {
             hp.push(Piece { label: format!("held result {k}.next"), words: n.to_vec() });
             mine.push((m.to_vec(), binary));
         }
-        parties.push(PartyRun { received, sent, held: hp });
+        parties.push(PartyRun { received, sent, held: hp, in_protocol });
         pieces_by_party.push(mine);
     }
     // Targets: the inputs, and every result's plaintext (the sum, or XOR, of the three parties' own pieces).
@@ -185,8 +191,12 @@ pub fn check_view(c: &ViewCheck) -> std::result::Result<(), String> {
         if runs.iter().flatten().any(|r| shape(r) != first) {
             return Err(format!("{}: party {party}'s view has a different structure from run to run", c.name));
         }
-        if first.0.is_empty() {
-            return Err(format!("{}: party {party} received nothing, so nothing about its view was tested", c.name));
+        if runs[0][0].parties[party].in_protocol == 0 {
+            return Err(format!(
+                "{}: party {party} received nothing during the protocol (only its input pieces), so the protocol's \
+                 messages to it were never tested",
+                c.name
+            ));
         }
         check_party(c.name, party, &runs)?;
     }
