@@ -75,6 +75,16 @@ fn max_pooling_and_its_backward_are_private() {
 }
 
 #[test]
+fn comparisons_are_private() {
+    run("comparisons");
+}
+
+#[test]
+fn exp_reciprocal_and_log_are_private() {
+    run("exp, reciprocal");
+}
+
+#[test]
 fn softmax_and_rsqrt_are_private() {
     run("softmax");
 }
@@ -95,6 +105,8 @@ fn every_suite_case_has_a_test() {
         "max and argmax",
         "max pooling",
         "softmax",
+        "comparisons",
+        "exp, reciprocal",
     ];
     for c in suite() {
         assert!(names.iter().any(|n| c.name.starts_with(n)), "suite case `{}` has no test", c.name);

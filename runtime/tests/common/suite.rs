@@ -149,6 +149,28 @@ pub fn suite() -> Vec<Case> {
             },
         },
         Case {
+            name: "comparisons (secret, public, scalar) and a narrowed sign range",
+            run: |m| {
+                check("comparisons", [&[128], &[128]], 20, [0, 1], m, |p, x, y| {
+                    let lt = p.less_than(x, y)?;
+                    let gt = p.greater_than_scalar(x, 0.5)?;
+                    let (r, mask) = p.relu_with_mask(y, SignBits { low: 10, high: 40 })?;
+                    Ok(vec![Held::Bin(lt), Held::Bin(gt), Held::Arith(r), Held::Bin(mask)])
+                })
+            },
+        },
+        Case {
+            name: "exp, reciprocal and log",
+            run: |m| {
+                check("exp/reciprocal/log", [&[64], &[64]], 2, [0, 1], m, |p, x, _| {
+                    let e = p.exp(x)?;
+                    let r = p.reciprocal(&e)?;
+                    let l = p.log(&e)?;
+                    Ok(vec![Held::Arith(e), Held::Arith(r), Held::Arith(l)])
+                })
+            },
+        },
+        Case {
             name: "softmax (exp, reciprocal) and inverse square root",
             run: |m| {
                 check("softmax/rsqrt", [&[2, 64], &[128]], 3, [0, 1], m, |p, x, y| {
