@@ -288,7 +288,7 @@ fn accuracy(model: AccModel, batch: usize, frac_bits: Vec<u32>) -> Result<(), Bo
         let check = RangeCheck::Calibrated { samples: 2, margin: 4.0 };
         let result = match Executor::new(graph.clone(), roles)?.with_range_check(check).infer(&session, &params, &input)
         {
-            Err(e @ (cryptgpu::Error::Range(_) | cryptgpu::Error::FailureProbability(_))) => {
+            Err(e) if matches!(e.root(), cryptgpu::Error::Range(_) | cryptgpu::Error::FailureProbability(_)) => {
                 println!("| {t} | refused before sharing: {e} | | | | |");
                 continue;
             }

@@ -98,6 +98,16 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// A party's program failed with `source`: what [`crate::Session::run`] returns for the root cause of a failed
+    /// run (use [`Error::root`] to match the cause, [`Error::party`] for the party).
+    #[error("party {party}: {source}")]
+    Party {
+        /// The party whose program failed.
+        party: PartyId,
+        /// Its error.
+        #[source]
+        source: Box<Error>,
+    },
     /// Randomness could not be obtained from the operating system.
     #[error("operating-system randomness unavailable: {0}")]
     Randomness(String),
@@ -161,6 +171,35 @@ pub enum Error {
     /// A kernel failed validation or was launched with wrong arguments.
     #[error(transparent)]
     Kernel(#[from] cryptgpu_codegen::Error),
+}
+
+impl Error {
+    /// The cause: `source` of [`Error::Party`] (through any nesting), `self` for every other error. Match on it to
+    /// test what failed whether or not the error came out of [`crate::Session::run`]:
+    /// `matches!(e.root(), Error::Shape { .. })`.
+    pub fn root(&self) -> &Error {
+        let mut e = self;
+        while let Error::Party { source, .. } = e {
+            e = source;
+        }
+        e
+    }
+
+    /// The party whose program returned this error: the wrapped party of [`Error::Party`], and the reporting
+    /// party of the errors that name it themselves ([`Error::PartyPanicked`], [`Error::Protocol`],
+    /// [`Error::Transport`], [`Error::PeerFinished`] and [`Error::Aborted`], whose `party` is the one that stopped
+    /// waiting); `None` for an error raised outside a party's program (e.g. a driver's checks before the run).
+    pub fn party(&self) -> Option<PartyId> {
+        match self {
+            Error::Party { party, .. }
+            | Error::PartyPanicked { party, .. }
+            | Error::Protocol { party, .. }
+            | Error::Transport { party, .. }
+            | Error::PeerFinished { party, .. }
+            | Error::Aborted { party, .. } => Some(*party),
+            _ => None,
+        }
+    }
 }
 
 /// What [`Error::Range`] reports: the first layer whose bound reaches 2^62, the bound, and the largest safe `t`.

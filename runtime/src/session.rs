@@ -7,7 +7,7 @@ use crate::prg::{os_seed, Contribution, PartyKeys, PrfKey, Purpose, Stream};
 use crate::share::{next_party, prev_party};
 use crate::stats::PartyStats;
 use crate::transport::{memory, Transport};
-use crate::{Error, FixedPoint, Result};
+use crate::{Error, FixedPoint, PartyId, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -149,8 +149,10 @@ impl Session {
     /// Fail fast, fail together: when a party's program panics or returns an error, the session sets `abort` at
     /// once and the others stop waiting within ~20 ms (in-memory transport); when a party's program returns while
     /// a peer still waits for one of its messages, that peer fails at once ([`Error::PeerFinished`]). The error
-    /// returned is the root cause ([`Error::PartyPanicked`] or the failing party's own error first, then
-    /// `PeerFinished`, then transport failures; [`Error::Aborted`] of the bystanders last).
+    /// returned is the root cause and names the party: [`Error::PartyPanicked`], or the failing party's own error
+    /// wrapped as [`Error::Party`] (`party 1: cannot encode NaN …`; match the cause with [`Error::root`]) first,
+    /// then `PeerFinished`, then transport failures; [`Error::Aborted`] of the bystanders last. Among errors of
+    /// the same rank (e.g. the same shape error on every party) the lowest party's is returned.
     ///
     /// After a failed run the session recovers and stays usable: once every program has returned, every party's
     /// connections drop the messages still pending ([`Transport::reset`]), the state of the interrupted protocol
@@ -193,19 +195,21 @@ impl Session {
         });
         let elapsed = start.elapsed();
         *self.last_run.lock().unwrap_or_else(|e| e.into_inner()) = (minus(self.stats(), before), elapsed);
-        let mut errors: Vec<Error> = Vec::new();
+        let mut errors: Vec<(PartyId, Error)> = Vec::new();
         let mut out = Vec::with_capacity(3);
-        for r in results {
+        for (id, r) in results.into_iter().enumerate() {
             match r {
                 Ok(v) => out.push(v),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push((id, e)),
             }
         }
         self.end_run(!errors.is_empty());
         if !errors.is_empty() {
-            // Report the root cause: a peer's transport error is a consequence of another party's failure.
-            errors.sort_by_key(consequence_rank);
-            return Err(errors.remove(0));
+            // Report the root cause: a peer's transport error is a consequence of another party's failure. The sort
+            // is stable: among equal ranks the lowest party comes first.
+            errors.sort_by_key(|(_, e)| consequence_rank(e));
+            let (party, e) = errors.remove(0);
+            return Err(named(party, e));
         }
         Ok(out.try_into().unwrap_or_else(|_| unreachable!("three parties")))
     }
@@ -271,6 +275,14 @@ fn consequence_rank(e: &Error) -> u8 {
         Error::Transport { .. } => 2,
         Error::PeerFinished { .. } => 1,
         _ => 0,
+    }
+}
+
+/// `party`'s error, wrapped as [`Error::Party`] unless it already names the party that reported it.
+fn named(party: PartyId, e: Error) -> Error {
+    match e.party() {
+        Some(_) => e,
+        None => Error::Party { party, source: Box::new(e) },
     }
 }
 

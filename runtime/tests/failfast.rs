@@ -81,7 +81,11 @@ fn a_party_returning_an_error_stops_the_others_and_its_error_is_returned() {
             2 => Err(Error::Invalid("party 2 gave up".into())),
             _ => Ok(false),
         },
-        |e| matches!(e, Error::Invalid(m) if m == "party 2 gave up"),
+        |e| {
+            matches!(e, Error::Party { party: 2, source } if matches!(**source, Error::Invalid(ref m) if m == "party 2 gave up"))
+                && e.party() == Some(2)
+                && e.to_string() == "party 2: invalid argument: party 2 gave up"
+        },
     );
 }
 
@@ -94,6 +98,51 @@ fn a_party_returning_early_stops_the_peers_waiting_for_it() {
                 && e.to_string().contains("party 2 finished its program without sending the message party")
         },
     );
+}
+
+/// Only the data owner (party 1) fails, on a NaN in its own input inside the program: the error names it and
+/// the cause (not the bystanders' `PeerFinished`/`Aborted`), the others stop at once, and the session recovers.
+#[test]
+fn only_the_data_owner_failing_on_a_nan_is_named_with_its_cause() {
+    let s = session();
+    let mut rng = rand::thread_rng();
+    let bad = rng.gen_range(0..N);
+    let mut data = random(&mut rng).data().to_vec();
+    data[bad] = f64::NAN;
+    let x = Tensor::new(&[N], data).unwrap();
+    let start = Instant::now();
+    let e = s
+        .run(|p| {
+            let xs = p.share_fixed(1, (p.id() == 1).then_some(&x), &[N])?;
+            p.reveal_fixed(&xs)
+        })
+        .unwrap_err();
+    let elapsed = start.elapsed();
+    assert!(matches!(e, Error::Party { party: 1, .. }) && e.party() == Some(1), "{e}");
+    assert!(matches!(e.root(), Error::Encode { value, .. } if value.is_nan()), "{e}");
+    let text = e.to_string();
+    assert!(text.starts_with("party 1: cannot encode NaN") && text.contains(&format!("element {bad}")), "{text}");
+    let source = std::error::Error::source(&e).expect("the cause is the error's source");
+    assert_eq!(source.to_string(), e.root().to_string());
+    assert!(elapsed < Duration::from_secs(2), "the other parties waited {elapsed:?}");
+    assert_usable(&s);
+}
+
+/// Every party fails with the same deterministic error: the lowest party's is returned, wrapped like any other.
+#[test]
+fn the_same_error_on_every_party_is_named_for_the_lowest_party() {
+    let s = session();
+    let x = random(&mut rand::thread_rng());
+    let e = s
+        .run(|p| {
+            let xs = p.share_fixed(0, (p.id() == 0).then_some(&x), &[N])?;
+            let ys = p.share_fixed(0, (p.id() == 0).then_some(&x), &[N])?;
+            p.matmul(&xs, &ys)
+        })
+        .unwrap_err();
+    assert!(matches!(e, Error::Party { party: 0, .. }), "{e}");
+    assert!(matches!(e.root(), Error::Shape { .. }) && e.to_string().starts_with("party 0: shape mismatch"), "{e}");
+    assert_usable(&s);
 }
 
 #[test]
@@ -181,7 +230,9 @@ fn a_bad_inference_input_is_refused_before_any_message_and_the_session_stays_usa
                 exec.infer_party(p, params, input, 1)
             })
             .unwrap_err();
-        assert!(matches!(e, Error::Encode { .. }), "{e}");
+        let owner = Roles::default().data_owner;
+        assert!(matches!(e, Error::Party { party, .. } if party == owner), "{e}");
+        assert!(matches!(e.root(), Error::Encode { .. }), "{e}");
     }
     let wrong = DslTensor::zeros(&[1, 1, 28, 27]);
     assert!(matches!(exec.infer(&s, &params, &wrong), Err(Error::Shape { .. })));
@@ -241,7 +292,8 @@ fn a_session_whose_transports_cannot_reset_refuses_runs_after_a_failure() {
     let s = Session::with_transports(Config::default(), nets, abort).expect("session");
     assert_eq!(s.run(|p| Ok(p.id())).expect("a clean run needs no reset"), [0, 1, 2]);
     let e = s.run(|p| if p.id() == 1 { Err(Error::Invalid("party 1 fails".into())) } else { Ok(p.id()) });
-    assert!(matches!(e, Err(Error::Invalid(m)) if m == "party 1 fails"));
+    let e = e.unwrap_err();
+    assert!(matches!(e.root(), Error::Invalid(m) if m == "party 1 fails") && e.party() == Some(1), "{e}");
     let e = s.run(|p| Ok(p.id())).unwrap_err();
     assert!(e.to_string().contains("cannot discard"), "{e}");
 }

@@ -106,7 +106,7 @@ fn per_party_the_model_owner_refuses_before_sending() {
             exec.infer_party(p, params, input, 1)
         })
         .expect_err("refused");
-    assert!(matches!(&err, Error::Range(v) if v.layer == "classifier.1"), "{err}");
+    assert!(matches!(err.root(), Error::Range(v) if v.layer == "classifier.1"), "{err}");
     let stats = session.stats();
     assert_eq!(stats.0[owner].bytes_sent, 0, "the model owner sent nothing: {stats}");
     assert_eq!(stats.0[exec.roles().data_owner].bytes_sent, 8, "only the declared bound: {stats}");
