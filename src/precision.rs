@@ -32,11 +32,12 @@ pub fn analyse(
     samples: Option<&DslTensor>,
     margin: f64,
 ) -> Result<Precision, JobError> {
+    range::check_margin(margin)?;
     let interval = range::intervals(graph, params, bound, true)?;
     let (measured, calibrated) = match samples {
         Some(s) => {
             let measured = range::calibrate(graph, params, s, 1.0, true)?;
-            let calibrated = measured.with_margin(margin);
+            let calibrated = measured.with_margin(margin)?;
             (Some(measured), Some(calibrated))
         }
         None => (None, None),
