@@ -104,7 +104,7 @@ enum Command {
         frac_bits: Vec<u32>,
     },
     /// Range analysis: per layer the largest ring value of the private inference, the largest safe fractional
-    /// precision t, and the probabilistic truncation's predicted failure probability per inference.
+    /// precision t, and the predicted failure probability per inference in either truncation mode.
     Precision {
         /// Which model (random Kaiming weights unless --weights).
         #[arg(long, value_enum, default_value_t = PrecisionModel::Lenet)]
@@ -115,10 +115,11 @@ enum Command {
         /// Public input bound |x| ≤ B (default: [0, 1] for LeNet's MNIST pixels, 1 otherwise).
         #[arg(long)]
         input_bound: Option<f64>,
-        /// Also calibrate on N sample inputs (MNIST test images for LeNet, uniform in [-B, B] otherwise).
+        /// Also calibrate on N sample inputs (MNIST test images for LeNet, uniform in [-B, B] otherwise; at most
+        /// 2^24 input elements in all).
         #[arg(long)]
         calibrate: Option<usize>,
-        /// Factor on the measured magnitudes of the calibration.
+        /// Factor on the measured magnitudes of the calibration (finite, ≥ 1).
         #[arg(long, default_value_t = 4.0)]
         margin: f64,
         /// Fractional bits the bounds are shown at.
