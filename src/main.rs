@@ -356,6 +356,7 @@ fn precision(
     use cryptgpu::dsl::range::InputBound;
     use cryptgpu::dsl::{models, weights as wio, Params, Tensor as DslTensor};
     use rand::SeedableRng;
+    cryptgpu::dsl::range::check_margin(margin)?; // before any work or output
     let graph = match model {
         PrecisionModel::Lenet => models::lenet(models::Pooling::Avg)?,
         PrecisionModel::Alexnet => models::alexnet_cifar10(models::Pooling::Avg)?,
