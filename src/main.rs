@@ -104,7 +104,7 @@ enum Command {
         frac_bits: Vec<u32>,
     },
     /// Range analysis: per layer the largest ring value of the private inference, the largest safe fractional
-    /// precision t, and the probabilistic truncation's predicted failure probability per inference.
+    /// precision t, and the predicted failure probability per inference in either truncation mode.
     Precision {
         /// Which model (random Kaiming weights unless --weights).
         #[arg(long, value_enum, default_value_t = PrecisionModel::Lenet)]
@@ -115,10 +115,11 @@ enum Command {
         /// Public input bound |x| ≤ B (default: [0, 1] for LeNet's MNIST pixels, 1 otherwise).
         #[arg(long)]
         input_bound: Option<f64>,
-        /// Also calibrate on N sample inputs (MNIST test images for LeNet, uniform in [-B, B] otherwise).
+        /// Also calibrate on N sample inputs (MNIST test images for LeNet, uniform in [-B, B] otherwise; at most
+        /// 2^24 input elements in all).
         #[arg(long)]
         calibrate: Option<usize>,
-        /// Factor on the measured magnitudes of the calibration.
+        /// Factor on the measured magnitudes of the calibration (finite, ≥ 1).
         #[arg(long, default_value_t = 4.0)]
         margin: f64,
         /// Fractional bits the bounds are shown at.
@@ -261,6 +262,10 @@ fn compare_logits(private: &cryptgpu::dsl::Tensor, plain: &cryptgpu::dsl::Tensor
     (rel / n as f64, agree)
 }
 
+/// Predicted failure probability per run `cryptgpu accuracy` accepts: the non-power-of-two average-pooling
+/// divisions (÷ 9, ÷ 49) are probabilistic even in the exact mode, and the experiment measures the error anyway.
+const ACCURACY_MAX_FAILURE: f64 = 1e-3;
+
 fn accuracy(model: AccModel, batch: usize, frac_bits: Vec<u32>) -> Result<(), Box<dyn std::error::Error>> {
     use cryptgpu::dsl::{models, reference, Params, Tensor as DslTensor};
     use cryptgpu::runtime::executor::{Executor, RangeCheck, Roles};
@@ -271,14 +276,23 @@ fn accuracy(model: AccModel, batch: usize, frac_bits: Vec<u32>) -> Result<(), Bo
         AccModel::Vgg16 => models::vgg16_cifar10(models::Pooling::Avg)?,
         AccModel::Resnet50 => models::resnet50(models::Stem::AvgPool)?,
     };
+    // Every tensor of the run, plaintext or private, has `batch ×` a layer's per-sample size: refuse a batch the
+    // sessions' max_elements cannot take before anything is allocated.
+    workloads::check_model_batch(&graph, batch, Config::default().max_elements)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(2021);
     let params = Params::kaiming(&graph, &mut rng);
     let mut shape = vec![batch];
     shape.extend_from_slice(graph.input_shape());
-    let x = workloads::random_tensor(&shape, 1.0, &mut rng);
+    let x = workloads::random_tensor(&shape, 1.0, &mut rng)?;
     let input = DslTensor::from_vec(&shape, x.data().to_vec())?;
     let plain = reference::infer(&graph, &params, &input)?;
     println!("{model:?}, batch {batch}, random Kaiming weights, inputs uniform in [-1, 1]\n");
+    println!(
+        "note: AlexNet's 3×3 and ResNet-50's 7×7 average pools divide by 9 and 49, probabilistic even in the exact \
+         truncation mode (predicted failure per sample at t = 20: ~2e-9 AlexNet, ~3e-6 ResNet-50, BENCHMARKS.md); \
+         this experiment accepts up to {ACCURACY_MAX_FAILURE:.0e} per run: a failure would show as a large error \
+         in the table\n"
+    );
     println!("| fractional bits | mean relative error of the logits | same argmax | rounds | GB sent (all parties) | wall s |");
     println!("|---|---|---|---|---|---|");
     for t in frac_bits {
@@ -286,8 +300,10 @@ fn accuracy(model: AccModel, batch: usize, frac_bits: Vec<u32>) -> Result<(), Bo
         let roles = Roles { model_owner: 1, data_owner: 0, receiver: 0 };
         // Worst-case intervals refuse the deeper models at t = 20 (see `cryptgpu precision`): calibrated check.
         let check = RangeCheck::Calibrated { samples: 2, margin: 4.0 };
-        let result = match Executor::new(graph.clone(), roles)?.with_range_check(check).infer(&session, &params, &input)
-        {
+        let exec = Executor::new(graph.clone(), roles)?
+            .with_range_check(check)
+            .allow_truncation_failures(ACCURACY_MAX_FAILURE);
+        let result = match exec.infer(&session, &params, &input) {
             Err(e) if matches!(e.root(), cryptgpu::Error::Range(_) | cryptgpu::Error::FailureProbability(_)) => {
                 println!("| {t} | refused before sharing: {e} | | | | |");
                 continue;
@@ -340,6 +356,7 @@ fn precision(
     use cryptgpu::dsl::range::InputBound;
     use cryptgpu::dsl::{models, weights as wio, Params, Tensor as DslTensor};
     use rand::SeedableRng;
+    cryptgpu::dsl::range::check_margin(margin)?; // before any work or output
     let graph = match model {
         PrecisionModel::Lenet => models::lenet(models::Pooling::Avg)?,
         PrecisionModel::Alexnet => models::alexnet_cifar10(models::Pooling::Avg)?,
@@ -368,8 +385,7 @@ fn precision(
             Some(DslTensor::from_vec(&images.shape, images.data)?)
         }
         Some(n) => {
-            let mut shape = vec![n];
-            shape.extend_from_slice(graph.input_shape());
+            let shape = cryptgpu::dsl::range::calibration_shape(&graph, n)?; // checked before the allocation
             let b = bound.max_abs();
             Some(DslTensor::uniform(&shape, -b, b, &mut rng))
         }
@@ -725,7 +741,7 @@ fn nonlinear_costs() -> Result<(), Box<dyn std::error::Error>> {
         })
     };
     let n = 1 << 16;
-    let x = workloads::random_tensor(&[n], 1.0, &mut rng);
+    let x = workloads::random_tensor(&[n], 1.0, &mut rng)?;
     let st = measure(&x, &|p, xs| p.drelu(xs).map(|_| ()))?;
     let mut b = st.map(|s| s.bytes_sent);
     b.sort_unstable_by(|x, y| y.cmp(x));
@@ -738,7 +754,7 @@ fn nonlinear_costs() -> Result<(), Box<dyn std::error::Error>> {
         per(cost::drelu_bytes(n, bits), n)
     );
     let (rows, m) = (1024, 10);
-    let x = workloads::random_tensor(&[rows, m], 4.0, &mut rng);
+    let x = workloads::random_tensor(&[rows, m], 4.0, &mut rng)?;
     let st = measure(&x, &|p, xs| p.softmax(xs).map(|_| ()))?;
     let mut b = st.map(|s| s.bytes_sent);
     b.sort_unstable_by(|x, y| y.cmp(x));

@@ -1,8 +1,9 @@
 //! `cryptgpu precision`: which fixed-point precision `t` a model's private inference can use, from the range
 //! analysis of [`cryptgpu_dsl::range`] — per layer the guaranteed interval bound of the largest ring value, and
 //! optionally the calibrated bound (largest magnitude over sample inputs × margin) and the measured largest value
-//! beside it, then the largest safe `t` of each and the predicted failure probability of the probabilistic
-//! truncation per inference.
+//! beside it, then the largest safe `t` of each and the predicted failure probability per inference in either
+//! truncation mode (in the exact mode from the divisions by a non-power of two, which are probabilistic in every
+//! mode; the executor refuses a run above its threshold in both modes).
 
 use crate::dsl::range::{self, InputBound, LayerRange, RangeReport};
 use crate::dsl::{Graph, Params, Tensor as DslTensor};
@@ -24,7 +25,8 @@ pub struct Precision {
 }
 
 /// Interval analysis of `graph` with `params` for inputs within `bound`, and, when `samples` is given, the
-/// measured and calibrated (× `margin`) magnitudes on them. Batch norm is folded as the executor does by default.
+/// measured and calibrated (× `margin`, a finite factor ≥ 1, checked even without samples) magnitudes on them. Batch
+/// norm is folded as the executor does by default.
 pub fn analyse(
     graph: &Graph,
     params: &Params,
@@ -32,11 +34,12 @@ pub fn analyse(
     samples: Option<&DslTensor>,
     margin: f64,
 ) -> Result<Precision, JobError> {
+    range::check_margin(margin)?;
     let interval = range::intervals(graph, params, bound, true)?;
     let (measured, calibrated) = match samples {
         Some(s) => {
             let measured = range::calibrate(graph, params, s, 1.0, true)?;
-            let calibrated = measured.with_margin(margin);
+            let calibrated = measured.with_margin(margin)?;
             (Some(measured), Some(calibrated))
         }
         None => (None, None),

@@ -68,10 +68,28 @@ pub fn relative_error(private: &[f64], plain: &[f64]) -> f64 {
     diff / plain.iter().map(|b| b * b).sum::<f64>().sqrt().max(1e-12)
 }
 
-/// A tensor of `shape` with entries uniform in `[-bound, bound]`.
-pub fn random_tensor(shape: &[usize], bound: f64, rng: &mut impl Rng) -> Tensor {
-    let n = shape.iter().product();
-    Tensor::new(shape, (0..n).map(|_| rng.gen_range(-bound..=bound)).collect()).expect("length matches shape")
+/// A tensor of `shape` with entries uniform in `[-bound, bound]`; [`crate::Error::Overflow`] when the element
+/// count overflows `usize` (callers check it against the session's `max_elements` first: [`check_sizes`]).
+pub fn random_tensor(shape: &[usize], bound: f64, rng: &mut impl Rng) -> Result<Tensor> {
+    let n = crate::runtime::tensor::checked_product("random tensor", shape)?;
+    Tensor::new(shape, (0..n).map(|_| rng.gen_range(-bound..=bound)).collect())
+}
+
+/// Refuse, before anything is allocated, a run of `graph` on `batch` samples whose input or some layer's output
+/// (`batch ×` its per-sample size) overflows `usize` or exceeds `max_elements` (the sessions' `Config::max_elements`).
+pub fn check_model_batch(graph: &crate::dsl::Graph, batch: usize, max_elements: usize) -> Result<()> {
+    let per_sample = std::iter::once(("input", graph.input_shape()))
+        .chain(graph.layers().iter().map(|l| (l.name.as_str(), l.output.as_slice())));
+    for (name, shape) in per_sample {
+        let mut full = vec![batch];
+        full.extend_from_slice(shape);
+        let what = format!("{} `{name}` on a batch of {batch}", graph.name());
+        let elements = crate::runtime::tensor::checked_product(&what, &full)?;
+        if elements > max_elements {
+            return Err(crate::Error::TooLarge { what, elements, limit: max_elements });
+        }
+    }
+    Ok(())
 }
 
 /// Plaintext `a (m×k) · b (k×n)` in f64 (the reference).
@@ -263,7 +281,7 @@ pub fn run_secure(
 /// Secure `a (m×k) · b (k×n)` on random inputs in `[-1, 1]`.
 pub fn matmul(session: &Session, m: usize, k: usize, n: usize, rng: &mut impl Rng) -> Result<Report> {
     check_sizes(session, &[("matmul A", &[m, k]), ("matmul B", &[k, n]), ("matmul output", &[m, n])])?;
-    let (a, b) = (random_tensor(&[m, k], 1.0, rng), random_tensor(&[k, n], 1.0, rng));
+    let (a, b) = (random_tensor(&[m, k], 1.0, rng)?, random_tensor(&[k, n], 1.0, rng)?);
     let reference = plain_matmul(&a, &b);
     let plaintext = time_f32_gemm(m, k, n);
     Ok(run_secure(session, &a, &b, &|p, x, y| p.matmul(x, y), &reference, plaintext)?.1)
@@ -292,8 +310,8 @@ pub fn conv2d(
     rng: &mut impl Rng,
 ) -> Result<Report> {
     check_sizes(session, &[("conv2d input", &[n, c, hw, hw]), ("conv2d weights", &[co, c, kk, kk])])?;
-    let x = random_tensor(&[n, c, hw, hw], 1.0, rng);
-    let w = random_tensor(&[co, c, kk, kk], 0.1, rng);
+    let x = random_tensor(&[n, c, hw, hw], 1.0, rng)?;
+    let w = random_tensor(&[co, c, kk, kk], 0.1, rng)?;
     let reference = plain_conv2d(&x, &w, params);
     let plaintext = time_f32_conv2d(&x, &w, params);
     Ok(run_secure(session, &x, &w, &|p, x, w| p.conv2d(x, w, None, params), &reference, plaintext)?.1)
@@ -316,11 +334,12 @@ pub fn recorded<R>(
 /// pool 2, conv 20→50 (5×5), average pool 2, flatten, linear 800→500, linear 500→10. (The ReLUs between them come
 /// with the non-linear protocols.) Returns the wall time of the secure layers and their communication.
 pub fn lenet_linear(session: &Session, batch: usize, rng: &mut impl Rng) -> Result<(Duration, PartyStats)> {
-    let x = random_tensor(&[batch, 1, 28, 28], 1.0, rng);
-    let w1 = random_tensor(&[20, 1, 5, 5], 0.2, rng);
-    let w2 = random_tensor(&[50, 20, 5, 5], 0.05, rng);
-    let f1 = random_tensor(&[800, 500], 0.035, rng);
-    let f2 = random_tensor(&[500, 10], 0.045, rng);
+    check_sizes(session, &[("LeNet input", &[batch, 1, 28, 28]), ("LeNet conv1 output", &[batch, 20, 24, 24])])?;
+    let x = random_tensor(&[batch, 1, 28, 28], 1.0, rng)?;
+    let w1 = random_tensor(&[20, 1, 5, 5], 0.2, rng)?;
+    let w2 = random_tensor(&[50, 20, 5, 5], 0.05, rng)?;
+    let f1 = random_tensor(&[800, 500], 0.035, rng)?;
+    let f2 = random_tensor(&[500, 10], 0.045, rng)?;
     let out = session.run(|p| {
         let own = |p: &mut crate::Party, owner: usize, t: &Tensor| {
             p.share_fixed(owner, (p.id() == owner).then_some(t), t.shape())
@@ -454,7 +473,7 @@ fn run_unary(
 /// Secure ReLU of `n` random values in `[-1, 1]` against plaintext f32 ReLU (and the exact ring reference).
 pub fn relu(session: &Session, n: usize, rng: &mut impl Rng) -> Result<NonlinearReport> {
     use crate::runtime::protocols::{cost, SignBits};
-    let x = random_tensor(&[n], 1.0, rng);
+    let x = random_tensor(&[n], 1.0, rng)?;
     let enc = x.encode(&session.fixed())?;
     let x32: Vec<f32> = x.data().iter().map(|&v| v as f32).collect();
     let start = Instant::now();
@@ -510,7 +529,7 @@ pub fn max_pool(
     rng: &mut impl Rng,
 ) -> Result<NonlinearReport> {
     use crate::runtime::protocols::cost;
-    let x = random_tensor(&shape, 1.0, rng);
+    let x = random_tensor(&shape, 1.0, rng)?;
     let enc = x.encode(&session.fixed())?;
     let x32: Vec<f32> = x.data().iter().map(|&v| v as f32).collect();
     let start = Instant::now();

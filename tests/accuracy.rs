@@ -23,10 +23,14 @@ fn relative_errors(graph: &Graph, batch: usize, seed: u64) -> Vec<(f64, bool, bo
     let plain = reference::infer(graph, &params, &input).unwrap();
     let session = Session::new(Config::default()).unwrap();
     // Worst-case intervals refuse AlexNet and ResNet-50 at t = 20 (`cryptgpu precision`): the model owner checks
-    // calibrated magnitudes on random inputs within the bound instead.
+    // calibrated magnitudes on random inputs within the bound instead. AlexNet's 3×3 and ResNet-50's 7×7 average
+    // pools divide by 9 and 49, which is probabilistic even in the exact mode (predicted ~2e-9 per AlexNet sample,
+    // ~3e-6 per ResNet-50 sample, above the default 1e-9 per run): the test accepts up to 1e-4 per run, and a
+    // failure would show as a large error below.
     let result = Executor::new(graph.clone(), Roles { model_owner: 1, data_owner: 0, receiver: 2 })
         .unwrap()
         .with_range_check(RangeCheck::Calibrated { samples: 2, margin: 4.0 })
+        .allow_truncation_failures(1e-4)
         .infer(&session, &params, &input)
         .unwrap();
     let private = result.logits(2).expect("party 2 receives the logits");

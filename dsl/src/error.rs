@@ -113,6 +113,34 @@ pub enum DslError {
         /// The shape that arrived.
         found: Vec<usize>,
     },
+    /// A value that must be a finite number is NaN or infinite.
+    #[error("{what}: element {index} is {value}, expected a finite value")]
+    NonFinite {
+        /// The tensor.
+        what: String,
+        /// Flat index of the first such element.
+        index: usize,
+        /// Its value.
+        value: f64,
+    },
+    /// A requested tensor is larger than the operation allows, or its element count overflows `usize`.
+    #[error("{what}: shape {shape:?} has {}, more than the limit of {limit}", count_elements(shape))]
+    TooLarge {
+        /// What was to be built.
+        what: String,
+        /// The requested shape.
+        shape: Vec<usize>,
+        /// The largest element count allowed.
+        limit: usize,
+    },
+    /// A calibration margin is not a finite factor ≥ 1.
+    #[error(
+        "calibration margin {margin}: expected a finite factor ≥ 1 (the measured magnitudes are multiplied by it)"
+    )]
+    Margin {
+        /// The margin given.
+        margin: f64,
+    },
     /// Reading or writing a weights file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -206,6 +234,13 @@ impl std::fmt::Display for TensorIssue {
                  `tensor.float()`, before saving)"
             ),
         }
+    }
+}
+
+fn count_elements(shape: &[usize]) -> String {
+    match crate::tensor::checked_numel(shape) {
+        Some(n) => format!("{n} elements"),
+        None => "an element count that overflows usize".into(),
     }
 }
 

@@ -35,7 +35,7 @@ use crate::fold::{bn_affine, conv_bn_pairs, conv_weights, Folds};
 use crate::graph::Graph;
 use crate::layer::{Conv2d, Layer, Node, Pool2d};
 use crate::params::Params;
-use crate::reference;
+use crate::reference::{self, out_extent};
 use crate::tensor::Tensor;
 
 /// Pre-truncation ring values must stay below `2^62` (exact truncation, comparisons).
@@ -191,18 +191,27 @@ impl RangeReport {
         }
     }
 
-    /// The layer contributing most to [`RangeReport::failure_probability`].
-    pub fn worst_failure_layer(&self, t: u32, probabilistic_truncation: bool) -> Option<&LayerRange> {
-        self.layers
+    /// Every layer that can fail at precision `t` in this mode, with its per-sample failure bound, largest first.
+    pub fn failure_sources(&self, t: u32, probabilistic_truncation: bool) -> Vec<(&LayerRange, f64)> {
+        let mut v: Vec<_> = self
+            .layers
             .iter()
             .map(|l| (l, self.layer_failure(l, t, probabilistic_truncation)))
             .filter(|(_, p)| *p > 0.0)
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(l, _)| l)
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
     }
 
-    /// The same report with every magnitude multiplied by `factor` (a calibration's margin multiplies with it).
-    pub fn with_margin(&self, factor: f64) -> RangeReport {
+    /// The layer contributing most to [`RangeReport::failure_probability`].
+    pub fn worst_failure_layer(&self, t: u32, probabilistic_truncation: bool) -> Option<&LayerRange> {
+        self.failure_sources(t, probabilistic_truncation).first().map(|(l, _)| *l)
+    }
+
+    /// The same report with every magnitude multiplied by `factor`, a finite factor ≥ 1 (else
+    /// [`DslError::Margin`]); a calibration's margin multiplies with it.
+    pub fn with_margin(&self, factor: f64) -> Result<RangeReport> {
+        check_margin(factor)?;
         let mut r = self.clone();
         for l in &mut r.layers {
             l.output *= factor;
@@ -214,7 +223,7 @@ impl RangeReport {
         if let Method::Calibrated { margin, .. } = &mut r.method {
             *margin *= factor;
         }
-        r
+        Ok(r)
     }
 
     /// Per layer, how many times this report's bound exceeds `other`'s (the ratio of the largest ring-relevant
@@ -240,10 +249,31 @@ pub enum InputBound {
 }
 
 impl InputBound {
-    /// `max |x|` over a batch (making it public, when a party declares it); an error names the first NaN or
-    /// infinite element.
+    /// The bound a data owner without a declared bound makes public for its batch `x`: `|x| ≤ 2^⌈log2 max|x|⌉`,
+    /// the smallest power of two at least `max |x|` ([`power_of_two_above`]), so that only that power of two is
+    /// revealed, not `max |x|` itself. An error names the first NaN or infinite element.
     pub fn of_batch(x: &Tensor) -> Result<InputBound> {
-        Ok(InputBound::Uniform(max_abs_finite(x)?))
+        Ok(InputBound::Uniform(power_of_two_above(max_abs_finite(x)?)))
+    }
+
+    /// The per-channel interval ends `[lo, hi]` of this bound for `graph`'s input (channel = dimension 0 of the
+    /// per-sample shape); an error when the bound is not finite or has the wrong number of channels.
+    pub fn ends(&self, graph: &Graph) -> Result<Vec<(f64, f64)>> {
+        let shape = graph.input_shape();
+        let channels = shape[0];
+        match self {
+            InputBound::Uniform(b) if b.is_finite() => Ok(vec![(-b.abs(), b.abs()); channels]),
+            InputBound::PerChannel(v)
+                if v.len() == channels && v.iter().all(|(l, h)| l <= h && l.is_finite() && h.is_finite()) =>
+            {
+                Ok(v.clone())
+            }
+            _ => Err(DslError::BatchShape {
+                what: format!("{} input bound {self:?}", graph.name()),
+                expected: format!("a finite |x| bound or {channels} finite intervals lo ≤ hi"),
+                found: shape.to_vec(),
+            }),
+        }
     }
 
     /// The largest magnitude the bound admits.
@@ -255,20 +285,66 @@ impl InputBound {
     }
 }
 
-/// The largest |x| of a tensor; an error names the first NaN or infinite element.
+/// The largest |x| of a tensor; an error ([`DslError::NonFinite`]) names the first NaN or infinite element.
 pub fn max_abs_finite(x: &Tensor) -> Result<f64> {
     let mut m: f64 = 0.0;
-    for (i, v) in x.data().iter().enumerate() {
-        if !v.is_finite() {
-            return Err(DslError::BatchShape {
-                what: format!("input element {i} is {v}"),
-                expected: "finite values".into(),
-                found: x.shape().to_vec(),
-            });
+    for (index, &value) in x.data().iter().enumerate() {
+        if !value.is_finite() {
+            return Err(DslError::NonFinite { what: format!("input {:?}", x.shape()), index, value });
         }
-        m = m.max(v.abs());
+        m = m.max(value.abs());
     }
     Ok(m)
+}
+
+/// The smallest bound a batch announces: [`power_of_two_above`] never returns less, so every batch whose values
+/// are all below it (an all-zero batch included) announces the same bound. It is below the finest fixed-point
+/// step `2^−31`.
+pub const MIN_ANNOUNCED_BOUND: f64 = 1.0 / 4_294_967_296.0; // 2^-32
+
+/// The smallest power of two `≥ m` (`2^⌈log2 m⌉`), at least [`MIN_ANNOUNCED_BOUND`]; `f64::MAX` for
+/// `m > 2^1023` (no larger power of two is finite). For a finite `m ≥ 0`.
+pub fn power_of_two_above(m: f64) -> f64 {
+    if m <= MIN_ANNOUNCED_BOUND {
+        return MIN_ANNOUNCED_BOUND;
+    }
+    // A normal positive f64: 2^(exponent) · 1.mantissa; a power of two has a zero mantissa.
+    let bits = m.to_bits();
+    let (exponent, mantissa) = (bits >> 52, bits & ((1 << 52) - 1));
+    if mantissa == 0 {
+        m
+    } else if exponent + 1 >= 0x7ff {
+        f64::MAX
+    } else {
+        f64::from_bits((exponent + 1) << 52)
+    }
+}
+
+/// Largest number of input elements (samples × per-sample size) a calibration draws: 2^24 f64 (128 MiB).
+pub const MAX_CALIBRATION_ELEMENTS: usize = 1 << 24;
+
+/// The shape `[n, …input]` of `n` calibration samples for `graph`, or [`DslError::TooLarge`] when it has more
+/// than [`MAX_CALIBRATION_ELEMENTS`] elements (or its count overflows): checked before anything is allocated.
+pub fn calibration_shape(graph: &Graph, n: usize) -> Result<Vec<usize>> {
+    let mut shape = vec![n];
+    shape.extend_from_slice(graph.input_shape());
+    match crate::tensor::checked_numel(&shape) {
+        Some(e) if e <= MAX_CALIBRATION_ELEMENTS => Ok(shape),
+        _ => Err(DslError::TooLarge {
+            what: format!("{} calibration samples", graph.name()),
+            shape,
+            limit: MAX_CALIBRATION_ELEMENTS,
+        }),
+    }
+}
+
+/// Checks a calibration margin: a finite factor ≥ 1, else [`DslError::Margin`].
+pub fn check_margin(margin: f64) -> Result<()> {
+    if margin >= 1.0 && margin.is_finite() {
+        Ok(())
+    } else {
+        Err(DslError::Margin { margin })
+    }
 }
 
 /// Per-channel magnitudes of one value (interval ends or measured maxima) and the number of elements per
@@ -416,24 +492,7 @@ fn run<D: Domain>(
 /// Guaranteed per-layer bounds for every input within `input`: see the [module documentation](self).
 /// `fold_batch_norm` must match the executor's setting (folding is its default).
 pub fn intervals(graph: &Graph, params: &Params, input: &InputBound, fold_batch_norm: bool) -> Result<RangeReport> {
-    let shape = graph.input_shape().to_vec();
-    let channels = shape[0];
-    let ends: Vec<(f64, f64)> = match input {
-        InputBound::Uniform(b) if b.is_finite() => vec![(-b.abs(), b.abs()); channels],
-        InputBound::PerChannel(v)
-            if v.len() == channels && v.iter().all(|(l, h)| l <= h && l.is_finite() && h.is_finite()) =>
-        {
-            v.clone()
-        }
-        _ => {
-            return Err(DslError::BatchShape {
-                what: format!("{} input bound {input:?}", graph.name()),
-                expected: format!("a finite |x| bound or {channels} finite intervals lo ≤ hi"),
-                found: shape,
-            })
-        }
-    };
-    let iv = Intervals::new(shape, ends);
+    let iv = Intervals::new(graph.input_shape().to_vec(), input.ends(graph)?);
     run(graph, params, iv, 1.0, fold_batch_norm, Method::Interval { input_bound: input.max_abs() })
 }
 
@@ -446,11 +505,12 @@ pub fn calibrate(
     margin: f64,
     fold_batch_norm: bool,
 ) -> Result<RangeReport> {
+    check_margin(margin)?;
     let n = samples.shape().first().copied().unwrap_or(0);
-    if samples.shape().get(1..) != Some(graph.input_shape()) || n == 0 || !(margin >= 1.0 && margin.is_finite()) {
+    if samples.shape().get(1..) != Some(graph.input_shape()) || n == 0 {
         return Err(DslError::BatchShape {
-            what: format!("{} calibration samples (margin {margin})", graph.name()),
-            expected: format!("[N ≥ 1, {:?}] and a finite margin ≥ 1", graph.input_shape()),
+            what: format!("{} calibration samples", graph.name()),
+            expected: format!("[N ≥ 1, {:?}]", graph.input_shape()),
             found: samples.shape().to_vec(),
         });
     }
@@ -470,28 +530,16 @@ pub fn calibrate_uniform(
     seed: u64,
 ) -> Result<RangeReport> {
     use rand::{Rng, SeedableRng};
-    let shape = graph.input_shape();
-    let per_channel = shape[1..].iter().product::<usize>();
-    let ends = match input {
-        InputBound::Uniform(b) => vec![(-b.abs(), b.abs()); shape[0]],
-        InputBound::PerChannel(v) => v.clone(),
-    };
-    if ends.len() != shape[0] || ends.iter().any(|(l, h)| !(l <= h && l.is_finite() && h.is_finite())) {
-        return Err(DslError::BatchShape {
-            what: format!("{} input bound {input:?}", graph.name()),
-            expected: format!("a finite |x| bound or {} finite intervals lo ≤ hi", shape[0]),
-            found: shape.to_vec(),
-        });
-    }
+    let ends = input.ends(graph)?;
+    let full = calibration_shape(graph, n)?; // checked before the allocation below
+    let per_channel = graph.input_shape()[1..].iter().product::<usize>();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut data = Vec::with_capacity(n * shape.iter().product::<usize>());
+    let mut data = Vec::with_capacity(crate::tensor::numel(&full));
     for _ in 0..n {
         for &(lo, hi) in &ends {
             data.extend((0..per_channel).map(|_| lo + (hi - lo) * rng.gen::<f64>()));
         }
     }
-    let mut full = vec![n];
-    full.extend_from_slice(shape);
     calibrate(graph, params, &Tensor::from_vec(&full, data)?, margin, fold_batch_norm)
 }
 
@@ -531,16 +579,28 @@ impl Intervals {
         }
     }
 
+    /// The per-sample shape `[channels, H', W']` after a window sweep over this `[C, H, W]` value.
+    fn swept(
+        &self,
+        what: &str,
+        channels: usize,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<Vec<usize>> {
+        let (_, h, w) = self.dims3(what)?;
+        Ok(vec![channels, out_extent(h, kernel.0, stride.0, padding.0), out_extent(w, kernel.1, stride.1, padding.1)])
+    }
+
     fn window(&self, p: &Pool2d) -> Result<Vec<usize>> {
-        let (c, h, w) = self.dims3("pooling input")?;
-        let out = |n: usize, k: usize, s: usize, pad: usize| (n + 2 * pad).saturating_sub(k) / s.max(1) + 1;
-        Ok(vec![c, out(h, p.kernel.0, p.stride.0, p.padding.0), out(w, p.kernel.1, p.stride.1, p.padding.1)])
+        let (c, _, _) = self.dims3("pooling input")?;
+        self.swept("pooling input", c, p.kernel, p.stride, p.padding)
     }
 }
 
 impl Domain for Intervals {
     fn conv(&self, c: &Conv2d, w: &[f64], b: Option<&[f64]>) -> Result<Self> {
-        let (ci, h, wd) = self.dims3("conv2d input")?;
+        let (ci, _, _) = self.dims3("conv2d input")?;
         let (lo_in, hi_in) = self.padded(c.padding);
         let k = c.kernel.0 * c.kernel.1;
         let (mut lo, mut hi) = (vec![0.0; c.out_channels], vec![0.0; c.out_channels]);
@@ -556,12 +616,7 @@ impl Domain for Intervals {
             lo[o] = l;
             hi[o] = u;
         }
-        let out = |n: usize, k: usize, s: usize, p: usize| (n + 2 * p).saturating_sub(k) / s.max(1) + 1;
-        let shape = vec![
-            c.out_channels,
-            out(h, c.kernel.0, c.stride.0, c.padding.0),
-            out(wd, c.kernel.1, c.stride.1, c.padding.1),
-        ];
+        let shape = self.swept("conv2d input", c.out_channels, c.kernel, c.stride, c.padding)?;
         Ok(Intervals::new_ends(shape, lo, hi))
     }
 

@@ -54,7 +54,7 @@ fn dims4(t: &Tensor) -> (usize, usize, usize, usize) {
 }
 
 /// Output extent of a window sweep; callers have validated that the window fits.
-fn out_extent(size: usize, k: usize, s: usize, p: usize) -> usize {
+pub(crate) fn out_extent(size: usize, k: usize, s: usize, p: usize) -> usize {
     (size + 2 * p).saturating_sub(k) / s.max(1) + 1
 }
 

@@ -4,7 +4,7 @@
 
 use cryptgpu_dsl::range::{self, InputBound, Method, Rescale, RING_LIMIT};
 use cryptgpu_dsl::reference::infer;
-use cryptgpu_dsl::{BatchNorm2d, Builder, Conv2d, Graph, Layer, Linear, Params, Pool2d, Tensor};
+use cryptgpu_dsl::{BatchNorm2d, Builder, Conv2d, DslError, Graph, Layer, Linear, Params, Pool2d, Tensor};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -203,14 +203,78 @@ fn bad_bounds_and_samples_are_clear_errors() {
     let err = range::intervals(&graph, &p, &InputBound::PerChannel(vec![(1.0, 0.0); 2]), true).unwrap_err().to_string();
     assert!(err.contains("lo ≤ hi"), "{err}");
     let x = Tensor::from_vec(&[1, 2], vec![1.0, f64::NAN]).expect("x");
-    let err = range::calibrate(&graph, &p, &x, 4.0, true).unwrap_err().to_string();
-    assert!(err.contains("input element 1 is NaN"), "{err}");
-    let err = range::calibrate(&graph, &p, &Tensor::zeros(&[1, 2]), 0.5, true).unwrap_err().to_string();
-    assert!(err.contains("margin"), "{err}");
+    let err = range::calibrate(&graph, &p, &x, 4.0, true).unwrap_err();
+    assert!(matches!(err, DslError::NonFinite { index: 1, value, .. } if value.is_nan()), "{err}");
+    assert!(err.to_string().contains("element 1 is NaN"), "{err}");
+    for margin in [0.5, f64::NAN, f64::INFINITY] {
+        let err = range::calibrate(&graph, &p, &Tensor::zeros(&[1, 2]), margin, true).unwrap_err();
+        assert!(matches!(err, DslError::Margin { .. }), "{err}");
+    }
     let mut missing = p.clone();
     missing.remove("fc.weight");
     assert!(range::intervals(&graph, &missing, &InputBound::Uniform(1.0), true)
         .unwrap_err()
         .to_string()
         .contains("fc.weight"));
+}
+
+/// `with_margin` validates its factor as `calibrate` does: a finite factor ≥ 1, else a `Margin` error.
+#[test]
+fn with_margin_refuses_what_calibrate_refuses() {
+    let (graph, p) = linear_model([1.0, -2.0]);
+    let x = Tensor::from_vec(&[1, 2], vec![0.5, 1.0]).expect("x");
+    let measured = range::calibrate(&graph, &p, &x, 1.0, true).expect("calibrate");
+    for margin in [0.5, 0.0, -4.0, f64::NAN, f64::INFINITY] {
+        let err = measured.with_margin(margin).unwrap_err();
+        assert!(matches!(err, DslError::Margin { .. }), "margin {margin}: {err}");
+        assert!(matches!(range::calibrate(&graph, &p, &x, margin, true), Err(DslError::Margin { .. })));
+    }
+    let four = measured.with_margin(4.0).expect("margin 4");
+    assert_eq!(four, range::calibrate(&graph, &p, &x, 4.0, true).expect("calibrate"));
+}
+
+/// A calibration of a huge number of samples is refused before any allocation (overflowing counts included),
+/// both through `calibrate_uniform` and `calibration_shape`.
+#[test]
+fn huge_calibrations_are_errors_not_aborts() {
+    let (graph, p) = linear_model([1.0, 1.0]);
+    let bound = InputBound::Uniform(1.0);
+    for n in [usize::MAX, usize::MAX / 2 + 1, range::MAX_CALIBRATION_ELEMENTS / 2 + 1] {
+        let err = range::calibrate_uniform(&graph, &p, &bound, n, 4.0, true, 1).unwrap_err();
+        assert!(matches!(&err, DslError::TooLarge { limit, .. } if *limit == range::MAX_CALIBRATION_ELEMENTS), "{err}");
+        assert!(err.to_string().contains("calibration samples"), "{err}");
+    }
+    assert_eq!(range::calibration_shape(&graph, 3).expect("shape"), vec![3, 2]);
+    assert!(range::calibrate_uniform(&graph, &p, &bound, 16, 4.0, true, 1).is_ok());
+}
+
+proptest! {
+    /// The bound a data owner announces is the smallest power of two ≥ max |x| (at least the floor): a power of
+    /// two, at least max |x|, less than twice it, and max |x| itself when that is a power of two.
+    #[test]
+    fn announced_bound_is_the_power_of_two_above_max_abs(mantissa in 1.0f64..2.0, exp in -40i32..60, seed in any::<u64>()) {
+        let m = mantissa * 2f64.powi(exp);
+        let b = range::power_of_two_above(m);
+        prop_assert!(b >= m && b.to_bits() & ((1u64 << 52) - 1) == 0, "{m} → {b}");
+        if m > range::MIN_ANNOUNCED_BOUND {
+            prop_assert!(b < 2.0 * m, "{m} → {b}");
+        } else {
+            prop_assert_eq!(b, range::MIN_ANNOUNCED_BOUND);
+        }
+        prop_assert_eq!(range::power_of_two_above(2f64.powi(exp)), 2f64.powi(exp).max(range::MIN_ANNOUNCED_BOUND));
+        // Through a batch: the sign does not matter, the largest magnitude does.
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut x = Tensor::uniform(&[2, 3], -m, m, &mut rng);
+        x.data_mut()[4] = -m;
+        prop_assert_eq!(InputBound::of_batch(&x).expect("finite"), InputBound::Uniform(b));
+    }
+}
+
+#[test]
+fn announced_bound_edge_cases() {
+    assert_eq!(range::power_of_two_above(0.0), range::MIN_ANNOUNCED_BOUND);
+    assert_eq!(range::power_of_two_above(1.0 + f64::EPSILON), 2.0);
+    assert_eq!(range::power_of_two_above(f64::MAX), f64::MAX);
+    let x = Tensor::from_vec(&[1, 2], vec![f64::NEG_INFINITY, 1.0]).expect("x");
+    assert!(matches!(InputBound::of_batch(&x), Err(DslError::NonFinite { index: 0, .. })));
 }

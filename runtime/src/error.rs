@@ -153,8 +153,8 @@ pub enum Error {
     /// model owner before anything was shared.
     #[error(transparent)]
     Range(Box<RangeViolation>),
-    /// The probabilistic truncation is predicted to fail too often for this model: refused by the model owner
-    /// before anything was shared.
+    /// The run is predicted to fail too often for this model (any truncation under probabilistic truncation; in
+    /// the exact mode the divisions by a non-power of two): refused by the model owner before anything was shared.
     #[error(transparent)]
     FailureProbability(Box<FailureRisk>),
     /// An input element is outside the declared public bound (or not finite): refused by the data owner before
@@ -229,14 +229,10 @@ pub struct RangeViolation {
     pub method: String,
 }
 
-/// What [`Error::FailureProbability`] reports: the predicted failure probability of a run and the allowed one.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "model `{model}`: probabilistic truncation at t = {frac_bits} is predicted to fail with probability up to \
-     {probability:.2e} per run of {batch} sample(s) (union bound over every truncated element, largest share from \
-     layer `{layer}`; {method}), above the allowed {threshold:.1e}; use the exact truncation mode (the default), a \
-     smaller t, or accept the risk with Executor::allow_truncation_failures"
-)]
+/// What [`Error::FailureProbability`] reports: the predicted failure probability of a run, the allowed one, and
+/// the layers responsible. Under probabilistic truncation every truncation can fail; in the exact mode only the
+/// divisions by a public non-power of two (3×3 or 7×7 average pooling), which are probabilistic in every mode.
+#[derive(Debug, Clone, PartialEq)]
 pub struct FailureRisk {
     /// The model.
     pub model: String,
@@ -248,11 +244,87 @@ pub struct FailureRisk {
     pub frac_bits: u32,
     /// Samples in the run.
     pub batch: usize,
+    /// The session's truncation mode.
+    pub truncation: crate::protocols::TruncationMode,
     /// The layer contributing most.
     pub layer: String,
+    /// Every layer that can fail in this mode, largest share first.
+    pub sources: Vec<FailureSource>,
     /// How the magnitudes were obtained, in words.
     pub method: String,
 }
+
+/// One layer's share of a [`FailureRisk`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureSource {
+    /// Full layer name.
+    pub layer: String,
+    /// Layer kind (`Conv2d`, `AvgPool2d`, `GlobalAvgPool`, …).
+    pub kind: String,
+    /// The public divisor of a division by a non-power of two (probabilistic in every truncation mode); `None`
+    /// for a truncation that is probabilistic only under probabilistic truncation.
+    pub divisor: Option<u64>,
+    /// Its predicted failure probability over the run.
+    pub probability: f64,
+}
+
+impl std::fmt::Display for FailureSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.kind.as_str() {
+            "AvgPool2d" => "average pooling",
+            "GlobalAvgPool" => "global average pooling",
+            kind => kind,
+        };
+        match self.divisor {
+            Some(d) => write!(f, "{what} `{}` divides by {d} ({:.1e})", self.layer, self.probability),
+            None => write!(f, "{what} `{}` ({:.1e})", self.layer, self.probability),
+        }
+    }
+}
+
+impl std::fmt::Display for FailureRisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (model, t, p, batch) = (&self.model, self.frac_bits, self.probability, self.batch);
+        let divisions: Vec<String> =
+            self.sources.iter().filter(|s| s.divisor.is_some()).map(ToString::to_string).collect();
+        // The probability rounded up to one significant digit: a threshold that admits this run.
+        let step = 10f64.powf(p.log10().floor());
+        let admits = if p > 0.0 && step.is_finite() { (p / step).ceil() * step } else { p };
+        let accept = format!("accept the risk with Executor::allow_truncation_failures({admits:.0e}) or more");
+        match self.truncation {
+            crate::protocols::TruncationMode::Exact => write!(
+                f,
+                "model `{model}`: at t = {t} in the exact truncation mode, a run of {batch} sample(s) is predicted to \
+                 fail with probability up to {p:.2e} ({method}; union bound over every divided element), above the \
+                 allowed {threshold:.1e}: {list}, which {is} probabilistic even in exact mode (exact truncation \
+                 covers divisions by powers of two only); {accept}, use a smaller t (each bit less halves it), or \
+                 pooling windows whose area is a power of two",
+                is = if divisions.len() > 1 { "are" } else { "is" },
+                method = self.method,
+                threshold = self.threshold,
+                list = divisions.join(", "),
+            ),
+            crate::protocols::TruncationMode::Probabilistic => {
+                write!(
+                    f,
+                    "model `{model}`: probabilistic truncation at t = {t} is predicted to fail with probability up to \
+                     {p:.2e} per run of {batch} sample(s) (union bound over every truncated element, largest share \
+                     from layer `{layer}`; {method}), above the allowed {threshold:.1e}; use the exact truncation mode \
+                     (the default), a smaller t, or {accept}",
+                    layer = self.layer,
+                    method = self.method,
+                    threshold = self.threshold,
+                )?;
+                if !divisions.is_empty() {
+                    write!(f, " (in the exact mode these stay probabilistic: {})", divisions.join(", "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for FailureRisk {}
 
 fn range_advice(largest_safe_t: Option<u32>, method: &str) -> String {
     let t = match largest_safe_t {

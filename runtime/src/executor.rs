@@ -27,18 +27,19 @@
 //! all three parties in a [`Session`] and merges them into [`LayerStats`] (rounds: the maximum over parties;
 //! bytes: the sum).
 //!
-//! **Range safety** (before phase 1, nothing revealed): a private run is only right while every ring value stays
-//! below 2^62 (exact truncation, comparisons) — see [`cryptgpu_dsl::range`]. The data owner checks its batch
-//! against the declared public input bound ([`Executor::with_input_bound`]; NaN and infinities are refused); the
-//! model owner runs the range analysis with its weights and that bound at the session's `t` ([`RangeCheck`]:
-//! worst-case intervals by default, calibration on random inputs within the bound, or off) and refuses with
-//! [`Error::Range`] naming the layer, the bound it reaches and the largest safe `t`. Under probabilistic
-//! truncation it also refuses when the predicted failure probability of the run exceeds a threshold (10^-9 unless
-//! [`Executor::allow_truncation_failures`]) with [`Error::FailureProbability`]. When no bound is declared, it is
-//! the batch's `max |x|`, which the model owner then learns ([`Executor::infer`] reads it from the batch;
-//! [`Executor::infer_party`] has the data owner send it to the model owner in one extra setup round). In exact
-//! mode, divisions by a non-power of two (3×3 or 7×7 average pooling) remain probabilistic; their (small) predicted
-//! failure probability is reported by `cryptgpu precision` but not enforced.
+//! **Range safety** (before phase 1): a private run is only right while every ring value stays below 2^62 (exact
+//! truncation, comparisons) — see [`cryptgpu_dsl::range`]. The data owner checks its batch against the public
+//! input bound (NaN and infinities are refused); the model owner runs the range analysis with its weights and that
+//! bound at the session's `t` ([`RangeCheck`]: worst-case intervals by default, calibration on random inputs within
+//! the bound, or off) and refuses with [`Error::Range`] naming the layer, the bound it reaches and the largest safe
+//! `t`. It also refuses, with [`Error::FailureProbability`] naming the layers responsible, when the predicted
+//! failure probability of the run exceeds a threshold (10^-9 unless [`Executor::allow_truncation_failures`]):
+//! under probabilistic truncation every truncation counts; in the exact mode the divisions by a non-power of two
+//! (3×3 or 7×7 average pooling), which are probabilistic in every mode. What the checks reveal: with a declared
+//! bound ([`Executor::with_input_bound`]) nothing beyond the declaration; without one, the bound is the smallest
+//! power of two at least the batch's `max |x|` (`2^⌈log2 max|x|⌉`), and the model owner learns that power of two
+//! ([`Executor::infer`] computes it from the batch; [`Executor::infer_party`] has the data owner send it to the
+//! model owner in one extra setup round) — nothing else of the batch.
 //!
 //! Limits: convolution and pooling windows must use the same stride and the same padding on both axes (the
 //! protocols take one stride and one padding); a layer that does not is refused with an error naming it.
@@ -191,7 +192,7 @@ pub enum RangeCheck {
     Off,
 }
 
-/// Largest predicted failure probability per run the probabilistic truncation may have by default.
+/// Largest predicted failure probability per run a private inference may have by default (any truncation mode).
 pub const DEFAULT_MAX_FAILURE: f64 = 1e-9;
 
 /// Runs a model graph privately: see the [module documentation](self).
@@ -246,8 +247,9 @@ impl Executor {
     }
 
     /// Declares the public bound `|x| ≤ bound` on every input element: the data owner refuses a batch outside it,
-    /// the model owner checks the model's range for it. Without it the bound is the batch's `max |x|`, which
-    /// thereby becomes known to the model owner.
+    /// the model owner checks the model's range for it; nothing about the batch beyond the declaration is revealed.
+    /// Without it the bound is the smallest power of two at least the batch's `max |x|` (`2^⌈log2 max|x|⌉`, at
+    /// least [`range::MIN_ANNOUNCED_BOUND`]), which thereby becomes known to the model owner.
     pub fn with_input_bound(mut self, bound: f64) -> Self {
         self.input_bound = Some(bound);
         self
@@ -259,8 +261,10 @@ impl Executor {
         self
     }
 
-    /// Allows probabilistic truncation runs whose predicted failure probability per run is at most `p` (default
-    /// [`DEFAULT_MAX_FAILURE`]); `1.0` accepts any.
+    /// Allows runs whose predicted failure probability per run is at most `p` (default [`DEFAULT_MAX_FAILURE`]);
+    /// `1.0` accepts any. The probability counts every truncation under probabilistic truncation and, in the exact
+    /// mode, the divisions by a non-power of two (3×3 or 7×7 average pooling), which are probabilistic in every
+    /// mode.
     pub fn allow_truncation_failures(mut self, p: f64) -> Self {
         self.max_failure = p;
         self
@@ -274,19 +278,24 @@ impl Executor {
         }
     }
 
-    /// The data owner's bound (declared, or the batch's `max |x|`) after [`Executor::check_input`] against it.
+    /// The data owner's bound after [`Executor::check_input`] against it: the declared one, else the smallest
+    /// power of two at least the batch's `max |x|` ([`InputBound::of_batch`]), which is all the model owner learns
+    /// of the batch.
     fn data_bound(&self, input: &DslTensor) -> Result<f64> {
-        let bound = self
-            .input_bound
-            .unwrap_or_else(|| input.data().iter().filter(|v| v.is_finite()).fold(0.0, |m: f64, v| m.max(v.abs())));
+        let bound = match self.input_bound {
+            Some(b) => b,
+            None => InputBound::of_batch(input).map_err(|e| dsl_err(&self.graph, e))?.max_abs(),
+        };
         self.check_input(input, bound)?;
         Ok(bound)
     }
 
     /// The model owner's check, before sharing: the range analysis of the model with `params` for inputs
     /// `|x| ≤ input_bound` at `frac_bits`, for a run of `batch` samples under `truncation`. Returns the report
-    /// (`None` with [`RangeCheck::Off`]); an error names the first layer that can reach 2^62, or the predicted
-    /// failure probability of probabilistic truncation above the allowed one.
+    /// (`None` with [`RangeCheck::Off`]); an error names the first layer that can reach 2^62
+    /// ([`Error::Range`]), or the layers whose failures make the predicted failure probability of the run exceed
+    /// the allowed one ([`Error::FailureProbability`]): every truncation under probabilistic truncation, in the
+    /// exact mode the divisions by a non-power of two (average pooling over 3×3 or 7×7 windows).
     pub fn check_model(
         &self,
         params: &Params,
@@ -318,20 +327,35 @@ impl Executor {
                 method,
             })));
         }
-        if truncation == TruncationMode::Probabilistic {
-            let probability = report.failure_probability(frac_bits, true, batch);
-            if probability > self.max_failure {
-                let layer = report.worst_failure_layer(frac_bits, true).map_or(String::new(), |l| l.name.clone());
-                return Err(Error::FailureProbability(Box::new(crate::FailureRisk {
-                    model: self.graph.name().to_string(),
-                    probability,
-                    threshold: self.max_failure,
-                    frac_bits,
-                    batch,
-                    layer,
-                    method,
-                })));
-            }
+        // Under probabilistic truncation every truncation can fail; in the exact mode the divisions by a
+        // non-power of two still can (they are probabilistic in every mode).
+        let probabilistic = truncation == TruncationMode::Probabilistic;
+        let probability = report.failure_probability(frac_bits, probabilistic, batch);
+        if probability > self.max_failure || probability.is_nan() {
+            let sources: Vec<crate::FailureSource> = report
+                .failure_sources(frac_bits, probabilistic)
+                .into_iter()
+                .map(|(l, p)| crate::FailureSource {
+                    layer: l.name.clone(),
+                    kind: l.kind.to_string(),
+                    divisor: match l.truncation.as_ref().map(|t| t.op) {
+                        Some(range::Rescale::DivideInt(d)) => Some(d),
+                        _ => None,
+                    },
+                    probability: (p * batch as f64).min(1.0),
+                })
+                .collect();
+            return Err(Error::FailureProbability(Box::new(crate::FailureRisk {
+                model: self.graph.name().to_string(),
+                probability,
+                threshold: self.max_failure,
+                frac_bits,
+                batch,
+                truncation,
+                layer: sources.first().map_or(String::new(), |s| s.layer.clone()),
+                sources,
+                method,
+            })));
         }
         Ok(Some(report))
     }
@@ -615,7 +639,8 @@ impl Executor {
     /// batch (data owner passes `Some(input)` of shape `[batch, …input]`), run every layer, reveal the logits to
     /// the receiver. All three parties call this with the same `batch`. Before its first message the data owner
     /// checks its batch and the model owner the model's range (see the [module documentation](self)); without a
-    /// declared input bound (and with a range check on), the data owner first sends `max |x|` to the model owner.
+    /// declared input bound (and with a range check on), the data owner first sends the power of two above its
+    /// `max |x|` to the model owner.
     pub fn infer_party(
         &self,
         p: &mut Party,
@@ -648,7 +673,8 @@ impl Executor {
         self.run_party(p, params, input, batch, setup)
     }
 
-    /// The data owner sends its `max |x|` (a public declaration from now on) to the model owner: one round.
+    /// The data owner sends its bound (the power of two above `max |x|`, a public declaration from now on) to the
+    /// model owner: one round.
     fn announce_bound(&self, p: &mut Party, bound: Option<f64>) -> Result<Option<f64>> {
         let (owner, data) = (self.roles.model_owner, self.roles.data_owner);
         if p.id() == data {

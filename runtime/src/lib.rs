@@ -37,7 +37,7 @@ pub mod tensor;
 pub mod training;
 pub mod transport;
 
-pub use error::{Error, FailureRisk, RangeViolation, Result};
+pub use error::{Error, FailureRisk, FailureSource, RangeViolation, Result};
 pub use fixed::FixedPoint;
 pub use party::Party;
 pub use protocols::conv::Conv2dParams;

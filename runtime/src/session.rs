@@ -24,8 +24,9 @@ pub struct Config {
     /// Derive every key from this seed instead of operating-system randomness. INSECURE: for reproducible tests
     /// only; `None` (the default) uses fresh randomness.
     pub insecure_test_seed: Option<u64>,
-    /// How fixed-point products are truncated (default: exact, never failing for |z| < 2^62); a party can change
-    /// it per layer with `Party::set_truncation`.
+    /// How fixed-point products are truncated (default: exact, never failing for |z| < 2^62 — except a division
+    /// by a public non-power of two, e.g. 3×3 average pooling, which is probabilistic in every mode); a party can
+    /// change it per layer with `Party::set_truncation`.
     pub truncation: crate::protocols::TruncationMode,
 }
 

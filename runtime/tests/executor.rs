@@ -71,7 +71,9 @@ fn small_cnn_with_every_layer_kind_matches_the_reference() {
     let x = batch(&graph, 3, &mut rng);
     let plain = infer(&graph, &params, &x).expect("reference");
     let roles = Roles { model_owner: 0, data_owner: 1, receiver: 2 };
-    let exec = Executor::new(graph.clone(), roles).expect("executor");
+    // Its 3×3 average pool divides by 9, probabilistic even in the exact mode: predicted ~1e-6 per run, above the
+    // default 1e-9, so the run is allowed explicitly (a failure would show in `check`).
+    let exec = Executor::new(graph.clone(), roles).expect("executor").allow_truncation_failures(1e-5);
     let result = exec.infer(&session(), &params, &x).expect("private inference");
     let errs = check(&result, 2, &plain);
     eprintln!("SmallCNN per-sample relative errors: {errs:?}");

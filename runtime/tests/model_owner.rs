@@ -17,6 +17,11 @@ use common::{every_layer_cnn, session, CnnWidths};
 /// error of the logits of at most 0.02%.
 const REL_ERR: f64 = 2e-4;
 
+/// The model's 3×3 average pool divides by 9, probabilistic even in the exact mode: its predicted failure probability
+/// per run (~1e-6 on these inputs) is above the executor's default 1e-9, so the runs allow it explicitly (a failure
+/// would show in the relative errors the tests check).
+const ALLOWED_FAILURE: f64 = 1e-3;
+
 fn graph() -> Graph {
     every_layer_cnn(CnnWidths { input: 2, first: 4, second: 8, hidden: 8, classes: 5 })
 }
@@ -79,7 +84,7 @@ fn a_state_dict_without_num_batches_tracked_runs_privately() {
 
     let x = input(&g, 2, &mut rng);
     let plain = infer(&g, &loaded, &x).expect("reference without counters");
-    let exec = Executor::new(g.clone(), Roles::default()).expect("executor");
+    let exec = Executor::new(g.clone(), Roles::default()).expect("executor").allow_truncation_failures(ALLOWED_FAILURE);
     let result = exec.infer(&session(), &loaded, &x).expect("private inference without counters");
     let private = result.logits(Roles::default().receiver).expect("logits");
     let errs = rel_errors(private, &plain);
@@ -137,7 +142,10 @@ fn private_logits_match_the_owners_plaintext_reference() {
     let plain = infer(&g, &params, &x).expect("reference");
     for fold in [true, false] {
         let roles = Roles { model_owner: 2, data_owner: 0, receiver: 1 };
-        let exec = Executor::new(g.clone(), roles).expect("executor").with_batch_norm_folding(fold);
+        let exec = Executor::new(g.clone(), roles)
+            .expect("executor")
+            .with_batch_norm_folding(fold)
+            .allow_truncation_failures(ALLOWED_FAILURE);
         let reference = exec.plaintext_reference(&params, &x).expect("plaintext reference");
         // Folding is exact in real arithmetic: the owner's reference is the model's output up to f64 rounding.
         let fp = rel_errors(&reference, &plain);

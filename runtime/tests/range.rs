@@ -3,8 +3,9 @@
 //! error naming the layer, the bound and the largest safe t — and the session stays usable afterwards.
 
 use cryptgpu_dsl::models::{lenet, Pooling};
+use cryptgpu_dsl::range::Method;
 use cryptgpu_dsl::reference::infer;
-use cryptgpu_dsl::{Builder, Conv2d, Graph, Layer, Linear, Params, Tensor};
+use cryptgpu_dsl::{Builder, Conv2d, Graph, Layer, Linear, Params, Pool2d, Tensor};
 use cryptgpu_runtime::executor::{Executor, RangeCheck, Roles};
 use cryptgpu_runtime::protocols::TruncationMode;
 use cryptgpu_runtime::{Config, Error, PartyStats, Session};
@@ -128,6 +129,7 @@ fn probabilistic_truncation_is_refused_above_the_threshold_unless_allowed() {
     let Error::FailureProbability(risk) = &err else { panic!("expected a failure-probability error, got {err}") };
     assert!(risk.probability > 1e-9 && risk.probability < 1e-5, "{err}");
     assert_eq!((risk.threshold, risk.batch, risk.layer.as_str()), (1e-9, 2, "fc"));
+    assert_eq!(risk.truncation, TruncationMode::Probabilistic);
     assert!(err.to_string().contains("allow_truncation_failures"), "{err}");
     let allowed = exec.clone().allow_truncation_failures(1e-5);
     assert!(rel_error(&allowed, &session, &params, &x) < 1e-4, "the session still runs, and the forced run is right");
@@ -158,4 +160,77 @@ fn loose_intervals_refuse_deep_models_and_calibration_is_the_opt_in() {
     assert!(rel_error(&calibrated, &session, &params, &x) < 1e-4);
     let off = exec.with_range_check(RangeCheck::Off);
     assert!(rel_error(&off, &session, &params, &x) < 1e-4);
+}
+
+/// A pooling model on `[1, 32, 32]` inputs: average pooling over `k × k` windows (stride 1), then a linear layer.
+fn pooling_model(k: usize) -> Graph {
+    let mut b = Builder::new();
+    b.layer("pool", Layer::AvgPool2d(Pool2d::new(k).stride(1))).layer("flatten", Layer::Flatten);
+    let side = 32 - k + 1;
+    b.layer("fc", Linear::new(side * side, 4));
+    b.build(&format!("Pool{k}"), &[1, 32, 32]).expect("graph")
+}
+
+/// The exact mode still fails on divisions by a non-power of two: a 3×3 average pool (÷ 9) over 900 windows of
+/// inputs up to 100 is predicted to fail with probability ~5e-8 per run at t = 20, above the default 1e-9, so the
+/// model owner refuses even in the exact mode, naming the pooling layer, its divisor and why, before any message;
+/// allowed explicitly, it runs right. The same model with a 2×2 pool (÷ 4: an exact truncation) runs unforced.
+#[test]
+fn exact_mode_refuses_likely_failures_of_non_power_of_two_divisions_unless_allowed() {
+    let mut rng = StdRng::seed_from_u64(6);
+    let session = session(20, TruncationMode::Exact);
+    let graph = pooling_model(3);
+    let params = Params::kaiming(&graph, &mut rng);
+    let x = Tensor::uniform(&[2, 1, 32, 32], -100.0, 100.0, &mut rng);
+    let exec = Executor::new(graph, Roles::default()).expect("executor").with_input_bound(100.0);
+    let before = session.stats();
+    let err = exec.infer(&session, &params, &x).expect_err("÷ 9 too likely to fail");
+    assert!(nothing_sent(before, session.stats()), "refused before any message");
+    let Error::FailureProbability(risk) = &err else { panic!("expected a failure-probability error, got {err}") };
+    assert_eq!(risk.truncation, TruncationMode::Exact);
+    assert!(risk.probability > 1e-9 && risk.probability < 1e-6, "{err}");
+    assert_eq!(risk.layer, "pool");
+    assert_eq!(risk.sources.len(), 1, "only the division can fail in the exact mode: {err}");
+    assert_eq!((risk.sources[0].divisor, risk.sources[0].kind.as_str()), (Some(9), "AvgPool2d"));
+    let msg = err.to_string();
+    for part in ["average pooling `pool` divides by 9", "probabilistic even in exact mode", "allow_truncation_failures"]
+    {
+        assert!(msg.contains(part), "`{part}` missing from: {msg}");
+    }
+    let allowed = exec.clone().allow_truncation_failures(1e-6);
+    assert!(rel_error(&allowed, &session, &params, &x) < 1e-4, "the session still runs, and the allowed run is right");
+    // A power-of-two window: the exact truncation cannot fail, nothing to allow.
+    let graph = pooling_model(2);
+    let params = Params::kaiming(&graph, &mut rng);
+    let exec = Executor::new(graph, Roles::default()).expect("executor").with_input_bound(100.0);
+    assert!(rel_error(&exec, &session, &params, &x) < 1e-4);
+}
+
+/// Without a declared bound the model owner learns only the power of two above the batch's max |x| (3 → 4,
+/// 0.7 → 1), on both paths: in process (`infer`) and per party (`infer_party`, where the data owner sends it). The
+/// refusal of a model with huge weights names the bound the model owner used.
+#[test]
+fn the_model_owner_learns_only_the_power_of_two_above_max_abs() {
+    let graph = lenet(Pooling::Avg).expect("LeNet");
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut params = Params::kaiming(&graph, &mut rng);
+    params.insert("classifier.1.weight", Tensor::uniform(&[500, 800], -3e6, 3e6, &mut rng));
+    let session = session(20, TruncationMode::Exact);
+    let exec = Executor::new(graph, Roles::default()).expect("executor");
+    for (max, announced) in [(3.0, 4.0), (-3.0, 4.0), (0.7, 1.0), (4.0, 4.0)] {
+        let mut x = Tensor::uniform(&[1, 1, 28, 28], -0.5, 0.5, &mut rng);
+        x.data_mut()[5] = max;
+        let expected = Method::Interval { input_bound: announced }.to_string();
+        let in_process = exec.infer(&session, &params, &x).expect_err("refused");
+        assert!(matches!(&in_process, Error::Range(v) if v.method == expected), "max {max}: {in_process}");
+        let owner = exec.roles().model_owner;
+        let per_party = session
+            .run(|p| {
+                let params = (p.id() == owner).then_some(&params);
+                let input = (p.id() == exec.roles().data_owner).then_some(&x);
+                exec.infer_party(p, params, input, 1)
+            })
+            .expect_err("refused");
+        assert!(matches!(&per_party, Error::Range(v) if v.method == expected), "max {max}: {per_party}");
+    }
 }
