@@ -231,6 +231,6 @@ fn the_model_owner_learns_only_the_power_of_two_above_max_abs() {
                 exec.infer_party(p, params, input, 1)
             })
             .expect_err("refused");
-        assert!(matches!(&per_party, Error::Range(v) if v.method == expected), "max {max}: {per_party}");
+        assert!(matches!(per_party.root(), Error::Range(v) if v.method == expected), "max {max}: {per_party}");
     }
 }
