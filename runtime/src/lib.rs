@@ -25,6 +25,7 @@ pub mod backend;
 mod error;
 pub mod executor;
 pub mod fixed;
+mod key_agreement;
 pub mod mutation;
 pub mod party;
 pub mod predict;

@@ -3,8 +3,6 @@
 
 use crate::backend::{cpu::CpuBackend, Backend};
 use crate::party::Party;
-use crate::prg::{os_seed, Contribution, PartyKeys, PrfKey, Purpose, Stream};
-use crate::share::{next_party, prev_party};
 use crate::stats::PartyStats;
 use crate::transport::{memory, Transport};
 use crate::{Error, FixedPoint, PartyId, Result};
@@ -85,30 +83,25 @@ impl Session {
 
     fn build(
         config: Config,
-        mut nets: [Box<dyn Transport>; 3],
+        nets: [Box<dyn Transport>; 3],
         backend: Arc<dyn Backend>,
         abort: Arc<AtomicBool>,
     ) -> Result<Session> {
         let fixed = FixedPoint::new(config.frac_bits)?;
-        if config.max_elements as u64 > crate::prg::MAX_STREAM_WORDS {
-            return Err(Error::Invalid(format!("max_elements must be at most 2^35, found {}", config.max_elements)));
-        }
-        let keys: Vec<Result<PartyKeys>> = std::thread::scope(|s| {
+        // Each party agrees its keys with its peers in its own thread, as it would in its own process.
+        let built: Vec<Result<Party>> = std::thread::scope(|s| {
             let handles: Vec<_> = nets
-                .iter_mut()
+                .into_iter()
                 .enumerate()
-                .map(|(id, net)| s.spawn(move || agree_keys(id, net.as_mut(), config.insecure_test_seed)))
+                .map(|(id, net)| {
+                    let (config, backend) = (&config, backend.clone());
+                    s.spawn(move || Party::connect(id, config, net, backend))
+                })
                 .collect();
             handles.into_iter().enumerate().map(|(id, h)| h.join().unwrap_or_else(|p| Err(panicked(id, p)))).collect()
         });
-        let mut keys = keys.into_iter().collect::<Result<Vec<_>>>()?.into_iter();
-        let mut nets = nets.into_iter();
-        let parties = core::array::from_fn(|id| {
-            let (net, keys) = (nets.next().expect("3 transports"), keys.next().expect("3 key sets"));
-            let mut party = Party::new(id, fixed, config.max_elements, net, keys, backend.clone());
-            party.set_truncation(config.truncation);
-            Mutex::new(party)
-        });
+        let mut built = built.into_iter().collect::<Result<Vec<_>>>()?.into_iter();
+        let parties = core::array::from_fn(|_| Mutex::new(built.next().expect("three parties")));
         Ok(Session {
             parties,
             fixed,
@@ -294,48 +287,4 @@ fn panicked(party: usize, payload: Box<dyn std::any::Any + Send>) -> Error {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into());
     Error::PartyPanicked { party, message }
-}
-
-/// Key agreement: each party sends a fresh 32-byte contribution for each pairwise key and one for the common key
-/// to each neighbour; each key combines the contributions of all its holders (see [`crate::prg`]).
-fn agree_keys(id: usize, net: &mut dyn Transport, test_seed: Option<u64>) -> Result<PartyKeys> {
-    let seeds: [[u8; 32]; 4] = match test_seed {
-        None => [os_seed()?, os_seed()?, os_seed()?, os_seed()?],
-        Some(seed) => {
-            let mut key = [0u8; 32];
-            key[..8].copy_from_slice(&seed.to_le_bytes());
-            let w = Stream::new(PrfKey(key), Purpose::Input, id as u64).words(16);
-            core::array::from_fn(|j| {
-                let mut s = [0u8; 32];
-                for (c, x) in s.chunks_mut(8).zip(&w[4 * j..4 * j + 4]) {
-                    c.copy_from_slice(&x.to_le_bytes());
-                }
-                s
-            })
-        }
-    };
-    let [to_prev, to_next, common, own] = seeds;
-    let words = |a: &[u8; 32], b: &[u8; 32]| -> Vec<u64> {
-        a.chunks(8).chain(b.chunks(8)).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
-    };
-    let bytes = |w: &[u64]| -> [u8; 32] {
-        let mut s = [0u8; 32];
-        for (c, x) in s.chunks_mut(8).zip(w) {
-            c.copy_from_slice(&x.to_le_bytes());
-        }
-        s
-    };
-    let (prev, next) = (prev_party(id), next_party(id));
-    net.send(next, words(&to_next, &common))?;
-    net.send(prev, words(&to_prev, &common))?;
-    let from = |net: &mut dyn Transport, peer| -> Result<Contribution> {
-        let w = net.recv(peer)?;
-        if w.len() != 8 {
-            return Err(Error::Protocol { party: id, peer, expected: 8, found: w.len() });
-        }
-        Ok(Contribution { pair: bytes(&w[..4]), common: bytes(&w[4..]) })
-    };
-    let from_prev = from(net, prev)?;
-    let from_next = from(net, next)?;
-    Ok(PartyKeys::agree(to_prev, to_next, common, own, from_prev, from_next))
 }
