@@ -168,6 +168,14 @@ pub enum Error {
         /// The declared bound.
         bound: f64,
     },
+    /// A training checkpoint that cannot be written, read or used.
+    #[error("checkpoint {path} {problem}")]
+    Checkpoint {
+        /// The file (or directory).
+        path: String,
+        /// What is wrong, in words.
+        problem: String,
+    },
     /// A kernel failed validation or was launched with wrong arguments.
     #[error(transparent)]
     Kernel(#[from] cryptgpu_codegen::Error),

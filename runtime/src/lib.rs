@@ -22,6 +22,7 @@
 //! ```
 
 pub mod backend;
+pub mod checkpoint;
 mod error;
 pub mod executor;
 pub mod fixed;

@@ -223,6 +223,12 @@ impl Party {
         self.ride_in.clear();
     }
 
+    /// Continue the step counter from `step` (a checkpoint's), never going below the current one: with the
+    /// session's keys no PRF stream repeats.
+    pub(crate) fn continue_from_step(&mut self, step: u64) {
+        self.step = self.step.max(step);
+    }
+
     /// The stream of a key for `purpose` at `step`.
     pub(crate) fn stream(&self, key: KeyWith, purpose: Purpose, step: u64) -> Stream {
         let k: PrfKey = match key {

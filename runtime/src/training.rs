@@ -124,12 +124,25 @@ impl Slot {
 /// running statistics (a second flat share).
 #[derive(Debug, Clone)]
 pub struct TrainState {
-    params: Share,
-    velocity: Option<Share>,
-    running: Share,
+    pub(crate) params: Share,
+    pub(crate) velocity: Option<Share>,
+    pub(crate) running: Share,
     /// `num_batches_tracked` of every batch-norm layer at the start, known to the model owner only.
-    tracked: Option<Vec<(String, f64)>>,
-    steps: usize,
+    pub(crate) tracked: Option<Vec<(String, f64)>>,
+    pub(crate) steps: usize,
+}
+
+impl PartialEq for TrainState {
+    fn eq(&self, o: &Self) -> bool {
+        let tracked = |t: &Option<Vec<(String, f64)>>| {
+            t.as_ref().map(|v| v.iter().map(|(k, x)| (k.clone(), x.to_bits())).collect::<Vec<_>>())
+        };
+        self.params == o.params
+            && self.velocity == o.velocity
+            && self.running == o.running
+            && tracked(&self.tracked) == tracked(&o.tracked)
+            && self.steps == o.steps
+    }
 }
 
 impl TrainState {
@@ -1093,6 +1106,21 @@ impl Trainer {
         let (from_batch, kept) = split(&weighted, self.stat_total);
         state.running = p.add(&from_batch, &kept)?;
         Ok(())
+    }
+
+    /// Whether `state` fits this trainer's model (flat parameter, momentum and running-statistics sizes).
+    pub(crate) fn check_state(&self, state: &TrainState) -> Result<()> {
+        let fits = state.params.len() == self.total
+            && state.running.len() == self.stat_total
+            && state.velocity.as_ref().is_none_or(|v| v.len() == self.total);
+        if fits {
+            return Ok(());
+        }
+        Err(Error::Shape {
+            op: format!("training state of model `{}`", self.graph.name()),
+            expected: format!("{} parameters and {} running statistics", self.total, self.stat_total),
+            found: format!("{} and {}", state.params.len(), state.running.len()),
+        })
     }
 
     /// One party's training step on one batch: [`Trainer::gradients_party`], then [`Trainer::sgd_step`].
