@@ -4,6 +4,7 @@
 //! (the embedded default); [`Recording`] wraps any transport and keeps a copy of every received message (for
 //! debugging; the privacy tests record each party's view with [`crate::Party::record_view`]).
 
+pub mod delay;
 pub mod memory;
 
 use crate::{PartyId, Result};
