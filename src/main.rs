@@ -60,6 +60,12 @@ enum Command {
         /// MNIST directory (`scripts/fetch-data.sh` fills `data/mnist`); random images when absent.
         #[arg(long, default_value = "data/mnist")]
         data: std::path::PathBuf,
+        /// Emulate a network with this round-trip time in milliseconds between every two parties (0: none).
+        #[arg(long, default_value_t = 0.0)]
+        rtt_ms: f64,
+        /// With `--rtt-ms`: cap each link direction at this many megabits per second.
+        #[arg(long)]
+        mbit_s: Option<f64>,
     },
     /// Private training of LeNet on MNIST or Fashion-MNIST beside plaintext training from the same initialisation and batches.
     Train {
@@ -427,6 +433,8 @@ fn infer(
     weights: Option<std::path::PathBuf>,
     strict: bool,
     data: std::path::PathBuf,
+    rtt_ms: f64,
+    mbit_s: Option<f64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use cryptgpu::data::{Dataset, Split};
     use cryptgpu::dsl::{models, weights as wio, Params};
@@ -459,7 +467,24 @@ fn infer(
         job::DATA_OWNER,
         job::DATA_OWNER
     );
-    let r = job::private_inference(&job::default_session()?, &graph, &params, &images, images.len())?;
+    if !(rtt_ms.is_finite() && rtt_ms >= 0.0) {
+        return Err(format!("--rtt-ms must be a finite number of milliseconds ≥ 0, found {rtt_ms}").into());
+    }
+    let session = if rtt_ms > 0.0 || mbit_s.is_some() {
+        let latency = std::time::Duration::from_secs_f64(rtt_ms / 2e3);
+        let bandwidth = mbit_s.map(|m| m * 1e6 / 8.0);
+        println!(
+            "emulated network: round-trip {rtt_ms} ms, {}",
+            mbit_s.map_or("unlimited bandwidth".into(), |m| format!("{m} Mbit/s per link direction"))
+        );
+        cryptgpu::runtime::Session::emulated(
+            cryptgpu::runtime::Config::default(),
+            cryptgpu::runtime::transport::delay::Link { latency, bandwidth },
+        )?
+    } else {
+        job::default_session()?
+    };
+    let r = job::private_inference(&session, &graph, &params, &images, images.len())?;
     println!("\n| layer | kind | ms | rounds | MB sent (all parties) |\n|---|---|---|---|---|");
     for l in &r.layers {
         println!(
@@ -854,8 +879,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Bench { reps, max_size } => bench(reps, max_size)?,
         Command::Kernels { model, batch, source, name } => kernels(model, batch, source, name)?,
-        Command::Infer { batch, pooling, weights, non_strict, data } => {
-            infer(batch, pooling, weights, !non_strict, data)?
+        Command::Infer { batch, pooling, weights, non_strict, data, rtt_ms, mbit_s } => {
+            infer(batch, pooling, weights, !non_strict, data, rtt_ms, mbit_s)?
         }
         Command::Accuracy { model, batch, frac_bits } => accuracy(model, batch, frac_bits)?,
         Command::Precision { model, weights, input_bound, calibrate, margin, frac_bits, data } => {

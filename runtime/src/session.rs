@@ -69,6 +69,18 @@ impl Session {
         Session::build(config, nets, backend, abort)
     }
 
+    /// The embedded default over an emulated network: every message arrives `link.latency` after it was sent,
+    /// no faster than `link.bandwidth` allows (see [`crate::transport::delay`]); for benchmarks at a given
+    /// round-trip time.
+    pub fn emulated(config: Config, link: crate::transport::delay::Link) -> Result<Session> {
+        let abort = Arc::new(AtomicBool::new(false));
+        let [a, b, c] = memory::connect(config.timeout, abort.clone());
+        let wrap =
+            |id, t| -> Result<Box<dyn Transport>> { Ok(Box::new(crate::transport::delay::Delayed::new(id, t, link)?)) };
+        let nets = [wrap(0, a)?, wrap(1, b)?, wrap(2, c)?];
+        Session::build(config, nets, Arc::new(CpuBackend), abort)
+    }
+
     /// A session over the given connections (party `i` uses `transports[i]`), CPU backend. The session sets
     /// `abort` when a party fails and clears it after the run; transports that watch it (as
     /// [`memory::connect`]'s do) then stop waiting. The session stays usable after a failed run only when the
