@@ -4,7 +4,9 @@
 //! (the embedded default); [`Recording`] wraps any transport and keeps a copy of every received message (for
 //! debugging; the privacy tests record each party's view with [`crate::Party::record_view`]).
 
+pub mod frame;
 pub mod memory;
+pub mod tls;
 
 use crate::{PartyId, Result};
 use std::sync::{Arc, Mutex};
