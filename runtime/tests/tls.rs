@@ -333,3 +333,44 @@ proptest! {
         prop_assert!(matches!(e, Error::Frame { peer: 1, .. }), "{}", e);
     }
 }
+
+#[test]
+fn a_failed_run_over_tls_stops_the_others_at_once_and_the_next_run_is_correct() {
+    let (listeners, ids, peers) = setup(Duration::from_secs(20));
+    let transports = connect_all(listeners, &ids, &peers).map(|t| t.unwrap());
+    let abort = Arc::new(AtomicBool::new(false));
+    let nets = transports.map(|t| Box::new(t.with_abort_flag(abort.clone())) as Box<dyn Transport>);
+    let s = Session::with_transports(Config::default(), nets, abort).unwrap();
+    let mut rng = rand::thread_rng();
+    let (xv, yv) = (fixed(&mut rng, 64, T + 8), fixed(&mut rng, 64, T + 1));
+    let x = RingTensor::new(&[64], ring(&xv)).unwrap();
+    let y = RingTensor::new(&[64], ring(&yv)).unwrap();
+    let start = Instant::now();
+    let e = s
+        .run(|p| {
+            let xs = p.share(0, (p.id() == 0).then_some(&x), &[64])?;
+            if p.id() == 1 {
+                // Party 1 fails mid-run, leaving the others' messages of this run unread.
+                return Err(Error::Invalid("party 1 gives up".into()));
+            }
+            let ys = p.share(1, None, &[64])?;
+            let z = p.mul(&xs, &ys)?;
+            Ok(p.reveal(&z)?.data().to_vec())
+        })
+        .unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert_eq!(e.party(), Some(1), "{e}");
+    assert!(e.to_string().contains("party 1 gives up"), "{e}");
+    // The failed run's leftovers are dropped: the next run is exact.
+    let out = s
+        .run(|p| {
+            let xs = p.share(0, (p.id() == 0).then_some(&x), &[64])?;
+            let ys = p.share(1, (p.id() == 1).then_some(&y), &[64])?;
+            let z = p.mul(&xs, &ys)?;
+            Ok(p.reveal(&z)?.data().to_vec())
+        })
+        .unwrap();
+    for (w, (&a, &b)) in out[0].iter().zip(xv.iter().zip(&yv)) {
+        assert!((*w as i64 as i128 - ((a as i128 * b as i128) >> T)).abs() <= 1);
+    }
+}
