@@ -374,3 +374,59 @@ fn a_failed_run_over_tls_stops_the_others_at_once_and_the_next_run_is_correct() 
         assert!((*w as i64 as i128 - ((a as i128 * b as i128) >> T)).abs() <= 1);
     }
 }
+
+#[test]
+fn a_party_whose_hello_contradicts_its_certificate_is_refused() {
+    // Party 1 presents party 2's (pinned) certificate; party 2 never starts. Party 0 takes the client for party 2
+    // by its certificate, and refuses its hello (which says party 1).
+    let (listeners, mut ids, peers) = setup(Duration::from_secs(3));
+    ids[1] = ids[2].clone();
+    let [l0, l1, _] = listeners;
+    let (ids, peers) = (&ids, &peers);
+    let r0 = std::thread::scope(|s| {
+        let p0 = s.spawn(move || connect_tls_on(0, &ids[0], peers, l0));
+        let _p1 = s.spawn(move || connect_tls_on(1, &ids[1], peers, l1));
+        p0.join().unwrap()
+    });
+    let e = r0.err().expect("party 0 accepted a hello that contradicts the certificate");
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Peer { party: 0, .. }), "{msg}");
+    assert!(msg.contains("party 2 (127.0.0.1") && msg.contains("expected a hello from party 2"), "{msg}");
+}
+
+/// Loopback throughput of the TLS transport against the in-memory one (a measurement, not a check):
+/// `cargo test --release -p cryptgpu-runtime --test tls throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let words = 1 << 24; // 128 MiB per message
+    let reps = 4;
+    let start = Instant::now();
+    let r = run_raw(Duration::from_secs(60), |i, mut t| {
+        for _ in 0..reps {
+            if i == 0 {
+                t.send(1, vec![7; words])?;
+            } else if i == 1 {
+                assert_eq!(t.recv(0)?.len(), words);
+            }
+        }
+        t.finish()
+    });
+    let tls = start.elapsed();
+    r.into_iter().for_each(|r| r.unwrap());
+    let abort = Arc::new(AtomicBool::new(false));
+    let [mut a, mut b, _] = cryptgpu_runtime::transport::memory::connect(Duration::from_secs(60), abort);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| (0..reps).for_each(|_| a.send(1, vec![7; words]).unwrap()));
+        s.spawn(|| (0..reps).for_each(|_| assert_eq!(b.recv(0).unwrap().len(), words)));
+    });
+    let memory = start.elapsed();
+    let gb = (reps * words * 8) as f64 / 1e9;
+    println!(
+        "one direction, {reps} × {} MiB: TLS {:.2} GB/s (incl. set-up), in-memory {:.2} GB/s",
+        words * 8 >> 20,
+        gb / tls.as_secs_f64(),
+        gb / memory.as_secs_f64()
+    );
+}
