@@ -425,7 +425,7 @@ fn throughput() {
     let gb = (reps * words * 8) as f64 / 1e9;
     println!(
         "one direction, {reps} × {} MiB: TLS {:.2} GB/s (incl. set-up), in-memory {:.2} GB/s",
-        words * 8 >> 20,
+        (words * 8) >> 20,
         gb / tls.as_secs_f64(),
         gb / memory.as_secs_f64()
     );
