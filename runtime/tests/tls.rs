@@ -422,6 +422,17 @@ fn throughput() {
         s.spawn(|| (0..reps).for_each(|_| assert_eq!(b.recv(0).unwrap().len(), words)));
     });
     let memory = start.elapsed();
+    let rounds = 2000;
+    let start = Instant::now();
+    let r = run_raw(Duration::from_secs(60), |i, mut t| {
+        exchange(i, &mut t, rounds, 4)?;
+        t.finish()
+    });
+    r.into_iter().for_each(|r| r.unwrap());
+    println!(
+        "TLS: {} µs per round trip (hub exchange of 4 words, incl. set-up)",
+        start.elapsed().as_micros() / rounds as u128
+    );
     let gb = (reps * words * 8) as f64 / 1e9;
     println!(
         "one direction, {reps} × {} MiB: TLS {:.2} GB/s (incl. set-up), in-memory {:.2} GB/s",

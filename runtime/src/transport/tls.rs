@@ -13,7 +13,7 @@
 //! writing every pending frame and reading every peer while it waits, so two parties that send large messages to
 //! each other at once never deadlock. A receive fails after [`PeerConfig::timeout`] without a frame from its peer,
 //! at once when the peer closes its connection, ends its program ([`Error::PeerFinished`]) or aborts
-//! ([`Error::Aborted`]), and within ~1 ms of the optional shared abort flag being set. Every frame carries the
+//! ([`Error::Aborted`]), and within ~20 ms of the optional shared abort flag being set. Every frame carries the
 //! number of the run it belongs to (one run per [`Transport::finish`]), so frames of an earlier, failed run are
 //! dropped and [`Transport::reset`] needs no draining.
 
@@ -33,6 +33,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Longest a waiting receive sleeps before it looks at the abort flag again.
+const ABORT_POLL: Duration = Duration::from_millis(20);
 
 /// Default time a party waits for a peer's message (and for connection set-up).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -462,7 +465,7 @@ fn hello(
 
 impl TlsTransport {
     /// Watch `abort` (e.g. the flag given to [`crate::Session::with_transports`]): a waiting receive stops within
-    /// ~1 ms of it being set, and [`Transport::finish`] then tells the peers to abort instead of ending normally.
+    /// ~20 ms of it being set, and [`Transport::finish`] then tells the peers to abort instead of ending normally.
     pub fn with_abort_flag(mut self, abort: Arc<AtomicBool>) -> TlsTransport {
         self.abort = Some(abort);
         self
@@ -609,9 +612,21 @@ impl Transport for TlsTransport {
             }
             if self.pump()? {
                 idle = Duration::from_micros(5);
-            } else {
+            } else if self.links.iter().flatten().any(|l| l.conn.wants_write()) {
+                // Bytes still to deliver to a peer that is not reading yet: keep polling both directions.
                 std::thread::sleep(idle);
                 idle = (idle * 2).min(Duration::from_millis(1));
+            } else {
+                // Nothing to write: sleep in the kernel until `from` sends something, at most until the deadline
+                // and for at most 20 ms at a time (the abort flag is looked at between waits).
+                let wait =
+                    deadline.saturating_duration_since(Instant::now()).clamp(Duration::from_micros(50), ABORT_POLL);
+                let sock = &self.links[from].as_ref().expect("checked").sock;
+                let io = |e: std::io::Error| Error::Transport { party: self.id, peer: from, reason: e.to_string() };
+                sock.set_nonblocking(false).map_err(io)?;
+                sock.set_read_timeout(Some(wait)).map_err(io)?;
+                let _ = sock.peek(&mut [0u8; 1]); // data, end of stream or timeout: the next pump sees which
+                sock.set_nonblocking(true).map_err(io)?;
             }
         }
     }
