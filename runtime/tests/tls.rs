@@ -111,11 +111,16 @@ fn a_certificate_other_than_the_pinned_one_is_refused_before_any_data() {
     let msg = e.to_string();
     assert!(matches!(e, Error::Peer { party: 0, .. }), "{msg}");
     assert!(msg.contains("not the pinned certificate of party 1 or party 2"), "{msg}");
-    // Party 2 learns it was refused; party 1 never hears from it and names it after its set-up timeout.
+    // Party 2 learns it was refused. Party 1 fails too: it never hears from party 2 and names it after its set-up
+    // timeout, or (when party 0 had already given up) its own connection to party 0 is reset.
     let e = r2.err().expect("party 2 cannot finish set-up");
     assert!(matches!(e, Error::Peer { party: 2, .. }) && e.to_string().contains("party 0 (127.0.0.1"), "{e}");
     let e = r1.err().expect("party 1 cannot finish set-up");
-    assert!(matches!(e, Error::Transport { party: 1, peer: 2, .. }), "{e}");
+    assert!(
+        matches!(e, Error::Transport { party: 1, peer: 2, .. })
+            || matches!(&e, Error::Peer { party: 1, peer, .. } if peer.starts_with("party 0")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -257,7 +262,11 @@ fn an_abort_frame_stops_the_peers_at_once() {
     let r = run_raw(Duration::from_secs(20), |i, mut t| {
         if i == 2 {
             exchange(i, &mut t, 1, 10)?;
-            return t.abort();
+            t.abort()?;
+            // Keep the connection open a moment: closing a socket with unread data resets it, and a reset can
+            // discard the abort frame before the peers read it (they would then fail naming party 2 all the same).
+            std::thread::sleep(Duration::from_millis(500));
+            return Ok(());
         }
         let start = Instant::now();
         let r = exchange(i, &mut t, 5, 10);
