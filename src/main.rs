@@ -135,6 +135,16 @@ enum Command {
         #[arg(long, default_value = "data/mnist")]
         data: std::path::PathBuf,
     },
+    /// Make party N's TLS key pair and self-signed certificate: writes DIR/party-N.crt (give it to the two peers,
+    /// who pin it) and DIR/party-N.key (keep it; mode 0600).
+    Keygen {
+        /// The party (0, 1 or 2).
+        #[arg(long)]
+        id: usize,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Benchmark tables of the linear layers: ring GEMM vs f32, secure matmul vs local GEMM, secure conv vs plaintext.
     Bench {
         /// Repetitions per measurement (the median is reported).
@@ -853,6 +863,25 @@ fn predictions(n: usize, reps: usize) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
+/// `cryptgpu keygen`: party `id`'s TLS identity into `out`, refusing to overwrite an existing key.
+fn keygen(id: usize, out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    use cryptgpu::runtime::transport::tls::TlsIdentity;
+    if id > 2 {
+        return Err(format!("--id must be 0, 1 or 2, found {id}").into());
+    }
+    let key = out.join(format!("party-{id}.key"));
+    if key.exists() {
+        return Err(format!("{} exists: refusing to overwrite a party's private key", key.display()).into());
+    }
+    TlsIdentity::generate(id)?.save(out, id)?;
+    println!(
+        "party {id}: certificate {} (give it to the other two parties), private key {} (keep it)",
+        out.join(format!("party-{id}.crt")).display(),
+        key.display()
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -878,6 +907,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", workloads::matmul(&session, size, size, size, &mut rand::thread_rng())?);
         }
         Command::Bench { reps, max_size } => bench(reps, max_size)?,
+        Command::Keygen { id, out } => keygen(id, &out)?,
         Command::Kernels { model, batch, source, name } => kernels(model, batch, source, name)?,
         Command::Infer { batch, pooling, weights, non_strict, data, rtt_ms, mbit_s } => {
             infer(batch, pooling, weights, !non_strict, data, rtt_ms, mbit_s)?

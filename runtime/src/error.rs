@@ -54,6 +54,27 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+    /// A malformed, oversized, out-of-order or wrong-session frame arrived from a peer: the connection is out of
+    /// step and the run ends.
+    #[error("party {party}: bad frame from party {peer}: {problem}")]
+    Frame {
+        /// This party.
+        party: PartyId,
+        /// The sender.
+        peer: PartyId,
+        /// What was wrong.
+        problem: crate::transport::frame::FrameProblem,
+    },
+    /// A peer could not be authenticated: wrong certificate, wrong party id in its hello, or a failed handshake.
+    #[error("party {party}: refused the connection of {peer}: {reason}")]
+    Peer {
+        /// This party.
+        party: PartyId,
+        /// The peer: `party N (address)`, or `unidentified client (address)` before its certificate is known.
+        peer: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// A peer's program returned while this party still waited for one of its messages.
     #[error("party {peer} finished its program without sending the message party {party} expected")]
     PeerFinished {
@@ -203,6 +224,8 @@ impl Error {
             | Error::PartyPanicked { party, .. }
             | Error::Protocol { party, .. }
             | Error::Transport { party, .. }
+            | Error::Frame { party, .. }
+            | Error::Peer { party, .. }
             | Error::PeerFinished { party, .. }
             | Error::Aborted { party, .. } => Some(*party),
             _ => None,

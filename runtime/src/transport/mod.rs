@@ -1,11 +1,15 @@
 //! How parties move messages: the [`Transport`] trait and its implementations.
 //!
 //! A message is a vector of ring words. The in-memory transport ([`memory`]) connects three threads of one process
-//! (the embedded default); [`Recording`] wraps any transport and keeps a copy of every received message (for
-//! debugging; the privacy tests record each party's view with [`crate::Party::record_view`]).
+//! (the embedded default); [`tls`] connects parties in separate processes or hosts over TCP with mutual TLS and
+//! pinned certificates, in length-prefixed [`frame`]s; [`delay`] emulates a network's latency and bandwidth around
+//! any transport; [`Recording`] wraps any transport and keeps a copy of every received message (for debugging; the
+//! privacy tests record each party's view with [`crate::Party::record_view`]).
 
 pub mod delay;
+pub mod frame;
 pub mod memory;
+pub mod tls;
 
 use crate::{PartyId, Result};
 use std::sync::{Arc, Mutex};
