@@ -20,6 +20,7 @@ pub use cryptgpu_runtime::{
 };
 
 pub mod data;
+pub mod deployment;
 pub mod lenet_mnist;
 pub mod precision;
 pub mod workloads;

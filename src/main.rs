@@ -135,6 +135,15 @@ enum Command {
         #[arg(long, default_value = "data/mnist")]
         data: std::path::PathBuf,
     },
+    /// Run one party of a three-process deployment (mutual TLS) from a config file; see `src/deployment.rs`.
+    Party {
+        /// This party (0, 1 or 2).
+        #[arg(long)]
+        id: usize,
+        /// The deployment config (TOML): addresses, certificates, roles, job.
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
     /// Make party N's TLS key pair and self-signed certificate: writes DIR/party-N.crt (give it to the two peers,
     /// who pin it) and DIR/party-N.key (keep it; mode 0600).
     Keygen {
@@ -908,6 +917,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Bench { reps, max_size } => bench(reps, max_size)?,
         Command::Keygen { id, out } => keygen(id, &out)?,
+        Command::Party { id, config } => println!("{}", cryptgpu::deployment::run_party(id, &config)?),
         Command::Kernels { model, batch, source, name } => kernels(model, batch, source, name)?,
         Command::Infer { batch, pooling, weights, non_strict, data, rtt_ms, mbit_s } => {
             infer(batch, pooling, weights, !non_strict, data, rtt_ms, mbit_s)?

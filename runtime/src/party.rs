@@ -200,8 +200,10 @@ impl Party {
         self.step
     }
 
-    /// Tell the peers this party's program has returned (see [`Transport::finish`]).
-    pub(crate) fn finish_program(&mut self) -> Result<()> {
+    /// Tell the peers this party's program has returned (see [`Transport::finish`]): a peer still waiting for one
+    /// of its messages fails at once. [`crate::Session::run`] does this for its parties; a process running one
+    /// party calls it when its program ends (successfully or not).
+    pub fn finish_program(&mut self) -> Result<()> {
         self.net.finish()
     }
 
