@@ -30,10 +30,9 @@ fn setup(dir: &Path, images: usize, timeout_s: f64) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let p = ports();
     let mut toml = format!("session = 77\ntimeout_s = {timeout_s}\n");
-    for id in 0..3 {
+    for (id, port) in p.iter().enumerate() {
         toml += &format!(
-            "\n[[party]]\nid = {id}\naddress = \"127.0.0.1:{}\"\ncert = {:?}\nkey = {:?}\n",
-            p[id],
+            "\n[[party]]\nid = {id}\naddress = \"127.0.0.1:{port}\"\ncert = {:?}\nkey = {:?}\n",
             dir.join(format!("party-{id}.crt")),
             dir.join(format!("party-{id}.key"))
         );
