@@ -10,12 +10,8 @@ pub fn numel(shape: &[usize]) -> Result<usize> {
 /// The product of `factors` (an element count), or [`Error::Overflow`] naming `what` when the product of its
 /// non-zero factors overflows `usize` (such a shape has strides that overflow even when it holds no element).
 pub fn checked_product(what: &str, factors: &[usize]) -> Result<usize> {
-    let nonzero = factors.iter().filter(|&&d| d != 0).try_fold(1usize, |acc, &d| acc.checked_mul(d));
-    match nonzero {
-        None => Err(Error::Overflow { what: what.into(), shape: factors.to_vec() }),
-        Some(_) if factors.contains(&0) => Ok(0),
-        Some(n) => Ok(n),
-    }
+    cryptgpu_codegen::checked_numel(factors)
+        .ok_or_else(|| Error::Overflow { what: what.into(), shape: factors.to_vec() })
 }
 
 /// Elements of the shape of a tensor already in memory (whose element count cannot overflow); saturates instead
