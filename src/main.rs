@@ -143,6 +143,13 @@ enum Command {
         /// The deployment config (TOML): addresses, certificates, roles, job.
         #[arg(long)]
         config: std::path::PathBuf,
+        /// Training: continue from the newest checkpoint all three parties hold (they agree on it).
+        #[arg(long)]
+        resume: bool,
+        /// TEST HOOK for the fault-injection tests (tests/deployment.rs): exit abruptly at `keys` (mid key
+        /// agreement), `step:N` (mid training step N) or `before-checkpoint:N`. Never in a real deployment.
+        #[arg(long, hide = true)]
+        fault_exit_at: Option<cryptgpu::deployment::FaultPoint>,
     },
     /// Make party N's TLS key pair and self-signed certificate: writes DIR/party-N.crt (give it to the two peers,
     /// who pin it) and DIR/party-N.key (keep it; mode 0600).
@@ -917,7 +924,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Bench { reps, max_size } => bench(reps, max_size)?,
         Command::Keygen { id, out } => keygen(id, &out)?,
-        Command::Party { id, config } => println!("{}", cryptgpu::deployment::run_party(id, &config)?),
+        Command::Party { id, config, resume, fault_exit_at } => {
+            let options = cryptgpu::deployment::RunOptions { resume, fault_exit_at };
+            println!("{}", cryptgpu::deployment::run_party(id, &config, &options)?)
+        }
         Command::Kernels { model, batch, source, name } => kernels(model, batch, source, name)?,
         Command::Infer { batch, pooling, weights, non_strict, data, rtt_ms, mbit_s } => {
             infer(batch, pooling, weights, !non_strict, data, rtt_ms, mbit_s)?
