@@ -135,7 +135,7 @@ enum Command {
         #[arg(long, default_value = "data/mnist")]
         data: std::path::PathBuf,
     },
-    /// Run one party of a three-process deployment (mutual TLS) from a config file; see `src/deployment.rs`.
+    /// Run one party of a three-process deployment (mutual TLS) from a config file; see `src/deployment/mod.rs`.
     Party {
         /// This party (0, 1 or 2).
         #[arg(long)]

@@ -220,8 +220,9 @@ fn three_processes_train_exactly_as_the_in_process_trainer() {
 }
 
 /// Run the training job with `victim` stopped by `fault` (its flag, or a SIGKILL after a delay); the other two
-/// must fail within the timeout naming it. Then `--resume` must end with `want`.
-fn kill_and_resume(name: &str, victim: usize, fault: Fault, want: &Params) {
+/// must fail within the timeout naming it. Then `--resume` must continue after step `resumed_after` (when known: 0
+/// for a fresh start) and end with `want`. Returns the run's directory.
+fn kill_and_resume(name: &str, victim: usize, fault: Fault, resumed_after: Option<usize>, want: &Params) -> PathBuf {
     let dir = temp_dir(name);
     let timeout = 5.0;
     let head = format!("timeout_s = {timeout}\ninsecure_test_seed = {SEED}");
@@ -279,9 +280,16 @@ fn kill_and_resume(name: &str, victim: usize, fault: Fault, want: &Params) {
             stderr.trim().lines().last().unwrap_or("")
         );
     }
-    assert_all_succeeded(&run_all(&config, &["--resume"]));
+    let outs = run_all(&config, &["--resume"]);
+    assert_all_succeeded(&outs);
+    let summary = String::from_utf8_lossy(&outs[ROLES.model_owner].stdout).to_string();
+    match resumed_after {
+        Some(0) => assert!(!summary.contains("resumed"), "{name}: a fresh start expected: {summary}"),
+        Some(k) => assert!(summary.contains(&format!("resumed after step {k};")), "{name}: from step {k}: {summary}"),
+        None => {}
+    }
     assert_trained_weights(&dir, want, name);
-    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 #[derive(Clone, Copy)]
@@ -301,11 +309,18 @@ const VICTIM: usize = 2;
 #[test]
 fn a_party_killed_during_key_agreement_or_mid_step_is_named_and_resume_ends_with_the_uninterrupted_model() {
     let want = in_process_training();
-    kill_and_resume("deploy-kill-keys", VICTIM, Fault::Flag("keys"), &want);
-    kill_and_resume("deploy-kill-step", VICTIM, Fault::Flag("step:2"), &want);
-    // The victim dies after step 2 without its checkpoint of it: the others hold steps 1 and 2, it holds 0 and 1
-    // — the two newest kept let the three agree on step 1.
-    kill_and_resume("deploy-kill-ckpt", VICTIM, Fault::Flag("before-checkpoint:2"), &want);
+    let dir = kill_and_resume("deploy-kill-keys", VICTIM, Fault::Flag("keys"), Some(0), &want);
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir = kill_and_resume("deploy-kill-step", VICTIM, Fault::Flag("step:2"), Some(1), &want);
+    let _ = std::fs::remove_dir_all(&dir);
+    // The victim dies after step 2 without its checkpoint of it: the others hold steps 1 and 2, it holds step 1 —
+    // the two newest kept let the three agree on step 1; the others set their step 2 aside (the interrupted run's).
+    let dir = kill_and_resume("deploy-kill-ckpt", VICTIM, Fault::Flag("before-checkpoint:2"), Some(1), &want);
+    for id in [0, 1] {
+        let stale = dir.join(format!("ckpt/party{id}-step{:010}.ckpt.stale", 2));
+        assert!(stale.exists(), "party {id}'s step-2 checkpoint of the interrupted run is set aside");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -314,7 +329,8 @@ fn a_party_killed_at_a_random_moment_is_named_and_resume_ends_with_the_uninterru
     let delay = Duration::from_millis(300 + seed % 2500);
     eprintln!("random kill: seed {seed}: party {VICTIM} killed after {delay:?}");
     let want = in_process_training();
-    kill_and_resume("deploy-kill-random", VICTIM, Fault::Kill(delay), &want);
+    let dir = kill_and_resume("deploy-kill-random", VICTIM, Fault::Kill(delay), None, &want);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -330,5 +346,66 @@ fn a_party_that_never_comes_is_named_within_the_timeout() {
         assert!(stderr.contains("party 2"), "the error names the missing party: {stderr}");
     }
     assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `.npy` file (format 1.0) of `data` with numpy dtype `descr` (`<f4` or `<f8`) and `shape`, written by hand.
+fn write_npy(path: &Path, descr: &str, fortran: bool, shape: &[usize], data: &[f64]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': ({},), }}",
+        if fortran { "True" } else { "False" },
+        dims.join(", ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for &v in data {
+        match descr {
+            "<f4" => bytes.extend_from_slice(&(v as f32).to_le_bytes()),
+            _ => bytes.extend_from_slice(&v.to_le_bytes()),
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn the_data_owner_reads_npy_inputs_of_the_model_input_shape() {
+    use cryptgpu::deployment::inputs::inference_inputs;
+    let dir = temp_dir("deploy-npy");
+    let graph = models::lenet(models::Pooling::Avg).unwrap();
+    let images = mnist_test_images(3);
+    let source = cryptgpu::data::Source::Mnist;
+    for descr in ["<f4", "<f8"] {
+        let path = dir.join(format!("x{}.npy", &descr[2..]));
+        write_npy(&path, descr, false, images.shape(), images.data());
+        let x = inference_inputs(0, &graph, &path, source, 2).unwrap();
+        assert_eq!(x.shape(), [2, 1, 28, 28]);
+        let want: Vec<f64> =
+            images.data()[..2 * 784].iter().map(|&v| if descr == "<f4" { v as f32 as f64 } else { v }).collect();
+        assert_eq!(x.data(), want.as_slice(), "{descr}");
+        let e = inference_inputs(0, &graph, &path, source, 4).unwrap_err().to_string();
+        assert!(e.contains("job.images is 4") && e.contains("3 rows"), "{e}");
+    }
+    let wrong = dir.join("wrong.npy");
+    write_npy(&wrong, "<f4", false, &[3, 784], images.data());
+    let e = inference_inputs(0, &graph, &wrong, source, 1).unwrap_err().to_string();
+    assert!(e.contains("wrong.npy") && e.contains("[3, 784]") && e.contains("[N, 1, 28, 28]"), "{e}");
+    let fortran = dir.join("fortran.npy");
+    write_npy(&fortran, "<f4", true, images.shape(), images.data());
+    let e = inference_inputs(0, &graph, &fortran, source, 1).unwrap_err().to_string();
+    assert!(e.contains("Fortran order"), "{e}");
+    let ints = dir.join("ints.npy");
+    write_npy(&ints, "<i8", false, images.shape(), images.data());
+    let e = inference_inputs(0, &graph, &ints, source, 1).unwrap_err().to_string();
+    assert!(e.contains("float32 or float64"), "{e}");
+    let truncated = dir.join("truncated.npy");
+    write_npy(&truncated, "<f8", false, &[1000, 1, 28, 28], images.data());
+    let e = inference_inputs(0, &graph, &truncated, source, 1).unwrap_err().to_string();
+    assert!(e.contains("more than the file holds"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
