@@ -409,3 +409,28 @@ fn the_data_owner_reads_npy_inputs_of_the_model_input_shape() {
     assert!(e.contains("more than the file holds"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_bad_config_or_input_is_refused_before_connecting_naming_the_key_or_file() {
+    let dir = temp_dir("deploy-bad");
+    let train = train_job(&dir);
+    let cases: [(usize, String, &str); 6] = [
+        (0, train.replace("lr = 0.05", "lr = \"fast\""), "in `lr`"),
+        (0, format!("model = \"lenet5\"\n{train}"), "lenet5"),
+        (0, train.replace("checkpoint_dir", "# checkpoint_dir"), "has no checkpoint directory"),
+        (1, format!("weights = {:?}\n{train}", dir.join("missing.safetensors")), "missing.safetensors"),
+        (0, train.replace("kind = \"train\"", "kind = \"fit\""), "job.kind must be \"infer\" or \"train\""),
+        (0, infer_job(&dir, 1).replace("weights =", "images_per_batch = 2\nweights ="), "images_per_batch"),
+    ];
+    for (i, (id, job, want)) in cases.into_iter().enumerate() {
+        let keys = dir.join(format!("case{i}"));
+        std::fs::create_dir_all(&keys).unwrap();
+        let config = setup(&keys, "timeout_s = 60", &job);
+        let start = Instant::now();
+        let out = party(id, &config, &[]).wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(want), "expected an error with `{want}`: {stderr}");
+        assert!(start.elapsed() < Duration::from_secs(10), "refused before waiting for any peer: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

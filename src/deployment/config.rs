@@ -11,13 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The deployment config file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Deployment {
     /// The session id the three parties agree on.
     pub session: u64,
     /// Seconds a party waits for a peer before failing (default 30).
-    #[serde(default = "default_timeout")]
     pub timeout_s: f64,
     /// Derive every PRF key from this seed instead of fresh randomness. INSECURE: anyone who knows the seed knows
     /// every key and so every secret; for reproducible tests only.
@@ -29,8 +27,20 @@ pub struct Deployment {
     /// What to compute.
     pub job: Job,
     /// The file this was read from (for error messages).
-    #[serde(skip)]
     pub file: PathBuf,
+}
+
+/// The file as written; `[job]` is read by its `kind` afterwards, so that an error names the job's key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeployment {
+    session: u64,
+    #[serde(default = "default_timeout")]
+    timeout_s: f64,
+    insecure_test_seed: Option<u64>,
+    party: Vec<PartyEntry>,
+    roles: RolesEntry,
+    job: toml::Table,
 }
 
 fn default_timeout() -> f64 {
@@ -124,9 +134,8 @@ impl DatasetName {
     }
 }
 
-/// The job.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+/// The job (`[job]`, by its `kind`).
+#[derive(Debug, Clone)]
 pub enum Job {
     /// Private inference.
     Infer(InferJob),
@@ -203,8 +212,29 @@ impl Deployment {
     pub fn load(path: &Path) -> Result<Deployment, DeployError> {
         let bad = |problem: String| DeployError::Config { file: path.to_path_buf(), problem };
         let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
-        let mut d: Deployment = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        d.file = path.to_path_buf();
+        let raw: RawDeployment = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let mut job = raw.job;
+        let kind = job.remove("kind");
+        let job_err = |kind: &str, e: toml::de::Error| {
+            bad(format!("[job] kind = \"{kind}\": {}", e.to_string().trim().replace('\n', " ")))
+        };
+        let job = match kind.as_ref().and_then(|k| k.as_str()) {
+            Some("infer") => Job::Infer(toml::Value::Table(job).try_into().map_err(|e| job_err("infer", e))?),
+            Some("train") => Job::Train(toml::Value::Table(job).try_into().map_err(|e| job_err("train", e))?),
+            _ => {
+                let found = kind.map_or("no kind".to_string(), |k| k.to_string());
+                return Err(bad(format!("job.kind must be \"infer\" or \"train\", found {found}")));
+            }
+        };
+        let d = Deployment {
+            session: raw.session,
+            timeout_s: raw.timeout_s,
+            insecure_test_seed: raw.insecure_test_seed,
+            party: raw.party,
+            roles: raw.roles,
+            job,
+            file: path.to_path_buf(),
+        };
         let mut ids: Vec<PartyId> = d.party.iter().map(|p| p.id).collect();
         ids.sort_unstable();
         if ids != [0, 1, 2] {
