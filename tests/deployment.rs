@@ -167,8 +167,13 @@ fn three_processes_infer_bit_for_bit_as_the_in_process_session() {
 }
 
 /// The in-process run of the training job: the same Kaiming initialisation (seed 1), the data owner's batches
-/// (MNIST train split shuffled with seed 1, consecutive batches), the same keys.
+/// (MNIST train split shuffled with seed 1, consecutive batches), the same keys. Computed once per test binary.
 fn in_process_training() -> Params {
+    static WANT: std::sync::OnceLock<Params> = std::sync::OnceLock::new();
+    WANT.get_or_init(train_in_process).clone()
+}
+
+fn train_in_process() -> Params {
     let graph = models::lenet(models::Pooling::Avg).unwrap();
     let init = Params::kaiming(&graph, &mut rand::rngs::StdRng::seed_from_u64(1));
     let set = Dataset::mnist(root().join("data/mnist"), Split::Train).unwrap().shuffled(1);
@@ -307,14 +312,22 @@ enum Fault {
 const VICTIM: usize = 2;
 
 #[test]
-fn a_party_killed_during_key_agreement_or_mid_step_is_named_and_resume_ends_with_the_uninterrupted_model() {
-    let want = in_process_training();
-    let dir = kill_and_resume("deploy-kill-keys", VICTIM, Fault::Flag("keys"), Some(0), &want);
+fn a_party_killed_during_key_agreement_is_named_and_resume_starts_afresh_with_the_uninterrupted_model() {
+    let dir = kill_and_resume("deploy-kill-keys", VICTIM, Fault::Flag("keys"), Some(0), &in_process_training());
     let _ = std::fs::remove_dir_all(&dir);
-    let dir = kill_and_resume("deploy-kill-step", VICTIM, Fault::Flag("step:2"), Some(1), &want);
+}
+
+#[test]
+fn a_party_killed_mid_step_is_named_and_resume_ends_with_the_uninterrupted_model() {
+    let dir = kill_and_resume("deploy-kill-step", VICTIM, Fault::Flag("step:2"), Some(1), &in_process_training());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_party_killed_before_its_checkpoint_is_named_and_resume_agrees_on_the_step_all_hold() {
     // The victim dies after step 2 without its checkpoint of it: the others hold steps 1 and 2, it holds step 1 —
     // the two newest kept let the three agree on step 1; the others set their step 2 aside (the interrupted run's).
+    let want = in_process_training();
     let dir = kill_and_resume("deploy-kill-ckpt", VICTIM, Fault::Flag("before-checkpoint:2"), Some(1), &want);
     for id in [0, 1] {
         let stale = dir.join(format!("ckpt/party{id}-step{:010}.ckpt.stale", 2));

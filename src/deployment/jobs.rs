@@ -57,6 +57,7 @@ fn connect(
             let error = blame(id, &handle, error);
             abort.store(true, Ordering::SeqCst);
             let _ = handle.finish(); // the peers stop at once instead of waiting for a key contribution
+            handle.linger();
             Err(error)
         }
     }
@@ -86,6 +87,9 @@ fn finish<T>(
         abort.store(true, Ordering::SeqCst); // the end-of-program frame becomes an abort frame: the peers stop now
     }
     let finished = party.finish_program();
+    if result.is_err() {
+        handle.linger();
+    }
     let value = result?;
     finished?;
     Ok(value)

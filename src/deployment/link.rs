@@ -109,26 +109,46 @@ impl LinkHandle {
         lock(&self.inner).finish()
     }
 
-    /// After this party's program failed with `error`: when `error` says a peer aborted or ended its program (so
-    /// that peer only reacted to a failure elsewhere), read what is left from the third party until its connection
-    /// reports why it stopped. Returns that party and its error when it failed on its own (its connection closed,
-    /// it fell silent, sent a bad frame), `None` otherwise. Waits at most the transport's timeout (a third party
-    /// that is alive but stalled).
+    /// After this party's program failed with `error` naming a peer that only reacted to a failure elsewhere (it
+    /// aborted, ended its program, or its connection went away after it did): read what is left from the third
+    /// party until its connection says why it stopped. Returns that party and its error when it failed on its own
+    /// (its connection closed, it fell silent, it sent a bad frame), `None` otherwise. Waits at most the
+    /// transport's timeout (a third party that is alive but stalled).
     pub fn culprit(&self, me: PartyId, error: &Error) -> Option<(PartyId, Error)> {
+        let mut t = lock(&self.inner);
         let other = match error {
             Error::Aborted { peer, .. } | Error::PeerFinished { peer, .. } => *peer,
+            // A peer whose connection failed may have aborted first: its abort frame may still be unread.
+            Error::Transport { peer, .. } => match drain(&mut t, *peer) {
+                Error::Aborted { .. } | Error::PeerFinished { .. } => *peer,
+                _ => return None,
+            },
             _ => return None,
         };
         let third = (0..3).find(|&p| p != me && p != other)?;
-        let mut t = lock(&self.inner);
-        // Messages of the failed run still in flight from the third party are read and dropped.
-        for _ in 0..1 << 16 {
-            match t.recv(third) {
-                Ok(_) => continue,
-                Err(Error::Aborted { .. } | Error::PeerFinished { .. }) => return None,
-                Err(e) => return Some((third, e)),
-            }
+        match drain(&mut t, third) {
+            Error::Aborted { .. } | Error::PeerFinished { .. } => None,
+            e => Some((third, e)),
         }
-        None
+    }
+
+    /// After a failed run: keep the connections open for a moment so the peers read this party's abort frame
+    /// before its connections close (closing a TCP socket with unread incoming bytes resets the connection, and a
+    /// peer still writing to it fails on the reset instead of reading the abort).
+    pub fn linger(&self) {
+        std::thread::sleep(LINGER);
+    }
+}
+
+/// How long a failed party keeps its connections open after its abort frame.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Read and drop the failed run's messages still in flight from `peer` until its connection reports why it
+/// stopped.
+fn drain(t: &mut TlsTransport, peer: PartyId) -> Error {
+    loop {
+        if let Err(e) = t.recv(peer) {
+            return e;
+        }
     }
 }
