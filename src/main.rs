@@ -147,7 +147,8 @@ enum Command {
         #[arg(long)]
         resume: bool,
         /// TEST HOOK for the fault-injection tests (tests/deployment.rs): exit abruptly at `keys` (mid key
-        /// agreement), `step:N` (mid training step N) or `before-checkpoint:N`. Never in a real deployment.
+        /// agreement), `step:N` (mid training step N) or `before-checkpoint:N`; `fail:N` fails with an error at step N
+        /// instead. Never in a real deployment.
         #[arg(long, hide = true)]
         fault_exit_at: Option<cryptgpu::deployment::FaultPoint>,
     },

@@ -329,10 +329,34 @@ fn a_party_killed_before_its_checkpoint_is_named_and_resume_agrees_on_the_step_a
     // the two newest kept let the three agree on step 1; the others set their step 2 aside (the interrupted run's).
     let want = in_process_training();
     let dir = kill_and_resume("deploy-kill-ckpt", VICTIM, Fault::Flag("before-checkpoint:2"), Some(1), &want);
-    for id in [0, 1] {
+    for id in (0..3).filter(|&id| id != VICTIM) {
         let stale = dir.join(format!("ckpt/party{id}-step{:010}.ckpt.stale", 2));
         assert!(stale.exists(), "party {id}'s step-2 checkpoint of the interrupted run is set aside");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_party_that_fails_mid_run_stops_the_others_at_once_and_is_named() {
+    // A failure inside a party (here the test hook; in life a broken disk) sends an abort frame: the other two stop
+    // at once, look briefly for an earlier failure elsewhere, find none and name the failing party.
+    let dir = temp_dir("deploy-fail");
+    let head = format!("timeout_s = 30\ninsecure_test_seed = {SEED}");
+    let config = setup(&dir, &head, &train_job(&dir));
+    let start = Instant::now();
+    let children: Vec<(usize, Child)> = [2, 1, 0]
+        .into_iter()
+        .map(|id| (id, party(id, &config, if id == 0 { &["--fault-exit-at", "fail:2"] } else { &[] })))
+        .collect();
+    for (id, c) in children {
+        let out = c.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "party {id} must fail: {stderr}");
+        let want = if id == 0 { "failing on purpose" } else { "stopped waiting for party 0" };
+        assert!(stderr.contains(want), "party {id}: expected `{want}`: {stderr}");
+        assert!(!stderr.contains("failed first"), "party {id} blames no one else: {stderr}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(20), "well within the 30 s timeout: {:?}", start.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -46,7 +46,7 @@ fn connect(
 ) -> Result<(Party, LinkHandle, Arc<AtomicBool>), DeployError> {
     let abort = Arc::new(AtomicBool::new(false));
     let tls = connect_tls(id, identity, &d.peers()?)?.with_abort_flag(abort.clone());
-    let (link, handle) = Link::new(tls);
+    let (link, handle) = Link::new(tls, abort.clone());
     if fault == Some(FaultPoint::Keys) {
         handle.exit_after_sends(1); // one of the two key contributions sent, the other not
     }
@@ -196,6 +196,11 @@ fn train(
     if id == roles.model_owner {
         check_output_dir(id, &job.output, "trained weights")?;
     }
+    std::fs::create_dir_all(&dir).map_err(|e| DeployError::Checkpoints {
+        party: id,
+        dir: dir.clone(),
+        problem: format!("cannot be created: {e}"),
+    })?;
     let existing = own_checkpoints(id, &dir);
     if !options.resume && !existing.is_empty() {
         let names: Vec<String> = existing.iter().filter_map(|p| p.file_name()?.to_str().map(String::from)).collect();
@@ -236,6 +241,10 @@ fn train(
         for s in state.steps()..job.steps {
             if fault == Some(FaultPoint::Step(s + 1)) {
                 handle.exit_mid_step();
+            }
+            if fault == Some(FaultPoint::Fail(s + 1)) {
+                let why = format!("party {id}: TEST HOOK --fault-exit-at fail:{}: failing on purpose", s + 1);
+                return Err(cryptgpu_runtime::Error::Invalid(why).into());
             }
             let batch = set.as_ref().map(|set| inputs::batch_of(set, s, job.batch)).transpose()?;
             let data = batch.as_ref().map(|(x, labels)| (x, labels.as_slice()));

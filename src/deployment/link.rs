@@ -5,7 +5,7 @@
 use cryptgpu_runtime::transport::tls::TlsTransport;
 use cryptgpu_runtime::transport::Transport;
 use cryptgpu_runtime::{Error, PartyId, Result};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// TEST HOOK (the hidden `cryptgpu party --fault-exit-at` flag): where this process exits abruptly
@@ -19,6 +19,9 @@ pub enum FaultPoint {
     Step(usize),
     /// After training step `n` (1-based) and before writing its checkpoint of it (the others may hold it).
     BeforeCheckpoint(usize),
+    /// Not an exit: fail at the start of training step `n` (1-based) with an error, like a party whose disk broke,
+    /// sending its abort frame to the others.
+    Fail(usize),
 }
 
 impl std::str::FromStr for FaultPoint {
@@ -29,7 +32,8 @@ impl std::str::FromStr for FaultPoint {
             None if s == "keys" => Ok(FaultPoint::Keys),
             Some(("step", n)) => Ok(FaultPoint::Step(number(n)?)),
             Some(("before-checkpoint", n)) => Ok(FaultPoint::BeforeCheckpoint(number(n)?)),
-            _ => Err(format!("`{s}`: expected keys, step:N or before-checkpoint:N")),
+            Some(("fail", n)) => Ok(FaultPoint::Fail(number(n)?)),
+            _ => Err(format!("`{s}`: expected keys, step:N, before-checkpoint:N or fail:N")),
         }
     }
 }
@@ -58,14 +62,16 @@ pub struct Link {
 pub struct LinkHandle {
     inner: Arc<Mutex<TlsTransport>>,
     exit_after: Arc<AtomicU64>,
+    /// The abort flag `tls` watches (see [`TlsTransport::with_abort_flag`]).
+    abort: Arc<AtomicBool>,
 }
 
 impl Link {
-    /// Wrap `tls`; the handle stays with the caller.
-    pub fn new(tls: TlsTransport) -> (Link, LinkHandle) {
+    /// Wrap `tls`, which watches `abort`; the handle stays with the caller.
+    pub fn new(tls: TlsTransport, abort: Arc<AtomicBool>) -> (Link, LinkHandle) {
         let inner = Arc::new(Mutex::new(tls));
         let exit_after = Arc::new(AtomicU64::new(u64::MAX));
-        (Link { inner: inner.clone(), exit_after: exit_after.clone() }, LinkHandle { inner, exit_after })
+        (Link { inner: inner.clone(), exit_after: exit_after.clone() }, LinkHandle { inner, exit_after, abort })
     }
 }
 
@@ -112,14 +118,19 @@ impl LinkHandle {
     /// After this party's program failed with `error` naming a peer that only reacted to a failure elsewhere (it
     /// aborted, ended its program, or its connection went away after it did): read what is left from the third
     /// party until its connection says why it stopped. Returns that party and its error when it failed on its own
-    /// (its connection closed, it fell silent, it sent a bad frame), `None` otherwise. Waits at most the
-    /// transport's timeout (a third party that is alive but stalled).
+    /// (its connection closed or broke), `None` otherwise. Looks for [`PROBE`] at most: then this party's abort
+    /// flag is set (it is failing anyway), which also ends the look of two parties probing each other.
     pub fn culprit(&self, me: PartyId, error: &Error) -> Option<(PartyId, Error)> {
+        let abort = self.abort.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(PROBE);
+            abort.store(true, Ordering::SeqCst);
+        });
         let mut t = lock(&self.inner);
         let other = match error {
             Error::Aborted { peer, .. } | Error::PeerFinished { peer, .. } => *peer,
             // A peer whose connection failed may have aborted first: its abort frame may still be unread.
-            Error::Transport { peer, .. } => match drain(&mut t, *peer) {
+            Error::Transport { peer, .. } | Error::Frame { peer, .. } => match drain(&mut t, *peer) {
                 Error::Aborted { .. } | Error::PeerFinished { .. } => *peer,
                 _ => return None,
             },
@@ -127,8 +138,8 @@ impl LinkHandle {
         };
         let third = (0..3).find(|&p| p != me && p != other)?;
         match drain(&mut t, third) {
-            Error::Aborted { .. } | Error::PeerFinished { .. } => None,
-            e => Some((third, e)),
+            e @ (Error::Transport { .. } | Error::Frame { .. }) => Some((third, e)),
+            _ => None,
         }
     }
 
@@ -139,6 +150,9 @@ impl LinkHandle {
         std::thread::sleep(LINGER);
     }
 }
+
+/// How long a failed party looks for the party that failed first.
+const PROBE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How long a failed party keeps its connections open after its abort frame.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(300);
