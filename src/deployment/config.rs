@@ -161,6 +161,34 @@ pub struct InferJob {
     pub images: usize,
     /// Where the receiver writes the logits (JSON: one array of floats per input).
     pub output: PathBuf,
+    /// How the model owner checks, before anything is shared, that no value of the run reaches 2^62 (default
+    /// `interval`: worst-case intervals, a guarantee that deep networks may fail at t = 20).
+    pub range_check: Option<RangeCheckName>,
+    /// The largest predicted failure probability per run the model owner accepts (divisions by a public
+    /// non-power of two, e.g. 3×3 average pooling, are probabilistic); default the executor's.
+    pub max_failure: Option<f64>,
+}
+
+/// `job.range_check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RangeCheckName {
+    /// Worst-case interval analysis from the declared input bound: a guarantee.
+    Interval,
+    /// The largest magnitudes over 2 random inputs within the bound, times 4 (as `cryptgpu accuracy`): NOT a
+    /// guarantee.
+    Calibrated,
+}
+
+impl RangeCheckName {
+    /// The executor's setting.
+    pub fn check(self) -> cryptgpu_runtime::executor::RangeCheck {
+        use cryptgpu_runtime::executor::RangeCheck;
+        match self {
+            RangeCheckName::Interval => RangeCheck::Interval,
+            RangeCheckName::Calibrated => RangeCheck::Calibrated { samples: 2, margin: 4.0 },
+        }
+    }
 }
 
 /// `[job] kind = "train"`: private SGD training on the data owner's dataset, checkpointed; the trained weights go
@@ -253,6 +281,11 @@ impl Deployment {
             Job::Infer(j) => {
                 if j.images == 0 {
                     return Err(bad("job.images must be at least 1".into()));
+                }
+                if let Some(p) = j.max_failure {
+                    if !(p > 0.0 && p <= 1.0) {
+                        return Err(bad(format!("job.max_failure must be a probability in (0, 1], found {p}")));
+                    }
                 }
             }
             Job::Train(j) => {

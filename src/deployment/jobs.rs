@@ -129,7 +129,13 @@ fn infer(
     if id == roles.receiver {
         check_output_dir(id, &job.output, "logits")?;
     }
-    let executor = Executor::new(graph, roles)?;
+    let mut executor = Executor::new(graph, roles)?;
+    if let Some(check) = job.range_check {
+        executor = executor.with_range_check(check.check());
+    }
+    if let Some(p) = job.max_failure {
+        executor = executor.allow_truncation_failures(p);
+    }
     let (mut party, handle, abort) = connect(id, d, identity, options.fault_exit_at)?;
     let result = executor.infer_party(&mut party, params.as_ref(), input.as_ref(), job.images).map_err(Into::into);
     let inference = finish(&mut party, &handle, &abort, result)?;

@@ -33,6 +33,9 @@
 //! data = "data/mnist"       # data owner only: an MNIST-format directory (test split) or an f32/f64 .npy [N, …input]
 //! images = 8                # the first N inputs (the batch size: every party knows it)
 //! output = "logits.json"    # written by the receiver only: one array of logits per input
+//! # range_check = "calibrated"  # the model owner's overflow check: "interval" (default, a guarantee) or
+//! #                             # "calibrated" (2 random inputs × 4, as `cryptgpu accuracy`; not a guarantee)
+//! # max_failure = 1e-3        # largest predicted failure probability per run accepted (3×3 average pooling)
 //! ```
 //!
 //! A training job (`examples/parties-train.toml`):
@@ -72,7 +75,7 @@ pub mod inputs;
 pub mod jobs;
 pub mod link;
 
-pub use config::{DatasetName, Deployment, InferJob, Job, ModelName, PartyEntry, RolesEntry, TrainJob};
+pub use config::{DatasetName, Deployment, InferJob, Job, ModelName, PartyEntry, RangeCheckName, RolesEntry, TrainJob};
 pub use link::FaultPoint;
 
 use cryptgpu_dsl::{DslError, Graph};
