@@ -1,5 +1,5 @@
 //! This process's connections as the party sees them: the TLS transport behind a lock the deployment keeps a handle
-//! to, so that after a failed run it can find out which peer failed first ([`Link::culprit`]); and the test hook
+//! to, so that after a failed run it can find out which peer failed first ([`LinkHandle::culprit`]); and the test hook
 //! that makes the process die abruptly after a given number of sends ([`FaultPoint`]).
 
 use cryptgpu_runtime::transport::tls::TlsTransport;
@@ -118,7 +118,7 @@ impl LinkHandle {
     /// After this party's program failed with `error` naming a peer that only reacted to a failure elsewhere (it
     /// aborted, ended its program, or its connection went away after it did): read what is left from the third
     /// party until its connection says why it stopped. Returns that party and its error when it failed on its own
-    /// (its connection closed or broke), `None` otherwise. Looks for [`PROBE`] at most: then this party's abort
+    /// (its connection closed or broke), `None` otherwise. Looks for 500 ms at most: then this party's abort
     /// flag is set (it is failing anyway), which also ends the look of two parties probing each other.
     pub fn culprit(&self, me: PartyId, error: &Error) -> Option<(PartyId, Error)> {
         let abort = self.abort.clone();

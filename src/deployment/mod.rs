@@ -3,11 +3,13 @@
 //! The config names the three parties' addresses and certificates, this party's key, the roles and the job. Each
 //! process connects to the other two over mutual TLS with pinned certificates ([`cryptgpu_runtime::transport::tls`]),
 //! agrees its PRF keys with them over those channels ([`Party::connect`](cryptgpu_runtime::Party::connect)) and runs
-//! its part of the job: private inference ([`jobs::infer`]) or private training with checkpoints
-//! ([`jobs::train`]). Only the owner of an input reads that input's file; only the receiver writes the logits, only
-//! the model owner the trained weights. A failing party sends an abort frame so the others stop at once; a peer that
-//! dies or stalls is named within the timeout (a party stopped by another's abort looks up which party failed first
-//! and names it too).
+//! its part of the job: private inference or private training with checkpoints
+//! ([`jobs`]). Only the owner of an input reads that input's file; only the receiver writes the logits, only
+//! the model owner the trained weights. A failing party sends an abort frame so the others stop at once, and keeps
+//! its connections open a moment (300 ms) so that frame is read before the connections close; a peer that dies or
+//! stalls is named within the timeout. A party stopped by another's abort (or by the connection of a party that had
+//! aborted) looks for up to 500 ms at the third party's connection and, when that party failed on its own (its
+//! connection closed or broke), names it as the party that failed first ([`DeployError::PeerFailed`]).
 //!
 //! ```toml
 //! session = 2026            # any number the three operators agree on; frames of other sessions are refused
