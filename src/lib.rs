@@ -21,6 +21,7 @@ pub use cryptgpu_runtime::{
 
 pub mod data;
 pub mod deployment;
+pub mod deployment_bench;
 pub mod lenet_mnist;
 pub mod precision;
 pub mod workloads;

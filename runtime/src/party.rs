@@ -200,6 +200,13 @@ impl Party {
         self.step
     }
 
+    /// Wait until both peers reach their own `barrier` (one round of one word each way; counted in the stats like
+    /// any round). Benchmarks call it to start a timed run at the same moment in every party.
+    pub fn barrier(&mut self) -> Result<()> {
+        let (prev, next) = (self.prev(), self.next());
+        self.round(vec![(prev, vec![0]), (next, vec![0])], &[(prev, 1), (next, 1)]).map(|_| ())
+    }
+
     /// Tell the peers this party's program has returned (see [`Transport::finish`]): a peer still waiting for one
     /// of its messages fails at once. [`crate::Session::run`] does this for its parties; a process running one
     /// party calls it when its program ends (successfully or not).
