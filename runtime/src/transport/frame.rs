@@ -113,17 +113,23 @@ pub enum FrameProblem {
     },
 }
 
+/// The header of a frame of `words` payload words.
+pub fn header(kind: Kind, session: u64, run: u64, seq: u64, words: usize) -> [u8; HEADER_BYTES] {
+    let mut h = [0u8; HEADER_BYTES];
+    h[0..4].copy_from_slice(&MAGIC);
+    h[4..6].copy_from_slice(&VERSION.to_le_bytes());
+    h[6] = kind as u8;
+    h[8..16].copy_from_slice(&session.to_le_bytes());
+    h[16..24].copy_from_slice(&run.to_le_bytes());
+    h[24..32].copy_from_slice(&seq.to_le_bytes());
+    h[32..40].copy_from_slice(&(words as u64).to_le_bytes());
+    h
+}
+
 /// Encode one frame (header and payload) into bytes.
 pub fn encode(kind: Kind, session: u64, run: u64, seq: u64, words: &[u64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES + 8 * words.len());
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.push(kind as u8);
-    out.push(0);
-    out.extend_from_slice(&session.to_le_bytes());
-    out.extend_from_slice(&run.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&(words.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header(kind, session, run, seq, words.len()));
     for w in words {
         out.extend_from_slice(&w.to_le_bytes());
     }
