@@ -295,6 +295,80 @@ fn large_simultaneous_sends_do_not_deadlock() {
     }
 }
 
+/// Connect three transports with `peers` (whose timeout and buffers the caller set) and run `program` on each.
+fn run_with(
+    peers: PeerConfig,
+    listeners: [TcpListener; 3],
+    ids: [TlsIdentity; 3],
+    program: impl Fn(usize, TlsTransport) -> cryptgpu_runtime::Result<()> + Sync,
+) -> [cryptgpu_runtime::Result<()>; 3] {
+    let transports = connect_all(listeners, &ids, &peers).map(|t| t.unwrap());
+    let mut out: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = transports
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let program = &program;
+                s.spawn(move || program(i, t))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    core::array::from_fn(|_| out.remove(0))
+}
+
+#[test]
+fn sends_far_over_the_send_buffer_bound_both_ways_at_once_complete_within_the_bound() {
+    let (listeners, ids, mut peers) = setup(Duration::from_secs(20));
+    let bound = 64 << 10;
+    peers.send_buffer_bytes = bound;
+    // Every party sends 2 M random words (16 MiB, 256 times the bound) to both others, then receives theirs.
+    let msgs: [Vec<u64>; 3] = core::array::from_fn(|_| (0..1 << 21).map(|_| rand::random()).collect());
+    let peaks = std::sync::Mutex::new([0usize; 3]);
+    let r = run_with(peers, listeners, ids, |i, mut t| {
+        for to in [(i + 1) % 3, (i + 2) % 3] {
+            t.send(to, msgs[i].clone())?;
+        }
+        for from in [(i + 1) % 3, (i + 2) % 3] {
+            assert!(t.recv(from)? == msgs[from], "party {i}: the message of party {from} differs");
+        }
+        t.finish()?;
+        peaks.lock().unwrap()[i] = t.send_buffer_peak();
+        Ok(())
+    });
+    for r in r {
+        r.unwrap();
+    }
+    // Encrypted bytes waiting for a peer never exceeded the bound (plus the TLS record overhead of one write).
+    for (i, &peak) in peaks.lock().unwrap().iter().enumerate() {
+        assert!(peak > bound / 2 && peak <= bound + 1024, "party {i}: {peak} bytes pending, bound {bound}");
+    }
+}
+
+#[test]
+fn a_send_to_a_peer_that_does_not_read_fails_within_the_timeout_naming_it() {
+    let (listeners, ids, mut peers) = setup(Duration::from_secs(1));
+    peers.send_buffer_bytes = 64 << 10;
+    let r = run_with(peers, listeners, ids, |i, mut t| {
+        match i {
+            0 => {
+                let start = Instant::now();
+                let r = t.send(1, vec![7; 1 << 22]); // 32 MiB: far more than the socket and send buffers hold
+                assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+                r
+            }
+            1 => {
+                std::thread::sleep(Duration::from_secs(3)); // alive, connected, not reading
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    });
+    let e = r[0].as_ref().expect_err("a send of 32 MiB completed while the peer read nothing");
+    assert!(matches!(e, Error::Transport { party: 0, peer: 1, .. }), "{e}");
+    assert!(e.to_string().contains("read nothing of what this party sent within 1s"), "{e}");
+}
+
 #[test]
 fn a_peer_that_closes_mid_run_is_named_within_the_timeout() {
     let timeout = Duration::from_secs(2);

@@ -138,8 +138,10 @@ pub struct TlsTransport {
     abort: Option<Arc<AtomicBool>>,
     /// The most encrypted bytes ever waiting for one peer's socket.
     send_peak: usize,
-    /// Scratch space for received plaintext and encoded payload words.
+    /// Scratch space for received plaintext.
     buf: Vec<u8>,
+    /// Scratch space for encoded payload words.
+    out: Vec<u8>,
 }
 
 impl TlsTransport {
@@ -160,6 +162,7 @@ impl TlsTransport {
             abort: None,
             send_peak: 0,
             buf: vec![0u8; 64 << 10],
+            out: vec![0u8; CHUNK_WORDS * 8],
         })
     }
 
@@ -258,7 +261,7 @@ impl TlsTransport {
         let header = frame::header(kind, session, run, link.send_seq, words.len());
         link.send_seq += 1;
         self.write_bounded(to, &header)?;
-        let mut scratch = std::mem::take(&mut self.buf);
+        let mut scratch = std::mem::take(&mut self.out);
         let mut result = Ok(());
         for chunk in words.chunks(CHUNK_WORDS) {
             for (bytes, w) in scratch.chunks_exact_mut(8).zip(chunk) {
@@ -269,7 +272,7 @@ impl TlsTransport {
                 break;
             }
         }
-        self.buf = scratch;
+        self.out = scratch;
         result
     }
 
