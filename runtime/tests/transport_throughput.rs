@@ -125,7 +125,8 @@ fn ping<T: Transport>(mut a: T, mut b: T, rounds: usize) -> f64 {
 #[ignore]
 fn throughput() {
     let memory = || {
-        let [a, b, _] = memory::connect(TIMEOUT, Arc::new(AtomicBool::new(false)));
+        let [a, b, c] = memory::connect(TIMEOUT, Arc::new(AtomicBool::new(false)));
+        std::mem::forget(c); // party 2 stays connected, idle
         (a, b)
     };
     let tls = || {
