@@ -16,8 +16,9 @@ use super::PeerConfig;
 use crate::{Error, PartyId, Result};
 use rustls::Connection;
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,11 @@ use std::time::{Duration, Instant};
 /// Longest a waiting receive or send sleeps before it looks at the abort flag again.
 const ABORT_POLL: Duration = Duration::from_millis(20);
 /// Payload words encoded per write into rustls.
-const CHUNK_WORDS: usize = 8 << 10;
+const CHUNK_WORDS: usize = 16 << 10;
+/// Bytes one socket read may take (rustls alone would read 4 KiB at a time).
+const READ_BYTES: usize = 256 << 10;
+/// Bytes one pump reads from a link before it looks at the others.
+const READ_BUDGET: usize = 4 << 20;
 
 /// One authenticated connection to a peer.
 pub(super) struct Link {
@@ -43,6 +48,10 @@ pub(super) struct Link {
     unwritable: Option<String>,
     /// Bytes written to the socket so far.
     written: u64,
+    /// Bytes read from the socket, `rbuf[rpos..rlen]` not yet handed to rustls.
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rlen: usize,
 }
 
 impl Link {
@@ -58,11 +67,58 @@ impl Link {
             closed: None,
             unwritable: None,
             written: 0,
+            rbuf: vec![0; READ_BYTES],
+            rpos: 0,
+            rlen: 0,
         }
     }
 
     /// Write what the socket takes, read what it offers and decode the complete frames; true when bytes moved.
-    fn pump(&mut self, buf: &mut [u8]) -> bool {
+    fn pump(&mut self) -> bool {
+        let mut moved = self.write();
+        let mut budget = READ_BUDGET;
+        while self.closed.is_none() && budget > 0 {
+            if self.rpos == self.rlen {
+                match self.sock.read(&mut self.rbuf) {
+                    Ok(0) => self.closed = Some("closed the connection".into()),
+                    Ok(n) => {
+                        (self.rpos, self.rlen) = (0, n);
+                        budget = budget.saturating_sub(n);
+                        moved = true;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => self.closed = Some(format!("connection failed: {e}")),
+                }
+                if self.closed.is_some() {
+                    break;
+                }
+            }
+            let mut unread = &self.rbuf[self.rpos..self.rlen];
+            match self.conn.read_tls(&mut unread) {
+                Ok(0) => break, // the peer's close_notify came: nothing more is read
+                Ok(n) => self.rpos += n,
+                Err(e) => self.closed = Some(format!("TLS error: {e}")),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                self.closed.get_or_insert_with(|| format!("TLS error: {e}"));
+            }
+            self.take_plaintext();
+        }
+        self.take_plaintext();
+        while self.broken.is_none() {
+            match self.decoder.next_frame() {
+                Ok(Some(f)) => self.inbox.push_back(f),
+                Ok(None) => break,
+                Err(Error::Frame { problem, .. }) => self.broken = Some(problem),
+                Err(e) => self.broken = Some(FrameProblem::Unexpected { found: Kind::Data, expected: e.to_string() }),
+            }
+        }
+        moved
+    }
+
+    /// Write what the socket takes; true when anything was written.
+    fn write(&mut self) -> bool {
         let mut moved = false;
         while self.unwritable.is_none() && self.conn.wants_write() {
             match self.conn.write_tls(&mut self.sock) {
@@ -74,27 +130,23 @@ impl Link {
                 Err(e) => self.unwritable = Some(format!("cannot send: {e}")),
             }
         }
-        if self.closed.is_some() {
-            return moved;
-        }
-        match self.conn.read_tls(&mut self.sock) {
-            Ok(0) => self.closed = Some("closed the connection".into()),
-            Ok(_) => {
-                moved = true;
-                if let Err(e) = self.conn.process_new_packets() {
-                    self.closed = Some(format!("TLS error: {e}"));
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(e) => self.closed = Some(format!("connection failed: {e}")),
-        }
+        moved
+    }
+
+    /// Feed the decrypted bytes to the frame decoder.
+    fn take_plaintext(&mut self) {
         loop {
-            match self.conn.reader().read(buf) {
-                Ok(0) => {
+            let mut reader = self.conn.reader();
+            match reader.fill_buf() {
+                Ok([]) => {
                     self.closed.get_or_insert_with(|| "closed the connection".into());
                     break;
                 }
-                Ok(n) => self.decoder.feed(&buf[..n]),
+                Ok(chunk) => {
+                    let n = chunk.len();
+                    self.decoder.feed(chunk);
+                    reader.consume(n);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
                     self.closed.get_or_insert_with(|| format!("connection failed: {e}"));
@@ -102,15 +154,18 @@ impl Link {
                 }
             }
         }
-        while self.broken.is_none() {
-            match self.decoder.next_frame() {
-                Ok(Some(f)) => self.inbox.push_back(f),
-                Ok(None) => break,
-                Err(Error::Frame { problem, .. }) => self.broken = Some(problem),
-                Err(e) => self.broken = Some(FrameProblem::Unexpected { found: Kind::Data, expected: e.to_string() }),
-            }
+    }
+
+    /// The socket events to wait for: readable unless closed, writable while bytes wait for it.
+    fn poll_events(&self) -> i16 {
+        let mut events = 0;
+        if self.closed.is_none() {
+            events |= libc::POLLIN;
         }
-        moved
+        if self.unwritable.is_none() && self.conn.wants_write() {
+            events |= libc::POLLOUT;
+        }
+        events
     }
 
     /// Encrypted bytes waiting for the socket (rustls's own count).
@@ -138,8 +193,6 @@ pub struct TlsTransport {
     abort: Option<Arc<AtomicBool>>,
     /// The most encrypted bytes ever waiting for one peer's socket.
     send_peak: usize,
-    /// Scratch space for received plaintext.
-    buf: Vec<u8>,
     /// Scratch space for encoded payload words.
     out: Vec<u8>,
 }
@@ -161,7 +214,6 @@ impl TlsTransport {
             ended: [None; 3],
             abort: None,
             send_peak: 0,
-            buf: vec![0u8; 64 << 10],
             out: vec![0u8; CHUNK_WORDS * 8],
         })
     }
@@ -200,30 +252,25 @@ impl TlsTransport {
     fn pump(&mut self) -> bool {
         let mut moved = false;
         for link in self.links.iter_mut().flatten() {
-            moved |= link.pump(&mut self.buf);
+            moved |= link.pump();
         }
         moved
     }
 
-    /// Nothing moved: wait a little for the sockets (the kernel wakes a receive when `from` sends).
-    fn idle(&mut self, from: Option<PartyId>, idle: &mut Duration, deadline: Instant) -> Result<()> {
-        let writing = self.links.iter().flatten().any(|l| l.unwritable.is_none() && l.conn.wants_write());
-        let Some(from) = from.filter(|_| !writing) else {
-            // Bytes still to deliver to a peer that is not reading yet: keep polling both directions.
-            std::thread::sleep(*idle);
-            *idle = (*idle * 2).min(Duration::from_millis(1));
-            return Ok(());
-        };
-        // Nothing to write: sleep in the kernel until `from` sends something, at most until the deadline and for at
-        // most 20 ms at a time (the abort flag is looked at between waits).
-        let wait = deadline.saturating_duration_since(Instant::now()).clamp(Duration::from_micros(50), ABORT_POLL);
-        let id = self.id;
-        let sock = &self.links[from].as_ref().expect("checked").sock;
-        let io = |e: std::io::Error| Error::Transport { party: id, peer: from, reason: e.to_string() };
-        sock.set_nonblocking(false).map_err(io)?;
-        sock.set_read_timeout(Some(wait)).map_err(io)?;
-        let _ = sock.peek(&mut [0u8; 1]); // data, end of stream or timeout: the next pump sees which
-        sock.set_nonblocking(true).map_err(io)
+    /// Nothing moved: sleep in the kernel until a socket can be read or written (one whose bytes wait for it), at
+    /// most until `deadline` and for at most 20 ms at a time (the abort flag is looked at between waits).
+    fn wait(&self, deadline: Instant) {
+        let mut fds: Vec<libc::pollfd> = self
+            .links
+            .iter()
+            .flatten()
+            .map(|l| libc::pollfd { fd: l.sock.as_raw_fd(), events: l.poll_events(), revents: 0 })
+            .filter(|p| p.events != 0)
+            .collect();
+        let wait = deadline.saturating_duration_since(Instant::now()).clamp(Duration::from_millis(1), ABORT_POLL);
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs that lives across the call, and every fd in it
+        // is an open socket owned by a link of `self`. A failed or interrupted poll only ends the wait early.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait.as_millis() as libc::c_int) };
     }
 
     /// Why a wait on `peer` must end now, if it must: its frame stream broke, it ended or aborted this run (for a
@@ -279,7 +326,6 @@ impl TlsTransport {
     /// Hand `bytes` to rustls for `to`; while `to`'s send buffer is full, pump every link until it has room.
     fn write_bounded(&mut self, to: PartyId, mut bytes: &[u8]) -> Result<()> {
         let mut deadline = Instant::now() + self.timeout;
-        let mut idle = Duration::from_micros(5);
         loop {
             let link = self.links[to].as_mut().expect("checked");
             let n = link.conn.writer().write(bytes).map_err(|e| Error::Transport {
@@ -291,6 +337,7 @@ impl TlsTransport {
             if n > 0 {
                 let pending = link.pending();
                 self.send_peak = self.send_peak.max(pending);
+                link.write(); // start delivering while the rest is encrypted
             }
             if bytes.is_empty() {
                 return Ok(());
@@ -306,13 +353,10 @@ impl TlsTransport {
             }
             if self.links[to].as_ref().expect("checked").written > before {
                 deadline = Instant::now() + self.timeout;
-                idle = Duration::from_micros(5);
             } else if Instant::now() >= deadline {
                 return Err(self.error(to, format!("read nothing of what this party sent within {:?}", self.timeout)));
-            } else if moved {
-                idle = Duration::from_micros(5);
-            } else {
-                self.idle(None, &mut idle, deadline)?;
+            } else if !moved {
+                self.wait(deadline);
             }
         }
     }
@@ -320,7 +364,6 @@ impl TlsTransport {
     /// Push every pending byte out, up to the timeout (nothing is owed to a peer that closed its connection).
     fn flush_all(&mut self) -> Result<()> {
         let deadline = Instant::now() + self.timeout;
-        let mut idle = Duration::from_micros(5);
         loop {
             let moved = self.pump();
             let owed = |l: &Link| l.closed.is_none() && l.conn.wants_write();
@@ -332,10 +375,8 @@ impl TlsTransport {
             if Instant::now() >= deadline {
                 return Err(self.error(peer, format!("could not deliver within {:?}", self.timeout)));
             }
-            if moved {
-                idle = Duration::from_micros(5);
-            } else {
-                self.idle(None, &mut idle, deadline)?;
+            if !moved {
+                self.wait(deadline);
             }
         }
     }
@@ -354,7 +395,6 @@ impl Transport for TlsTransport {
     fn recv(&mut self, from: PartyId) -> Result<Vec<u64>> {
         self.link(from)?;
         let deadline = Instant::now() + self.timeout;
-        let mut idle = Duration::from_micros(5);
         loop {
             let run = self.run;
             let link = self.links[from].as_mut().expect("checked");
@@ -377,10 +417,8 @@ impl Transport for TlsTransport {
             if Instant::now() >= deadline {
                 return Err(self.error(from, format!("no message within {:?}", self.timeout)));
             }
-            if self.pump() {
-                idle = Duration::from_micros(5);
-            } else {
-                self.idle(Some(from), &mut idle, deadline)?;
+            if !self.pump() {
+                self.wait(deadline);
             }
         }
     }
