@@ -214,7 +214,7 @@ impl TlsTransport {
             ended: [None; 3],
             abort: None,
             send_peak: 0,
-            out: vec![0u8; CHUNK_WORDS * 8],
+            out: vec![0u8; frame::HEADER_BYTES + CHUNK_WORDS * 8],
         })
     }
 
@@ -307,18 +307,22 @@ impl TlsTransport {
         let link = self.link(to)?;
         let header = frame::header(kind, session, run, link.send_seq, words.len());
         link.send_seq += 1;
-        self.write_bounded(to, &header)?;
+        // The header and the first words go in one write (a small frame is one TLS record), the rest in chunks.
         let mut scratch = std::mem::take(&mut self.out);
-        let mut result = Ok(());
-        for chunk in words.chunks(CHUNK_WORDS) {
-            for (bytes, w) in scratch.chunks_exact_mut(8).zip(chunk) {
+        scratch[..frame::HEADER_BYTES].copy_from_slice(&header);
+        let (mut filled, mut rest) = (frame::HEADER_BYTES, words);
+        let result = loop {
+            let n = rest.len().min((scratch.len() - filled) / 8);
+            for (bytes, w) in scratch[filled..filled + 8 * n].chunks_exact_mut(8).zip(&rest[..n]) {
                 bytes.copy_from_slice(&w.to_le_bytes());
             }
-            result = self.write_bounded(to, &scratch[..chunk.len() * 8]);
-            if result.is_err() {
-                break;
+            rest = &rest[n..];
+            let written = self.write_bounded(to, &scratch[..filled + 8 * n]);
+            if written.is_err() || rest.is_empty() {
+                break written;
             }
-        }
+            filled = 0;
+        };
         self.out = scratch;
         result
     }
