@@ -220,7 +220,7 @@ impl FrameDecoder {
             } else {
                 let n = (body.total - body.words.len()).min(bytes.len() / 8);
                 let (whole, rest) = bytes.split_at(n * 8);
-                body.words.extend(whole.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))));
+                push_le_words(&mut body.words, whole);
                 bytes = rest;
             }
             if body.words.len() == body.total {
@@ -292,6 +292,43 @@ impl FrameDecoder {
             Some(problem) => Err(self.problem(problem.clone())),
             None => Ok(None),
         }
+    }
+}
+
+/// Append the little-endian words of `bytes` (a multiple of 8 bytes) to `words`.
+fn push_le_words(words: &mut Vec<u64>, bytes: &[u8]) {
+    let n = bytes.len() / 8;
+    #[cfg(target_endian = "little")]
+    {
+        words.reserve(n);
+        let spare = words.spare_capacity_mut();
+        // SAFETY: `reserve` made room for `n` more words, so `spare` holds at least `8 n` bytes, which cannot overlap
+        // `bytes` (a slice borrowed from elsewhere). On a little-endian target a word's memory is its little-endian
+        // encoding, and every bit pattern is a valid u64, so the first `n` spare words are initialised by the copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), spare.as_mut_ptr().cast::<u8>(), 8 * n);
+            words.set_len(words.len() + n);
+        }
+    }
+    #[cfg(not(target_endian = "little"))]
+    words.extend(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))));
+}
+
+/// The little-endian encoding of `words`, borrowed where the target is little-endian (no copy) and encoded into
+/// `scratch` elsewhere.
+pub fn le_bytes<'a>(words: &'a [u64], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    #[cfg(target_endian = "little")]
+    {
+        let _ = scratch;
+        // SAFETY: the slice covers exactly the `8 words.len()` initialised bytes of `words`, borrowed for as long
+        // as `words`; u8 has alignment 1; on a little-endian target these bytes are the little-endian encoding.
+        unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), 8 * words.len()) }
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        scratch.clear();
+        scratch.extend(words.iter().flat_map(|w| w.to_le_bytes()));
+        scratch
     }
 }
 

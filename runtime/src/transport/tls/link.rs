@@ -214,7 +214,7 @@ impl TlsTransport {
             ended: [None; 3],
             abort: None,
             send_peak: 0,
-            out: vec![0u8; frame::HEADER_BYTES + CHUNK_WORDS * 8],
+            out: Vec::with_capacity(frame::HEADER_BYTES + CHUNK_WORDS * 8),
         })
     }
 
@@ -307,21 +307,20 @@ impl TlsTransport {
         let link = self.link(to)?;
         let header = frame::header(kind, session, run, link.send_seq, words.len());
         link.send_seq += 1;
-        // The header and the first words go in one write (a small frame is one TLS record), the rest in chunks.
+        // A small frame goes in one write with its header (one TLS record); a large one after its header, in
+        // chunks (the socket takes the first while the next is encrypted), straight from the words' bytes.
         let mut scratch = std::mem::take(&mut self.out);
-        scratch[..frame::HEADER_BYTES].copy_from_slice(&header);
-        let (mut filled, mut rest) = (frame::HEADER_BYTES, words);
-        let result = loop {
-            let n = rest.len().min((scratch.len() - filled) / 8);
-            for (bytes, w) in scratch[filled..filled + 8 * n].chunks_exact_mut(8).zip(&rest[..n]) {
-                bytes.copy_from_slice(&w.to_le_bytes());
-            }
-            rest = &rest[n..];
-            let written = self.write_bounded(to, &scratch[..filled + 8 * n]);
-            if written.is_err() || rest.is_empty() {
-                break written;
-            }
-            filled = 0;
+        let result = if words.len() <= CHUNK_WORDS {
+            scratch.clear();
+            scratch.extend_from_slice(&header);
+            scratch.extend(words.iter().flat_map(|w| w.to_le_bytes()));
+            self.write_bounded(to, &scratch)
+        } else {
+            let mut encoded = Vec::new();
+            let bytes = frame::le_bytes(words, &mut encoded);
+            std::iter::once(&header[..])
+                .chain(bytes.chunks(8 * CHUNK_WORDS))
+                .try_for_each(|chunk| self.write_bounded(to, chunk))
         };
         self.out = scratch;
         result
