@@ -25,8 +25,10 @@ use std::time::{Duration, Instant};
 
 /// Longest a waiting receive or send sleeps before it looks at the abort flag again.
 const ABORT_POLL: Duration = Duration::from_millis(20);
-/// Payload words encoded per write into rustls.
-const CHUNK_WORDS: usize = 16 << 10;
+/// Payload bytes handed to rustls per write.
+const CHUNK_BYTES: usize = 128 << 10;
+/// Largest payload sent in one write with its header (one TLS record holds 16 KiB).
+const SMALL_FRAME_BYTES: usize = 16 << 10;
 /// Bytes one socket read may take (rustls alone would read 4 KiB at a time).
 const READ_BYTES: usize = 256 << 10;
 /// Bytes one pump reads from a link before it looks at the others.
@@ -193,7 +195,7 @@ pub struct TlsTransport {
     abort: Option<Arc<AtomicBool>>,
     /// The most encrypted bytes ever waiting for one peer's socket.
     send_peak: usize,
-    /// Scratch space for encoded payload words.
+    /// Scratch space for a small frame.
     out: Vec<u8>,
 }
 
@@ -214,7 +216,7 @@ impl TlsTransport {
             ended: [None; 3],
             abort: None,
             send_peak: 0,
-            out: Vec::with_capacity(frame::HEADER_BYTES + CHUNK_WORDS * 8),
+            out: Vec::with_capacity(frame::HEADER_BYTES + SMALL_FRAME_BYTES),
         })
     }
 
@@ -307,19 +309,19 @@ impl TlsTransport {
         let link = self.link(to)?;
         let header = frame::header(kind, session, run, link.send_seq, words.len());
         link.send_seq += 1;
-        // A small frame goes in one write with its header (one TLS record); a large one after its header, in
-        // chunks (the socket takes the first while the next is encrypted), straight from the words' bytes.
+        // A small frame goes in one write with its header (one TLS record); a larger one after its header, in
+        // chunks (the socket takes one while the next is encrypted), straight from the words' bytes.
+        let mut encoded = Vec::new();
+        let bytes = frame::le_bytes(words, &mut encoded);
         let mut scratch = std::mem::take(&mut self.out);
-        let result = if words.len() <= CHUNK_WORDS {
+        let result = if bytes.len() <= SMALL_FRAME_BYTES {
             scratch.clear();
             scratch.extend_from_slice(&header);
-            scratch.extend(words.iter().flat_map(|w| w.to_le_bytes()));
+            scratch.extend_from_slice(bytes);
             self.write_bounded(to, &scratch)
         } else {
-            let mut encoded = Vec::new();
-            let bytes = frame::le_bytes(words, &mut encoded);
             std::iter::once(&header[..])
-                .chain(bytes.chunks(8 * CHUNK_WORDS))
+                .chain(bytes.chunks(CHUNK_BYTES))
                 .try_for_each(|chunk| self.write_bounded(to, chunk))
         };
         self.out = scratch;
