@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 const ABORT_POLL: Duration = Duration::from_millis(20);
 /// Payload bytes handed to rustls per write.
 const CHUNK_BYTES: usize = 128 << 10;
-/// Largest payload sent in one write with its header (one TLS record holds 16 KiB).
-const SMALL_FRAME_BYTES: usize = 16 << 10;
+/// Plaintext bytes of a full TLS record.
+const RECORD_BYTES: usize = 16 << 10;
 /// Bytes one socket read may take (rustls alone would read 4 KiB at a time).
 const READ_BYTES: usize = 256 << 10;
 /// Bytes one pump reads from a link before it looks at the others.
@@ -195,7 +195,7 @@ pub struct TlsTransport {
     abort: Option<Arc<AtomicBool>>,
     /// The most encrypted bytes ever waiting for one peer's socket.
     send_peak: usize,
-    /// Scratch space for a small frame.
+    /// Scratch space for a frame's header and first bytes.
     out: Vec<u8>,
 }
 
@@ -216,7 +216,7 @@ impl TlsTransport {
             ended: [None; 3],
             abort: None,
             send_peak: 0,
-            out: Vec::with_capacity(frame::HEADER_BYTES + SMALL_FRAME_BYTES),
+            out: Vec::with_capacity(RECORD_BYTES),
         })
     }
 
@@ -309,23 +309,19 @@ impl TlsTransport {
         let link = self.link(to)?;
         let header = frame::header(kind, session, run, link.send_seq, words.len());
         link.send_seq += 1;
-        // A small frame goes in one write with its header (one TLS record); a larger one after its header, in
-        // chunks (the socket takes one while the next is encrypted), straight from the words' bytes.
+        // The header and the first bytes go in one write (a small frame is one TLS record), the rest straight from
+        // the words' bytes, in chunks (the socket takes one while the next is encrypted).
         let mut encoded = Vec::new();
         let bytes = frame::le_bytes(words, &mut encoded);
+        let (first, rest) = bytes.split_at(bytes.len().min(RECORD_BYTES - frame::HEADER_BYTES));
         let mut scratch = std::mem::take(&mut self.out);
-        let result = if bytes.len() <= SMALL_FRAME_BYTES {
-            scratch.clear();
-            scratch.extend_from_slice(&header);
-            scratch.extend_from_slice(bytes);
-            self.write_bounded(to, &scratch)
-        } else {
-            std::iter::once(&header[..])
-                .chain(bytes.chunks(CHUNK_BYTES))
-                .try_for_each(|chunk| self.write_bounded(to, chunk))
-        };
+        scratch.clear();
+        scratch.extend_from_slice(&header);
+        scratch.extend_from_slice(first);
+        let result = self.write_bounded(to, &scratch);
         self.out = scratch;
-        result
+        result?;
+        rest.chunks(CHUNK_BYTES).try_for_each(|chunk| self.write_bounded(to, chunk))
     }
 
     /// Hand `bytes` to rustls for `to`; while `to`'s send buffer is full, pump every link until it has room.
@@ -390,7 +386,10 @@ impl TlsTransport {
 impl Transport for TlsTransport {
     fn send(&mut self, to: PartyId, words: Vec<u64>) -> Result<()> {
         self.queue(to, Kind::Data, &words)?;
-        self.pump();
+        // The frame's bytes went to the socket as they were queued; incoming ones are read by the next wait.
+        for link in self.links.iter_mut().flatten() {
+            link.write();
+        }
         match &self.links[to].as_ref().expect("checked").unwritable {
             Some(why) => Err(self.error(to, why.clone())),
             None => Ok(()),
