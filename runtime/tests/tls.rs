@@ -370,6 +370,36 @@ fn a_send_to_a_peer_that_does_not_read_fails_within_the_timeout_naming_it() {
 }
 
 #[test]
+fn a_send_waiting_for_room_stops_when_the_run_is_aborted() {
+    let (listeners, ids, mut peers) = setup(Duration::from_secs(20));
+    peers.send_buffer_bytes = 64 << 10;
+    let abort = Arc::new(AtomicBool::new(false));
+    let r = run_with(peers, listeners, ids, |i, t| {
+        match i {
+            0 => {
+                let mut t = t.with_abort_flag(abort.clone());
+                let flag = abort.clone();
+                let setter = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+                let start = Instant::now();
+                let r = t.send(1, vec![7; 1 << 22]); // 32 MiB to a peer that does not read
+                setter.join().unwrap();
+                assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+                r
+            }
+            1 => {
+                std::thread::sleep(Duration::from_secs(2)); // alive, connected, not reading
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    });
+    assert!(matches!(r[0], Err(Error::Aborted { party: 0, peer: 1 })), "{:?}", r[0]);
+}
+
+#[test]
 fn a_peer_that_closes_mid_run_is_named_within_the_timeout() {
     let timeout = Duration::from_secs(2);
     let start = Instant::now();

@@ -2,7 +2,9 @@
 //!
 //! The sockets are non-blocking. Every wait — a receive, or a send whose peer's buffer is full — keeps pumping
 //! every link: it writes what the sockets take and reads and decodes every frame the peers offer into per-peer
-//! queues, so two parties that send large messages to each other at once never deadlock. A send buffers at most
+//! queues, so two parties that send large messages to each other at once never deadlock; when nothing moves it
+//! sleeps in `poll(2)` on all the sockets. Bytes go from the message's words to rustls and from rustls into the
+//! received message's words without intermediate buffers (on little-endian targets). A send buffers at most
 //! [`super::PeerConfig::send_buffer_bytes`] encrypted bytes per peer (rustls's buffer limit); past that it waits
 //! for the peer to read, with the receive's failure rules: after [`super::PeerConfig::timeout`] without progress,
 //! at once when the peer closes its connection, ends its program ([`Error::PeerFinished`]) or aborts
@@ -36,10 +38,10 @@ const READ_BUDGET: usize = 4 << 20;
 
 /// One authenticated connection to a peer.
 pub(super) struct Link {
-    pub(super) conn: Connection,
-    pub(super) sock: TcpStream,
-    pub(super) decoder: FrameDecoder,
-    pub(super) send_seq: u64,
+    conn: Connection,
+    sock: TcpStream,
+    decoder: FrameDecoder,
+    send_seq: u64,
     /// Frames received and not yet taken by a receive, in order.
     inbox: VecDeque<Frame>,
     /// The peer sent a frame that is wrong: the stream is out of step (reported after the frames before it).
