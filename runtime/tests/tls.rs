@@ -139,8 +139,8 @@ fn a_party_refuses_a_peer_whose_pinned_certificate_is_not_what_it_presents_as_se
 
 #[test]
 fn plain_tcp_clients_are_refused_and_named_when_the_real_peers_never_come() {
-    let (listeners, ids, mut peers) = setup(Duration::from_secs(2));
-    peers.handshake_timeout = Duration::from_millis(300);
+    let (listeners, ids, mut peers) = setup(Duration::from_secs(3));
+    peers.handshake_timeout = Duration::from_secs(1);
     let [l0, _, _] = listeners;
     let addr = peers.addresses[0];
     // One client sends HTTP, the other connects and stays silent; each reports when the party closed it.
@@ -160,15 +160,15 @@ fn plain_tcp_clients_are_refused_and_named_when_the_real_peers_never_come() {
     let start = Instant::now();
     let e = connect_tls_on(0, &ids[0], &peers, l0).err().expect("set-up ended without the peers");
     let (http, silent) = (http.join().unwrap(), silent.join().unwrap());
-    assert!(http < Duration::from_millis(250), "the HTTP client was held for {http:?}");
-    assert!(silent >= Duration::from_millis(250) && silent < Duration::from_millis(1500), "silent: {silent:?}");
+    assert!(http < Duration::from_millis(800), "the HTTP client was held for {http:?}");
+    assert!(silent >= Duration::from_millis(900) && silent < Duration::from_millis(2500), "silent: {silent:?}");
     let msg = e.to_string();
     assert!(matches!(&e, Error::NotConnected { party: 0, missing, refused: 2, .. } if missing == &[1, 2]), "{msg}");
-    assert!(msg.contains("parties 1 and 2 did not connect within 2s"), "{msg}");
+    assert!(msg.contains("parties 1 and 2 did not connect within 3s"), "{msg}");
     // The last refused: the silent one, at its own handshake deadline.
     assert!(msg.contains("unidentified client (127.0.0.1"), "{msg}");
-    assert!(msg.contains("did not complete its TLS handshake within 300ms"), "{msg}");
-    assert!(start.elapsed() < Duration::from_secs(4), "gave up only after {:?}", start.elapsed());
+    assert!(msg.contains("did not complete its TLS handshake within 1s"), "{msg}");
+    assert!(start.elapsed() < Duration::from_secs(5), "gave up only after {:?}", start.elapsed());
 }
 
 /// Run the mul/matmul program on a TLS session over `transports` and on the in-memory session: identical.
