@@ -151,10 +151,9 @@ fn accept(
             let (sock, addr) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    refused.note("a client", &format!("accept failed: {e}"));
-                    break;
-                }
+                // A client that hung up before it was accepted.
+                Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => continue,
+                Err(e) => return Err(Error::Invalid(format!("party {id}: accept failed: {e}"))),
             };
             moved = true;
             let left = deadline.saturating_duration_since(Instant::now());
