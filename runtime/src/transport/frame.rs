@@ -316,7 +316,7 @@ fn push_le_words(words: &mut Vec<u64>, bytes: &[u8]) {
 
 /// The little-endian encoding of `words`, borrowed where the target is little-endian (no copy) and encoded into
 /// `scratch` elsewhere.
-pub fn le_bytes<'a>(words: &'a [u64], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+pub(crate) fn le_bytes<'a>(words: &'a [u64], scratch: &'a mut Vec<u8>) -> &'a [u8] {
     #[cfg(target_endian = "little")]
     {
         let _ = scratch;
