@@ -3,9 +3,9 @@
 //! As a GEMM: `W (Co × C·kh·kw) · im2col(X) (C·kh·kw × N·OH·OW)`. The im2col gather is linear, so each party
 //! gathers its pieces `X_i` and `X_{i+1}`; the product is the [matmul](super::matmul) stage plan (one GEMM over
 //! the doubled inner dimension with the weights' pieces summed, masks, bias and local truncation step in its
-//! epilogue, one round). The output
-//! `[Co, N, OH, OW]` is permuted to `[N, Co, OH, OW]` locally. Cost: [`cost::MUL`](super::cost::MUL) per output
-//! element.
+//! epilogue, then the truncating reshare). The output `[Co, N, OH, OW]` is permuted to `[N, Co, OH, OW]` locally.
+//! Cost per output element: [`cost::MUL_EXACT`](super::cost::MUL_EXACT) under the default exact truncation,
+//! [`cost::MUL`](super::cost::MUL) under the probabilistic mode.
 
 use super::matmul::{Bias, GemmOperands};
 use crate::party::Party;

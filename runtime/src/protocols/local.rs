@@ -1,7 +1,7 @@
 //! Operations without communication: add, subtract, negate, add a public tensor, multiply by a public integer
 //! tensor. (Multiplying a fixed-point share by a public real needs a truncation: [`Party::mul_public`], 1 round.)
 
-use super::divide::Divisor;
+use super::base::{buffers, Divisor};
 use crate::party::Party;
 use crate::share::Share;
 use crate::tensor::{RingTensor, Tensor};
@@ -44,8 +44,8 @@ impl Party {
         let om = f(&mut b, &mine, &publ, m0);
         let on = f(&mut b, &next, &publ, n0);
         b.output(om).output(on);
-        let mut outs = self.map(&b.build(), &inputs, &[], &[], n)?.into_iter();
-        Ok(Share::from_pieces(&shape, outs.next().expect("2"), outs.next().expect("2")))
+        let [mine, next] = buffers(self.map(&b.build(), &inputs, &[], &[], n)?)?;
+        Ok(Share::from_pieces(&shape, mine, next))
     }
 
     /// `x + y`.

@@ -35,6 +35,7 @@
 //! [`cost::argmax_bytes`](super::cost::argmax_bytes); pooling backward
 //! [`cost::MAX_POOL2D_BACKWARD`](super::cost::MAX_POOL2D_BACKWARD) per window element.
 
+use super::base::{buffers, single};
 use super::binary::BinShare;
 use super::compare::SignBits;
 use super::conv::Conv2dParams;
@@ -215,7 +216,7 @@ impl Party {
         let outside = k.sub(i, one);
         let pad = k.shl(outside, 62);
         k.output(pad);
-        let pad = super::reshare::one(self.map(&k.build(), &[&inside], &[], &[], inside.len())?);
+        let pad = single(self.map(&k.build(), &[&inside], &[], &[], inside.len())?)?;
         self.add_public(&rows, &crate::tensor::RingTensor::new(&shape, pad)?)
     }
 
@@ -341,8 +342,8 @@ impl Party {
             2 => k.output(zero).output(one),
             _ => k.output(zero).output(zero),
         };
-        let mut o = self.map(&k.build(), &[], &[], &[], n)?.into_iter();
-        Ok(Share::from_pieces(shape, o.next().expect("2"), o.next().expect("2")))
+        let [mine, next] = buffers(self.map(&k.build(), &[], &[], &[], n)?)?;
+        Ok(Share::from_pieces(shape, mine, next))
     }
 }
 
