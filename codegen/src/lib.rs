@@ -7,6 +7,8 @@
 //! the CPU backend by interpreting the IR, the CUDA backend by compiling with NVRTC the CUDA C that [`cuda`] emits
 //! from the same IR, so both run one plan.
 
+#![warn(missing_docs)]
+
 pub mod cost;
 pub mod cuda;
 mod error;

@@ -21,6 +21,8 @@
 //! # Ok::<(), cryptgpu_runtime::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod checkpoint;
 mod error;
