@@ -481,7 +481,7 @@ impl Executor {
             let len = crate::tensor::held_numel(&slot.shape);
             let r = at..at + len;
             at += len;
-            let share = Share::from_pieces(&slot.shape, flat.mine()[r.clone()].to_vec(), flat.next()[r].to_vec());
+            let share = flat.slice(r, &slot.shape)?;
             let share = if slot.transpose { p.permute(&share, &[1, 0])? } else { share };
             tensors.insert(slot.key, share);
         }
@@ -869,7 +869,7 @@ pub(crate) fn broadcast(p: &mut Party, v: &Share, shape: &[usize], axis: usize) 
         reduce_shape: vec![],
         coords: vec![Affine::axis(axis)],
     };
-    Ok(Share::from_pieces(shape, p.gather(&g, v.mine())?, p.gather(&g, v.next())?))
+    p.gather_share(&g, v, shape)
 }
 
 /// Merges the three parties' step lists (they run the same steps in the same order).

@@ -172,7 +172,7 @@ impl Gradients {
 
     /// The gradient of one tensor (`<layer>.weight`, `<layer>.bias`), shaped like the parameter.
     pub fn get(&self, key: &str) -> Option<Share> {
-        self.slots.iter().find(|s| s.key == key).map(|s| slice(&self.flat, s))
+        self.slots.iter().find(|s| s.key == key).and_then(|s| slice(&self.flat, s).ok())
     }
 
     /// The state_dict names of the tensors, in flat order.
@@ -294,15 +294,13 @@ fn square(name: &str, what: &str, stride: (usize, usize), padding: (usize, usize
     Ok(Conv2dParams { stride: stride.0, padding: padding.0 })
 }
 
-fn slice(flat: &Share, slot: &Slot) -> Share {
-    let r = slot.offset..slot.offset + slot.len();
-    Share::from_pieces(&slot.shape, flat.mine()[r.clone()].to_vec(), flat.next()[r].to_vec())
+fn slice(flat: &Share, slot: &Slot) -> Result<Share> {
+    flat.slice(slot.offset..slot.offset + slot.len(), &slot.shape)
 }
 
 /// Runs a gather kernel on both pieces of a share (local).
 fn gather(p: &mut Party, k: &GatherKernel, x: &Share) -> Result<Share> {
-    let (mine, next) = (p.gather(k, x.mine())?, p.gather(k, x.next())?);
-    Ok(Share::from_pieces(&k.out_shape, mine, next))
+    p.gather_share(k, x, &k.out_shape)
 }
 
 fn reshaped(x: Share, shape: &[usize]) -> Result<Share> {
@@ -398,16 +396,15 @@ fn split(flat: &Share, at: usize) -> (Share, Share) {
 fn products(p: &mut Party, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
     let lhs: Vec<&Share> = pairs.iter().map(|(a, _)| *a).collect();
     let rhs: Vec<&Share> = pairs.iter().map(|(_, b)| *b).collect();
-    let all = p.mul(&concat(&lhs), &concat(&rhs))?;
+    let all = p.mul(&concat(&lhs)?, &concat(&rhs)?)?;
     let mut offset = 0;
-    Ok(lhs
-        .iter()
+    lhs.iter()
         .map(|a| {
             let r = offset..offset + a.len();
             offset += a.len();
-            Share::from_pieces(a.shape(), all.mine()[r.clone()].to_vec(), all.next()[r].to_vec())
+            all.slice(r, a.shape())
         })
-        .collect())
+        .collect()
 }
 
 /// A share times a public integer (local, exact).
@@ -416,14 +413,10 @@ fn times(p: &mut Party, x: &Share, k: usize) -> Result<Share> {
 }
 
 /// Concatenates shares into one flat share (local).
-fn concat(parts: &[&Share]) -> Share {
+/// The elements of `parts`, one after the other, as a flat share.
+fn concat(parts: &[&Share]) -> Result<Share> {
     let total: usize = parts.iter().map(|s| s.len()).sum();
-    let (mut mine, mut next) = (Vec::with_capacity(total), Vec::with_capacity(total));
-    for s in parts {
-        mine.extend_from_slice(s.mine());
-        next.extend_from_slice(s.next());
-    }
-    Share::from_pieces(&[total], mine, next)
+    Share::concat(parts, &[total])
 }
 
 impl Trainer {
@@ -515,7 +508,7 @@ impl Trainer {
             .iter()
             .find(|s| s.key == key)
             .ok_or_else(|| Error::Invalid(format!("trainer has no tensor `{key}`")))?;
-        Ok(slice(&state.params, slot))
+        slice(&state.params, slot)
     }
 
     /// Shares the initial parameters from the model owner (one round): the owner passes `Some(params)` (every
@@ -565,7 +558,7 @@ impl Trainer {
     /// `None` elsewhere. Batch-norm layers also get `num_batches_tracked` (the initial count plus the steps taken,
     /// when `to` is the model owner, who knows the initial count).
     pub fn reveal_params_to(&self, p: &mut Party, state: &TrainState, to: PartyId) -> Result<Option<Params>> {
-        let all = concat(&[&state.params, &state.running]);
+        let all = concat(&[&state.params, &state.running])?;
         let Some(flat) = p.reveal_fixed_to(&all, to)? else { return Ok(None) };
         let mut params = Params::new();
         for (slot, base) in self.slots.iter().map(|s| (s, 0)).chain(self.stat_slots.iter().map(|s| (s, self.total))) {
@@ -613,8 +606,8 @@ impl Trainer {
             None => None,
         };
         let flat = p.share_fixed(self.roles.data_owner, value.as_ref(), &[total])?;
-        let x = Share::from_pieces(&shape, flat.mine()[..nx].to_vec(), flat.next()[..nx].to_vec());
-        let y = Share::from_pieces(&[batch, classes], flat.mine()[nx..].to_vec(), flat.next()[nx..].to_vec());
+        let x = flat.slice(0..nx, &shape)?;
+        let y = flat.slice(nx..total, &[batch, classes])?;
         Ok((x, y))
     }
 
@@ -843,7 +836,7 @@ impl Trainer {
                 Error::Invalid(format!("no gradient reached `{}`: the tape does not match the graph", slot.key))
             })?);
         }
-        let flat = concat(&parts.iter().collect::<Vec<_>>());
+        let flat = concat(&parts.iter().collect::<Vec<_>>())?;
         Ok(Gradients { flat, slots: self.slots.clone() })
     }
 
@@ -1102,7 +1095,7 @@ impl Trainer {
         }
         stats.push(&state.running);
         coef.extend(keep);
-        let weighted = p.mul_public(&concat(&stats), &crate::Tensor::new(&[coef.len()], coef)?)?;
+        let weighted = p.mul_public(&concat(&stats)?, &crate::Tensor::new(&[coef.len()], coef)?)?;
         let (from_batch, kept) = split(&weighted, self.stat_total);
         state.running = p.add(&from_batch, &kept)?;
         Ok(())

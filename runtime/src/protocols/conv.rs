@@ -72,9 +72,6 @@ impl Party {
     /// Permute the axes of a share (local): output axis `a` is input axis `perm[a]`.
     pub fn permute(&mut self, x: &Share, perm: &[usize]) -> Result<Share> {
         let k = GatherKernel::permute("permute", x.shape(), perm)?;
-        self.call(|p| {
-            let (mine, next) = (p.gather(&k, x.mine())?, p.gather(&k, x.next())?);
-            Ok(Share::from_pieces(&k.out_shape, mine, next))
-        })
+        self.call(|p| p.gather_share(&k, x, &k.out_shape))
     }
 }
