@@ -499,7 +499,7 @@ impl Trainer {
     }
 
     fn dsl_err(&self, e: cryptgpu_dsl::DslError) -> Error {
-        Error::Invalid(format!("model `{}`: {e}", self.graph.name()))
+        Error::Model { model: self.graph.name().to_string(), source: e }
     }
 
     fn param(&self, state: &TrainState, key: &str) -> Result<Share> {
