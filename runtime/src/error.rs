@@ -205,7 +205,7 @@ pub enum Error {
         model: String,
         /// What is wrong.
         #[source]
-        source: cryptgpu_dsl::DslError,
+        source: Box<cryptgpu_dsl::DslError>,
     },
     /// A kernel failed validation or was launched with wrong arguments.
     #[error(transparent)]

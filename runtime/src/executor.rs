@@ -214,7 +214,7 @@ fn runtime_tensor(t: &DslTensor) -> Result<crate::Tensor> {
 }
 
 fn dsl_err(graph: &Graph, e: cryptgpu_dsl::DslError) -> Error {
-    Error::Model { model: graph.name().to_string(), source: e }
+    Error::Model { model: graph.name().to_string(), source: Box::new(e) }
 }
 
 /// One tensor the owner shares: the key the forward pass looks it up by and its shared shape.

@@ -64,7 +64,7 @@ use crate::share::Share;
 use crate::stats::PartyStats;
 use crate::{Conv2dParams, Error, PartyId, Result, Session};
 use cryptgpu_codegen::{conv_out, Affine, GatherKernel};
-use cryptgpu_dsl::{BatchNorm2d, Graph, Layer, Node, Params};
+use cryptgpu_dsl::{BatchNorm2d, Graph, Layer, Node, ParamKind, Params};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -436,49 +436,31 @@ impl Trainer {
                 return Err(Error::Invalid(format!("SGD hyper-parameter {v} is not finite")));
             }
         }
-        let mut slots = Vec::new();
-        let mut offset = 0;
-        let mut push = |key: String, shape: Vec<usize>| {
-            let slot = Slot { key, shape, offset };
-            offset += slot.len();
-            slots.push(slot);
-        };
+        // The layout: the graph's own parameter list, trainable tensors in one flat share, running statistics in
+        // another (the counters stay with the model owner).
+        let mut slots: Vec<Slot> = Vec::new();
         let mut stat_slots: Vec<Slot> = Vec::new();
         let mut batch_norms = Vec::new();
         for info in graph.layers() {
             let n = &info.name;
             match &info.layer {
-                Layer::Conv2d(c) => {
-                    square(n, "Conv2d", c.stride, c.padding)?;
-                    push(format!("{n}.weight"), vec![c.out_channels, c.in_channels, c.kernel.0, c.kernel.1]);
-                    if c.bias {
-                        push(format!("{n}.bias"), vec![c.out_channels]);
-                    }
-                }
-                Layer::Linear(l) => {
-                    push(format!("{n}.weight"), vec![l.out_features, l.in_features]);
-                    if l.bias {
-                        push(format!("{n}.bias"), vec![l.out_features]);
-                    }
-                }
-                Layer::AvgPool2d(pool) => {
-                    square(n, "AvgPool2d", pool.stride, pool.padding)?;
-                }
-                Layer::MaxPool2d(pool) => {
-                    square(n, "MaxPool2d", pool.stride, pool.padding)?;
-                }
-                Layer::BatchNorm2d(b) => {
-                    push(format!("{n}.weight"), vec![b.channels]);
-                    push(format!("{n}.bias"), vec![b.channels]);
-                    for stat in ["running_mean", "running_var"] {
-                        let offset = stat_slots.last().map_or(0, |s| s.offset + s.len());
-                        stat_slots.push(Slot { key: format!("{n}.{stat}"), shape: vec![b.channels], offset });
-                    }
-                    batch_norms.push((n.clone(), *b));
-                }
-                Layer::Relu | Layer::GlobalAvgPool | Layer::Flatten | Layer::Dropout { .. } => {}
+                Layer::Conv2d(c) => drop(square(n, "Conv2d", c.stride, c.padding)?),
+                Layer::AvgPool2d(pool) => drop(square(n, "AvgPool2d", pool.stride, pool.padding)?),
+                Layer::MaxPool2d(pool) => drop(square(n, "MaxPool2d", pool.stride, pool.padding)?),
+                Layer::BatchNorm2d(b) => batch_norms.push((n.clone(), *b)),
+                _ => {}
+            }
+            for param in info.layer.params() {
+                let list = match param.kind {
+                    ParamKind::Trainable => &mut slots,
+                    ParamKind::RunningStat => &mut stat_slots,
+                    ParamKind::Counter => continue,
+                };
+                let offset = list.last().map_or(0, |s| s.offset + s.len());
+                list.push(Slot { key: format!("{n}.{}", param.suffix), shape: param.shape, offset });
             }
         }
+        let offset = slots.last().map_or(0, |s| s.offset + s.len());
         let stat_total = stat_slots.last().map_or(0, |s| s.offset + s.len());
         Ok(Trainer { graph, roles, config, slots, total: offset, stat_slots, stat_total, batch_norms })
     }
@@ -499,7 +481,7 @@ impl Trainer {
     }
 
     fn dsl_err(&self, e: cryptgpu_dsl::DslError) -> Error {
-        Error::Model { model: self.graph.name().to_string(), source: e }
+        Error::Model { model: self.graph.name().to_string(), source: Box::new(e) }
     }
 
     fn param(&self, state: &TrainState, key: &str) -> Result<Share> {
