@@ -47,34 +47,15 @@
 use crate::party::Party;
 use crate::protocols::TruncationMode;
 use crate::share::Share;
-use crate::stats::{PartyStats, Stats};
+use crate::stats::PartyStats;
 use crate::{Conv2dParams, Error, PartyId, Result, Session};
-use cryptgpu_codegen::{Affine, GatherKernel};
 use cryptgpu_dsl::range::{self, InputBound, RangeReport};
 use cryptgpu_dsl::{Graph, Layer, Node, Params};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// A plaintext tensor of the model description language (weights, inputs and logits).
-pub type DslTensor = cryptgpu_dsl::Tensor;
-
-/// Who plays which part in a private inference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Roles {
-    /// The party that knows the parameters.
-    pub model_owner: PartyId,
-    /// The party that knows the input batch.
-    pub data_owner: PartyId,
-    /// The only party that learns the logits.
-    pub receiver: PartyId,
-}
-
-impl Default for Roles {
-    /// Party 0 owns the model, party 1 the data, and party 1 receives the result.
-    fn default() -> Self {
-        Roles { model_owner: 0, data_owner: 1, receiver: 1 }
-    }
-}
+use crate::model::{merge, timed};
+pub use crate::model::{DslTensor, LayerStats, Roles, StepStats};
 
 /// One party's shares of a model's parameters, ready for [`Executor::forward`].
 #[derive(Debug, Clone)]
@@ -103,20 +84,6 @@ impl SharedModel {
     }
 }
 
-/// Wall time and one party's communication of one step (a layer, a residual add, or a setup phase).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepStats {
-    /// Full layer name (`layer1.0.conv1`), `<block>.add` for a residual add, or the phase name
-    /// (`share weights`, `share input`, `reveal logits`).
-    pub name: String,
-    /// Layer kind (`Conv2d`, `ReLU`, …), `ResidualAdd` or `Setup`.
-    pub kind: &'static str,
-    /// Wall time on this party.
-    pub time: Duration,
-    /// This party's communication.
-    pub stats: Stats,
-}
-
 /// What one party gets from [`Executor::infer_party`].
 #[derive(Debug, Clone)]
 pub struct PartyInference {
@@ -126,30 +93,6 @@ pub struct PartyInference {
     pub setup: Vec<StepStats>,
     /// Per-layer steps of this party, in execution order.
     pub layers: Vec<StepStats>,
-}
-
-/// One step's cost over all three parties.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerStats {
-    /// Full layer name, `<block>.add`, or a setup phase name.
-    pub name: String,
-    /// Layer kind, `ResidualAdd` or `Setup`.
-    pub kind: &'static str,
-    /// The slowest party's wall time.
-    pub time: Duration,
-    /// Each party's communication.
-    pub stats: PartyStats,
-}
-
-impl LayerStats {
-    /// Communication rounds (the largest count of any party).
-    pub fn rounds(&self) -> u64 {
-        self.stats.rounds()
-    }
-    /// Bytes sent by all parties together.
-    pub fn bytes(&self) -> u64 {
-        self.stats.total_bytes()
-    }
 }
 
 /// The result of [`Executor::infer`].
@@ -588,7 +531,7 @@ impl Executor {
                 let wt = model.require(&format!("{name}.weight"))?;
                 let y = p.matmul(&x, wt)?;
                 if l.bias {
-                    let b = broadcast(p, model.require(&format!("{name}.bias"))?, y.shape(), 1)?;
+                    let b = p.broadcast_axis(model.require(&format!("{name}.bias"))?, y.shape(), 1)?;
                     p.add(&y, &b)
                 } else {
                     Ok(y)
@@ -616,8 +559,8 @@ impl Executor {
             }
             Layer::BatchNorm2d(_) if self.is_folded_bn(name) => Ok(x), // folded into the convolution before it
             Layer::BatchNorm2d(_) => {
-                let scale = broadcast(p, model.require(&format!("{name}.scale"))?, x.shape(), 1)?;
-                let shift = broadcast(p, model.require(&format!("{name}.shift"))?, x.shape(), 1)?;
+                let scale = p.broadcast_axis(model.require(&format!("{name}.scale"))?, x.shape(), 1)?;
+                let shift = p.broadcast_axis(model.require(&format!("{name}.shift"))?, x.shape(), 1)?;
                 let y = p.mul(&x, &scale)?;
                 p.add(&y, &shift)
             }
@@ -837,57 +780,4 @@ impl Executor {
 
 fn join(dims: &[usize]) -> String {
     dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
-}
-
-/// Runs `f`, recording its wall time and this party's communication as a step.
-pub(crate) fn timed<R>(
-    p: &mut Party,
-    steps: &mut Vec<StepStats>,
-    name: &str,
-    kind: &'static str,
-    f: impl FnOnce(&mut Party) -> Result<R>,
-) -> Result<R> {
-    let (t0, s0) = (Instant::now(), p.total_stats());
-    let r = f(p)?;
-    steps.push(StepStats { name: name.to_string(), kind, time: t0.elapsed(), stats: p.total_stats() - s0 });
-    Ok(r)
-}
-
-/// `v` `[n]` broadcast along `axis` of `shape` (`shape[axis] = n`): a gather on both pieces, local.
-pub(crate) fn broadcast(p: &mut Party, v: &Share, shape: &[usize], axis: usize) -> Result<Share> {
-    if shape.get(axis) != Some(&v.len()) || v.shape().len() != 1 {
-        return Err(Error::Shape {
-            op: "broadcast".into(),
-            expected: format!("a vector of {} elements", shape.get(axis).copied().unwrap_or(0)),
-            found: format!("{:?} for output {shape:?}", v.shape()),
-        });
-    }
-    let g = GatherKernel {
-        name: "broadcast_axis".into(),
-        in_shape: vec![v.len()],
-        out_shape: shape.to_vec(),
-        reduce_shape: vec![],
-        coords: vec![Affine::axis(axis)],
-    };
-    p.gather_share(&g, v, shape)
-}
-
-/// Merges the three parties' step lists (they run the same steps in the same order).
-pub(crate) fn merge<'a>(mut parties: impl Iterator<Item = &'a [StepStats]>) -> Result<Vec<LayerStats>> {
-    let (Some(a), Some(b), Some(c)) = (parties.next(), parties.next(), parties.next()) else {
-        return Err(Error::Invalid("expected the steps of three parties".into()));
-    };
-    if a.len() != b.len() || a.len() != c.len() {
-        return Err(Error::Invalid(format!("parties ran {}, {} and {} steps", a.len(), b.len(), c.len())));
-    }
-    Ok(a.iter()
-        .zip(b)
-        .zip(c)
-        .map(|((a, b), c)| LayerStats {
-            name: a.name.clone(),
-            kind: a.kind,
-            time: a.time.max(b.time).max(c.time),
-            stats: PartyStats([a.stats, b.stats, c.stats]),
-        })
-        .collect())
 }

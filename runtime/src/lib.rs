@@ -29,6 +29,7 @@ mod error;
 pub mod executor;
 pub mod fixed;
 mod key_agreement;
+pub mod model;
 pub mod mutation;
 pub mod party;
 pub mod predict;

@@ -57,7 +57,7 @@
 //! **Limits.** Windows need equal stride and padding on both axes, as in inference. Dropout is the identity in
 //! training too (as the reference), so a private and a plaintext run stay comparable step by step.
 
-use crate::executor::{broadcast, merge, timed, DslTensor, LayerStats, Roles, StepStats};
+use crate::model::{merge, timed, DslTensor, LayerStats, Roles, StepStats};
 use crate::party::Party;
 use crate::protocols::{BinShare, MaxPoolArgmax, SignBits};
 use crate::share::Share;
@@ -691,7 +691,7 @@ impl Trainer {
                 let wt = p.permute(&w, &[1, 0])?;
                 let mut y = p.matmul(&x, &wt)?;
                 if l.bias {
-                    let b = broadcast(p, &self.param(state, &format!("{name}.bias"))?, y.shape(), 1)?;
+                    let b = p.broadcast_axis(&self.param(state, &format!("{name}.bias"))?, y.shape(), 1)?;
                     y = p.add(&y, &b)?;
                 }
                 (y, LayerTape::Input(x))
@@ -742,7 +742,7 @@ impl Trainer {
                 // Batch statistics over N, H, W: mean, centred input, biased variance, 1/√(var + eps).
                 let sum = sum_except(p, &x, 1)?;
                 let mean = p.div_public(&sum, m as u64)?;
-                let mean_b = broadcast(p, &mean, &shape, 1)?;
+                let mean_b = p.broadcast_axis(&mean, &shape, 1)?;
                 let centred = p.sub(&x, &mean_b)?;
                 let squares = p.mul(&centred, &centred)?;
                 let sum_sq = sum_except(p, &squares, 1)?;
@@ -751,10 +751,10 @@ impl Trainer {
                 let inv_std = p.rsqrt(&var_eps)?;
                 // x̂ = (x − μ)·inv and y = γ·x̂ + β = (x − μ)·(γ·inv) + β: the two big products in one call.
                 let scale = p.mul(&gamma, &inv_std)?;
-                let (inv_b, scale_b) = (broadcast(p, &inv_std, &shape, 1)?, broadcast(p, &scale, &shape, 1)?);
+                let (inv_b, scale_b) = (p.broadcast_axis(&inv_std, &shape, 1)?, p.broadcast_axis(&scale, &shape, 1)?);
                 let [xhat, scaled]: [Share; 2] =
                     products(p, &[(&centred, &inv_b), (&centred, &scale_b)])?.try_into().expect("two products");
-                let beta_b = broadcast(p, &beta, &shape, 1)?;
+                let beta_b = p.broadcast_axis(&beta, &shape, 1)?;
                 let y = p.add(&scaled, &beta_b)?;
                 (y, LayerTape::BatchNorm(Box::new(BnTape { xhat, inv_std, mean, var, m })))
             }
@@ -980,12 +980,12 @@ impl Trainer {
                 let dx = if need_dx {
                     // dx = γ·inv/m · (m·dy − dβ − x̂·dγ): the bracket exactly in the ring (m·dy is local), one
                     // product by γ·inv, then one division by m, so no 1/m-sized factor loses precision.
-                    let dg = broadcast(p, &dgamma, &shape, 1)?;
+                    let dg = p.broadcast_axis(&dgamma, &shape, 1)?;
                     let xhat_dg = p.mul(xhat, &dg)?;
-                    let (m_dy, dbeta_b) = (times(p, &dy, *m)?, broadcast(p, &dbeta, &shape, 1)?);
+                    let (m_dy, dbeta_b) = (times(p, &dy, *m)?, p.broadcast_axis(&dbeta, &shape, 1)?);
                     let bracket = p.sub(&m_dy, &dbeta_b)?;
                     let bracket = p.sub(&bracket, &xhat_dg)?;
-                    let scale_b = broadcast(p, &scale, &shape, 1)?;
+                    let scale_b = p.broadcast_axis(&scale, &shape, 1)?;
                     let scaled = p.mul(&bracket, &scale_b)?;
                     Some(p.div_public(&scaled, *m as u64)?)
                 } else {

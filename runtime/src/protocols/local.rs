@@ -6,7 +6,7 @@ use crate::party::Party;
 use crate::share::Share;
 use crate::tensor::{RingTensor, Tensor};
 use crate::{Error, Result};
-use cryptgpu_codegen::{MapBuilder, Reg};
+use cryptgpu_codegen::{Affine, GatherKernel, MapBuilder, Reg};
 
 pub(crate) fn same_shape(op: &str, a: &[usize], b: &[usize]) -> Result<()> {
     if a != b {
@@ -16,6 +16,25 @@ pub(crate) fn same_shape(op: &str, a: &[usize], b: &[usize]) -> Result<()> {
 }
 
 impl Party {
+    /// `v` `[n]` broadcast along `axis` of `shape` (`shape[axis] = n`): a gather on both pieces, local.
+    pub(crate) fn broadcast_axis(&mut self, v: &Share, shape: &[usize], axis: usize) -> Result<Share> {
+        if shape.get(axis) != Some(&v.len()) || v.shape().len() != 1 {
+            return Err(Error::Shape {
+                op: "broadcast".into(),
+                expected: format!("a vector of {} elements", shape.get(axis).copied().unwrap_or(0)),
+                found: format!("{:?} for output {shape:?}", v.shape()),
+            });
+        }
+        let g = GatherKernel {
+            name: "broadcast_axis".into(),
+            in_shape: vec![v.len()],
+            out_shape: shape.to_vec(),
+            reduce_shape: vec![],
+            coords: vec![Affine::axis(axis)],
+        };
+        self.gather_share(&g, v, shape)
+    }
+
     /// Apply `f` to the pieces of shares (and public operands) piecewise: a map kernel over `[x_i, x_{i+1}, ...]`.
     fn piecewise(
         &mut self,
