@@ -48,19 +48,33 @@ use crate::party::Party;
 use crate::protocols::TruncationMode;
 use crate::share::Share;
 use crate::stats::PartyStats;
-use crate::{Conv2dParams, Error, PartyId, Result, Session};
+use crate::{Error, PartyId, Result, Session};
 use cryptgpu_dsl::range::{self, InputBound, RangeReport};
 use cryptgpu_dsl::{Graph, Layer, Node, Params};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::model::{merge, timed};
+use crate::model::{layers, merge, timed};
 pub use crate::model::{DslTensor, LayerStats, Roles, StepStats};
+use std::borrow::Cow;
 
 /// One party's shares of a model's parameters, ready for [`Executor::forward`].
 #[derive(Debug, Clone)]
 pub struct SharedModel {
     tensors: HashMap<String, Share>,
+}
+
+impl layers::ParamSource for SharedModel {
+    fn param(&self, key: &str) -> Result<Cow<'_, Share>> {
+        self.require(key).map(Cow::Borrowed)
+    }
+    fn has(&self, key: &str) -> bool {
+        self.tensors.contains_key(key)
+    }
+    /// Linear weights are stored transposed (`[in, out]`) at sharing time.
+    fn linear_operand(&self, _: &mut Party, key: &str) -> Result<Cow<'_, Share>> {
+        self.param(key)
+    }
 }
 
 impl SharedModel {
@@ -490,92 +504,12 @@ impl Executor {
         p: &mut Party,
         model: &SharedModel,
         nodes: &[Node],
-        mut x: Share,
+        x: Share,
         steps: &mut Vec<StepStats>,
     ) -> Result<Share> {
-        for node in nodes {
-            x = match node {
-                Node::Layer { name, layer } => {
-                    timed(p, steps, name, layer.kind_name(), |p| self.layer(p, model, name, layer, x))?
-                }
-                Node::Sequential { children, .. } => self.run_nodes(p, model, children, x, steps)?,
-                Node::Residual { name, main, shortcut, post } => {
-                    let m = self.run_nodes(p, model, main, x.clone(), steps)?;
-                    let s = self.run_nodes(p, model, shortcut, x, steps)?;
-                    let sum = timed(p, steps, &format!("{name}.add"), "ResidualAdd", |p| p.add(&m, &s))?;
-                    self.run_nodes(p, model, post, sum, steps)?
-                }
-            };
-        }
-        Ok(x)
-    }
-
-    fn layer(&self, p: &mut Party, model: &SharedModel, name: &str, layer: &Layer, x: Share) -> Result<Share> {
-        let square = |what: &str, stride: (usize, usize), padding: (usize, usize)| {
-            if stride.0 != stride.1 || padding.0 != padding.1 {
-                return Err(Error::Invalid(format!(
-                    "layer `{name}` ({what}): stride {stride:?} and padding {padding:?} must be equal on both axes"
-                )));
-            }
-            Ok(Conv2dParams { stride: stride.0, padding: padding.0 })
-        };
-        match layer {
-            Layer::Conv2d(c) => {
-                let params = square("Conv2d", c.stride, c.padding)?;
-                let w = model.require(&format!("{name}.weight"))?;
-                let has_bias = c.bias || self.folds.contains_key(name);
-                let b = if has_bias { Some(model.require(&format!("{name}.bias"))?) } else { None };
-                p.conv2d(&x, w, b, params)
-            }
-            Layer::Linear(l) => {
-                let wt = model.require(&format!("{name}.weight"))?;
-                let y = p.matmul(&x, wt)?;
-                if l.bias {
-                    let b = p.broadcast_axis(model.require(&format!("{name}.bias"))?, y.shape(), 1)?;
-                    p.add(&y, &b)
-                } else {
-                    Ok(y)
-                }
-            }
-            Layer::Relu => p.relu(&x),
-            Layer::AvgPool2d(pool) => {
-                let params = square("AvgPool2d", pool.stride, pool.padding)?;
-                p.avg_pool2d(&x, [pool.kernel.0, pool.kernel.1], params)
-            }
-            Layer::MaxPool2d(pool) => {
-                let params = square("MaxPool2d", pool.stride, pool.padding)?;
-                p.max_pool2d(&x, [pool.kernel.0, pool.kernel.1], params)
-            }
-            Layer::GlobalAvgPool => {
-                let &[_, _, h, w] = x.shape() else {
-                    return Err(Error::Shape {
-                        op: format!("layer `{name}` (GlobalAvgPool)"),
-                        expected: "[N, C, H, W]".into(),
-                        found: format!("{:?}", x.shape()),
-                    });
-                };
-                let sum = p.sum_pool2d(&x, [h, w], Conv2dParams { stride: 1, padding: 0 })?;
-                p.div_public(&sum, (h * w) as u64)
-            }
-            Layer::BatchNorm2d(_) if self.is_folded_bn(name) => Ok(x), // folded into the convolution before it
-            Layer::BatchNorm2d(_) => {
-                let scale = p.broadcast_axis(model.require(&format!("{name}.scale"))?, x.shape(), 1)?;
-                let shift = p.broadcast_axis(model.require(&format!("{name}.shift"))?, x.shape(), 1)?;
-                let y = p.mul(&x, &scale)?;
-                p.add(&y, &shift)
-            }
-            Layer::Flatten => {
-                let n = x.shape().first().copied().unwrap_or(0);
-                let rest = x.len() / n.max(1);
-                let found = format!("{:?}", x.shape());
-                x.reshaped(&[n, rest]).ok_or_else(|| Error::Shape {
-                    op: format!("layer `{name}` (Flatten)"),
-                    expected: format!("[{n}, {rest}]"),
-                    found,
-                })
-            }
-            Layer::Dropout { .. } => Ok(x),
-        }
+        let folded = |name: &str| self.is_folded_bn(name);
+        let mode = layers::Mode::Inference { folded_bn: &folded };
+        layers::forward_nodes(p, mode, model, nodes, x, steps).map(|(y, _)| y)
     }
 
     /// One party's whole private inference: share the weights (model owner passes `Some(params)`), share the

@@ -10,9 +10,11 @@
 //! the final reveal each cost one round for the whole model. The momentum buffer and the batch-norm running
 //! statistics are two more flat shares.
 //!
-//! **Forward** ([`Trainer::forward`]) is the inference forward (but batch norm uses batch statistics, below), keeping what backward needs in a [`Tape`]: the
-//! inputs of Conv2d and Linear, the ReLU masks `[x > 0]` ([`Party::relu_with_mask`]), the max-pool one-hot argmax
-//! ([`Party::max_pool2d_with_argmax`]) and input shapes.
+//! **Forward** ([`Trainer::forward`]) and **backward** ([`Trainer::backward`]) are the model layer's lowering
+//! ([`crate::model::layers`], shared with inference) in training mode: batch norm uses batch statistics (below),
+//! and the forward keeps what the backward needs in a [`Tape`] — the inputs of Conv2d and Linear, the ReLU masks
+//! `[x > 0]` ([`Party::relu_with_mask`]), the max-pool one-hot argmax ([`Party::max_pool2d_with_argmax`]) and input
+//! shapes. This module drives them: the flat state, sharing, the loss, SGD, the running statistics.
 //!
 //! **Loss gradient** ([`Trainer::loss_grad`]): `(softmax(logits) − onehot) / B` with [`Party::softmax`] and one
 //! [`Party::div_public`]; this is the gradient of the mean softmax cross-entropy, as
@@ -57,14 +59,15 @@
 //! **Limits.** Windows need equal stride and padding on both axes, as in inference. Dropout is the identity in
 //! training too (as the reference), so a private and a plaintext run stay comparable step by step.
 
+use crate::model::layers::{self, full, ParamSource};
 use crate::model::{merge, timed, DslTensor, LayerStats, Roles, StepStats};
 use crate::party::Party;
-use crate::protocols::{BinShare, MaxPoolArgmax, SignBits};
 use crate::share::Share;
 use crate::stats::PartyStats;
-use crate::{Conv2dParams, Error, PartyId, Result, Session};
-use cryptgpu_codegen::{conv_out, Affine, GatherKernel};
-use cryptgpu_dsl::{BatchNorm2d, Graph, Layer, Node, ParamKind, Params};
+use crate::{Error, PartyId, Result, Session};
+use cryptgpu_codegen::{Affine, GatherKernel};
+use cryptgpu_dsl::{BatchNorm2d, Graph, Layer, ParamKind, Params};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -181,46 +184,7 @@ impl Gradients {
     }
 }
 
-/// What a layer's backward needs from its forward.
-#[derive(Debug, Clone)]
-enum LayerTape {
-    /// The layer's input (Conv2d, Linear).
-    Input(Share),
-    /// The ReLU mask `[x > 0]`.
-    Mask(BinShare),
-    /// Batch norm's batch statistics.
-    BatchNorm(Box<BnTape>),
-    /// The max-pool argmax.
-    Argmax(MaxPoolArgmax),
-    /// The input shape (pooling, flatten).
-    Shape(Vec<usize>),
-    /// Nothing (dropout).
-    None,
-}
-
-/// What batch norm's backward and the running-statistics update need: the normalised input `x̂`, `1/√(var + eps)`,
-/// the batch mean and biased variance (`[C]`), and the count `m = N·H·W` they are over.
-#[derive(Debug, Clone)]
-struct BnTape {
-    xhat: Share,
-    inv_std: Share,
-    mean: Share,
-    var: Share,
-    m: usize,
-}
-
-#[derive(Debug, Clone)]
-enum NodeTape {
-    Layer(LayerTape),
-    Seq(Vec<NodeTape>),
-    Residual { main: Vec<NodeTape>, shortcut: Vec<NodeTape>, post: Vec<NodeTape> },
-}
-
-/// What [`Trainer::forward`] kept for [`Trainer::backward`] (shares only).
-#[derive(Debug, Clone)]
-pub struct Tape {
-    nodes: Vec<NodeTape>,
-}
+pub use crate::model::Tape;
 
 /// One party's record of a training step.
 #[derive(Debug, Clone)]
@@ -285,100 +249,27 @@ pub struct Trainer {
     batch_norms: Vec<(String, BatchNorm2d)>,
 }
 
-fn square(name: &str, what: &str, stride: (usize, usize), padding: (usize, usize)) -> Result<Conv2dParams> {
-    if stride.0 != stride.1 || padding.0 != padding.1 {
-        return Err(Error::Invalid(format!(
-            "layer `{name}` ({what}): stride {stride:?} and padding {padding:?} must be equal on both axes"
-        )));
+/// The trainer's parameters during a step: slices of the flat state.
+struct TrainParams<'a> {
+    trainer: &'a Trainer,
+    state: &'a TrainState,
+}
+
+impl ParamSource for TrainParams<'_> {
+    fn param(&self, key: &str) -> Result<Cow<'_, Share>> {
+        self.trainer.param(self.state, key).map(Cow::Owned)
     }
-    Ok(Conv2dParams { stride: stride.0, padding: padding.0 })
+    fn has(&self, key: &str) -> bool {
+        self.trainer.slots.iter().any(|s| s.key == key)
+    }
+    /// Training transposes the `[out, in]` weights at every step (they change).
+    fn linear_operand(&self, p: &mut Party, key: &str) -> Result<Cow<'_, Share>> {
+        Ok(Cow::Owned(p.permute(&*self.param(key)?, &[1, 0])?))
+    }
 }
 
 fn slice(flat: &Share, slot: &Slot) -> Result<Share> {
     flat.slice(slot.offset..slot.offset + slot.len(), &slot.shape)
-}
-
-/// Runs a gather kernel on both pieces of a share (local).
-fn gather(p: &mut Party, k: &GatherKernel, x: &Share) -> Result<Share> {
-    p.gather_share(k, x, &k.out_shape)
-}
-
-fn reshaped(x: Share, shape: &[usize]) -> Result<Share> {
-    let found = format!("{:?}", x.shape());
-    x.reshaped(shape).ok_or_else(|| Error::Shape { op: "reshape".into(), expected: format!("{shape:?}"), found })
-}
-
-/// Scatters window columns back onto the input grid: the transposed gather of im2col. `cols` is laid out
-/// `[c, kh, kw, n, oh, ow]` when `conv_layout`, else `[kh, kw, n, c, oh, ow]`; the result is `[n, c, h, w]` with
-/// every input element the sum of the window entries that read it.
-fn col2im(
-    p: &mut Party,
-    cols: &Share,
-    conv_layout: bool,
-    [n, c, h, w]: [usize; 4],
-    [kh, kw]: [usize; 2],
-    params: Conv2dParams,
-) -> Result<Share> {
-    let [scatter, crop] =
-        GatherKernel::col2im("col2im", [n, c, h, w], [kh, kw], params.stride, params.padding, conv_layout)?;
-    if cols.len() != scatter.in_len() {
-        return Err(Error::Shape {
-            op: "col2im".into(),
-            expected: format!("{:?}", scatter.in_shape),
-            found: format!("{:?}", cols.shape()),
-        });
-    }
-    let cols = reshaped(cols.clone(), &scatter.in_shape)?;
-    let padded = reshaped(gather(p, &scatter, &cols)?, &crop.in_shape)?;
-    gather(p, &crop, &padded)
-}
-
-/// Sums a share over every axis but `keep` (local): the bias gradient.
-fn sum_except(p: &mut Party, x: &Share, keep: usize) -> Result<Share> {
-    let shape = x.shape().to_vec();
-    let others: Vec<usize> = (0..shape.len()).filter(|&a| a != keep).collect();
-    let mut coords = vec![Affine::axis(0); shape.len()];
-    for (r, &a) in others.iter().enumerate() {
-        coords[a] = Affine::axis(1 + r);
-    }
-    let k = GatherKernel {
-        name: "bias_grad".into(),
-        in_shape: shape.clone(),
-        out_shape: vec![shape[keep]],
-        reduce_shape: others.iter().map(|&a| shape[a]).collect(),
-        coords,
-    };
-    gather(p, &k, x)
-}
-
-/// A public tensor of `shape` filled with `v`.
-fn full(shape: &[usize], v: f64) -> Result<crate::Tensor> {
-    crate::Tensor::new(shape, vec![v; crate::tensor::numel(shape)?])
-}
-
-/// Batch-norm layer name → its batch statistics on a forward tape.
-type BatchStats<'a> = HashMap<&'a str, &'a BnTape>;
-
-fn collect_batch_stats<'a>(nodes: &'a [Node], tapes: &'a [NodeTape], out: &mut BatchStats<'a>) -> Result<()> {
-    if nodes.len() != tapes.len() {
-        return Err(Error::Invalid("the tape does not match the graph".into()));
-    }
-    for (node, tape) in nodes.iter().zip(tapes) {
-        match (node, tape) {
-            (Node::Layer { name, layer: Layer::BatchNorm2d(_) }, NodeTape::Layer(LayerTape::BatchNorm(t))) => {
-                out.insert(name, t);
-            }
-            (Node::Layer { .. }, NodeTape::Layer(_)) => {}
-            (Node::Sequential { children, .. }, NodeTape::Seq(t)) => collect_batch_stats(children, t, out)?,
-            (Node::Residual { main, shortcut, post, .. }, NodeTape::Residual { main: mt, shortcut: st, post: pt }) => {
-                collect_batch_stats(main, mt, out)?;
-                collect_batch_stats(shortcut, st, out)?;
-                collect_batch_stats(post, pt, out)?;
-            }
-            _ => return Err(Error::Invalid(format!("node `{}`: the tape does not match the graph", node.name()))),
-        }
-    }
-    Ok(())
 }
 
 /// Splits a flat share at `at` into two flat shares (local).
@@ -391,28 +282,6 @@ fn split(flat: &Share, at: usize) -> (Share, Share) {
     )
 }
 
-/// Elementwise products of independent pairs in ONE [`Party::mul`] (one product's rounds for all of them): each
-/// result has the shape of its pair's first operand.
-fn products(p: &mut Party, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
-    let lhs: Vec<&Share> = pairs.iter().map(|(a, _)| *a).collect();
-    let rhs: Vec<&Share> = pairs.iter().map(|(_, b)| *b).collect();
-    let all = p.mul(&concat(&lhs)?, &concat(&rhs)?)?;
-    let mut offset = 0;
-    lhs.iter()
-        .map(|a| {
-            let r = offset..offset + a.len();
-            offset += a.len();
-            all.slice(r, a.shape())
-        })
-        .collect()
-}
-
-/// A share times a public integer (local, exact).
-fn times(p: &mut Party, x: &Share, k: usize) -> Result<Share> {
-    p.mul_public_ring(x, &crate::RingTensor::new(x.shape(), vec![k as u64; x.len()])?)
-}
-
-/// Concatenates shares into one flat share (local).
 /// The elements of `parts`, one after the other, as a flat share.
 fn concat(parts: &[&Share]) -> Result<Share> {
     let total: usize = parts.iter().map(|s| s.len()).sum();
@@ -444,9 +313,9 @@ impl Trainer {
         for info in graph.layers() {
             let n = &info.name;
             match &info.layer {
-                Layer::Conv2d(c) => drop(square(n, "Conv2d", c.stride, c.padding)?),
-                Layer::AvgPool2d(pool) => drop(square(n, "AvgPool2d", pool.stride, pool.padding)?),
-                Layer::MaxPool2d(pool) => drop(square(n, "MaxPool2d", pool.stride, pool.padding)?),
+                Layer::Conv2d(c) => drop(layers::square(n, "Conv2d", c.stride, c.padding)?),
+                Layer::AvgPool2d(pool) => drop(layers::square(n, "AvgPool2d", pool.stride, pool.padding)?),
+                Layer::MaxPool2d(pool) => drop(layers::square(n, "MaxPool2d", pool.stride, pool.padding)?),
                 Layer::BatchNorm2d(b) => batch_norms.push((n.clone(), *b)),
                 _ => {}
             }
@@ -633,132 +502,9 @@ impl Trainer {
         x: Share,
         steps: &mut Vec<StepStats>,
     ) -> Result<(Share, Tape)> {
-        let (y, nodes) = self.forward_nodes(p, state, self.graph.nodes(), x, steps)?;
+        let src = TrainParams { trainer: self, state };
+        let (y, nodes) = layers::forward_nodes(p, layers::Mode::Training, &src, self.graph.nodes(), x, steps)?;
         Ok((y, Tape { nodes }))
-    }
-
-    fn forward_nodes(
-        &self,
-        p: &mut Party,
-        state: &TrainState,
-        nodes: &[Node],
-        mut x: Share,
-        steps: &mut Vec<StepStats>,
-    ) -> Result<(Share, Vec<NodeTape>)> {
-        let mut tapes = Vec::with_capacity(nodes.len());
-        for node in nodes {
-            let (y, tape) = match node {
-                Node::Layer { name, layer } => {
-                    let (y, t) =
-                        timed(p, steps, name, layer.kind_name(), |p| self.layer_forward(p, state, name, layer, x))?;
-                    (y, NodeTape::Layer(t))
-                }
-                Node::Sequential { children, .. } => {
-                    let (y, t) = self.forward_nodes(p, state, children, x, steps)?;
-                    (y, NodeTape::Seq(t))
-                }
-                Node::Residual { name, main, shortcut, post } => {
-                    let (m, main) = self.forward_nodes(p, state, main, x.clone(), steps)?;
-                    let (s, shortcut) = self.forward_nodes(p, state, shortcut, x, steps)?;
-                    let sum = timed(p, steps, &format!("{name}.add"), "ResidualAdd", |p| p.add(&m, &s))?;
-                    let (y, post) = self.forward_nodes(p, state, post, sum, steps)?;
-                    (y, NodeTape::Residual { main, shortcut, post })
-                }
-            };
-            tapes.push(tape);
-            x = y;
-        }
-        Ok((x, tapes))
-    }
-
-    fn layer_forward(
-        &self,
-        p: &mut Party,
-        state: &TrainState,
-        name: &str,
-        layer: &Layer,
-        x: Share,
-    ) -> Result<(Share, LayerTape)> {
-        Ok(match layer {
-            Layer::Conv2d(c) => {
-                let params = square(name, "Conv2d", c.stride, c.padding)?;
-                let w = self.param(state, &format!("{name}.weight"))?;
-                let b = if c.bias { Some(self.param(state, &format!("{name}.bias"))?) } else { None };
-                (p.conv2d(&x, &w, b.as_ref(), params)?, LayerTape::Input(x))
-            }
-            Layer::Linear(l) => {
-                let w = self.param(state, &format!("{name}.weight"))?;
-                let wt = p.permute(&w, &[1, 0])?;
-                let mut y = p.matmul(&x, &wt)?;
-                if l.bias {
-                    let b = p.broadcast_axis(&self.param(state, &format!("{name}.bias"))?, y.shape(), 1)?;
-                    y = p.add(&y, &b)?;
-                }
-                (y, LayerTape::Input(x))
-            }
-            Layer::Relu => {
-                let (y, mask) = p.relu_with_mask(&x, SignBits::default())?;
-                (y, LayerTape::Mask(mask))
-            }
-            Layer::AvgPool2d(pool) => {
-                let params = square(name, "AvgPool2d", pool.stride, pool.padding)?;
-                (p.avg_pool2d(&x, [pool.kernel.0, pool.kernel.1], params)?, LayerTape::Shape(x.shape().to_vec()))
-            }
-            Layer::MaxPool2d(pool) => {
-                let params = square(name, "MaxPool2d", pool.stride, pool.padding)?;
-                let (y, arg) = p.max_pool2d_with_argmax(&x, [pool.kernel.0, pool.kernel.1], params)?;
-                (y, LayerTape::Argmax(arg))
-            }
-            Layer::GlobalAvgPool => {
-                let &[_, _, h, w] = x.shape() else {
-                    return Err(Error::Shape {
-                        op: format!("layer `{name}` (GlobalAvgPool)"),
-                        expected: "[N, C, H, W]".into(),
-                        found: format!("{:?}", x.shape()),
-                    });
-                };
-                let sum = p.sum_pool2d(&x, [h, w], Conv2dParams { stride: 1, padding: 0 })?;
-                (p.div_public(&sum, (h * w) as u64)?, LayerTape::Shape(x.shape().to_vec()))
-            }
-            Layer::Flatten => {
-                let shape = x.shape().to_vec();
-                let n = shape.first().copied().unwrap_or(0);
-                let rest = x.len() / n.max(1);
-                (reshaped(x, &[n, rest])?, LayerTape::Shape(shape))
-            }
-            Layer::Dropout { .. } => (x, LayerTape::None),
-            Layer::BatchNorm2d(bn) => {
-                let &[n, c, h, w] = x.shape() else {
-                    return Err(Error::Shape {
-                        op: format!("layer `{name}` (BatchNorm2d)"),
-                        expected: "[N, C, H, W]".into(),
-                        found: format!("{:?}", x.shape()),
-                    });
-                };
-                let m = n * h * w;
-                let shape = x.shape().to_vec();
-                let gamma = self.param(state, &format!("{name}.weight"))?;
-                let beta = self.param(state, &format!("{name}.bias"))?;
-                // Batch statistics over N, H, W: mean, centred input, biased variance, 1/√(var + eps).
-                let sum = sum_except(p, &x, 1)?;
-                let mean = p.div_public(&sum, m as u64)?;
-                let mean_b = p.broadcast_axis(&mean, &shape, 1)?;
-                let centred = p.sub(&x, &mean_b)?;
-                let squares = p.mul(&centred, &centred)?;
-                let sum_sq = sum_except(p, &squares, 1)?;
-                let var = p.div_public(&sum_sq, m as u64)?;
-                let var_eps = p.add_public_fixed(&var, &full(&[c], bn.eps)?)?;
-                let inv_std = p.rsqrt(&var_eps)?;
-                // x̂ = (x − μ)·inv and y = γ·x̂ + β = (x − μ)·(γ·inv) + β: the two big products in one call.
-                let scale = p.mul(&gamma, &inv_std)?;
-                let (inv_b, scale_b) = (p.broadcast_axis(&inv_std, &shape, 1)?, p.broadcast_axis(&scale, &shape, 1)?);
-                let [xhat, scaled]: [Share; 2] =
-                    products(p, &[(&centred, &inv_b), (&centred, &scale_b)])?.try_into().expect("two products");
-                let beta_b = p.broadcast_axis(&beta, &shape, 1)?;
-                let y = p.add(&scaled, &beta_b)?;
-                (y, LayerTape::BatchNorm(Box::new(BnTape { xhat, inv_std, mean, var, m })))
-            }
-        })
     }
 
     /// The gradient of the mean softmax cross-entropy w.r.t. the logits: `(softmax(logits) − onehot) / B`.
@@ -787,7 +533,7 @@ impl Trainer {
             reduce_shape: vec![k],
             coords: vec![Affine::axis(0), Affine::axis(1)],
         };
-        let pt = gather(p, &row, &picked)?;
+        let pt = p.gather_share(&row, &picked, &row.out_shape)?;
         let logs = p.log(&pt)?;
         let all = GatherKernel {
             name: "loss_sum".into(),
@@ -796,7 +542,7 @@ impl Trainer {
             reduce_shape: vec![b],
             coords: vec![Affine::axis(1)],
         };
-        let total = gather(p, &all, &logs)?;
+        let total = p.gather_share(&all, &logs, &all.out_shape)?;
         let mean = p.div_public(&total, b as u64)?;
         Ok(p.reveal_fixed_to(&mean, to)?.map(|t| -t.data()[0]))
     }
@@ -811,192 +557,19 @@ impl Trainer {
         steps: &mut Vec<StepStats>,
     ) -> Result<Gradients> {
         let mut grads = HashMap::new();
-        self.backward_nodes(p, state, self.graph.nodes(), &tape.nodes, dy, false, &mut grads, steps)?;
+        let src = TrainParams { trainer: self, state };
+        layers::backward_nodes(p, &src, &tape.nodes, dy, false, &mut grads, steps)?;
         let mut parts = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
             parts.push(grads.remove(&slot.key).ok_or_else(|| {
-                Error::Invalid(format!("no gradient reached `{}`: the tape does not match the graph", slot.key))
+                Error::Invalid(format!(
+                    "no gradient reached `{}`: the tape comes from the forward of another model",
+                    slot.key
+                ))
             })?);
         }
         let flat = concat(&parts.iter().collect::<Vec<_>>())?;
         Ok(Gradients { flat, slots: self.slots.clone() })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn backward_nodes(
-        &self,
-        p: &mut Party,
-        state: &TrainState,
-        nodes: &[Node],
-        tapes: &[NodeTape],
-        mut dy: Share,
-        need_input_grad: bool,
-        grads: &mut HashMap<String, Share>,
-        steps: &mut Vec<StepStats>,
-    ) -> Result<Option<Share>> {
-        if nodes.len() != tapes.len() {
-            return Err(Error::Invalid("the tape does not match the graph".into()));
-        }
-        for (i, (node, tape)) in nodes.iter().zip(tapes).enumerate().rev() {
-            let need = need_input_grad || i > 0;
-            let dx = match (node, tape) {
-                (Node::Layer { name, layer }, NodeTape::Layer(t)) => {
-                    timed(p, steps, &format!("{name}.backward"), layer.kind_name(), |p| {
-                        self.layer_backward(p, state, name, layer, t, dy, need, grads)
-                    })?
-                }
-                (Node::Sequential { children, .. }, NodeTape::Seq(t)) => {
-                    self.backward_nodes(p, state, children, t, dy, need, grads, steps)?
-                }
-                (
-                    Node::Residual { name, main, shortcut, post },
-                    NodeTape::Residual { main: mt, shortcut: st, post: pt },
-                ) => {
-                    let dsum = self
-                        .backward_nodes(p, state, post, pt, dy, true, grads, steps)?
-                        .ok_or_else(|| Error::Invalid(format!("block `{name}`: no gradient")))?;
-                    let dm = self.backward_nodes(p, state, main, mt, dsum.clone(), need, grads, steps)?;
-                    let ds = self.backward_nodes(p, state, shortcut, st, dsum, need, grads, steps)?;
-                    match (dm, ds) {
-                        (Some(a), Some(b)) => {
-                            Some(timed(p, steps, &format!("{name}.add.backward"), "ResidualAdd", |p| p.add(&a, &b))?)
-                        }
-                        _ => None,
-                    }
-                }
-                _ => return Err(Error::Invalid(format!("node `{}`: the tape does not match the graph", node.name()))),
-            };
-            match dx {
-                Some(dx) => dy = dx,
-                None if !need => return Ok(None),
-                None => return Err(Error::Invalid(format!("node `{}`: no input gradient", node.name()))),
-            }
-        }
-        Ok(Some(dy))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn layer_backward(
-        &self,
-        p: &mut Party,
-        state: &TrainState,
-        name: &str,
-        layer: &Layer,
-        tape: &LayerTape,
-        dy: Share,
-        need_dx: bool,
-        grads: &mut HashMap<String, Share>,
-    ) -> Result<Option<Share>> {
-        let mismatch = || Error::Invalid(format!("layer `{name}`: the tape does not match the graph"));
-        Ok(match (layer, tape) {
-            (Layer::Linear(l), LayerTape::Input(x)) => {
-                let w = self.param(state, &format!("{name}.weight"))?;
-                let dyt = p.permute(&dy, &[1, 0])?;
-                grads.insert(format!("{name}.weight"), p.matmul(&dyt, x)?);
-                if l.bias {
-                    grads.insert(format!("{name}.bias"), sum_except(p, &dy, 1)?);
-                }
-                if need_dx {
-                    Some(p.matmul(&dy, &w)?)
-                } else {
-                    None
-                }
-            }
-            (Layer::Conv2d(c), LayerTape::Input(x)) => {
-                let params = square(name, "Conv2d", c.stride, c.padding)?;
-                let w = self.param(state, &format!("{name}.weight"))?;
-                let (&[n, ci, h, wd], &[co, _, kh, kw]) = (x.shape(), w.shape()) else { return Err(mismatch()) };
-                let (oh, ow) = conv_out("conv2d backward", [h, wd], [kh, kw], params.stride, params.padding)?;
-                let (s, pad) = (params.stride, params.padding);
-                // dY as [Co, N·OH·OW].
-                let dyt = reshaped(p.permute(&dy, &[1, 0, 2, 3])?, &[co, n * oh * ow])?;
-                // Transposed im2col: [N, OH, OW, C, kh, kw] = [N·OH·OW, C·kh·kw].
-                let colt = GatherKernel {
-                    name: "conv_im2col_t".into(),
-                    in_shape: vec![n, ci, h, wd],
-                    out_shape: vec![n, oh, ow, ci, kh, kw],
-                    reduce_shape: vec![],
-                    coords: vec![
-                        Affine::axis(0),
-                        Affine::axis(3),
-                        Affine::window(1, s, 4, pad),
-                        Affine::window(2, s, 5, pad),
-                    ],
-                };
-                let cols = reshaped(gather(p, &colt, x)?, &[n * oh * ow, ci * kh * kw])?;
-                let dw = p.matmul(&dyt, &cols)?;
-                grads.insert(format!("{name}.weight"), reshaped(dw, &[co, ci, kh, kw])?);
-                if c.bias {
-                    grads.insert(format!("{name}.bias"), sum_except(p, &dy, 1)?);
-                }
-                if need_dx {
-                    let wt = p.permute(&reshaped(w, &[co, ci * kh * kw])?, &[1, 0])?;
-                    let dcols = p.matmul(&wt, &dyt)?;
-                    Some(col2im(p, &dcols, true, [n, ci, h, wd], [kh, kw], params)?)
-                } else {
-                    None
-                }
-            }
-            (Layer::Relu, LayerTape::Mask(mask)) => Some(p.mul_bit(&dy, mask)?),
-            (Layer::AvgPool2d(pool), LayerTape::Shape(shape)) => {
-                let params = square(name, "AvgPool2d", pool.stride, pool.padding)?;
-                let (&[n, c, h, w], &[_, _, oh, ow]) = (shape.as_slice(), dy.shape()) else { return Err(mismatch()) };
-                let [kh, kw] = [pool.kernel.0, pool.kernel.1];
-                let scaled = p.div_public(&dy, (kh * kw) as u64)?;
-                let spread = GatherKernel {
-                    name: "avg_pool_grad_spread".into(),
-                    in_shape: vec![n, c, oh, ow],
-                    out_shape: vec![kh, kw, n, c, oh, ow],
-                    reduce_shape: vec![],
-                    coords: vec![Affine::axis(2), Affine::axis(3), Affine::axis(4), Affine::axis(5)],
-                };
-                let cols = gather(p, &spread, &scaled)?;
-                Some(col2im(p, &cols, false, [n, c, h, w], [kh, kw], params)?)
-            }
-            (Layer::MaxPool2d(_), LayerTape::Argmax(arg)) => Some(p.max_pool2d_backward(&dy, arg)?),
-            (Layer::GlobalAvgPool, LayerTape::Shape(shape)) => {
-                let &[n, c, h, w] = shape.as_slice() else { return Err(mismatch()) };
-                let scaled = p.div_public(&dy, (h * w) as u64)?;
-                let zero = Affine { offset: 0, terms: vec![] };
-                let spread = GatherKernel {
-                    name: "global_avg_pool_grad_spread".into(),
-                    in_shape: vec![n, c, 1, 1],
-                    out_shape: vec![n, c, h, w],
-                    reduce_shape: vec![],
-                    coords: vec![Affine::axis(0), Affine::axis(1), zero.clone(), zero],
-                };
-                Some(gather(p, &spread, &reshaped(scaled, &[n, c, 1, 1])?)?)
-            }
-            (Layer::Flatten, LayerTape::Shape(shape)) => Some(reshaped(dy, shape)?),
-            (Layer::Dropout { .. }, LayerTape::None) => Some(dy),
-            (Layer::BatchNorm2d(_), LayerTape::BatchNorm(bn)) => {
-                let BnTape { xhat, inv_std, m, .. } = bn.as_ref();
-                let gamma = self.param(state, &format!("{name}.weight"))?;
-                let shape = dy.shape().to_vec();
-                // dγ = Σ dy·x̂ and dβ = Σ dy over N, H, W; γ·inv for dx rides in the same product call.
-                let [dy_xhat, scale]: [Share; 2] =
-                    products(p, &[(&dy, xhat), (&gamma, inv_std)])?.try_into().expect("two products");
-                let (dgamma, dbeta) = (sum_except(p, &dy_xhat, 1)?, sum_except(p, &dy, 1)?);
-                let dx = if need_dx {
-                    // dx = γ·inv/m · (m·dy − dβ − x̂·dγ): the bracket exactly in the ring (m·dy is local), one
-                    // product by γ·inv, then one division by m, so no 1/m-sized factor loses precision.
-                    let dg = p.broadcast_axis(&dgamma, &shape, 1)?;
-                    let xhat_dg = p.mul(xhat, &dg)?;
-                    let (m_dy, dbeta_b) = (times(p, &dy, *m)?, p.broadcast_axis(&dbeta, &shape, 1)?);
-                    let bracket = p.sub(&m_dy, &dbeta_b)?;
-                    let bracket = p.sub(&bracket, &xhat_dg)?;
-                    let scale_b = p.broadcast_axis(&scale, &shape, 1)?;
-                    let scaled = p.mul(&bracket, &scale_b)?;
-                    Some(p.div_public(&scaled, *m as u64)?)
-                } else {
-                    None
-                };
-                grads.insert(format!("{name}.weight"), dgamma);
-                grads.insert(format!("{name}.bias"), dbeta);
-                dx
-            }
-            _ => return Err(mismatch()),
-        })
     }
 
     /// One SGD step on the shared parameters with the shared gradients (see the module docs).
@@ -1061,8 +634,7 @@ impl Trainer {
     /// `r ← (1 − μ)·r + μ·b`, with `b` the batch mean, or the batch variance made unbiased (`·m/(m − 1)`). All
     /// layers in one [`Party::mul_public`].
     fn update_running(&self, p: &mut Party, state: &mut TrainState, tape: &Tape) -> Result<()> {
-        let mut batch_stats = HashMap::new();
-        collect_batch_stats(self.graph.nodes(), &tape.nodes, &mut batch_stats)?;
+        let batch_stats = tape.batch_stats();
         // [batch means and variances of every layer, running statistics] times [μ, μ·m/(m − 1), 1 − μ, 1 − μ].
         let (mut stats, mut coef, mut keep) = (Vec::new(), Vec::new(), Vec::new());
         for (layer, bn) in &self.batch_norms {
