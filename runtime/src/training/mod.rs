@@ -59,130 +59,21 @@
 //! **Limits.** Windows need equal stride and padding on both axes, as in inference. Dropout is the identity in
 //! training too (as the reference), so a private and a plaintext run stay comparable step by step.
 
-use crate::model::layers::{self, full, ParamSource};
+mod optimizer;
+mod state;
+
+use state::{concat, slice, split, Slot, TrainParams};
+pub use state::{Gradients, TrainConfig, TrainState};
+
+use crate::model::layers::{self, full};
 use crate::model::{merge, timed, DslTensor, LayerStats, Roles, StepStats};
 use crate::party::Party;
 use crate::share::Share;
 use crate::stats::PartyStats;
 use crate::{Error, PartyId, Result, Session};
-use cryptgpu_codegen::{Affine, GatherKernel};
 use cryptgpu_dsl::{BatchNorm2d, Graph, Layer, ParamKind, Params};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-/// Hyper-parameters of private SGD training.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TrainConfig {
-    /// Learning rate.
-    pub lr: f64,
-    /// Momentum μ (0 disables it).
-    pub momentum: f64,
-    /// L2 weight decay (0 disables it).
-    pub weight_decay: f64,
-    /// The party that learns the privately computed mean loss of every step (`None`: no loss is computed).
-    pub loss_to: Option<PartyId>,
-}
-
-impl TrainConfig {
-    /// Plain SGD with learning rate `lr`, no loss report.
-    pub fn new(lr: f64) -> Self {
-        TrainConfig { lr, momentum: 0.0, weight_decay: 0.0, loss_to: None }
-    }
-
-    /// Sets the momentum.
-    pub fn with_momentum(mut self, momentum: f64) -> Self {
-        self.momentum = momentum;
-        self
-    }
-
-    /// Sets the weight decay.
-    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
-        self
-    }
-
-    /// Reveals each step's privately computed loss to `party`.
-    pub fn with_loss_to(mut self, party: PartyId) -> Self {
-        self.loss_to = Some(party);
-        self
-    }
-}
-
-/// One trainable tensor: its state_dict name, PyTorch shape and place in the flat vector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Slot {
-    key: String,
-    shape: Vec<usize>,
-    offset: usize,
-}
-
-impl Slot {
-    fn len(&self) -> usize {
-        crate::tensor::held_numel(&self.shape)
-    }
-}
-
-/// One party's shares of the trainable parameters (one flat share), the SGD momentum buffer and the batch-norm
-/// running statistics (a second flat share).
-#[derive(Debug, Clone)]
-pub struct TrainState {
-    pub(crate) params: Share,
-    pub(crate) velocity: Option<Share>,
-    pub(crate) running: Share,
-    /// `num_batches_tracked` of every batch-norm layer at the start, known to the model owner only.
-    pub(crate) tracked: Option<Vec<(String, f64)>>,
-    pub(crate) steps: usize,
-}
-
-impl PartialEq for TrainState {
-    fn eq(&self, o: &Self) -> bool {
-        let tracked = |t: &Option<Vec<(String, f64)>>| {
-            t.as_ref().map(|v| v.iter().map(|(k, x)| (k.clone(), x.to_bits())).collect::<Vec<_>>())
-        };
-        self.params == o.params
-            && self.velocity == o.velocity
-            && self.running == o.running
-            && tracked(&self.tracked) == tracked(&o.tracked)
-            && self.steps == o.steps
-    }
-}
-
-impl TrainState {
-    /// SGD steps applied so far.
-    pub fn steps(&self) -> usize {
-        self.steps
-    }
-
-    /// The flat share of every parameter (graph order, PyTorch layouts).
-    pub fn flat(&self) -> &Share {
-        &self.params
-    }
-}
-
-/// One party's shared gradients of every trainable tensor, as one flat share in the order of [`TrainState`].
-#[derive(Debug, Clone)]
-pub struct Gradients {
-    flat: Share,
-    slots: Vec<Slot>,
-}
-
-impl Gradients {
-    /// The flat share of all gradients.
-    pub fn flat(&self) -> &Share {
-        &self.flat
-    }
-
-    /// The gradient of one tensor (`<layer>.weight`, `<layer>.bias`), shaped like the parameter.
-    pub fn get(&self, key: &str) -> Option<Share> {
-        self.slots.iter().find(|s| s.key == key).and_then(|s| slice(&self.flat, s).ok())
-    }
-
-    /// The state_dict names of the tensors, in flat order.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.slots.iter().map(|s| s.key.as_str())
-    }
-}
 
 pub use crate::model::Tape;
 
@@ -247,45 +138,6 @@ pub struct Trainer {
     stat_total: usize,
     /// The batch-norm layers (name, hyper-parameters), in the order of `stat_slots`.
     batch_norms: Vec<(String, BatchNorm2d)>,
-}
-
-/// The trainer's parameters during a step: slices of the flat state.
-struct TrainParams<'a> {
-    trainer: &'a Trainer,
-    state: &'a TrainState,
-}
-
-impl ParamSource for TrainParams<'_> {
-    fn param(&self, key: &str) -> Result<Cow<'_, Share>> {
-        self.trainer.param(self.state, key).map(Cow::Owned)
-    }
-    fn has(&self, key: &str) -> bool {
-        self.trainer.slots.iter().any(|s| s.key == key)
-    }
-    /// Training transposes the `[out, in]` weights at every step (they change).
-    fn linear_operand(&self, p: &mut Party, key: &str) -> Result<Cow<'_, Share>> {
-        Ok(Cow::Owned(p.permute(&*self.param(key)?, &[1, 0])?))
-    }
-}
-
-fn slice(flat: &Share, slot: &Slot) -> Result<Share> {
-    flat.slice(slot.offset..slot.offset + slot.len(), &slot.shape)
-}
-
-/// Splits a flat share at `at` into two flat shares (local).
-fn split(flat: &Share, at: usize) -> (Share, Share) {
-    let (m, n) = (flat.mine(), flat.next());
-    let rest = flat.len() - at;
-    (
-        Share::from_pieces(&[at], m[..at].to_vec(), n[..at].to_vec()),
-        Share::from_pieces(&[rest], m[at..].to_vec(), n[at..].to_vec()),
-    )
-}
-
-/// The elements of `parts`, one after the other, as a flat share.
-fn concat(parts: &[&Share]) -> Result<Share> {
-    let total: usize = parts.iter().map(|s| s.len()).sum();
-    Share::concat(parts, &[total])
 }
 
 impl Trainer {
@@ -507,46 +359,6 @@ impl Trainer {
         Ok((y, Tape { nodes }))
     }
 
-    /// The gradient of the mean softmax cross-entropy w.r.t. the logits: `(softmax(logits) − onehot) / B`.
-    pub fn loss_grad(&self, p: &mut Party, logits: &Share, onehot: &Share) -> Result<(Share, Share)> {
-        let batch = logits.shape().first().copied().unwrap_or(0).max(1);
-        let probs = p.softmax(logits)?;
-        let diff = p.sub(&probs, onehot)?;
-        Ok((p.div_public(&diff, batch as u64)?, probs))
-    }
-
-    /// The mean cross-entropy `−(1/B) Σ_n ln p_n[label_n]` from the shared probabilities, computed privately and
-    /// revealed to `to` only.
-    pub fn private_loss(&self, p: &mut Party, probs: &Share, onehot: &Share, to: PartyId) -> Result<Option<f64>> {
-        let &[b, k] = probs.shape() else {
-            return Err(Error::Shape {
-                op: "private_loss".into(),
-                expected: "[B, classes]".into(),
-                found: format!("{:?}", probs.shape()),
-            });
-        };
-        let picked = p.mul(probs, onehot)?;
-        let row = GatherKernel {
-            name: "loss_row_sum".into(),
-            in_shape: vec![b, k],
-            out_shape: vec![b],
-            reduce_shape: vec![k],
-            coords: vec![Affine::axis(0), Affine::axis(1)],
-        };
-        let pt = p.gather_share(&row, &picked, &row.out_shape)?;
-        let logs = p.log(&pt)?;
-        let all = GatherKernel {
-            name: "loss_sum".into(),
-            in_shape: vec![b],
-            out_shape: vec![1],
-            reduce_shape: vec![b],
-            coords: vec![Affine::axis(1)],
-        };
-        let total = p.gather_share(&all, &logs, &all.out_shape)?;
-        let mean = p.div_public(&total, b as u64)?;
-        Ok(p.reveal_fixed_to(&mean, to)?.map(|t| -t.data()[0]))
-    }
-
     /// Backward from the gradient `dy` of the logits through the tape; returns the shared parameter gradients.
     pub fn backward(
         &self,
@@ -570,31 +382,6 @@ impl Trainer {
         }
         let flat = concat(&parts.iter().collect::<Vec<_>>())?;
         Ok(Gradients { flat, slots: self.slots.clone() })
-    }
-
-    /// One SGD step on the shared parameters with the shared gradients (see the module docs).
-    pub fn sgd_step(&self, p: &mut Party, state: &mut TrainState, grads: &Gradients) -> Result<()> {
-        let shape = [self.total];
-        let TrainConfig { lr, momentum, weight_decay, .. } = self.config;
-        let mut d = grads.flat.clone();
-        if weight_decay != 0.0 {
-            let decay = p.mul_public(&state.params, &full(&shape, weight_decay)?)?;
-            d = p.add(&d, &decay)?;
-        }
-        if momentum != 0.0 {
-            d = match &state.velocity {
-                Some(v) => {
-                    let kept = p.mul_public(v, &full(&shape, momentum)?)?;
-                    p.add(&kept, &d)?
-                }
-                None => d,
-            };
-            state.velocity = Some(d.clone());
-        }
-        let delta = p.mul_public(&d, &full(&shape, lr)?)?;
-        state.params = p.sub(&state.params, &delta)?;
-        state.steps += 1;
-        Ok(())
     }
 
     /// The parameter gradients of one batch (no update): share the batch, forward, loss gradient, backward.
@@ -628,31 +415,6 @@ impl Trainer {
         };
         let grads = self.backward(p, state, &tape, dy, steps)?;
         Ok((grads, loss, tape))
-    }
-
-    /// The batch-norm running statistics after a step, as `torch.nn.BatchNorm2d` (and the reference) update them:
-    /// `r ← (1 − μ)·r + μ·b`, with `b` the batch mean, or the batch variance made unbiased (`·m/(m − 1)`). All
-    /// layers in one [`Party::mul_public`].
-    fn update_running(&self, p: &mut Party, state: &mut TrainState, tape: &Tape) -> Result<()> {
-        let batch_stats = tape.batch_stats();
-        // [batch means and variances of every layer, running statistics] times [μ, μ·m/(m − 1), 1 − μ, 1 − μ].
-        let (mut stats, mut coef, mut keep) = (Vec::new(), Vec::new(), Vec::new());
-        for (layer, bn) in &self.batch_norms {
-            let t = batch_stats
-                .get(layer.as_str())
-                .ok_or_else(|| Error::Invalid(format!("layer `{layer}`: no batch statistics on the tape")))?;
-            let unbias = if t.m > 1 { t.m as f64 / (t.m as f64 - 1.0) } else { 1.0 };
-            let mu = bn.momentum;
-            stats.extend([&t.mean, &t.var]);
-            coef.extend(std::iter::repeat_n(mu, bn.channels).chain(std::iter::repeat_n(mu * unbias, bn.channels)));
-            keep.extend(std::iter::repeat_n(1.0 - mu, 2 * bn.channels));
-        }
-        stats.push(&state.running);
-        coef.extend(keep);
-        let weighted = p.mul_public(&concat(&stats)?, &crate::Tensor::new(&[coef.len()], coef)?)?;
-        let (from_batch, kept) = split(&weighted, self.stat_total);
-        state.running = p.add(&from_batch, &kept)?;
-        Ok(())
     }
 
     /// Whether `state` fits this trainer's model (flat parameter, momentum and running-statistics sizes).

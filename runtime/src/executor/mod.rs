@@ -54,8 +54,12 @@ use cryptgpu_dsl::{Graph, Layer, Node, Params};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+mod checks;
+mod reference;
+
 use crate::model::{layers, merge, timed};
 pub use crate::model::{DslTensor, LayerStats, Roles, StepStats};
+pub use checks::{RangeCheck, DEFAULT_MAX_FAILURE};
 use std::borrow::Cow;
 
 /// One party's shares of a model's parameters, ready for [`Executor::forward`].
@@ -131,27 +135,6 @@ impl Inference {
     }
 }
 
-/// How the model owner checks, before sharing anything, that no value of the private run reaches 2^62.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RangeCheck {
-    /// Worst-case interval analysis from the declared input bound: a guarantee (the default). On deep networks
-    /// the intervals can be far looser than real values and refuse every `t`.
-    Interval,
-    /// The largest magnitudes over `samples` inputs drawn uniformly within the input bound (seeded), times
-    /// `margin`: **not a guarantee** (an input unlike those samples can exceed them).
-    Calibrated {
-        /// Number of random inputs.
-        samples: usize,
-        /// Factor on the measured magnitudes (≥ 1).
-        margin: f64,
-    },
-    /// No check: an overflow gives a silently wrong result.
-    Off,
-}
-
-/// Largest predicted failure probability per run a private inference may have by default (any truncation mode).
-pub const DEFAULT_MAX_FAILURE: f64 = 1e-9;
-
 /// Runs a model graph privately: see the [module documentation](self).
 #[derive(Debug, Clone)]
 pub struct Executor {
@@ -201,120 +184,6 @@ impl Executor {
             range_check: RangeCheck::Interval,
             max_failure: DEFAULT_MAX_FAILURE,
         })
-    }
-
-    /// Declares the public bound `|x| ≤ bound` on every input element: the data owner refuses a batch outside it,
-    /// the model owner checks the model's range for it; nothing about the batch beyond the declaration is revealed.
-    /// Without it the bound is the smallest power of two at least the batch's `max |x|` (`2^⌈log2 max|x|⌉`, at
-    /// least [`range::MIN_ANNOUNCED_BOUND`]), which thereby becomes known to the model owner.
-    pub fn with_input_bound(mut self, bound: f64) -> Self {
-        self.input_bound = Some(bound);
-        self
-    }
-
-    /// How the model owner checks the range (default [`RangeCheck::Interval`]).
-    pub fn with_range_check(mut self, check: RangeCheck) -> Self {
-        self.range_check = check;
-        self
-    }
-
-    /// Allows runs whose predicted failure probability per run is at most `p` (default [`DEFAULT_MAX_FAILURE`]);
-    /// `1.0` accepts any. The probability counts every truncation under probabilistic truncation and, in the exact
-    /// mode, the divisions by a non-power of two (3×3 or 7×7 average pooling), which are probabilistic in every
-    /// mode.
-    pub fn allow_truncation_failures(mut self, p: f64) -> Self {
-        self.max_failure = p;
-        self
-    }
-
-    /// The data owner's check, before sharing: every element of `input` is finite and within `|x| ≤ bound`.
-    pub fn check_input(&self, input: &DslTensor, bound: f64) -> Result<()> {
-        match input.data().iter().enumerate().find(|(_, v)| !(v.is_finite() && v.abs() <= bound)) {
-            Some((index, &value)) => Err(Error::InputRange { index, value, bound }),
-            None => Ok(()),
-        }
-    }
-
-    /// The data owner's bound after [`Executor::check_input`] against it: the declared one, else the smallest
-    /// power of two at least the batch's `max |x|` ([`InputBound::of_batch`]), which is all the model owner learns
-    /// of the batch.
-    fn data_bound(&self, input: &DslTensor) -> Result<f64> {
-        let bound = match self.input_bound {
-            Some(b) => b,
-            None => InputBound::of_batch(input).map_err(|e| dsl_err(&self.graph, e))?.max_abs(),
-        };
-        self.check_input(input, bound)?;
-        Ok(bound)
-    }
-
-    /// The model owner's check, before sharing: the range analysis of the model with `params` for inputs
-    /// `|x| ≤ input_bound` at `frac_bits`, for a run of `batch` samples under `truncation`. Returns the report
-    /// (`None` with [`RangeCheck::Off`]); an error names the first layer that can reach 2^62
-    /// ([`Error::Range`]), or the layers whose failures make the predicted failure probability of the run exceed
-    /// the allowed one ([`Error::FailureProbability`]): every truncation under probabilistic truncation, in the
-    /// exact mode the divisions by a non-power of two (average pooling over 3×3 or 7×7 windows).
-    pub fn check_model(
-        &self,
-        params: &Params,
-        input_bound: f64,
-        frac_bits: u32,
-        truncation: TruncationMode,
-        batch: usize,
-    ) -> Result<Option<RangeReport>> {
-        let bound = InputBound::Uniform(input_bound);
-        let fold = !self.folds.is_empty();
-        let report = match self.range_check {
-            RangeCheck::Off => return Ok(None),
-            RangeCheck::Interval => range::intervals(&self.graph, params, &bound, fold),
-            RangeCheck::Calibrated { samples, margin } => {
-                range::calibrate_uniform(&self.graph, params, &bound, samples, margin, fold, 0x5eed)
-            }
-        }
-        .map_err(|e| dsl_err(&self.graph, e))?;
-        let method = report.method.to_string();
-        if let Some((layer, bound)) = report.first_unsafe(frac_bits) {
-            return Err(Error::Range(Box::new(crate::RangeViolation {
-                model: self.graph.name().to_string(),
-                layer: layer.name.clone(),
-                kind: layer.kind.to_string(),
-                bound,
-                limit: range::RING_LIMIT,
-                frac_bits,
-                largest_safe_t: report.largest_safe_t(),
-                method,
-            })));
-        }
-        // Under probabilistic truncation every truncation can fail; in the exact mode the divisions by a
-        // non-power of two still can (they are probabilistic in every mode).
-        let probabilistic = truncation == TruncationMode::Probabilistic;
-        let probability = report.failure_probability(frac_bits, probabilistic, batch);
-        if probability > self.max_failure || probability.is_nan() {
-            let sources: Vec<crate::FailureSource> = report
-                .failure_sources(frac_bits, probabilistic)
-                .into_iter()
-                .map(|(l, p)| crate::FailureSource {
-                    layer: l.name.clone(),
-                    kind: l.kind.to_string(),
-                    divisor: match l.truncation.as_ref().map(|t| t.op) {
-                        Some(range::Rescale::DivideInt(d)) => Some(d),
-                        _ => None,
-                    },
-                    probability: (p * batch as f64).min(1.0),
-                })
-                .collect();
-            return Err(Error::FailureProbability(Box::new(crate::FailureRisk {
-                model: self.graph.name().to_string(),
-                probability,
-                threshold: self.max_failure,
-                frac_bits,
-                batch,
-                truncation,
-                layer: sources.first().map_or(String::new(), |s| s.layer.clone()),
-                sources,
-                method,
-            })));
-        }
-        Ok(Some(report))
     }
 
     /// Whether batch norms right after a convolution are folded into it (the default): the owner shares
@@ -452,23 +321,6 @@ impl Executor {
         s
     }
 
-    /// The data owner's local check of its batch, before any message: shape `[batch, …input]` with `batch ≥ 1`,
-    /// and every value encodable at `fixed` (no NaN, ±infinity or out-of-range value).
-    fn check_batch(&self, x: &DslTensor, batch: usize, fixed: crate::FixedPoint) -> Result<()> {
-        let shape = self.batch_shape(batch);
-        if batch == 0 {
-            return Err(Error::Invalid("the batch must hold at least one sample".into()));
-        }
-        if x.shape() != shape.as_slice() {
-            return Err(Error::Shape {
-                op: format!("input of model `{}`", self.graph.name()),
-                expected: format!("{shape:?}"),
-                found: format!("{:?}", x.shape()),
-            });
-        }
-        fixed.check_slice(x.data())
-    }
-
     /// Shares the data owner's batch: the owner passes `Some(x)` of shape `[batch, …input]`, the others `None`.
     pub fn share_input(&self, p: &mut Party, input: Option<&DslTensor>, batch: usize) -> Result<Share> {
         let shape = self.batch_shape(batch);
@@ -550,23 +402,6 @@ impl Executor {
         self.run_party(p, params, input, batch, setup)
     }
 
-    /// The data owner sends its bound (the power of two above `max |x|`, a public declaration from now on) to the
-    /// model owner: one round.
-    fn announce_bound(&self, p: &mut Party, bound: Option<f64>) -> Result<Option<f64>> {
-        let (owner, data) = (self.roles.model_owner, self.roles.data_owner);
-        if p.id() == data {
-            let b = bound.ok_or_else(|| Error::Invalid(format!("party {data} owns the data but supplied none")))?;
-            p.round(vec![(owner, vec![b.to_bits()])], &[])?;
-            Ok(Some(b))
-        } else if p.id() == owner {
-            let got = p.round(vec![], &[(data, 1)])?;
-            Ok(got.first().and_then(|w| w.first()).map(|&w| f64::from_bits(w)))
-        } else {
-            p.round(vec![], &[])?;
-            Ok(bound)
-        }
-    }
-
     /// The phases after the owners' checks.
     fn run_party(
         &self,
@@ -623,92 +458,6 @@ impl Executor {
         let layers = merge(runs.iter().map(|r| r.layers.as_slice()))?;
         let [a, b, c] = runs;
         Ok(Inference { outputs: [a.logits, b.logits, c.logits], setup, layers, wall, total })
-    }
-
-    /// The plaintext f64 result of exactly what [`Executor::infer`] computes privately on `input` `[B, …input]`:
-    /// the same graph, the same tensors the model owner shares (batch norm from its running statistics, folded
-    /// into the convolution before it or applied as `scale`/`shift`), every layer in f64 instead of fixed point
-    /// on shares. A model owner who also holds the inputs (e.g. to test a deployment) compares the private logits
-    /// with it: they differ by the fixed-point error only (README, "Accuracy"). It runs in this process and sends
-    /// nothing. NaN in `input` or `params` propagates to every logit it reaches (the reference's semantics).
-    pub fn plaintext_reference(&self, params: &Params, input: &DslTensor) -> Result<DslTensor> {
-        let batch = input.shape().first().copied().unwrap_or(0);
-        if input.shape() != self.batch_shape(batch).as_slice() || batch == 0 {
-            return Err(Error::Shape {
-                op: format!("input of model `{}`", self.graph.name()),
-                expected: format!("[B, {}] with B ≥ 1", join(self.graph.input_shape())),
-                found: format!("{:?}", input.shape()),
-            });
-        }
-        let flat = self.flatten_params(params)?;
-        let mut tensors = HashMap::new();
-        let mut at = 0;
-        for slot in self.slots() {
-            let len = crate::tensor::held_numel(&slot.shape);
-            let t =
-                DslTensor::from_vec(&slot.shape, flat[at..at + len].to_vec()).map_err(|e| dsl_err(&self.graph, e))?;
-            tensors.insert(slot.key, t);
-            at += len;
-        }
-        self.plain_nodes(&tensors, self.graph.nodes(), input.clone()).map_err(|e| dsl_err(&self.graph, e))
-    }
-
-    /// [`Executor::run_nodes`] in plaintext f64 over the owner's shared tensors (see
-    /// [`Executor::plaintext_reference`]).
-    fn plain_nodes(
-        &self,
-        tensors: &HashMap<String, DslTensor>,
-        nodes: &[Node],
-        mut x: DslTensor,
-    ) -> cryptgpu_dsl::Result<DslTensor> {
-        use cryptgpu_dsl::reference as r;
-        let get = |key: String| {
-            tensors.get(&key).ok_or_else(|| cryptgpu_dsl::DslError::InvalidLayer {
-                layer: key.rsplit_once('.').map_or(key.as_str(), |(layer, _)| layer).to_string(),
-                message: format!("the model owner's shared tensors have no `{key}`"),
-            })
-        };
-        for node in nodes {
-            x = match node {
-                Node::Layer { name, layer } => match layer {
-                    Layer::Conv2d(c) => {
-                        let has_bias = c.bias || self.folds.contains_key(name);
-                        let b = if has_bias { Some(get(format!("{name}.bias"))?) } else { None };
-                        r::conv2d_forward(&x, get(format!("{name}.weight"))?, b, c)?
-                    }
-                    Layer::Linear(l) => {
-                        let b = if l.bias { Some(get(format!("{name}.bias"))?) } else { None };
-                        r::linear_forward(&x, get(format!("{name}.weight"))?, b)?
-                    }
-                    Layer::Relu => r::relu_forward(&x),
-                    Layer::AvgPool2d(pool) => r::avg_pool2d_forward(&x, pool)?,
-                    Layer::MaxPool2d(pool) => r::max_pool2d_forward(&x, pool)?.0,
-                    Layer::GlobalAvgPool => r::global_avg_pool_forward(&x)?,
-                    Layer::BatchNorm2d(_) if self.is_folded_bn(name) => x,
-                    Layer::BatchNorm2d(b) => {
-                        let (scale, shift) = (get(format!("{name}.scale"))?, get(format!("{name}.shift"))?);
-                        let hw: usize = x.shape().get(2..).map_or(1, |s| s.iter().product());
-                        for (i, v) in x.data_mut().iter_mut().enumerate() {
-                            let c = (i / hw.max(1)) % b.channels.max(1);
-                            *v = *v * scale.data()[c] + shift.data()[c];
-                        }
-                        x
-                    }
-                    Layer::Flatten => {
-                        let (n, len) = (x.shape().first().copied().unwrap_or(0), x.len());
-                        x.reshape(&[n, len / n.max(1)])?
-                    }
-                    Layer::Dropout { .. } => x,
-                },
-                Node::Sequential { children, .. } => self.plain_nodes(tensors, children, x)?,
-                Node::Residual { main, shortcut, post, .. } => {
-                    let m = self.plain_nodes(tensors, main, x.clone())?;
-                    let s = self.plain_nodes(tensors, shortcut, x)?;
-                    self.plain_nodes(tensors, post, m.add(&s)?)?
-                }
-            };
-        }
-        Ok(x)
     }
 }
 
