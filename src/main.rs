@@ -15,7 +15,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Private n×n×n matrix product among three in-process parties (the README's main job).
+    /// Private n×n×n matrix product among three in-process parties, checked against the plaintext product.
     Matmul {
         /// Matrix size.
         #[arg(long, default_value_t = 256)]
@@ -57,7 +57,7 @@ enum Command {
         /// the file (a missing one still stops the run, by name).
         #[arg(long)]
         non_strict: bool,
-        /// MNIST directory (`scripts/fetch-data.sh` fills `data/mnist`); random images when absent.
+        /// MNIST directory (`scripts/fetch-data.sh` fills `data/mnist`); a missing or incomplete one is an error.
         #[arg(long, default_value = "data/mnist")]
         data: std::path::PathBuf,
         /// Emulate a network with this round-trip time in milliseconds between every two parties (0: none).

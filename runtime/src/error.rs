@@ -213,6 +213,16 @@ pub enum Error {
         /// What is wrong, in words.
         problem: String,
     },
+    /// The model (graph, parameters, input) is not what the layer or the file needs: the model layer's own error,
+    /// with the model's name.
+    #[error("model `{model}`: {source}")]
+    Model {
+        /// The graph's name.
+        model: String,
+        /// What is wrong.
+        #[source]
+        source: Box<cryptgpu_dsl::DslError>,
+    },
     /// A kernel failed validation or was launched with wrong arguments.
     #[error(transparent)]
     Kernel(#[from] cryptgpu_codegen::Error),
