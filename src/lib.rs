@@ -11,6 +11,8 @@
 //! and holds the [`workloads`] that the example, the CLI and the benchmarks share, and the [`data`] loaders (MNIST,
 //! Fashion-MNIST).
 
+#![warn(missing_docs)]
+
 pub use cryptgpu_codegen as codegen;
 pub use cryptgpu_dsl as dsl;
 pub use cryptgpu_macros::secure_model;
@@ -21,6 +23,7 @@ pub use cryptgpu_runtime::{
 
 pub mod data;
 pub mod deployment;
+pub mod deployment_bench;
 pub mod lenet_mnist;
 pub mod precision;
 pub mod workloads;

@@ -15,7 +15,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Private n×n×n matrix product among three in-process parties (the README's main job).
+    /// Private n×n×n matrix product among three in-process parties, checked against the plaintext product.
     Matmul {
         /// Matrix size.
         #[arg(long, default_value_t = 256)]
@@ -57,7 +57,7 @@ enum Command {
         /// the file (a missing one still stops the run, by name).
         #[arg(long)]
         non_strict: bool,
-        /// MNIST directory (`scripts/fetch-data.sh` fills `data/mnist`); random images when absent.
+        /// MNIST directory (`scripts/fetch-data.sh` fills `data/mnist`); a missing or incomplete one is an error.
         #[arg(long, default_value = "data/mnist")]
         data: std::path::PathBuf,
         /// Emulate a network with this round-trip time in milliseconds between every two parties (0: none).
@@ -161,6 +161,34 @@ enum Command {
         /// Output directory (created if missing).
         #[arg(long)]
         out: std::path::PathBuf,
+    },
+    /// Three processes over mutual TLS vs three parties in this process (LeNet inference at batch 1 and 64, one
+    /// LeNet training step), interleaved in one run; with --spu-python, also SecretFlow SPU's three-process mode.
+    BenchDeployment {
+        /// Timed runs per workload and pass (after one warm-up).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Interleaved passes (in-process, three processes, SPU); the median over passes is reported.
+        #[arg(long, default_value_t = 2)]
+        passes: usize,
+        /// A Python with `spu==0.9.5` installed: also run SPU's brpc mode (`--spu-script`) on the same inferences.
+        #[arg(long)]
+        spu_python: Option<std::path::PathBuf>,
+        /// SPU's benchmark script.
+        #[arg(long, default_value = "../shared/peers/bench_spu.py")]
+        spu_script: std::path::PathBuf,
+        /// Internal: run as this party of the three-process run.
+        #[arg(long, hide = true)]
+        party: Option<usize>,
+        /// Internal: the parties' ports.
+        #[arg(long, hide = true, value_delimiter = ',')]
+        ports: Vec<u16>,
+        /// Internal: the session id.
+        #[arg(long, hide = true, default_value_t = 0)]
+        session: u64,
+        /// Internal: the directory with the parties' keys and certificates.
+        #[arg(long, hide = true)]
+        dir: Option<std::path::PathBuf>,
     },
     /// Benchmark tables of the linear layers: ring GEMM vs f32, secure matmul vs local GEMM, secure conv vs plaintext.
     Bench {
@@ -924,6 +952,17 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", workloads::matmul(&session, size, size, size, &mut rand::thread_rng())?);
         }
         Command::Bench { reps, max_size } => bench(reps, max_size)?,
+        Command::BenchDeployment { reps, passes, spu_python, spu_script, party, ports, session, dir } => {
+            match (party, dir) {
+                (Some(id), Some(dir)) => cryptgpu::deployment_bench::party(id, &dir, &ports, reps, session)?,
+                (None, _) => cryptgpu::deployment_bench::run(
+                    reps,
+                    passes,
+                    spu_python.map(|python| cryptgpu::deployment_bench::Spu { python, script: spu_script }),
+                )?,
+                (Some(_), None) => return Err("--party needs --dir".into()),
+            }
+        }
         Command::Keygen { id, out } => keygen(id, &out)?,
         Command::Party { id, config, resume, fault_exit_at } => {
             let options = cryptgpu::deployment::RunOptions { resume, fault_exit_at };

@@ -3,8 +3,11 @@
 //! A protocol (in `cryptgpu-runtime`) is a sequence of stages separated by messages; each stage runs a few kernels
 //! described here: elementwise [`MapKernel`]s (with PRG draws), ring [`GemmKernel`]s with a fused elementwise
 //! epilogue, and affine [`GatherKernel`]s (im2col, pooling windows, transposes, optionally summing a window).
-//! This crate is pure: it builds and validates kernel descriptions. Backends execute them: the CPU backend by
-//! interpreting the IR, the CUDA backend (later) from source text emitted from the same IR, so both run one plan.
+//! This crate is pure: it builds and validates kernel descriptions. Backends (in `cryptgpu-runtime`) execute them:
+//! the CPU backend by interpreting the IR, the CUDA backend by compiling with NVRTC the CUDA C that [`cuda`] emits
+//! from the same IR, so both run one plan.
+
+#![warn(missing_docs)]
 
 pub mod cost;
 pub mod cuda;

@@ -7,6 +7,8 @@
 //! result is checked against, batch-norm folding for inference ([`fold`]) and the range analysis that bounds every value
 //! of a private inference ([`range`]). It is pure Rust and plaintext: no secret sharing happens here.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod fold;
 pub mod graph;

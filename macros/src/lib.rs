@@ -84,6 +84,8 @@
 //! arguments are spanned errors too. In every case the user's struct and its items are still emitted, so a typo
 //! produces exactly one error and no cascade.
 
+#![warn(missing_docs)]
+
 mod eval;
 mod model;
 mod parse;

@@ -75,6 +75,22 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// Connection set-up reached its deadline before every expected peer had connected. Clients refused meanwhile
+    /// (not a peer, a certificate other than the pinned ones, a handshake or hello too slow) are counted, and the
+    /// last one is named with the reason.
+    #[error("party {party}: {} did not connect within {waited:?}{}", parties(.missing), refusals(*.refused, .last_refusal))]
+    NotConnected {
+        /// This party.
+        party: PartyId,
+        /// The peers that never completed set-up with this party.
+        missing: Vec<PartyId>,
+        /// The set-up timeout.
+        waited: std::time::Duration,
+        /// How many other clients were refused.
+        refused: usize,
+        /// The last refused client and why: `unidentified client (address): reason`.
+        last_refusal: Option<String>,
+    },
     /// A peer's program returned while this party still waited for one of its messages.
     #[error("party {peer} finished its program without sending the message party {party} expected")]
     PeerFinished {
@@ -197,9 +213,36 @@ pub enum Error {
         /// What is wrong, in words.
         problem: String,
     },
+    /// The model (graph, parameters, input) is not what the layer or the file needs: the model layer's own error,
+    /// with the model's name.
+    #[error("model `{model}`: {source}")]
+    Model {
+        /// The graph's name.
+        model: String,
+        /// What is wrong.
+        #[source]
+        source: Box<cryptgpu_dsl::DslError>,
+    },
     /// A kernel failed validation or was launched with wrong arguments.
     #[error(transparent)]
     Kernel(#[from] cryptgpu_codegen::Error),
+}
+
+/// `party 2`, `parties 1 and 2`.
+fn parties(ids: &[PartyId]) -> String {
+    match ids {
+        [one] => format!("party {one}"),
+        _ => format!("parties {}", ids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" and ")),
+    }
+}
+
+/// `` (none), `; 2 other clients were refused meanwhile, the last: ...`.
+fn refusals(count: usize, last: &Option<String>) -> String {
+    match (count, last) {
+        (0, _) | (_, None) => String::new(),
+        (1, Some(last)) => format!("; 1 other client was refused meanwhile: {last}"),
+        (n, Some(last)) => format!("; {n} other clients were refused meanwhile, the last: {last}"),
+    }
 }
 
 impl Error {
@@ -226,6 +269,7 @@ impl Error {
             | Error::Transport { party, .. }
             | Error::Frame { party, .. }
             | Error::Peer { party, .. }
+            | Error::NotConnected { party, .. }
             | Error::PeerFinished { party, .. }
             | Error::Aborted { party, .. } => Some(*party),
             _ => None,

@@ -21,12 +21,15 @@
 //! # Ok::<(), cryptgpu_runtime::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod checkpoint;
 mod error;
 pub mod executor;
 pub mod fixed;
 mod key_agreement;
+pub mod model;
 pub mod mutation;
 pub mod party;
 pub mod predict;

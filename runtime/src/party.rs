@@ -3,7 +3,7 @@
 
 use crate::backend::Backend;
 use crate::prg::{PartyKeys, PrfKey, Purpose, Stream};
-use crate::share::{next_party, prev_party};
+use crate::share::{next_party, prev_party, Share};
 use crate::stats::Stats;
 use crate::transport::Transport;
 use crate::{Error, FixedPoint, PartyId, Result};
@@ -200,6 +200,13 @@ impl Party {
         self.step
     }
 
+    /// Wait until both peers reach their own `barrier` (one round of one word each way; counted in the stats like
+    /// any round). Benchmarks call it to start a timed run at the same moment in every party.
+    pub fn barrier(&mut self) -> Result<()> {
+        let (prev, next) = (self.prev(), self.next());
+        self.round(vec![(prev, vec![0]), (next, vec![0])], &[(prev, 1), (next, 1)]).map(|_| ())
+    }
+
     /// Tell the peers this party's program has returned (see [`Transport::finish`]): a peer still waiting for one
     /// of its messages fails at once. [`crate::Session::run`] does this for its parties; a process running one
     /// party calls it when its program ends (successfully or not).
@@ -366,6 +373,16 @@ impl Party {
         let mut out = vec![0; k.out_len()];
         self.backend.bits(k, input, &mut out)?;
         Ok(out)
+    }
+
+    /// Launch a gather on both pieces of a share (local: a gather is linear), the result viewed with `shape`.
+    pub(crate) fn gather_share(&self, k: &GatherKernel, x: &Share, shape: &[usize]) -> Result<Share> {
+        let (mine, next) = (self.gather(k, x.mine())?, self.gather(k, x.next())?);
+        Share::from_pieces(&k.out_shape, mine, next).reshaped(shape).ok_or_else(|| Error::Shape {
+            op: format!("gather `{}`", k.name),
+            expected: format!("a shape of {} elements", k.out_len()),
+            found: format!("{shape:?}"),
+        })
     }
 
     /// Launch a gather.

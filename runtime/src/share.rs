@@ -3,7 +3,8 @@
 //! A secret `x` is split as `x = x_0 + x_1 + x_2`; party `i` holds the pieces `(x_i, x_{i+1})` (indices mod 3).
 //! Any two parties can reconstruct; any single party's pieces are uniformly random and independent of `x`.
 
-use crate::PartyId;
+use crate::{Error, PartyId, Result};
+use std::ops::Range;
 
 /// One party's view of a secret-shared tensor: pieces `x_i` (`mine`) and `x_{i+1}` (`next`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,33 @@ impl Share {
     pub fn next(&self) -> &[u64] {
         &self.next
     }
+    /// The elements of `parts`, one after the other, viewed with `shape` (local, no message). An error when `shape`
+    /// does not hold exactly the elements of all parts.
+    pub fn concat(parts: &[&Share], shape: &[usize]) -> Result<Share> {
+        let total: usize = parts.iter().map(|s| s.len()).sum();
+        check_numel("concatenation", shape, total)?;
+        let (mut mine, mut next) = (Vec::with_capacity(total), Vec::with_capacity(total));
+        for s in parts {
+            mine.extend_from_slice(&s.mine);
+            next.extend_from_slice(&s.next);
+        }
+        Ok(Share { shape: shape.to_vec(), mine, next })
+    }
+
+    /// Elements `range` of the flat pieces, viewed with `shape` (local, no message). An error when the range is
+    /// outside the share or `shape` does not hold exactly its elements.
+    pub fn slice(&self, range: Range<usize>, shape: &[usize]) -> Result<Share> {
+        if range.start > range.end || range.end > self.len() {
+            return Err(Error::Shape {
+                op: "share slice".into(),
+                expected: format!("a range within 0..{}", self.len()),
+                found: format!("{range:?}"),
+            });
+        }
+        check_numel("share slice", shape, range.len())?;
+        Ok(Share { shape: shape.to_vec(), mine: self.mine[range.clone()].to_vec(), next: self.next[range].to_vec() })
+    }
+
     /// The same pieces viewed with another shape of equal size (a reshape is free on shares).
     pub fn reshaped(mut self, shape: &[usize]) -> Option<Share> {
         (crate::tensor::numel(shape).ok() == Some(self.len())).then(|| {
@@ -47,6 +75,17 @@ impl Share {
             self
         })
     }
+}
+
+fn check_numel(op: &str, shape: &[usize], elements: usize) -> Result<()> {
+    if crate::tensor::numel(shape)? != elements {
+        return Err(Error::Shape {
+            op: op.into(),
+            expected: format!("a shape of {elements} elements"),
+            found: format!("{shape:?}"),
+        });
+    }
+    Ok(())
 }
 
 /// The party after `i`.

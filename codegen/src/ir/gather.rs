@@ -69,6 +69,31 @@ impl GatherKernel {
         })
     }
 
+    /// The transposed im2col of a batch `[n, c, h, w]`: `[n, oh, ow, c, kh, kw]`, i.e. the `[N·OH·OW, C·kh·kw]`
+    /// matrix whose product with `dY` `[Co, N·OH·OW]` is a convolution's weight gradient.
+    pub fn im2col_transposed(
+        name: &str,
+        [n, c, h, w]: [usize; 4],
+        [kh, kw]: [usize; 2],
+        stride: usize,
+        pad: usize,
+    ) -> Result<Self> {
+        let (oh, ow) = conv_out(name, [h, w], [kh, kw], stride, pad)?;
+        // output axes: 0 n, 1 oh, 2 ow, 3 c, 4 kh, 5 kw
+        Ok(GatherKernel {
+            name: name.into(),
+            in_shape: vec![n, c, h, w],
+            out_shape: vec![n, oh, ow, c, kh, kw],
+            reduce_shape: vec![],
+            coords: vec![
+                Affine::axis(0),
+                Affine::axis(3),
+                Affine::window(1, stride, 4, pad),
+                Affine::window(2, stride, 5, pad),
+            ],
+        })
+    }
+
     /// Sum over `kh × kw` windows of a batch `[n, c, h, w]` (sum pooling); output `[n, c, oh, ow]`.
     pub fn sum_pool(
         name: &str,

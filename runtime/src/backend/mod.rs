@@ -9,15 +9,32 @@ use crate::prg::Stream;
 use crate::Result;
 use cryptgpu_codegen::{BitKernel, Error as KernelError, GatherKernel, GemmKernel, Kernel, MapKernel};
 
-/// Executes kernels. Buffers are host slices in this version; launches are checked against the kernel's
-/// declaration before anything runs.
+/// Proof that a launch passed its checks against the kernel's declaration ([`check_map`], [`check_gemm`],
+/// [`check_gather`], [`check_bits`]): the `run_*` methods of a [`Backend`] take one, so a backend runs only
+/// checked launches and never re-checks them (a wrapper such as the recording backend passes it on).
+#[derive(Debug, Clone, Copy)]
+pub struct Checked {
+    elements: usize,
+}
+
+impl Checked {
+    /// The launch's element count (a map's `n`, a GEMM's `m·n`, a gather's or bit transpose's output length).
+    pub fn elements(self) -> usize {
+        self.elements
+    }
+}
+
+/// Executes kernels. Buffers are host slices in this version. The checked entry points (`map`, `gemm`, `gather`,
+/// `bits`) are provided: they check the launch against the kernel's declaration once, here, and hand the proof to
+/// the backend's `run_*`.
 pub trait Backend: Send + Sync {
     /// Short name for logs ("cpu").
     fn name(&self) -> &'static str;
 
-    /// Run a map over `n` elements: each output and each input has `n` elements.
-    fn map(
+    /// Run a checked map: each output and each input has `checked.elements()` elements.
+    fn run_map(
         &self,
+        checked: Checked,
         k: &MapKernel,
         inputs: &[&[u64]],
         params: &[u64],
@@ -25,9 +42,10 @@ pub trait Backend: Send + Sync {
         outputs: &mut [&mut [u64]],
     ) -> Result<()>;
 
-    /// Run a GEMM: `inputs` are the A blocks, the B blocks, then the epilogue's inputs; each output has `m·n` elements.
-    fn gemm(
+    /// Run a checked GEMM: `inputs` are the A blocks, the B blocks, then the epilogue's inputs.
+    fn run_gemm(
         &self,
+        checked: Checked,
         k: &GemmKernel,
         inputs: &[&[u64]],
         params: &[u64],
@@ -35,11 +53,50 @@ pub trait Backend: Send + Sync {
         outputs: &mut [&mut [u64]],
     ) -> Result<()>;
 
-    /// Run a gather.
-    fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()>;
+    /// Run a checked gather.
+    fn run_gather(&self, checked: Checked, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()>;
 
-    /// Run a bit transpose.
-    fn bits(&self, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()>;
+    /// Run a checked bit transpose.
+    fn run_bits(&self, checked: Checked, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()>;
+
+    /// Check, then run a map over `n` elements: each output and each input has `n` elements.
+    fn map(
+        &self,
+        k: &MapKernel,
+        inputs: &[&[u64]],
+        params: &[u64],
+        streams: &[Stream],
+        outputs: &mut [&mut [u64]],
+    ) -> Result<()> {
+        let checked = check_map(k, inputs, params, streams, outputs)?;
+        self.run_map(checked, k, inputs, params, streams, outputs)
+    }
+
+    /// Check, then run a GEMM: `inputs` are the A blocks, the B blocks, then the epilogue's inputs; each output has
+    /// `m·n` elements.
+    fn gemm(
+        &self,
+        k: &GemmKernel,
+        inputs: &[&[u64]],
+        params: &[u64],
+        streams: &[Stream],
+        outputs: &mut [&mut [u64]],
+    ) -> Result<()> {
+        let checked = check_gemm(k, inputs, params, streams, outputs)?;
+        self.run_gemm(checked, k, inputs, params, streams, outputs)
+    }
+
+    /// Check, then run a gather.
+    fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
+        let checked = check_gather(k, input, output)?;
+        self.run_gather(checked, k, input, output)
+    }
+
+    /// Check, then run a bit transpose.
+    fn bits(&self, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
+        let checked = check_bits(k, input, output)?;
+        self.run_bits(checked, k, input, output)
+    }
 }
 
 /// Launch any kernel on `backend` (gathers and bit transposes take `inputs[0]` and `outputs[0]`).
@@ -73,14 +130,14 @@ fn launch_error(kernel: &str, expected: String, found: String) -> crate::Error {
     KernelError::Launch { kernel: kernel.into(), expected, found }.into()
 }
 
-/// Check a map launch: declaration counts and equal buffer lengths. Returns the element count.
+/// Check a map launch: declaration counts and equal buffer lengths.
 pub fn check_map(
     k: &MapKernel,
     inputs: &[&[u64]],
     params: &[u64],
     streams: &[Stream],
     outputs: &[&mut [u64]],
-) -> Result<usize> {
+) -> Result<Checked> {
     k.validate(false)?;
     check_counts(k, inputs.len(), params, streams, outputs.len())?;
     let n = outputs.first().map_or(0, |o| o.len());
@@ -88,7 +145,7 @@ pub fn check_map(
     if lens.iter().any(|&l| l != n) {
         return Err(launch_error(&k.name, format!("every buffer with {n} elements"), format!("lengths {lens:?}")));
     }
-    Ok(n)
+    Ok(Checked { elements: n })
 }
 
 /// Check a GEMM launch against its shape.
@@ -98,7 +155,7 @@ pub fn check_gemm(
     params: &[u64],
     streams: &[Stream],
     outputs: &[&mut [u64]],
-) -> Result<()> {
+) -> Result<Checked> {
     k.validate()?;
     let blocks = 2 * k.k_blocks.len();
     if inputs.len() < blocks {
@@ -115,11 +172,11 @@ pub fn check_gemm(
     if let Some(o) = outputs.iter().find(|o| o.len() != k.m * k.n) {
         return Err(launch_error(&k.name, format!("outputs with {} elements", k.m * k.n), format!("{}", o.len())));
     }
-    Ok(())
+    Ok(Checked { elements: k.m * k.n })
 }
 
 /// Check a gather launch.
-pub fn check_gather(k: &GatherKernel, input: &[u64], output: &[u64]) -> Result<()> {
+pub fn check_gather(k: &GatherKernel, input: &[u64], output: &[u64]) -> Result<Checked> {
     k.validate()?;
     if input.len() != k.in_len() || output.len() != k.out_len() {
         return Err(launch_error(
@@ -128,11 +185,11 @@ pub fn check_gather(k: &GatherKernel, input: &[u64], output: &[u64]) -> Result<(
             format!("{} and {}", input.len(), output.len()),
         ));
     }
-    Ok(())
+    Ok(Checked { elements: output.len() })
 }
 
 /// Check a bit-transpose launch.
-pub fn check_bits(k: &BitKernel, input: &[u64], output: &[u64]) -> Result<()> {
+pub fn check_bits(k: &BitKernel, input: &[u64], output: &[u64]) -> Result<Checked> {
     k.validate()?;
     if input.len() != k.in_len() || output.len() != k.out_len() {
         return Err(launch_error(
@@ -141,7 +198,7 @@ pub fn check_bits(k: &BitKernel, input: &[u64], output: &[u64]) -> Result<()> {
             format!("{} and {}", input.len(), output.len()),
         ));
     }
-    Ok(())
+    Ok(Checked { elements: output.len() })
 }
 
 fn check_counts(k: &MapKernel, inputs: usize, params: &[u64], streams: &[Stream], outputs: usize) -> Result<()> {

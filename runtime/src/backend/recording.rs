@@ -3,7 +3,7 @@
 //! these launches, recorded from real protocol runs, under the CPU emulation of the emitted kernels
 //! ([`RecordedLaunch::emulated`]) and compares the outputs bit for bit.
 
-use super::Backend;
+use super::{Backend, Checked};
 use crate::prg::Stream;
 use crate::Result;
 use cryptgpu_codegen::cuda::emulate::EmulatedLaunch;
@@ -112,40 +112,42 @@ impl Backend for RecordingBackend {
         self.inner.name()
     }
 
-    fn map(
+    fn run_map(
         &self,
+        checked: Checked,
         k: &MapKernel,
         inputs: &[&[u64]],
         params: &[u64],
         streams: &[Stream],
         outputs: &mut [&mut [u64]],
     ) -> Result<()> {
-        self.inner.map(k, inputs, params, streams, outputs)?;
+        self.inner.run_map(checked, k, inputs, params, streams, outputs)?;
         self.record(Kernel::Map(k.clone()), inputs, params, streams, outputs);
         Ok(())
     }
 
-    fn gemm(
+    fn run_gemm(
         &self,
+        checked: Checked,
         k: &GemmKernel,
         inputs: &[&[u64]],
         params: &[u64],
         streams: &[Stream],
         outputs: &mut [&mut [u64]],
     ) -> Result<()> {
-        self.inner.gemm(k, inputs, params, streams, outputs)?;
+        self.inner.run_gemm(checked, k, inputs, params, streams, outputs)?;
         self.record(Kernel::Gemm(k.clone()), inputs, params, streams, outputs);
         Ok(())
     }
 
-    fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
-        self.inner.gather(k, input, output)?;
+    fn run_gather(&self, checked: Checked, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
+        self.inner.run_gather(checked, k, input, output)?;
         self.record(Kernel::Gather(k.clone()), &[input], &[], &[], &[output]);
         Ok(())
     }
 
-    fn bits(&self, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
-        self.inner.bits(k, input, output)?;
+    fn run_bits(&self, checked: Checked, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
+        self.inner.run_bits(checked, k, input, output)?;
         self.record(Kernel::Bits(k.clone()), &[input], &[], &[], &[output]);
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! (so what it sends is uniform) and sends it to party `i−1`. Several independent ANDs share one round
 //! ([`Party::and_many`]); each costs one bit per bit position and element per party.
 
-use super::zero::{self, ZeroKind};
+use super::base::{buffers, emit_zero, single, ZeroKind};
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::{Error, Result};
@@ -68,8 +68,9 @@ impl Party {
         let (am, an, bm, bn) = (k.input(0), k.input(1), k.input(2), k.input(3));
         let (xm, xn) = (k.xor(am, bm), k.xor(an, bn));
         k.output(xm).output(xn);
-        let mut o = self.map(&k.build(), &[&a.mine, &a.next, &b.mine, &b.next], &[], &[], a.mine.len())?.into_iter();
-        Ok(BinShare::from_pieces(a.n, a.planes, o.next().expect("2"), o.next().expect("2")))
+        let [mine, next] =
+            buffers(self.map(&k.build(), &[&a.mine, &a.next, &b.mine, &b.next], &[], &[], a.mine.len())?)?;
+        Ok(BinShare::from_pieces(a.n, a.planes, mine, next))
     }
 
     /// `¬a` (local: piece 0 is complemented, by party 0 as `mine` and party 2 as `next`).
@@ -83,8 +84,8 @@ impl Party {
             _ => (m, x),
         };
         k.output(om).output(ox);
-        let mut o = self.map(&k.build(), &[&a.mine, &a.next], &[], &[], a.mine.len())?.into_iter();
-        Ok(BinShare::from_pieces(a.n, a.planes, o.next().expect("2"), o.next().expect("2")))
+        let [mine, next] = buffers(self.map(&k.build(), &[&a.mine, &a.next], &[], &[], a.mine.len())?)?;
+        Ok(BinShare::from_pieces(a.n, a.planes, mine, next))
     }
 
     /// `a ∧ b`: one round.
@@ -107,7 +108,7 @@ impl Party {
             let total: usize = lens.iter().sum();
             let (prev, next) = (p.prev(), p.next());
             let msg: Vec<u64> = locals.concat();
-            let mut got = super::reshare::one(p.round(vec![(prev, msg)], &[(next, total)])?);
+            let mut got = single(p.round(vec![(prev, msg)], &[(next, total)])?)?;
             let mut out = Vec::with_capacity(pairs.len());
             for ((a, _), mine) in pairs.iter().zip(locals) {
                 let rest = got.split_off(mine.len());
@@ -127,20 +128,14 @@ impl Party {
         let t2 = k.and(an, bm);
         let s = k.xor(t0, t1);
         let s = k.xor(s, t2);
-        let z = zero::emit(&mut k, ZeroKind::Binary, 0, 1);
+        let z = emit_zero(&mut k, ZeroKind::Binary, 0, 1);
         let c = k.xor(s, z);
         k.output(c);
         let streams = [
             self.stream(KeyWith::Prev, Purpose::ZeroShare, step),
             self.stream(KeyWith::Next, Purpose::ZeroShare, step),
         ];
-        Ok(super::reshare::one(self.map(
-            &k.build(),
-            &[&a.mine, &a.next, &b.mine, &b.next],
-            &[],
-            &streams,
-            a.mine.len(),
-        )?))
+        single(self.map(&k.build(), &[&a.mine, &a.next, &b.mine, &b.next], &[], &streams, a.mine.len())?)
     }
 
     /// Planes `offset, offset + stride, …` (`count` of them) of `a` (local gather).
@@ -166,13 +161,13 @@ impl Party {
     pub fn reveal_bits(&mut self, a: &BinShare) -> Result<Vec<u64>> {
         self.call(|p| {
             let (prev, next) = (p.prev(), p.next());
-            let got = super::reshare::one(p.round(vec![(prev, a.next.clone())], &[(next, a.next.len())])?);
+            let got = single(p.round(vec![(prev, a.next.clone())], &[(next, a.next.len())])?)?;
             let mut k = MapBuilder::new("reveal_bits");
             let (m, x, g) = (k.input(0), k.input(1), k.input(2));
             let t = k.xor(m, x);
             let v = k.xor(t, g);
             k.output(v);
-            Ok(super::reshare::one(p.map(&k.build(), &[&a.mine, &a.next, &got], &[], &[], got.len())?))
+            single(p.map(&k.build(), &[&a.mine, &a.next, &got], &[], &[], got.len())?)
         })
     }
 

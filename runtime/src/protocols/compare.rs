@@ -20,8 +20,8 @@
 //! the first two rounds of the sign circuit: **ReLU is 10 rounds** (8 + reveal + re-replication) and at most ≈ 47
 //! bytes per element per party.
 
+use super::base::{buffers, emit_zero, role, single, ZeroKind};
 use super::binary::BinShare;
-use super::reshare::role;
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
@@ -164,13 +164,7 @@ impl Party {
             let mut k = MapBuilder::new("sign_mask");
             let r = k.prg(0);
             k.output(r);
-            Ok(super::reshare::one(p.map(
-                &k.build(),
-                &[],
-                &[],
-                &[p.stream(key, Purpose::Reshare, step)],
-                planes * w,
-            )?))
+            single(p.map(&k.build(), &[], &[], &[p.stream(key, Purpose::Reshare, step)], planes * w)?)
         };
         let (prev, next) = (self.prev(), self.next());
         let (a, b) = match role(self.id(), step) {
@@ -179,14 +173,14 @@ impl Party {
                 let (m, nx) = (k.input(0), k.input(1));
                 let s = k.add(m, nx);
                 k.output(s);
-                let sum = super::reshare::one(self.map(&k.build(), &[x.mine(), x.next()], &[], &[], n)?);
+                let sum = single(self.map(&k.build(), &[x.mine(), x.next()], &[], &[], n)?)?;
                 let a_planes = self.bits(&to_planes, &sum)?;
                 let rho = rho(self, KeyWith::Next)?;
                 let mut k = MapBuilder::new("sign_mask_a");
                 let (av, rv) = (k.input(0), k.input(1));
                 let msg = k.xor(av, rv);
                 k.output(msg);
-                let msg = super::reshare::one(self.map(&k.build(), &[&a_planes, &rho], &[], &[], planes * w)?);
+                let msg = single(self.map(&k.build(), &[&a_planes, &rho], &[], &[], planes * w)?)?;
                 self.round(vec![(prev, msg.clone())], &[])?;
                 (BinShare::from_pieces(n, planes, msg, rho), BinShare::from_pieces(n, planes, zeros.clone(), zeros))
             }
@@ -201,7 +195,7 @@ impl Party {
             }
             _ => {
                 let b_planes = self.bits(&to_planes, x.mine())?;
-                let msg = super::reshare::one(self.round(vec![], &[(next, planes * w)])?);
+                let msg = single(self.round(vec![], &[(next, planes * w)])?)?;
                 (
                     BinShare::from_pieces(n, planes, zeros.clone(), msg),
                     BinShare::from_pieces(n, planes, b_planes, zeros),
@@ -245,7 +239,7 @@ impl Party {
             }
             let refs: Vec<(&BinShare, &BinShare)> = ands.iter().map(|(x, y)| (x, y)).collect();
             let mut out = self.and_many(&refs)?.into_iter();
-            let carry = out.next().expect("one AND at least");
+            let carry = out.next().ok_or_else(|| Error::Invalid("internal: the carry AND returned nothing".into()))?;
             let mut new_g = self.xor(&hi_g, &carry)?;
             let mut new_p = out.next();
             if groups % 2 == 1 {
@@ -285,13 +279,8 @@ impl Party {
             let mut k = MapBuilder::new("inject_private_bits");
             let r = k.prg(0);
             k.output(r);
-            let mut plane = super::reshare::one(self.map(
-                &k.build(),
-                &[],
-                &[],
-                &[self.stream(KeyWith::Own, Purpose::Private, step)],
-                w,
-            )?);
+            let mut plane =
+                single(self.map(&k.build(), &[], &[], &[self.stream(KeyWith::Own, Purpose::Private, step)], w)?)?;
             if self.mutated(crate::mutation::Mutation::InjectionBitZero) {
                 plane.iter_mut().for_each(|w| *w = 0);
             }
@@ -307,10 +296,13 @@ impl Party {
             let (r, s1) = (k.input(0), k.prg(0));
             let s0 = k.sub(r, s1);
             k.output(s0).output(s1);
-            let mut o = self
-                .map(&k.build(), &[&r_words], &[], &[self.stream(KeyWith::Next, Purpose::Reshare, step)], n)?
-                .into_iter();
-            let (s0, s1) = (o.next().expect("2"), o.next().expect("2"));
+            let [s0, s1] = buffers(self.map(
+                &k.build(),
+                &[&r_words],
+                &[],
+                &[self.stream(KeyWith::Next, Purpose::Reshare, step)],
+                n,
+            )?)?;
             let prev = self.prev();
             self.ride_along(prev, s0.clone());
             inj.r_share = Some(Share::from_pieces(v.shape(), s0, s1));
@@ -332,13 +324,13 @@ impl Party {
                 let mut k = MapBuilder::new("inject_share_r_peer");
                 let s1 = k.prg(0);
                 k.output(s1);
-                let s1 = super::reshare::one(self.map(
+                let s1 = single(self.map(
                     &k.build(),
                     &[],
                     &[],
                     &[self.stream(KeyWith::Prev, Purpose::Reshare, inj.step)],
                     n,
-                )?);
+                )?)?;
                 inj.r_share = Some(Share::from_pieces(v.shape(), s1, zeros));
             }
             _ => {
@@ -354,15 +346,14 @@ impl Party {
         let t0 = k.mul(vm, s);
         let t1 = k.mul(vn, rm);
         let t = k.add(t0, t1);
-        let z = super::zero::emit(&mut k, super::zero::ZeroKind::Arithmetic, 0, 1);
+        let z = emit_zero(&mut k, ZeroKind::Arithmetic, 0, 1);
         let c = k.add(t, z);
         k.output(c);
         let streams = [
             self.stream(KeyWith::Prev, Purpose::ZeroShare, zstep),
             self.stream(KeyWith::Next, Purpose::ZeroShare, zstep),
         ];
-        inj.z_local =
-            super::reshare::one(self.map(&k.build(), &[v.mine(), v.next(), r.mine(), r.next()], &[], &streams, n)?);
+        inj.z_local = single(self.map(&k.build(), &[v.mine(), v.next(), r.mine(), r.next()], &[], &streams, n)?)?;
         let (prev, next) = (self.prev(), self.next());
         self.ride_along(prev, inj.z_local.clone());
         self.expect_ride(next, n);
@@ -388,13 +379,7 @@ impl Party {
                 let t = k.xor(bm, bn);
                 let m = k.xor(t, r);
                 k.output(m);
-                let msg = super::reshare::one(self.map(
-                    &k.build(),
-                    &[beta.mine(), beta.next(), &inj.r_plane],
-                    &[],
-                    &[],
-                    w,
-                )?);
+                let msg = single(self.map(&k.build(), &[beta.mine(), beta.next(), &inj.r_plane], &[], &[], w)?)?;
                 self.ride_along(next, msg.clone());
                 self.ride_along(prev, msg);
             }
@@ -420,7 +405,7 @@ impl Party {
         let (mv, bv) = (k.input(0), k.input(1));
         let c = k.xor(mv, bv);
         k.output(c);
-        let c_plane = super::reshare::one(self.map(&k.build(), &[&msg, &inj.beta_r2], &[], &[], msg.len())?);
+        let c_plane = single(self.map(&k.build(), &[&msg, &inj.beta_r2], &[], &[], msg.len())?)?;
         let from = BitKernel { name: "inject_c_to_words".into(), op: BitOp::FromPlanes, n: inj.n, planes: 1 };
         inj.c = self.bits(&from, &c_plane)?;
         Ok(())
@@ -440,9 +425,9 @@ impl Party {
             let (a, b) = (k.prg(0), k.prg(1));
             k.output(a).output(b);
             let streams = [y_stream(self, KeyWith::Prev), y_stream(self, KeyWith::Next)];
-            let mut o = self.map(&k.build(), &[], &[], &streams, n)?.into_iter();
+            let [mine, next] = buffers(self.map(&k.build(), &[], &[], &streams, n)?)?;
             self.round(vec![], &[])?;
-            return Ok(Share::from_pieces(v.shape(), o.next().expect("2"), o.next().expect("2")));
+            return Ok(Share::from_pieces(v.shape(), mine, next));
         }
         // R1 adds pieces R1 and R2 (mine, next) and subtracts y_{R1} (key with R0 = Prev);
         // R2 adds piece R0 (next) and subtracts y_{R0} (key with R0 = Next).
@@ -460,15 +445,14 @@ impl Party {
         k.output(masked).output(known);
         let key = if r1 { KeyWith::Prev } else { KeyWith::Next };
         let inputs: [&[u64]; 5] = [&inj.c, v.mine(), v.next(), z.mine(), z.next()];
-        let mut o = self.map(&k.build(), &inputs, &[], &[y_stream(self, key)], n)?.into_iter();
-        let (masked, known) = (o.next().expect("2"), o.next().expect("2"));
+        let [masked, known] = buffers(self.map(&k.build(), &inputs, &[], &[y_stream(self, key)], n)?)?;
         let peer = if r1 { next } else { prev };
-        let other = super::reshare::one(self.round(vec![(peer, masked.clone())], &[(peer, n)])?);
+        let other = single(self.round(vec![(peer, masked.clone())], &[(peer, n)])?)?;
         let mut ks = MapBuilder::new("inject_combine");
         let (a, b) = (ks.input(0), ks.input(1));
         let sum = ks.add(a, b);
         ks.output(sum);
-        let y_r2 = super::reshare::one(self.map(&ks.build(), &[&masked, &other], &[], &[], n)?);
+        let y_r2 = single(self.map(&ks.build(), &[&masked, &other], &[], &[], n)?)?;
         Ok(if r1 { Share::from_pieces(v.shape(), known, y_r2) } else { Share::from_pieces(v.shape(), y_r2, known) })
     }
 }

@@ -3,9 +3,9 @@
 //! As a GEMM: `W (Co × C·kh·kw) · im2col(X) (C·kh·kw × N·OH·OW)`. The im2col gather is linear, so each party
 //! gathers its pieces `X_i` and `X_{i+1}`; the product is the [matmul](super::matmul) stage plan (one GEMM over
 //! the doubled inner dimension with the weights' pieces summed, masks, bias and local truncation step in its
-//! epilogue, one round). The output
-//! `[Co, N, OH, OW]` is permuted to `[N, Co, OH, OW]` locally. Cost: [`cost::MUL`](super::cost::MUL) per output
-//! element.
+//! epilogue, then the truncating reshare). The output `[Co, N, OH, OW]` is permuted to `[N, Co, OH, OW]` locally.
+//! Cost per output element: [`cost::MUL_EXACT`](super::cost::MUL_EXACT) under the default exact truncation,
+//! [`cost::MUL`](super::cost::MUL) under the probabilistic mode.
 
 use super::matmul::{Bias, GemmOperands};
 use crate::party::Party;
@@ -72,9 +72,6 @@ impl Party {
     /// Permute the axes of a share (local): output axis `a` is input axis `perm[a]`.
     pub fn permute(&mut self, x: &Share, perm: &[usize]) -> Result<Share> {
         let k = GatherKernel::permute("permute", x.shape(), perm)?;
-        self.call(|p| {
-            let (mine, next) = (p.gather(&k, x.mine())?, p.gather(&k, x.next())?);
-            Ok(Share::from_pieces(&k.out_shape, mine, next))
-        })
+        self.call(|p| p.gather_share(&k, x, &k.out_shape))
     }
 }

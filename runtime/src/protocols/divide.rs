@@ -1,4 +1,7 @@
-//! Division of a share by a public integer, and truncation (division by `2^k`): one round, one party sends.
+//! Division of a share by a public integer, and truncation (division by `2^k`): one round, one party sends. Under
+//! the default exact truncation mode a power-of-two divisor goes to [`exact`](super::exact) instead (two rounds,
+//! no wrap failure); every other divisor (e.g. 3×3 average pooling's 9) uses this probabilistic protocol in every
+//! mode.
 //!
 //! Roles rotate with the step counter. The replicated pieces are regrouped into a 2-out-of-2 sharing
 //! `x = B + A` with `B = x_{R0} + x_{R1} + ρ` (held by R0) and `A = x_{R2} − ρ` (held by R1 and R2), where `ρ` is a
@@ -11,55 +14,14 @@
 //! above `2^63 − 1` is an error. Dividing a fixed-point value by an integer keeps its scale: `x/d` is encoded as
 //! `q`, and a quotient below one ulp is correctly 0 (e.g. 1.0 / 2^30 at t = 20).
 
-#[allow(unused_imports)]
+use super::base::{buffers, role, single, Divisor};
+#[allow(unused_imports)] // the docs link the cost constants
 use super::cost;
-use super::reshare::role;
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
 use crate::{Error, Result};
-use cryptgpu_codegen::{MapBuilder, Reg};
-
-/// Largest supported public divisor.
-pub const MAX_DIVISOR: u64 = i64::MAX as u64;
-
-/// A public divisor, as the kernels apply it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Divisor {
-    /// `2^k` (arithmetic shift), `k < 63`.
-    Pow2(u32),
-    /// Any integer in `1..=MAX_DIVISOR` (signed floor division, a kernel parameter).
-    Int(u64),
-}
-
-impl Divisor {
-    /// The divisor for `d`, or an error when `d` is outside `1..=MAX_DIVISOR`.
-    pub fn new(d: u64) -> Result<Divisor> {
-        if d == 0 || d > MAX_DIVISOR {
-            return Err(Error::DivisorOutOfRange { divisor: d });
-        }
-        Ok(if d.is_power_of_two() { Divisor::Pow2(d.trailing_zeros()) } else { Divisor::Int(d) })
-    }
-
-    /// Emit `⌊x / d⌋` (signed) into a kernel.
-    pub(crate) fn emit(self, b: &mut MapBuilder, x: Reg) -> Reg {
-        match self {
-            Divisor::Pow2(k) => b.sar(x, k),
-            Divisor::Int(_) => {
-                let d = b.param(0);
-                b.floor_div(x, d)
-            }
-        }
-    }
-
-    /// Kernel parameters the emitted code reads.
-    pub(crate) fn params(self) -> Vec<u64> {
-        match self {
-            Divisor::Pow2(_) => vec![],
-            Divisor::Int(d) => vec![d],
-        }
-    }
-}
+use cryptgpu_codegen::MapBuilder;
 
 impl Party {
     /// `x / d` for a public integer `d` (fixed-point values keep their scale). One round; see the module docs for
@@ -100,8 +62,7 @@ impl Party {
                 let msg = b.sub(q1, s);
                 b.output(msg).output(s);
                 let mask = self.stream(KeyWith::Next, Purpose::TruncMask, step);
-                let mut outs = self.map(&b.build(), &[x.mine(), x.next()], &d.params(), &[rho, mask], n)?.into_iter();
-                let (msg, s) = (outs.next().expect("2 outputs"), outs.next().expect("2 outputs"));
+                let [msg, s] = buffers(self.map(&b.build(), &[x.mine(), x.next()], &d.params(), &[rho, mask], n)?)?;
                 self.round(vec![(prev, msg.clone())], &[])?;
                 Ok(Share::from_pieces(x.shape(), msg, s))
             }
@@ -113,9 +74,8 @@ impl Party {
                 let s = b.prg(1);
                 b.output(s).output(q);
                 let mask = self.stream(KeyWith::Prev, Purpose::TruncMask, step);
-                let mut outs = self.map(&b.build(), &[x.next()], &d.params(), &[rho, mask], n)?.into_iter();
+                let [s, q] = buffers(self.map(&b.build(), &[x.next()], &d.params(), &[rho, mask], n)?)?;
                 self.round(vec![], &[])?;
-                let (s, q) = (outs.next().expect("2 outputs"), outs.next().expect("2 outputs"));
                 Ok(Share::from_pieces(x.shape(), s, q))
             }
             _ => {
@@ -124,8 +84,8 @@ impl Party {
                 let big_a = b.sub(a, r);
                 let q = d.emit(&mut b, big_a);
                 b.output(q);
-                let q = super::reshare::one(self.map(&b.build(), &[x.mine()], &d.params(), &[rho], n)?);
-                let msg = super::reshare::one(self.round(vec![], &[(next, n)])?);
+                let q = single(self.map(&b.build(), &[x.mine()], &d.params(), &[rho], n)?)?;
+                let msg = single(self.round(vec![], &[(next, n)])?)?;
                 Ok(Share::from_pieces(x.shape(), q, msg))
             }
         }

@@ -15,8 +15,7 @@
 //! **Range**: exact for `−2^62 ≤ z < 2^62`; outside it the result is wrong (as a fixed-point product of such values
 //! has no meaning anyway). Division by a public integer that is not a power of two stays probabilistic.
 
-use super::divide::Divisor;
-use super::reshare::role;
+use super::base::{buffers, emit_r0_message, role, single, Divisor};
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
@@ -40,20 +39,6 @@ pub enum TruncationMode {
     Probabilistic,
 }
 
-/// R0's local step in a kernel: `B = c + 2^62`; outputs the message `⌊B/2^k⌋ + 1 − 2^(62−k) − s`, the mask `s`
-/// (PRF slot 2) and `a = msb(B)`.
-pub(crate) fn emit_r0_message(b: &mut MapBuilder, c: Reg, k: u32) {
-    let offset = b.constant(1 << 62);
-    let big_b = b.add(c, offset);
-    let q = b.op(cryptgpu_codegen::Op::Shr(big_b, k));
-    let adj = b.constant(1u64.wrapping_sub(1 << (62 - k)));
-    let q1 = b.add(q, adj);
-    let s = b.prg(2);
-    let msg = b.sub(q1, s);
-    let a = b.op(cryptgpu_codegen::Op::Shr(big_b, 63));
-    b.output(msg).output(s).output(a);
-}
-
 impl Party {
     /// The truncation mode of fixed-point products from now on (set it around a layer to choose per layer).
     pub fn set_truncation(&mut self, mode: TruncationMode) {
@@ -66,11 +51,11 @@ impl Party {
     }
 
     /// How a fixed-point product is brought back to scale `t` under the current mode.
-    pub(crate) fn fixed_reshare(&self) -> super::reshare::Reshare {
+    pub(crate) fn fixed_reshare(&self) -> super::base::Reshare {
         let t = self.fixed().frac_bits();
         match self.truncation {
-            TruncationMode::Exact => super::reshare::Reshare::ExactTruncate(t),
-            TruncationMode::Probabilistic => super::reshare::Reshare::Divide(Divisor::Pow2(t)),
+            TruncationMode::Exact => super::base::Reshare::ExactTruncate(t),
+            TruncationMode::Probabilistic => super::base::Reshare::Divide(Divisor::Pow2(t)),
         }
     }
 
@@ -83,30 +68,27 @@ impl Party {
         k: u32,
         step: u64,
     ) -> Result<Share> {
-        let n = outs[0].len();
+        let n = outs.first().map_or(0, Vec::len);
         let (prev, next) = (self.prev(), self.next());
-        let mut outs = outs.into_iter();
-        let mut take = || outs.next().expect("epilogue outputs");
         match role(self.id(), step) {
             0 => {
-                let (msg, s, a) = (take(), take(), take());
+                let [msg, s, a] = buffers(outs)?;
                 let (a0, a1) = self.share_r0_bit(&a, step)?;
                 self.ride_along(prev, a0.clone());
                 self.round(vec![(prev, msg.clone())], &[])?;
                 self.wrap_correct(step, Share::from_pieces(shape, msg, s), WrapBits::R0 { a0, a1 }, k)
             }
             1 => {
-                let (c1, s) = (take(), take());
+                let [c1, s] = buffers(outs)?;
                 let a1 = self.peer_bit_piece(n, step)?;
-                let c2 = super::reshare::one(self.round(vec![(next, c1.clone())], &[(next, n)])?);
+                let c2 = single(self.round(vec![(next, c1.clone())], &[(next, n)])?)?;
                 let (q, b) = self.unsigned_split(&c1, &c2, k)?;
                 self.wrap_correct(step, Share::from_pieces(shape, s, q), WrapBits::Peer { a_piece: a1, b_bit: b }, k)
             }
             _ => {
-                let c2 = take();
+                let [c2] = buffers(outs)?;
                 self.expect_ride(next, n);
-                let mut got = self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?.into_iter();
-                let (c1, msg) = (got.next().expect("two messages"), got.next().expect("two messages"));
+                let [c1, msg] = buffers(self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?)?;
                 let a0 = self.take_rides().remove(0);
                 let (q, b) = self.unsigned_split(&c1, &c2, k)?;
                 self.wrap_correct(step, Share::from_pieces(shape, q, msg), WrapBits::Peer { a_piece: a0, b_bit: b }, k)
@@ -135,8 +117,7 @@ impl Party {
                 // slots: 0 = ρ, 1 = unused, 2 = the mask s (as in the product epilogue)
                 emit_r0_message(&mut b, c, k);
                 let mask = self.stream(KeyWith::Next, Purpose::TruncMask, step);
-                let mut o = self.map(&b.build(), &[x.mine(), x.next()], &[], &[rho, rho, mask], n)?.into_iter();
-                let (msg, s, a) = (o.next().expect("3"), o.next().expect("3"), o.next().expect("3"));
+                let [msg, s, a] = buffers(self.map(&b.build(), &[x.mine(), x.next()], &[], &[rho, rho, mask], n)?)?;
                 let (a0, a1) = self.share_r0_bit(&a, step)?;
                 self.ride_along(prev, a0.clone());
                 self.round(vec![(prev, msg.clone())], &[])?;
@@ -152,20 +133,19 @@ impl Party {
                 let q = b.op(cryptgpu_codegen::Op::Shr(big_a, k));
                 let m = b.op(cryptgpu_codegen::Op::Shr(big_a, 63));
                 b.output(q).output(m);
-                let mut o = self.map(&b.build(), &[a_piece], &[], &[rho], n)?.into_iter();
-                let (q, bit) = (o.next().expect("2"), o.next().expect("2"));
+                let [q, bit] = buffers(self.map(&b.build(), &[a_piece], &[], &[rho], n)?)?;
                 if role == 1 {
                     let s = {
                         let mut b = MapBuilder::new("exact_mask_r1");
                         let s = b.prg(0);
                         b.output(s);
-                        super::reshare::one(self.map(
+                        single(self.map(
                             &b.build(),
                             &[],
                             &[],
                             &[self.stream(KeyWith::Prev, Purpose::TruncMask, step)],
                             n,
-                        )?)
+                        )?)?
                     };
                     let a1 = self.peer_bit_piece(n, step)?;
                     self.round(vec![], &[])?;
@@ -173,7 +153,7 @@ impl Party {
                     self.wrap_correct(step, Share::from_pieces(&shape, s, q), bits, k)
                 } else {
                     self.expect_ride(next, n);
-                    let msg = super::reshare::one(self.round(vec![], &[(next, n)])?);
+                    let msg = single(self.round(vec![], &[(next, n)])?)?;
                     let a0 = self.take_rides().remove(0);
                     let bits = WrapBits::Peer { a_piece: a0, b_bit: bit };
                     self.wrap_correct(step, Share::from_pieces(&shape, q, msg), bits, k)
@@ -188,10 +168,14 @@ impl Party {
         let (av, p) = (b.input(0), b.prg(0));
         let a0 = b.sub(av, p);
         b.output(a0).output(p);
-        let mut o = self
-            .map(&b.build(), &[a], &[], &[self.stream(KeyWith::Next, self.wrap_piece_purpose(), step)], a.len())?
-            .into_iter();
-        Ok((o.next().expect("2"), o.next().expect("2")))
+        let [a0, a1] = buffers(self.map(
+            &b.build(),
+            &[a],
+            &[],
+            &[self.stream(KeyWith::Next, self.wrap_piece_purpose(), step)],
+            a.len(),
+        )?)?;
+        Ok((a0, a1))
     }
 
     /// R1: its piece `p` of R0's bit.
@@ -199,13 +183,7 @@ impl Party {
         let mut b = MapBuilder::new("exact_share_a_peer");
         let p = b.prg(0);
         b.output(p);
-        Ok(super::reshare::one(self.map(
-            &b.build(),
-            &[],
-            &[],
-            &[self.stream(KeyWith::Prev, self.wrap_piece_purpose(), step)],
-            n,
-        )?))
+        single(self.map(&b.build(), &[], &[], &[self.stream(KeyWith::Prev, self.wrap_piece_purpose(), step)], n)?)
     }
 
     /// The purpose of the PRF words `p` that mask R0's wrap bit (a test mutation reuses the message mask's).
@@ -225,8 +203,8 @@ impl Party {
         let q = b.op(cryptgpu_codegen::Op::Shr(a, k));
         let m = b.op(cryptgpu_codegen::Op::Shr(a, 63));
         b.output(q).output(m);
-        let mut o = self.map(&b.build(), &[c1, c2], &[], &[], c1.len())?.into_iter();
-        Ok((o.next().expect("2"), o.next().expect("2")))
+        let [a, b] = buffers(self.map(&b.build(), &[c1, c2], &[], &[], c1.len())?)?;
+        Ok((a, b))
     }
 
     /// `base − (a ∨ b)·2^(64−k)` with `a ∨ b = a + b − a·b` (second round). `a` is R0's bit, shared as
@@ -272,9 +250,8 @@ impl Party {
                 let term = tb.mul(bb, ap);
                 let sent = tb.sub(term, yk);
                 tb.output(sent).output(yk);
-                let mut o = self.map(&tb.build(), &[&a_piece, &b_bit], &[], &[y(self, key)], n)?.into_iter();
-                let (sent, y_known) = (o.next().expect("2"), o.next().expect("2"));
-                let got = super::reshare::one(self.round(vec![(peer, sent.clone())], &[(peer, n)])?);
+                let [sent, y_known] = buffers(self.map(&tb.build(), &[&a_piece, &b_bit], &[], &[y(self, key)], n)?)?;
+                let got = single(self.round(vec![(peer, sent.clone())], &[(peer, n)])?)?;
                 // y_R2 = both sent terms; w_R2 = b − y_R2; the other piece is a's known piece minus the known y.
                 let (s0, s1, br, ar, yr) = (kb.input(2), kb.input(3), kb.input(4), kb.input(5), kb.input(6));
                 let y2 = kb.add(s0, s1);
@@ -288,7 +265,7 @@ impl Party {
                 self.map(&kb.build(), &inputs, &[], &[], n)?
             }
         };
-        let mut o = outs.into_iter();
-        Ok(Share::from_pieces(&shape, o.next().expect("2"), o.next().expect("2")))
+        let [mine, next] = buffers(outs)?;
+        Ok(Share::from_pieces(&shape, mine, next))
     }
 }

@@ -21,6 +21,7 @@
 //! **Cost**: [`cost::exp_rounds`](super::cost::exp_rounds) — one truncation, one ReLU (10 rounds), `n` products:
 //! 19 rounds in the probabilistic mode, 28 in the exact mode, for `n = 8`.
 
+use super::normalize::{row, stack};
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, Result};
@@ -75,9 +76,9 @@ impl Party {
             let u = p.truncate(x, cfg.iterations)?;
             let lo = p.add_scalar(&u, 1.0)?;
             let hi = p.add_scalar(&u, -u_max)?;
-            let both = super::normalize::stack(&[&lo, &hi]);
+            let both = stack(&[&lo, &hi])?;
             let r = p.relu(&both)?;
-            let (r_lo, r_hi) = (super::normalize::row(&r, 0, &[n]), super::normalize::row(&r, 1, &[n]));
+            let (r_lo, r_hi) = (row(&r, 0, &[n])?, row(&r, 1, &[n])?);
             let base = p.sub(&r_lo, &r_hi)?;
             let mut y = base.reshaped(&shape).expect("same size");
             for _ in 0..cfg.iterations {

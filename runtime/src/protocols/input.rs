@@ -5,6 +5,7 @@
 //! other parties. Each non-owner sees one PRF piece it can compute and one piece masked by a PRF word it cannot.
 //! Cost: [`cost::SHARE`](super::cost::SHARE), one round, the owner sends 8 bytes per element to each peer.
 
+use super::base::{buffers, single};
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
@@ -52,8 +53,7 @@ impl Party {
                 b.output(lo).output(hi).output(rest);
                 let streams =
                     [p.stream(KeyWith::Prev, Purpose::Input, step), p.stream(KeyWith::Next, Purpose::Input, step)];
-                let mut outs = p.map(&b.build(), &[v.data()], &[], &streams, n)?.into_iter();
-                let (mine, nxt, rest) = (outs.next().expect("3"), outs.next().expect("3"), outs.next().expect("3"));
+                let [mine, nxt, rest] = buffers(p.map(&b.build(), &[v.data()], &[], &streams, n)?)?;
                 p.round(vec![(next, rest.clone()), (prev, rest)], &[])?;
                 Ok(Share::from_pieces(shape, mine, nxt))
             } else {
@@ -64,9 +64,8 @@ impl Party {
                 let mut b = MapBuilder::new("share_peer");
                 let r = b.prg(0);
                 b.output(r);
-                let known =
-                    super::reshare::one(p.map(&b.build(), &[], &[], &[p.stream(key, Purpose::Input, step)], n)?);
-                let rest = super::reshare::one(p.round(vec![], &[(owner, n)])?);
+                let known = single(p.map(&b.build(), &[], &[], &[p.stream(key, Purpose::Input, step)], n)?)?;
+                let rest = single(p.round(vec![], &[(owner, n)])?)?;
                 Ok(if owner_is_prev {
                     Share::from_pieces(shape, known, rest)
                 } else {

@@ -1,12 +1,12 @@
 //! Operations without communication: add, subtract, negate, add a public tensor, multiply by a public integer
 //! tensor. (Multiplying a fixed-point share by a public real needs a truncation: [`Party::mul_public`], 1 round.)
 
-use super::divide::Divisor;
+use super::base::{buffers, Divisor};
 use crate::party::Party;
 use crate::share::Share;
 use crate::tensor::{RingTensor, Tensor};
 use crate::{Error, Result};
-use cryptgpu_codegen::{MapBuilder, Reg};
+use cryptgpu_codegen::{Affine, GatherKernel, MapBuilder, Reg};
 
 pub(crate) fn same_shape(op: &str, a: &[usize], b: &[usize]) -> Result<()> {
     if a != b {
@@ -16,6 +16,25 @@ pub(crate) fn same_shape(op: &str, a: &[usize], b: &[usize]) -> Result<()> {
 }
 
 impl Party {
+    /// `v` `[n]` broadcast along `axis` of `shape` (`shape[axis] = n`): a gather on both pieces, local.
+    pub(crate) fn broadcast_axis(&mut self, v: &Share, shape: &[usize], axis: usize) -> Result<Share> {
+        if shape.get(axis) != Some(&v.len()) || v.shape().len() != 1 {
+            return Err(Error::Shape {
+                op: "broadcast".into(),
+                expected: format!("a vector of {} elements", shape.get(axis).copied().unwrap_or(0)),
+                found: format!("{:?} for output {shape:?}", v.shape()),
+            });
+        }
+        let g = GatherKernel {
+            name: "broadcast_axis".into(),
+            in_shape: vec![v.len()],
+            out_shape: shape.to_vec(),
+            reduce_shape: vec![],
+            coords: vec![Affine::axis(axis)],
+        };
+        self.gather_share(&g, v, shape)
+    }
+
     /// Apply `f` to the pieces of shares (and public operands) piecewise: a map kernel over `[x_i, x_{i+1}, ...]`.
     fn piecewise(
         &mut self,
@@ -44,8 +63,8 @@ impl Party {
         let om = f(&mut b, &mine, &publ, m0);
         let on = f(&mut b, &next, &publ, n0);
         b.output(om).output(on);
-        let mut outs = self.map(&b.build(), &inputs, &[], &[], n)?.into_iter();
-        Ok(Share::from_pieces(&shape, outs.next().expect("2"), outs.next().expect("2")))
+        let [mine, next] = buffers(self.map(&b.build(), &inputs, &[], &[], n)?)?;
+        Ok(Share::from_pieces(&shape, mine, next))
     }
 
     /// `x + y`.

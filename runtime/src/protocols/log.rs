@@ -62,12 +62,14 @@ impl Party {
             let four_a = p.scale_int(&an, 4)?;
             let w = p.add_scalar(&four_a, -3.0)?;
             let w2 = p.mul(&w, &w)?;
-            let r34 = p.mul(&stack(&[&w2, &w2]), &stack(&[&w, &w2]))?;
-            let (w3, w4) = (row(&r34, 0, &shape), row(&r34, 1, &shape));
-            let r58 = p.mul(&stack(&[&w4, &w4, &w4, &w4]), &stack(&[&w, &w2, &w3, &w4]))?;
+            let r34 = p.mul(&stack(&[&w2, &w2])?, &stack(&[&w, &w2])?)?;
+            let (w3, w4) = (row(&r34, 0, &shape)?, row(&r34, 1, &shape)?);
+            let r58 = p.mul(&stack(&[&w4, &w4, &w4, &w4])?, &stack(&[&w, &w2, &w3, &w4])?)?;
             let mut powers = vec![w, w2, w3, w4];
-            powers.extend((0..4).map(|i| row(&r58, i, &shape)));
-            let all = stack(&powers.iter().collect::<Vec<_>>());
+            for i in 0..4 {
+                powers.push(row(&r58, i, &shape)?);
+            }
+            let all = stack(&powers.iter().collect::<Vec<_>>())?;
             let coef = fp.encode_slice(&LOG_COEFFICIENTS[1..])?;
             let coef: Vec<u64> = coef.iter().flat_map(|&c| std::iter::repeat_n(c, n)).collect();
             let terms = p.mul_public_ring(&all, &RingTensor::new(&[8, n], coef)?)?;

@@ -4,10 +4,11 @@
 //! dimension 2K, either `[x_i | x_{i+1}] · [y_i + y_{i+1} ; y_i]` or `[x_i + x_{i+1} | x_i] · [y_i ; y_{i+1}]` —
 //! whichever sums the smaller operand (for a convolution, the weights rather than the im2col matrix). Its epilogue
 //! masks the result (and adds a bias) and performs the local step of the truncation; then one round of
-//! [reshare](super::reshare). Cost: [`cost::MUL`](super::cost::MUL) per output element.
+//! [reshare](super::reshare). Cost per output element: [`cost::MUL_EXACT`](super::cost::MUL_EXACT) (2 rounds) under
+//! the default exact truncation, [`cost::MUL`](super::cost::MUL) (1 round) for ring products and under the
+//! probabilistic mode.
 
-use super::divide::Divisor;
-use super::reshare::Reshare;
+use super::base::{single, Divisor, Reshare};
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, Result};
@@ -47,7 +48,7 @@ impl Party {
         let (x, y) = (k.input(0), k.input(1));
         let s = k.add(x, y);
         k.output(s);
-        Ok(super::reshare::one(self.map(&k.build(), &[a, b], &[], &[], a.len())?))
+        single(self.map(&k.build(), &[a, b], &[], &[], a.len())?)
     }
 
     /// The secure GEMM stage plan: one local GEMM with the reshare epilogue, then the reshare round.

@@ -35,6 +35,7 @@
 //! [`cost::argmax_bytes`](super::cost::argmax_bytes); pooling backward
 //! [`cost::MAX_POOL2D_BACKWARD`](super::cost::MAX_POOL2D_BACKWARD) per window element.
 
+use super::base::{buffers, single};
 use super::binary::BinShare;
 use super::compare::SignBits;
 use super::conv::Conv2dParams;
@@ -127,7 +128,7 @@ impl Party {
                 onehot.reshaped(x.shape()).expect("same size")
             } else {
                 let g = GatherKernel::permute("max_axis_back", &[k, pre, post], &[1, 0, 2])?;
-                Share::from_pieces(x.shape(), p.gather(&g, onehot.mine())?, p.gather(&g, onehot.next())?)
+                p.gather_share(&g, &onehot, x.shape())?
             };
             Ok((best.reshaped(&out_shape).expect("pre·post elements"), onehot))
         })
@@ -188,11 +189,7 @@ impl Party {
         };
         let [col2im, crop] = GatherKernel::col2im("max_pool_grad", [n, c, h, w], [kh, kw], s, pad, false)?;
         self.call(|p| {
-            let gb = Share::from_pieces(
-                &[geo.kk(), m],
-                p.gather(&broadcast, grad.mine())?,
-                p.gather(&broadcast, grad.next())?,
-            );
+            let gb = p.gather_share(&broadcast, grad, &[geo.kk(), m])?;
             let routed = p.mul_ring(&arg.onehot, &gb)?;
             let scatter =
                 |p: &Party, piece: &[u64]| -> Result<Vec<u64>> { p.gather(&crop, &p.gather(&col2im, piece)?) };
@@ -204,7 +201,7 @@ impl Party {
     fn pool_windows(&mut self, x: &Share, geo: &PoolGeometry) -> Result<Share> {
         let g = geo.to_windows("max_pool_windows");
         let shape = [geo.kk(), geo.windows()];
-        let rows = Share::from_pieces(&shape, self.gather(&g, x.mine())?, self.gather(&g, x.next())?);
+        let rows = self.gather_share(&g, x, &shape)?;
         if geo.params.padding == 0 {
             return Ok(rows);
         }
@@ -215,7 +212,7 @@ impl Party {
         let outside = k.sub(i, one);
         let pad = k.shl(outside, 62);
         k.output(pad);
-        let pad = super::reshare::one(self.map(&k.build(), &[&inside], &[], &[], inside.len())?);
+        let pad = single(self.map(&k.build(), &[&inside], &[], &[], inside.len())?)?;
         self.add_public(&rows, &crate::tensor::RingTensor::new(&shape, pad)?)
     }
 
@@ -225,7 +222,7 @@ impl Party {
             return Ok(x.clone().reshaped(&[k, post]).expect("same size"));
         }
         let g = GatherKernel::permute("max_axis_to_front", &[pre, k, post], &[1, 0, 2])?;
-        Ok(Share::from_pieces(&[k, pre * post], self.gather(&g, x.mine())?, self.gather(&g, x.next())?))
+        self.gather_share(&g, x, &[k, pre * post])
     }
 
     /// The tournament over the rows of `v` `[k, m]`: the maxima `[m]` and, when `track`, the one-hot `[k, m]`.
@@ -251,7 +248,7 @@ impl Party {
                     let bits = self.selection_bits(&beta, pairs, g, m)?;
                     // The paired candidates' one-hots are the first 2·pairs·g·m elements of [cands, g, m].
                     let paired = self.take_rows(&oh, [cands * g, m], 0, 1, 2 * pairs * g)?;
-                    let operands = concat_rows(&[&d, &paired], &[pairs * m + 2 * pairs * g * m]);
+                    let operands = Share::concat(&[&d, &paired], &[pairs * m + 2 * pairs * g * m])?;
                     align_roles(self);
                     let prod = self.mul_bit(&operands, &bits)?;
                     let r = self.take_rows(&prod, [pairs + 2 * pairs * g, m], 0, 1, pairs)?;
@@ -259,7 +256,7 @@ impl Party {
                     let next_oh = if cands % 2 == 1 {
                         // The odd candidate's group, zero-padded to 2g rows.
                         let last = self.take_rows(&oh, [cands * g, m], (cands - 1) * g, 1, 2 * g)?;
-                        concat_rows(&[&merged, &last], &[(pairs + 1) * 2 * g, m])
+                        Share::concat(&[&merged, &last], &[(pairs + 1) * 2 * g, m])?
                     } else {
                         merged
                     };
@@ -269,7 +266,7 @@ impl Party {
             };
             cur = if cands % 2 == 1 {
                 let last = self.take_rows(&cur, [cands, m], cands - 1, 1, 1)?;
-                concat_rows(&[&best, &last], &[pairs + 1, m])
+                Share::concat(&[&best, &last], &[pairs + 1, m])?
             } else {
                 best
             };
@@ -301,7 +298,7 @@ impl Party {
             reduce_shape: vec![],
             coords: vec![Affine { offset: offset as i64, terms: vec![(0, stride as i64)] }, Affine::axis(1)],
         };
-        Ok(Share::from_pieces(&[out_rows, m], self.gather(&k, v.mine())?, self.gather(&k, v.next())?))
+        self.gather_share(&k, v, &[out_rows, m])
     }
 
     /// The selection bits of one level as one plane over `[values (pairs·m) ‖ one-hot rows (pairs, 2, g, m)]`: `β`
@@ -341,8 +338,8 @@ impl Party {
             2 => k.output(zero).output(one),
             _ => k.output(zero).output(zero),
         };
-        let mut o = self.map(&k.build(), &[], &[], &[], n)?.into_iter();
-        Ok(Share::from_pieces(shape, o.next().expect("2"), o.next().expect("2")))
+        let [mine, next] = buffers(self.map(&k.build(), &[], &[], &[], n)?)?;
+        Ok(Share::from_pieces(shape, mine, next))
     }
 }
 
@@ -350,13 +347,6 @@ impl Party {
 /// sub-protocol (the skipped steps are PRF nonces nobody uses).
 fn align_roles(p: &mut Party) {
     while p.next_step() % 3 != 2 {}
-}
-
-/// Concatenate shares along their first axis (the pieces, back to back) into `shape`.
-fn concat_rows(parts: &[&Share], shape: &[usize]) -> Share {
-    let mine: Vec<u64> = parts.iter().flat_map(|s| s.mine().iter().copied()).collect();
-    let next: Vec<u64> = parts.iter().flat_map(|s| s.next().iter().copied()).collect();
-    Share::from_pieces(shape, mine, next)
 }
 
 /// `(pre, k, post, shape without the axis)` of `shape` split at `axis`.

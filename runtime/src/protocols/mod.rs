@@ -6,9 +6,20 @@
 //! | share from an owner | [`input`] | 1 | owner 16 (8 to each peer), others 0 |
 //! | reveal to all / to one | [`reveal`] | 1 | 8, 8, 8 / 8, 0, 0 |
 //! | add, sub, neg, public add/scale, sum pooling | [`local`], [`pool`] | 0 | 0 |
-//! | mul, matmul, conv2d, each with truncation fused | [`mul`], [`matmul`], [`conv`] | 1 | 8, 8, 8 per output |
-//! | truncation, division by a public integer, average pooling | [`divide`], [`pool`] | 1 | 8, 0, 0 per output |
+//! | ring mul, matmul, conv2d | [`mul`], [`matmul`], [`conv`] | 1 | 8, 8, 8 per output |
+//! | fixed-point mul, matmul, conv2d, truncation fused (default: exact) | [`mul`], [`matmul`], [`conv`], [`exact`] | 2 | 16, 16, 16 per output |
+//! | … with probabilistic truncation ([`TruncationMode::Probabilistic`]) | same | 1 | 8, 8, 8 per output |
+//! | truncation by `2^k` (default: exact) | [`exact`] | 2 | 16, 8, 8 per output |
+//! | division by a public non-power of two, average pooling (any mode), probabilistic truncation | [`divide`], [`pool`] | 1 | 8, 0, 0 per output |
+//!
+//! The non-linear protocols (comparisons and ReLU: [`compare`], [`comparison`], [`binary`]; max and max pooling:
+//! [`max`]; exp, reciprocal, log, rsqrt, softmax over [`normalize`]) declare their rounds and bytes in [`cost`].
+//!
+//! **Layers.** [`base`] holds what every protocol builds on (roles, public divisors, zero-share pieces, the local
+//! epilogue of a reshare) and imports no protocol module; [`reshare`] runs a reshare's messages; [`exact`] and
+//! [`divide`] are the two truncations; the other modules build on these.
 
+pub mod base;
 pub mod binary;
 pub mod compare;
 pub mod comparison;
@@ -32,10 +43,9 @@ pub mod rsqrt;
 pub mod softmax;
 pub mod zero;
 
+pub use base::{Divisor, ZeroKind, MAX_DIVISOR};
 pub use binary::BinShare;
 pub use compare::SignBits;
 pub use cost::Cost;
-pub use divide::MAX_DIVISOR;
 pub use exact::TruncationMode;
 pub use max::{MaxPoolArgmax, MAX_POOL_PAD};
-pub use zero::ZeroKind;

@@ -81,18 +81,15 @@ pub(crate) fn check_frac_bits(op: &str, t: u32) -> Result<()> {
 }
 
 /// Shares stacked along a new first axis (pieces back to back): the operand of one batched call.
-pub(crate) fn stack(parts: &[&Share]) -> Share {
+pub(crate) fn stack(parts: &[&Share]) -> Result<Share> {
     let n = parts.first().map_or(0, |s| s.len());
-    let mine: Vec<u64> = parts.iter().flat_map(|s| s.mine().iter().copied()).collect();
-    let next: Vec<u64> = parts.iter().flat_map(|s| s.next().iter().copied()).collect();
-    Share::from_pieces(&[parts.len(), n], mine, next)
+    Share::concat(parts, &[parts.len(), n])
 }
 
 /// Row `i` of a share stacked by [`stack`], with `shape`.
-pub(crate) fn row(s: &Share, i: usize, shape: &[usize]) -> Share {
-    let n = crate::tensor::held_numel(shape);
-    let r = i * n..(i + 1) * n;
-    Share::from_pieces(shape, s.mine()[r.clone()].to_vec(), s.next()[r].to_vec())
+pub(crate) fn row(s: &Share, i: usize, shape: &[usize]) -> Result<Share> {
+    let n = crate::tensor::numel(shape)?;
+    s.slice(i * n..(i + 1) * n, shape)
 }
 
 impl Party {
@@ -130,7 +127,7 @@ impl Party {
             reduce_shape: vec![],
             coords: vec![Affine::axis(1)],
         };
-        Ok(Share::from_pieces(&[rows, n], self.gather(&g, x.mine())?, self.gather(&g, x.next())?))
+        self.gather_share(&g, x, &[rows, n])
     }
 
     /// The sum over the first axis of `x` `[rows, n]`, as `shape` (`n` elements; a reducing gather, local).
@@ -143,7 +140,7 @@ impl Party {
             reduce_shape: vec![rows],
             coords: vec![Affine::axis(1), Affine::axis(0)],
         };
-        Ok(Share::from_pieces(shape, self.gather(&g, x.mine())?, self.gather(&g, x.next())?))
+        self.gather_share(&g, x, shape)
     }
 
     /// The exponent bits of `a` over classes `−1..=top` (`top ≤ 62`): 11 rounds (DReLU, then bit injection).
@@ -207,7 +204,7 @@ impl Party {
                 .collect();
             factors.push(self.class_table(e, &table)?);
         }
-        let (xs, cs) = (stack(&inputs.iter().collect::<Vec<_>>()), stack(&factors.iter().collect::<Vec<_>>()));
+        let (xs, cs) = (stack(&inputs.iter().collect::<Vec<_>>())?, stack(&factors.iter().collect::<Vec<_>>())?);
         let prod = self.mul(&xs, &cs)?;
         let scaled = self.sum_rows(&prod, nl, a.shape())?;
         let off = self.fixed().encode(offset)?;

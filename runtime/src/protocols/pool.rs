@@ -21,10 +21,7 @@ impl Party {
             });
         };
         let k = GatherKernel::sum_pool("sum_pool2d", [n, c, h, w], window, params.stride, params.padding)?;
-        self.call(|p| {
-            let (mine, next) = (p.gather(&k, x.mine())?, p.gather(&k, x.next())?);
-            Ok(Share::from_pieces(&k.out_shape, mine, next))
-        })
+        self.call(|p| p.gather_share(&k, x, &k.out_shape))
     }
 
     /// Average over each `kh × kw` window: sum pooling, then division by `kh·kw`.

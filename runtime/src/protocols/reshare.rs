@@ -21,99 +21,13 @@
 //! values of magnitude 1 fail with probability 2^−24 per element at `t = 20`, magnitude 2^10 with 2^−4. The
 //! exact-truncation mode (non-linear issue) removes this failure.
 
-use super::divide::Divisor;
-use crate::party::{KeyWith, Party};
-use crate::prg::Purpose;
+use super::base::{buffers, role, single, Divisor, Reshare};
+use crate::party::Party;
 use crate::share::Share;
 use crate::Result;
-use cryptgpu_codegen::{MapBuilder, Reg};
-
-/// The role of `party` at `step` in a reshare with division: R0 is party `step mod 3`.
-pub(crate) fn role(party: usize, step: u64) -> usize {
-    (party + 3 - (step % 3) as usize) % 3
-}
-
-/// How a 3-out-of-3 sum becomes replicated shares.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Reshare {
-    /// Exact ring value.
-    Plain,
-    /// Divide by a public integer (truncation when a power of two), probabilistic (one round).
-    Divide(Divisor),
-    /// Divide by `2^k` with no wrap failure for |z| < 2^62 (two rounds; see [`super::exact`]).
-    ExactTruncate(u32),
-}
+use cryptgpu_codegen::MapBuilder;
 
 impl Party {
-    /// PRF streams of the local step's epilogue at `step` (see [`Party::reshare_epilogue`] for their use).
-    pub(crate) fn reshare_streams(&self, how: Reshare, step: u64) -> Vec<crate::prg::Stream> {
-        let zero = |k| self.stream(k, Purpose::ZeroShare, step);
-        let mask = |k| self.stream(k, Purpose::TruncMask, step);
-        match (how, role(self.id(), step)) {
-            (Reshare::Plain, _) if self.mutated(crate::mutation::Mutation::ZeroShareDropped) => vec![],
-            (Reshare::Plain, _) => vec![zero(KeyWith::Prev), zero(KeyWith::Next)],
-            (_, 0) => vec![zero(KeyWith::Prev), zero(KeyWith::Next), mask(KeyWith::Next)],
-            (_, 1) => vec![zero(KeyWith::Prev), mask(KeyWith::Prev)],
-            (_, _) => vec![zero(KeyWith::Next)],
-        }
-    }
-
-    /// Parameters of the local step's epilogue.
-    pub(crate) fn reshare_params(how: Reshare) -> Vec<u64> {
-        match how {
-            Reshare::Divide(d) => d.params(),
-            Reshare::Plain | Reshare::ExactTruncate(_) => vec![],
-        }
-    }
-
-    /// Append this party's local reshare step to a kernel whose local product is `value`: mask it, then (with
-    /// division) form R0's message. Marks the outputs that [`Party::finish_reshare`] expects.
-    ///
-    /// Masks: the plain reshare adds the zero share `α_i = F(k_i) − F(k_{i+1})`. With division only `c_1` (sent to
-    /// R2) and `c_2` (sent to R1) leave their party, so only they need masks R1 and R2 cannot remove:
-    /// R1 adds `F(k_{R1})` (shared with R0), R2 subtracts `F(k_{R0})` (shared with R0), and R0 adds
-    /// `F(k_{R0}) − F(k_{R1})`, which also makes `B` uniform. (The full zero share's `F(k_{R2})` terms, known to both
-    /// R1 and R2, would cancel inside `A = c_1 + c_2` and mask nothing.)
-    pub(crate) fn reshare_epilogue(&self, b: &mut MapBuilder, value: Reg, how: Reshare, step: u64) {
-        let role = role(self.id(), step);
-        let c = match (how, role) {
-            (Reshare::Plain, _) if self.mutated(crate::mutation::Mutation::ZeroShareDropped) => value,
-            (Reshare::Plain, _) | (_, 0) => {
-                let alpha = super::zero::emit(b, super::zero::ZeroKind::Arithmetic, 0, 1);
-                b.add(value, alpha)
-            }
-            (_, 1) => {
-                let z = b.prg(0);
-                b.add(value, z)
-            }
-            (_, _) => {
-                let z = b.prg(0);
-                b.sub(value, z)
-            }
-        };
-        match (how, role) {
-            (Reshare::Plain, _) | (_, 2) => {
-                b.output(c);
-            }
-            (Reshare::ExactTruncate(k), 0) => {
-                // B = c + 2^62 (so 0 ≤ B + A < 2^63 as the true sum); message ⌊B/2^k⌋ + 1 − 2^(62−k) − s; a = msb(B).
-                super::exact::emit_r0_message(b, c, k);
-            }
-            (Reshare::Divide(d), 0) => {
-                let q = d.emit(b, c);
-                let one = b.constant(1);
-                let q1 = b.add(q, one);
-                let s = b.prg(2);
-                let msg = b.sub(q1, s);
-                b.output(msg).output(s);
-            }
-            (_, _) => {
-                let s = b.prg(1);
-                b.output(c).output(s);
-            }
-        }
-    }
-
     /// The communication and combine stages after [`Party::reshare_epilogue`]'s kernel produced `outs`.
     pub(crate) fn finish_reshare(
         &mut self,
@@ -122,46 +36,34 @@ impl Party {
         how: Reshare,
         step: u64,
     ) -> Result<Share> {
-        let n = outs[0].len();
-        let mut outs = outs.into_iter();
-        let mut take = || outs.next().expect("epilogue outputs");
+        let n = outs.first().map_or(0, Vec::len);
         let (prev, next) = (self.prev(), self.next());
         match how {
             Reshare::Plain => {
-                let c = take();
+                let [c] = buffers(outs)?;
                 let got = self.round(vec![(prev, c.clone())], &[(next, n)])?;
-                Ok(Share::from_pieces(shape, c, one(got)))
+                Ok(Share::from_pieces(shape, c, single(got)?))
             }
             Reshare::Divide(d) => match role(self.id(), step) {
                 0 => {
-                    let (msg, s) = (take(), take());
+                    let [msg, s] = buffers(outs)?;
                     self.round(vec![(prev, msg.clone())], &[])?;
                     Ok(Share::from_pieces(shape, msg, s))
                 }
                 1 => {
-                    let (c1, s) = (take(), take());
-                    let c2 = one(self.round(vec![(next, c1.clone())], &[(next, n)])?);
+                    let [c1, s] = buffers(outs)?;
+                    let c2 = single(self.round(vec![(next, c1.clone())], &[(next, n)])?)?;
                     let a = self.divide_sum(d, &c1, &c2)?;
                     Ok(Share::from_pieces(shape, s, a))
                 }
                 _ => {
-                    let c2 = take();
-                    let mut got = self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?.into_iter();
-                    let (c1, msg) = (got.next().expect("two messages"), got.next().expect("two messages"));
+                    let [c2] = buffers(outs)?;
+                    let [c1, msg] = buffers(self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?)?;
                     let a = self.divide_sum(d, &c1, &c2)?;
                     Ok(Share::from_pieces(shape, a, msg))
                 }
             },
-            Reshare::ExactTruncate(k) => {
-                let outs: Vec<Vec<u64>> = std::iter::from_fn(|| Some(take()))
-                    .take(match role(self.id(), step) {
-                        0 => 3,
-                        1 => 2,
-                        _ => 1,
-                    })
-                    .collect();
-                self.finish_exact_truncate(outs, shape, k, step)
-            }
+            Reshare::ExactTruncate(k) => self.finish_exact_truncate(outs, shape, k, step),
         }
     }
 
@@ -172,11 +74,6 @@ impl Party {
         let s = b.add(a0, a1);
         let q = d.emit(&mut b, s);
         b.output(q);
-        Ok(one(self.map(&b.build(), &[x, y], &d.params(), &[], x.len())?))
+        single(self.map(&b.build(), &[x, y], &d.params(), &[], x.len())?)
     }
-}
-
-/// The single element of a one-element vector of buffers.
-pub(crate) fn one(mut v: Vec<Vec<u64>>) -> Vec<u64> {
-    v.pop().expect("one buffer")
 }

@@ -4,6 +4,7 @@
 //! one word per element from `i+1`. Costs: [`cost::REVEAL_ALL`](super::cost::REVEAL_ALL) and
 //! [`cost::REVEAL_TO_ONE`](super::cost::REVEAL_TO_ONE).
 
+use super::base::single;
 use crate::party::Party;
 use crate::share::{next_party, Share};
 use crate::tensor::{RingTensor, Tensor};
@@ -15,7 +16,7 @@ impl Party {
     pub fn reveal(&mut self, x: &Share) -> Result<RingTensor> {
         self.call(|p| {
             let (prev, next) = (p.prev(), p.next());
-            let missing = super::reshare::one(p.round(vec![(prev, x.next().to_vec())], &[(next, x.len())])?);
+            let missing = single(p.round(vec![(prev, x.next().to_vec())], &[(next, x.len())])?)?;
             p.sum_pieces(x, &missing)
         })
     }
@@ -27,7 +28,7 @@ impl Party {
         }
         self.call(|p| {
             if p.id() == to {
-                let missing = super::reshare::one(p.round(vec![], &[(next_party(to), x.len())])?);
+                let missing = single(p.round(vec![], &[(next_party(to), x.len())])?)?;
                 p.sum_pieces(x, &missing).map(Some)
             } else if p.id() == next_party(to) {
                 p.round(vec![(to, x.next().to_vec())], &[])?;
@@ -57,7 +58,7 @@ impl Party {
         let s = b.add(a, c);
         let t = b.add(s, m);
         b.output(t);
-        let v = super::reshare::one(self.map(&b.build(), &[x.mine(), x.next(), missing], &[], &[], x.len())?);
+        let v = single(self.map(&b.build(), &[x.mine(), x.next(), missing], &[], &[], x.len())?)?;
         RingTensor::new(x.shape(), v)
     }
 }

@@ -84,10 +84,10 @@ impl Party {
             let mut y = p.add_scalar(&neg, RSQRT_START)?;
             let three_halves = p.public_fixed(1.5, &shape)?;
             for _ in 0..steps {
-                let sq = p.mul(&stack(&[&y, &h]), &stack(&[&y, &y]))?;
-                let (y2, hy) = (row(&sq, 0, &shape), row(&sq, 1, &shape));
-                let terms = p.mul(&stack(&[&hy, &y]), &stack(&[&y2, &three_halves]))?;
-                let (hy3, y15) = (row(&terms, 0, &shape), row(&terms, 1, &shape));
+                let sq = p.mul(&stack(&[&y, &h])?, &stack(&[&y, &y])?)?;
+                let (y2, hy) = (row(&sq, 0, &shape)?, row(&sq, 1, &shape)?);
+                let terms = p.mul(&stack(&[&hy, &y])?, &stack(&[&y2, &three_halves])?)?;
+                let (hy3, y15) = (row(&terms, 0, &shape)?, row(&terms, 1, &shape)?);
                 y = p.sub(&y15, &hy3)?;
             }
             // Rescale by 2^(e/2) = D·U.

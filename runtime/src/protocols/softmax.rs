@@ -71,14 +71,12 @@ impl Party {
             coords: vec![Affine::axis(0), Affine::axis(1)],
         };
         self.call(|p| {
-            let spread_share = |p: &Party, s: &Share| -> Result<Share> {
-                Ok(Share::from_pieces(&flat, p.gather(&spread, s.mine())?, p.gather(&spread, s.next())?))
-            };
+            let spread_share = |p: &Party, s: &Share| -> Result<Share> { p.gather_share(&spread, s, &flat) };
             let mx = p.max_axis(&xs, 1)?;
             let mxb = spread_share(p, &mx)?;
             let d = p.sub(&xs, &mxb)?;
             let e = p.exp_with(&d, ExpConfig { iterations, max_input: 0.0 })?;
-            let s = Share::from_pieces(&[rows], p.gather(&row_sum, e.mine())?, p.gather(&row_sum, e.next())?);
+            let s = p.gather_share(&row_sum, &e, &[rows])?;
             let r = p.reciprocal(&s)?;
             let rb = spread_share(p, &r)?;
             let y = p.mul(&e, &rb)?;

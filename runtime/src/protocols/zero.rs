@@ -5,28 +5,11 @@
 //! appears once with each sign, so the pieces sum (or XOR) to zero, while each piece alone is uniform to its holder's
 //! peers. Protocols add these to every local product before it leaves a party.
 
+use super::base::{emit_zero, single, ZeroKind};
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::Result;
-use cryptgpu_codegen::{MapBuilder, Reg};
-
-/// Arithmetic (sums to 0 mod 2^64) or binary (XORs to 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ZeroKind {
-    /// `F(k_i) − F(k_{i+1})`.
-    Arithmetic,
-    /// `F(k_i) ⊕ F(k_{i+1})`.
-    Binary,
-}
-
-/// Emit a zero-share piece from PRF stream slots `prev` (key `k_i`) and `next` (key `k_{i+1}`).
-pub(crate) fn emit(b: &mut MapBuilder, kind: ZeroKind, prev: u16, next: u16) -> Reg {
-    let (p, n) = (b.prg(prev), b.prg(next));
-    match kind {
-        ZeroKind::Arithmetic => b.sub(p, n),
-        ZeroKind::Binary => b.xor(p, n),
-    }
-}
+use cryptgpu_codegen::MapBuilder;
 
 impl Party {
     /// This party's piece of a fresh `n`-element sharing of zero (no communication).
@@ -35,11 +18,11 @@ impl Party {
         self.call(|p| {
             let step = p.next_step();
             let mut b = MapBuilder::new("zero_share");
-            let z = emit(&mut b, kind, 0, 1);
+            let z = emit_zero(&mut b, kind, 0, 1);
             b.output(z);
             let streams =
                 [p.stream(KeyWith::Prev, Purpose::ZeroShare, step), p.stream(KeyWith::Next, Purpose::ZeroShare, step)];
-            Ok(super::reshare::one(p.map(&b.build(), &[], &[], &streams, n)?))
+            single(p.map(&b.build(), &[], &[], &streams, n)?)
         })
     }
 }

@@ -8,6 +8,7 @@
 //! maximum before it allocates anything, and names the peer and what was wrong in [`Error::Frame`].
 
 use crate::{Error, PartyId, Result};
+use std::collections::VecDeque;
 
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"CGPU";
@@ -113,17 +114,23 @@ pub enum FrameProblem {
     },
 }
 
+/// The header of a frame of `words` payload words.
+pub fn header(kind: Kind, session: u64, run: u64, seq: u64, words: usize) -> [u8; HEADER_BYTES] {
+    let mut h = [0u8; HEADER_BYTES];
+    h[0..4].copy_from_slice(&MAGIC);
+    h[4..6].copy_from_slice(&VERSION.to_le_bytes());
+    h[6] = kind as u8;
+    h[8..16].copy_from_slice(&session.to_le_bytes());
+    h[16..24].copy_from_slice(&run.to_le_bytes());
+    h[24..32].copy_from_slice(&seq.to_le_bytes());
+    h[32..40].copy_from_slice(&(words as u64).to_le_bytes());
+    h
+}
+
 /// Encode one frame (header and payload) into bytes.
 pub fn encode(kind: Kind, session: u64, run: u64, seq: u64, words: &[u64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES + 8 * words.len());
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.push(kind as u8);
-    out.push(0);
-    out.extend_from_slice(&session.to_le_bytes());
-    out.extend_from_slice(&run.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&(words.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header(kind, session, run, seq, words.len()));
     for w in words {
         out.extend_from_slice(&w.to_le_bytes());
     }
@@ -131,6 +138,9 @@ pub fn encode(kind: Kind, session: u64, run: u64, seq: u64, words: &[u64]) -> Ve
 }
 
 /// Decodes the frames one peer sends to this party from a byte stream fed in pieces of any size.
+///
+/// Each frame's header is checked as soon as it is complete, before its payload is awaited or allocated; the
+/// payload is decoded straight into its words as the bytes arrive.
 #[derive(Debug)]
 pub struct FrameDecoder {
     party: PartyId,
@@ -138,85 +148,187 @@ pub struct FrameDecoder {
     session: u64,
     max_words: u64,
     next_seq: u64,
-    buf: Vec<u8>,
-    /// Bytes of `buf` already consumed.
-    start: usize,
+    /// The header of the frame being received, and how much of it has arrived.
+    header: [u8; HEADER_BYTES],
+    header_len: usize,
+    /// The frame whose payload is being received (its header checked).
+    body: Option<Body>,
+    /// Complete frames not yet taken.
+    ready: VecDeque<Frame>,
+    /// The stream broke here: reported after the frames before it.
+    failed: Option<FrameProblem>,
+}
+
+/// A frame whose payload is arriving.
+#[derive(Debug)]
+struct Body {
+    kind: Kind,
+    run: u64,
+    seq: u64,
+    /// Payload words announced.
+    total: usize,
+    words: Vec<u64>,
+    /// The bytes of a word that arrived in part.
+    partial: [u8; 8],
+    partial_len: usize,
 }
 
 impl FrameDecoder {
     /// A decoder for frames from `peer` to `party` in session `session`, refusing payloads over `max_words`.
     pub fn new(party: PartyId, peer: PartyId, session: u64, max_words: u64) -> FrameDecoder {
-        FrameDecoder { party, peer, session, max_words, next_seq: 0, buf: Vec::new(), start: 0 }
-    }
-
-    /// Append received bytes.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
+        FrameDecoder {
+            party,
+            peer,
+            session,
+            max_words,
+            next_seq: 0,
+            header: [0; HEADER_BYTES],
+            header_len: 0,
+            body: None,
+            ready: VecDeque::new(),
+            failed: None,
         }
-        self.buf.extend_from_slice(bytes);
     }
 
-    /// Bytes fed but not yet decoded.
+    /// Append received bytes: decode every frame they complete (nothing more after a wrong header).
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && self.failed.is_none() {
+            let Some(body) = &mut self.body else {
+                let take = (HEADER_BYTES - self.header_len).min(bytes.len());
+                self.header[self.header_len..self.header_len + take].copy_from_slice(&bytes[..take]);
+                self.header_len += take;
+                bytes = &bytes[take..];
+                if self.header_len == HEADER_BYTES {
+                    self.header_len = 0;
+                    match self.check_header() {
+                        Ok(body) if body.total == 0 => self.complete(body),
+                        Ok(body) => self.body = Some(body),
+                        Err(problem) => self.failed = Some(problem),
+                    }
+                }
+                continue;
+            };
+            if body.partial_len > 0 || bytes.len() < 8 {
+                let take = (8 - body.partial_len).min(bytes.len());
+                body.partial[body.partial_len..body.partial_len + take].copy_from_slice(&bytes[..take]);
+                body.partial_len += take;
+                bytes = &bytes[take..];
+                if body.partial_len == 8 {
+                    body.words.push(u64::from_le_bytes(body.partial));
+                    body.partial_len = 0;
+                }
+            } else {
+                let n = (body.total - body.words.len()).min(bytes.len() / 8);
+                let (whole, rest) = bytes.split_at(n * 8);
+                push_le_words(&mut body.words, whole);
+                bytes = rest;
+            }
+            if body.words.len() == body.total {
+                let body = self.body.take().expect("receiving a payload");
+                self.complete(body);
+            }
+        }
+    }
+
+    fn complete(&mut self, body: Body) {
+        self.ready.push_back(Frame { kind: body.kind, run: body.run, seq: body.seq, words: body.words });
+    }
+
+    /// Bytes fed but not yet decoded into a complete frame.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
+        match &self.body {
+            Some(b) => HEADER_BYTES + 8 * b.words.len() + b.partial_len,
+            None => self.header_len,
+        }
     }
 
     fn problem(&self, problem: FrameProblem) -> Error {
         Error::Frame { party: self.party, peer: self.peer, problem }
     }
 
-    /// The next complete frame, `Ok(None)` when more bytes are needed, or an error naming the peer when the
-    /// header is wrong (checked as soon as the header is complete, before the payload is awaited or allocated).
-    /// After an error the stream is out of step: the decoder must not be used again.
-    pub fn next_frame(&mut self) -> Result<Option<Frame>> {
-        let avail = &self.buf[self.start..];
-        if avail.len() < HEADER_BYTES {
-            return Ok(None);
-        }
-        let h = &avail[..HEADER_BYTES];
+    /// Check a complete header; the payload to receive.
+    fn check_header(&mut self) -> std::result::Result<Body, FrameProblem> {
+        let h = &self.header;
         let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().expect("8 bytes"));
         let magic: [u8; 4] = h[0..4].try_into().expect("4 bytes");
         if magic != MAGIC {
-            return Err(self.problem(FrameProblem::Magic { found: magic }));
+            return Err(FrameProblem::Magic { found: magic });
         }
         let version = u16::from_le_bytes([h[4], h[5]]);
         if version != VERSION {
-            return Err(self.problem(FrameProblem::Version { found: version }));
+            return Err(FrameProblem::Version { found: version });
         }
         let kind = match (Kind::from_byte(h[6]), h[7]) {
             (Some(kind), 0) => kind,
-            _ => return Err(self.problem(FrameProblem::Kind { kind: h[6], reserved: h[7] })),
+            _ => return Err(FrameProblem::Kind { kind: h[6], reserved: h[7] }),
         };
         let (session, run, seq, words) = (u64_at(8), u64_at(16), u64_at(24), u64_at(32));
         if session != self.session {
-            return Err(self.problem(FrameProblem::Session { expected: self.session, found: session }));
+            return Err(FrameProblem::Session { expected: self.session, found: session });
         }
         if seq != self.next_seq {
-            return Err(self.problem(FrameProblem::Sequence { expected: self.next_seq, found: seq }));
+            return Err(FrameProblem::Sequence { expected: self.next_seq, found: seq });
         }
         if words > self.max_words {
-            return Err(self.problem(FrameProblem::TooLong { words, max: self.max_words }));
+            return Err(FrameProblem::TooLong { words, max: self.max_words });
         }
-        // words ≤ max_words; the product fits u64 for any max below 2^61, and usize on 64-bit targets.
-        let bytes = usize::try_from(words.saturating_mul(8))
-            .map_err(|_| self.problem(FrameProblem::TooLong { words, max: self.max_words }))?;
-        if avail.len() - HEADER_BYTES < bytes {
-            return Ok(None);
-        }
-        let payload = &avail[HEADER_BYTES..HEADER_BYTES + bytes];
-        let words = payload.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
-        self.start += HEADER_BYTES + bytes;
+        // words ≤ max_words; the byte count fits usize for any max below 2^61 on 64-bit targets.
+        let total = usize::try_from(words)
+            .ok()
+            .filter(|w| w.checked_mul(8).is_some())
+            .ok_or(FrameProblem::TooLong { words, max: self.max_words })?;
         self.next_seq += 1;
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > (1 << 20) && self.start > self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
+        Ok(Body { kind, run, seq, total, words: Vec::with_capacity(total), partial: [0; 8], partial_len: 0 })
+    }
+
+    /// The next complete frame, `Ok(None)` when more bytes are needed, or an error naming the peer when a header
+    /// was wrong (checked as soon as the header was complete, before the payload was awaited or allocated; the
+    /// frames before it are returned first). After an error the stream is out of step: nothing more is decoded.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>> {
+        if let Some(f) = self.ready.pop_front() {
+            return Ok(Some(f));
         }
-        Ok(Some(Frame { kind, run, seq, words }))
+        match &self.failed {
+            Some(problem) => Err(self.problem(problem.clone())),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Append the little-endian words of `bytes` (a multiple of 8 bytes) to `words`.
+fn push_le_words(words: &mut Vec<u64>, bytes: &[u8]) {
+    let n = bytes.len() / 8;
+    #[cfg(target_endian = "little")]
+    {
+        words.reserve(n);
+        let spare = words.spare_capacity_mut();
+        // SAFETY: `reserve` made room for `n` more words, so `spare` holds at least `8 n` bytes, which cannot overlap
+        // `bytes` (a slice borrowed from elsewhere). On a little-endian target a word's memory is its little-endian
+        // encoding, and every bit pattern is a valid u64, so the first `n` spare words are initialised by the copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), spare.as_mut_ptr().cast::<u8>(), 8 * n);
+            words.set_len(words.len() + n);
+        }
+    }
+    #[cfg(not(target_endian = "little"))]
+    words.extend(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))));
+}
+
+/// The little-endian encoding of `words`, borrowed where the target is little-endian (no copy) and encoded into
+/// `scratch` elsewhere.
+pub(crate) fn le_bytes<'a>(words: &'a [u64], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    #[cfg(target_endian = "little")]
+    {
+        let _ = scratch;
+        // SAFETY: the slice covers exactly the `8 words.len()` initialised bytes of `words`, borrowed for as long
+        // as `words`; u8 has alignment 1; on a little-endian target these bytes are the little-endian encoding.
+        unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), 8 * words.len()) }
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        scratch.clear();
+        scratch.extend(words.iter().flat_map(|w| w.to_le_bytes()));
+        scratch
     }
 }
 

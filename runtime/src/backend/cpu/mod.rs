@@ -7,7 +7,7 @@ pub mod gemm;
 mod map;
 mod ring_gemm;
 
-use super::{check_bits, check_gather, check_gemm, check_map, Backend};
+use super::{Backend, Checked};
 use crate::prg::Stream;
 use crate::Result;
 use cryptgpu_codegen::{BitKernel, GatherKernel, GemmKernel, MapKernel};
@@ -21,28 +21,28 @@ impl Backend for CpuBackend {
         "cpu"
     }
 
-    fn map(
+    fn run_map(
         &self,
+        _: Checked,
         k: &MapKernel,
         inputs: &[&[u64]],
         params: &[u64],
         streams: &[Stream],
         outputs: &mut [&mut [u64]],
     ) -> Result<()> {
-        check_map(k, inputs, params, streams, outputs)?;
         map::run(k, &map::Operands { inputs, params, streams, acc: None, n_cols: 1 }, outputs);
         Ok(())
     }
 
-    fn gemm(
+    fn run_gemm(
         &self,
+        _: Checked,
         k: &GemmKernel,
         inputs: &[&[u64]],
         params: &[u64],
         streams: &[Stream],
         outputs: &mut [&mut [u64]],
     ) -> Result<()> {
-        check_gemm(k, inputs, params, streams, outputs)?;
         let blocks = k.k_blocks.len();
         let acc = gemm::block_gemm(k.m, k.n, &inputs[..blocks], &inputs[blocks..2 * blocks]);
         let ops = map::Operands { inputs: &inputs[2 * blocks..], params, streams, acc: Some(&acc), n_cols: k.n.max(1) };
@@ -50,14 +50,12 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
-        check_gather(k, input, output)?;
+    fn run_gather(&self, _: Checked, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
         gather::run(k, input, output);
         Ok(())
     }
 
-    fn bits(&self, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
-        check_bits(k, input, output)?;
+    fn run_bits(&self, _: Checked, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
         bits::run(k, input, output);
         Ok(())
     }

@@ -21,7 +21,7 @@ pub mod nvrtc;
 pub mod probe;
 
 use super::recording::stream_words;
-use super::{check_bits, check_gather, check_gemm, check_map, Backend};
+use super::{Backend, Checked};
 use crate::prg::Stream;
 use crate::{Error, Result};
 use cache::{CacheKey, KernelCache};
@@ -234,15 +234,16 @@ impl Backend for CudaBackend {
         "cuda"
     }
 
-    fn map(
+    fn run_map(
         &self,
+        checked: Checked,
         k: &MapKernel,
         inputs: &[&[u64]],
         params: &[u64],
         streams: &[Stream],
         outputs: &mut [&mut [u64]],
     ) -> Result<()> {
-        let n = check_map(k, inputs, params, streams, outputs)?;
+        let n = checked.elements();
         if n == 0 {
             return Ok(());
         }
@@ -250,15 +251,15 @@ impl Backend for CudaBackend {
         self.launch(&Kernel::Map(k.clone()), GemmPlan::Native64, ops)
     }
 
-    fn gemm(
+    fn run_gemm(
         &self,
+        _: Checked,
         k: &GemmKernel,
         inputs: &[&[u64]],
         params: &[u64],
         streams: &[Stream],
         outputs: &mut [&mut [u64]],
     ) -> Result<()> {
-        check_gemm(k, inputs, params, streams, outputs)?;
         if k.m * k.n == 0 {
             return Ok(());
         }
@@ -267,13 +268,11 @@ impl Backend for CudaBackend {
         self.launch(&Kernel::Gemm(k.clone()), GemmPlan::for_k(k.k()), ops)
     }
 
-    fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
-        check_gather(k, input, output)?;
+    fn run_gather(&self, _: Checked, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
         self.launch_unary(Kernel::Gather(k.clone()), input, output)
     }
 
-    fn bits(&self, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
-        check_bits(k, input, output)?;
+    fn run_bits(&self, _: Checked, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
         self.launch_unary(Kernel::Bits(k.clone()), input, output)
     }
 }

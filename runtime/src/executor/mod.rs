@@ -1,0 +1,466 @@
+//! Private inference of a [`cryptgpu_dsl::Graph`] over replicated shares.
+//!
+//! Three roles, each a party id (they may coincide): the **model owner** knows the parameters
+//! ([`cryptgpu_dsl::Params`], PyTorch state_dict names and layouts), the **data owner** knows a batch
+//! `[B, C, H, W]` (or `[B, …input]`), and the **receiver** alone learns the logits.
+//!
+//! A run has three phases:
+//! 1. [`Executor::share_model`]: the model owner flattens every tensor the layers need into one vector and shares
+//!    it in a single round; the parties slice it back into per-layer shares. Conv weights keep PyTorch's
+//!    `[out, in, kh, kw]`. Linear weights are shared in PyTorch's `[out, in]` layout and every party transposes
+//!    its pieces locally with [`Party::permute`] to the `[in, out]` right operand of [`Party::matmul`]. Batch norm
+//!    is turned by the owner, in f64, into a per-channel `scale = γ / √(var + ε)` and `shift = β − mean · scale`
+//!    from the running statistics (inference semantics). A batch norm right after a convolution (same node list,
+//!    so the convolution's output goes nowhere else) is **folded** into it — `W·scale`, `b·scale + shift` are
+//!    shared and the batch norm costs nothing — which is exact in real arithmetic and rounds once instead of
+//!    twice; any other batch norm shares `scale` and `shift` ([`Executor::with_batch_norm_folding`] turns
+//!    folding off).
+//! 2. [`Executor::forward`]: the data owner's batch is shared (one round) and every node of the graph runs in
+//!    order — Conv2d (+ bias fused into the GEMM), Linear (matmul, then the bias broadcast over the batch by a
+//!    gather and added locally), ReLU, AvgPool2d, MaxPool2d, global average pooling (sum pooling over `H × W`,
+//!    then [`Party::div_public`] by `H·W`), BatchNorm2d when not folded (a [`Party::mul`] by the broadcast scale and
+//!    an add of the broadcast shift, wherever the layer stands), Flatten (a free reshape), Dropout (the identity) and residual
+//!    blocks (`post(main(x) + shortcut(x))`, the add is local).
+//! 3. The logits are revealed to the receiver only ([`Party::reveal_fixed_to`]).
+//!
+//! Every step records its wall time and this party's communication ([`StepStats`]); [`Executor::infer`] runs
+//! all three parties in a [`Session`] and merges them into [`LayerStats`] (rounds: the maximum over parties;
+//! bytes: the sum).
+//!
+//! **Range safety** (before phase 1): a private run is only right while every ring value stays below 2^62 (exact
+//! truncation, comparisons) — see [`cryptgpu_dsl::range`]. The data owner checks its batch against the public
+//! input bound (NaN and infinities are refused); the model owner runs the range analysis with its weights and that
+//! bound at the session's `t` ([`RangeCheck`]: worst-case intervals by default, calibration on random inputs within
+//! the bound, or off) and refuses with [`Error::Range`] naming the layer, the bound it reaches and the largest safe
+//! `t`. It also refuses, with [`Error::FailureProbability`] naming the layers responsible, when the predicted
+//! failure probability of the run exceeds a threshold (10^-9 unless [`Executor::allow_truncation_failures`]):
+//! under probabilistic truncation every truncation counts; in the exact mode the divisions by a non-power of two
+//! (3×3 or 7×7 average pooling), which are probabilistic in every mode. What the checks reveal: with a declared
+//! bound ([`Executor::with_input_bound`]) nothing beyond the declaration; without one, the bound is the smallest
+//! power of two at least the batch's `max |x|` (`2^⌈log2 max|x|⌉`), and the model owner learns that power of two
+//! ([`Executor::infer`] computes it from the batch; [`Executor::infer_party`] has the data owner send it to the
+//! model owner in one extra setup round) — nothing else of the batch.
+//!
+//! Limits: convolution and pooling windows must use the same stride and the same padding on both axes (the
+//! protocols take one stride and one padding); a layer that does not is refused with an error naming it.
+
+use crate::party::Party;
+use crate::protocols::TruncationMode;
+use crate::share::Share;
+use crate::stats::PartyStats;
+use crate::{Error, PartyId, Result, Session};
+use cryptgpu_dsl::range::{self, InputBound, RangeReport};
+use cryptgpu_dsl::{Graph, Layer, Node, Params};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+mod checks;
+mod reference;
+
+use crate::model::{layers, merge, timed};
+pub use crate::model::{DslTensor, LayerStats, Roles, StepStats};
+pub use checks::{RangeCheck, DEFAULT_MAX_FAILURE};
+use std::borrow::Cow;
+
+/// One party's shares of a model's parameters, ready for [`Executor::forward`].
+#[derive(Debug, Clone)]
+pub struct SharedModel {
+    tensors: HashMap<String, Share>,
+}
+
+impl layers::ParamSource for SharedModel {
+    fn param(&self, key: &str) -> Result<Cow<'_, Share>> {
+        self.require(key).map(Cow::Borrowed)
+    }
+    fn has(&self, key: &str) -> bool {
+        self.tensors.contains_key(key)
+    }
+    /// Linear weights are stored transposed (`[in, out]`) at sharing time.
+    fn linear_operand(&self, _: &mut Party, key: &str) -> Result<Cow<'_, Share>> {
+        self.param(key)
+    }
+}
+
+impl SharedModel {
+    /// The share stored under `key` (`<layer>.weight`, `<layer>.bias`, `<bn>.scale`, `<bn>.shift`).
+    pub fn get(&self, key: &str) -> Option<&Share> {
+        self.tensors.get(key)
+    }
+
+    fn require(&self, key: &str) -> Result<&Share> {
+        self.tensors.get(key).ok_or_else(|| Error::Invalid(format!("shared model has no tensor `{key}`")))
+    }
+
+    /// Number of shared tensors.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// Whether no tensor is shared (a model without parameters).
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+}
+
+/// What one party gets from [`Executor::infer_party`].
+#[derive(Debug, Clone)]
+pub struct PartyInference {
+    /// The logits `[B, classes]`: `Some` on the receiver only.
+    pub logits: Option<DslTensor>,
+    /// Setup phases of this party: sharing the weights, sharing the input, revealing the logits.
+    pub setup: Vec<StepStats>,
+    /// Per-layer steps of this party, in execution order.
+    pub layers: Vec<StepStats>,
+}
+
+/// The result of [`Executor::infer`].
+#[derive(Debug, Clone)]
+pub struct Inference {
+    /// What each party learned: `Some(logits)` at the receiver's index, `None` elsewhere.
+    pub outputs: [Option<DslTensor>; 3],
+    /// Setup phases: sharing the weights, sharing the input, revealing the logits.
+    pub setup: Vec<LayerStats>,
+    /// Every layer (and residual add) in execution order.
+    pub layers: Vec<LayerStats>,
+    /// Wall time of the whole run.
+    pub wall: Duration,
+    /// Communication of the whole run.
+    pub total: PartyStats,
+}
+
+impl Inference {
+    /// The logits the receiver learned (`None` only if the receiver index is out of range).
+    pub fn logits(&self, receiver: PartyId) -> Option<&DslTensor> {
+        self.outputs.get(receiver).and_then(Option::as_ref)
+    }
+}
+
+/// Runs a model graph privately: see the [module documentation](self).
+#[derive(Debug, Clone)]
+pub struct Executor {
+    graph: Graph,
+    roles: Roles,
+    /// Conv2d name → the BatchNorm2d right after it (name, hyper-parameters), folded into its weights and bias.
+    folds: cryptgpu_dsl::fold::Folds,
+    /// Declared public bound |x| ≤ B on the input; `None`: the batch's max |x|.
+    input_bound: Option<f64>,
+    range_check: RangeCheck,
+    /// Largest allowed predicted failure probability per run under probabilistic truncation.
+    max_failure: f64,
+}
+
+fn runtime_tensor(t: &DslTensor) -> Result<crate::Tensor> {
+    crate::Tensor::new(t.shape(), t.data().to_vec())
+}
+
+fn dsl_err(graph: &Graph, e: cryptgpu_dsl::DslError) -> Error {
+    Error::Model { model: graph.name().to_string(), source: Box::new(e) }
+}
+
+/// One tensor the owner shares: the key the forward pass looks it up by and its shared shape.
+struct Slot {
+    key: String,
+    shape: Vec<usize>,
+    /// Transpose `[out, in]` → `[in, out]` after sharing (linear weights).
+    transpose: bool,
+}
+
+impl Executor {
+    /// An executor for `graph` with the given roles; errors when a role is not party 0, 1 or 2.
+    pub fn new(graph: Graph, roles: Roles) -> Result<Executor> {
+        for (what, id) in
+            [("model owner", roles.model_owner), ("data owner", roles.data_owner), ("receiver", roles.receiver)]
+        {
+            if id > 2 {
+                return Err(Error::Invalid(format!("{what} must be party 0, 1 or 2, found {id}")));
+            }
+        }
+        let folds = cryptgpu_dsl::fold::conv_bn_pairs(&graph);
+        Ok(Executor {
+            graph,
+            roles,
+            folds,
+            input_bound: None,
+            range_check: RangeCheck::Interval,
+            max_failure: DEFAULT_MAX_FAILURE,
+        })
+    }
+
+    /// Whether batch norms right after a convolution are folded into it (the default): the owner shares
+    /// `W·scale` and `b·scale + shift` instead of `W`, `b`, `scale`, `shift`, which saves the batch norm's product
+    /// (its rounds, bytes and rounding) and is exact in real arithmetic. `false` runs every batch norm as an
+    /// affine map on shares.
+    pub fn with_batch_norm_folding(mut self, fold: bool) -> Self {
+        self.folds = if fold { cryptgpu_dsl::fold::conv_bn_pairs(&self.graph) } else { HashMap::new() };
+        self
+    }
+
+    fn is_folded_bn(&self, name: &str) -> bool {
+        self.folds.values().any(|(bn, _)| bn == name)
+    }
+
+    /// The model graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The roles.
+    pub fn roles(&self) -> Roles {
+        self.roles
+    }
+
+    /// The tensors the owner shares, in a fixed order every party derives from the graph alone.
+    fn slots(&self) -> Vec<Slot> {
+        let mut v = Vec::new();
+        for info in self.graph.layers() {
+            let n = &info.name;
+            let slot =
+                |suffix: &str, shape: Vec<usize>, transpose| Slot { key: format!("{n}.{suffix}"), shape, transpose };
+            match &info.layer {
+                Layer::Conv2d(c) => {
+                    v.push(slot("weight", vec![c.out_channels, c.in_channels, c.kernel.0, c.kernel.1], false));
+                    if c.bias || self.folds.contains_key(n) {
+                        v.push(slot("bias", vec![c.out_channels], false));
+                    }
+                }
+                Layer::Linear(l) => {
+                    v.push(slot("weight", vec![l.out_features, l.in_features], true));
+                    if l.bias {
+                        v.push(slot("bias", vec![l.out_features], false));
+                    }
+                }
+                Layer::BatchNorm2d(_) if self.is_folded_bn(n) => {}
+                Layer::BatchNorm2d(b) => {
+                    v.push(slot("scale", vec![b.channels], false));
+                    v.push(slot("shift", vec![b.channels], false));
+                }
+                _ => {}
+            }
+        }
+        v
+    }
+
+    /// The owner's flat plaintext vector of every slot, batch norm folded into scale and shift.
+    fn flatten_params(&self, params: &Params) -> Result<Vec<f64>> {
+        params.check_present(&self.graph, "parameters").map_err(|e| dsl_err(&self.graph, e))?;
+        let get = |name: &str| params.require(name).map_err(|e| dsl_err(&self.graph, e));
+        let mut flat = Vec::new();
+        for info in self.graph.layers() {
+            let n = &info.name;
+            match &info.layer {
+                Layer::Conv2d(c) => {
+                    let (w, b) = cryptgpu_dsl::fold::conv_weights(params, n, c, self.folds.get(n))
+                        .map_err(|e| dsl_err(&self.graph, e))?;
+                    flat.extend(w);
+                    flat.extend(b.unwrap_or_default());
+                }
+                Layer::Linear(l) => {
+                    flat.extend_from_slice(get(&format!("{n}.weight"))?.data());
+                    if l.bias {
+                        flat.extend_from_slice(get(&format!("{n}.bias"))?.data());
+                    }
+                }
+                Layer::BatchNorm2d(_) if self.is_folded_bn(n) => {}
+                Layer::BatchNorm2d(b) => {
+                    let (scale, shift) =
+                        cryptgpu_dsl::fold::bn_affine(params, n, b.eps).map_err(|e| dsl_err(&self.graph, e))?;
+                    flat.extend_from_slice(&scale);
+                    flat.extend_from_slice(&shift);
+                }
+                _ => {}
+            }
+        }
+        Ok(flat)
+    }
+
+    /// Shares the model's parameters from the model owner (one round for all of them). The owner passes
+    /// `Some(params)` (every tensor the graph needs must be present with its PyTorch shape; extra tensors and
+    /// batch norm's `num_batches_tracked`, which inference never reads, may be present or not), every other party
+    /// `None`.
+    pub fn share_model(&self, p: &mut Party, params: Option<&Params>) -> Result<SharedModel> {
+        let owner = self.roles.model_owner;
+        let slots = self.slots();
+        let mut total = 0usize;
+        for s in &slots {
+            total = total.checked_add(crate::tensor::numel(&s.shape)?).ok_or_else(|| Error::Overflow {
+                what: format!("parameters of `{}`", s.key),
+                shape: s.shape.clone(),
+            })?;
+        }
+        let value = match (p.id() == owner, params) {
+            (true, Some(params)) => Some(crate::Tensor::new(&[total], self.flatten_params(params)?)?),
+            (true, None) => {
+                return Err(Error::Invalid(format!("party {owner} owns the model but supplied no parameters")))
+            }
+            (false, Some(_)) => {
+                return Err(Error::Invalid(format!(
+                    "party {} supplied parameters for a model owned by party {owner}",
+                    p.id()
+                )))
+            }
+            (false, None) => None,
+        };
+        let flat = p.share_fixed(owner, value.as_ref(), &[total])?;
+        let mut tensors = HashMap::with_capacity(slots.len());
+        let mut at = 0;
+        for slot in slots {
+            let len = crate::tensor::held_numel(&slot.shape);
+            let r = at..at + len;
+            at += len;
+            let share = flat.slice(r, &slot.shape)?;
+            let share = if slot.transpose { p.permute(&share, &[1, 0])? } else { share };
+            tensors.insert(slot.key, share);
+        }
+        Ok(SharedModel { tensors })
+    }
+
+    /// The batched input shape `[batch, …input]`.
+    fn batch_shape(&self, batch: usize) -> Vec<usize> {
+        let mut s = vec![batch];
+        s.extend_from_slice(self.graph.input_shape());
+        s
+    }
+
+    /// Shares the data owner's batch: the owner passes `Some(x)` of shape `[batch, …input]`, the others `None`.
+    pub fn share_input(&self, p: &mut Party, input: Option<&DslTensor>, batch: usize) -> Result<Share> {
+        let shape = self.batch_shape(batch);
+        if batch == 0 {
+            return Err(Error::Invalid("the batch must hold at least one sample".into()));
+        }
+        let value = match input {
+            Some(x) => {
+                self.check_batch(x, batch, p.fixed())?;
+                Some(runtime_tensor(x)?)
+            }
+            None => None,
+        };
+        p.share_fixed(self.roles.data_owner, value.as_ref(), &shape)
+    }
+
+    /// Runs every node of the graph on the shared batch `x`, recording one [`StepStats`] per layer (and residual
+    /// add) into `steps`; returns the shared output `[B, …output]`.
+    pub fn forward(&self, p: &mut Party, model: &SharedModel, x: Share, steps: &mut Vec<StepStats>) -> Result<Share> {
+        let expected = self.batch_shape(x.shape().first().copied().unwrap_or(0));
+        if x.shape() != expected.as_slice() {
+            return Err(Error::Shape {
+                op: format!("forward of model `{}`", self.graph.name()),
+                expected: format!("[B, {}]", join(self.graph.input_shape())),
+                found: format!("{:?}", x.shape()),
+            });
+        }
+        self.run_nodes(p, model, self.graph.nodes(), x, steps)
+    }
+
+    fn run_nodes(
+        &self,
+        p: &mut Party,
+        model: &SharedModel,
+        nodes: &[Node],
+        x: Share,
+        steps: &mut Vec<StepStats>,
+    ) -> Result<Share> {
+        let folded = |name: &str| self.is_folded_bn(name);
+        let mode = layers::Mode::Inference { folded_bn: &folded };
+        layers::forward_nodes(p, mode, model, nodes, x, steps).map(|(y, _)| y)
+    }
+
+    /// One party's whole private inference: share the weights (model owner passes `Some(params)`), share the
+    /// batch (data owner passes `Some(input)` of shape `[batch, …input]`), run every layer, reveal the logits to
+    /// the receiver. All three parties call this with the same `batch`. Before its first message the data owner
+    /// checks its batch and the model owner the model's range (see the [module documentation](self)); without a
+    /// declared input bound (and with a range check on), the data owner first sends the power of two above its
+    /// `max |x|` to the model owner.
+    pub fn infer_party(
+        &self,
+        p: &mut Party,
+        params: Option<&Params>,
+        input: Option<&DslTensor>,
+        batch: usize,
+    ) -> Result<PartyInference> {
+        if let Some(x) = input {
+            self.check_batch(x, batch, p.fixed())?; // before the weights' round: the owner's error comes first
+        }
+        let mut setup = Vec::new();
+        let bound = match (p.id() == self.roles.data_owner, input) {
+            (true, Some(x)) => Some(self.data_bound(x)?),
+            _ => self.input_bound,
+        };
+        let bound = match (self.input_bound, self.range_check) {
+            (None, RangeCheck::Interval | RangeCheck::Calibrated { .. })
+                if self.roles.data_owner != self.roles.model_owner =>
+            {
+                timed(p, &mut setup, "declare input bound", "Setup", |p| self.announce_bound(p, bound))?
+            }
+            _ => bound,
+        };
+        if p.id() == self.roles.model_owner {
+            if let (Some(params), Some(bound)) = (params, bound) {
+                params.check_present(&self.graph, "parameters").map_err(|e| dsl_err(&self.graph, e))?;
+                self.check_model(params, bound, p.fixed().frac_bits(), p.truncation(), batch)?;
+            }
+        }
+        self.run_party(p, params, input, batch, setup)
+    }
+
+    /// The phases after the owners' checks.
+    fn run_party(
+        &self,
+        p: &mut Party,
+        params: Option<&Params>,
+        input: Option<&DslTensor>,
+        batch: usize,
+        mut setup: Vec<StepStats>,
+    ) -> Result<PartyInference> {
+        let mut layers = Vec::new();
+        let model = timed(p, &mut setup, "share weights", "Setup", |p| self.share_model(p, params))?;
+        let x = timed(p, &mut setup, "share input", "Setup", |p| self.share_input(p, input, batch))?;
+        let y = self.forward(p, &model, x, &mut layers)?;
+        let revealed = timed(p, &mut setup, "reveal logits", "Setup", |p| p.reveal_fixed_to(&y, self.roles.receiver))?;
+        let logits = revealed
+            .map(|t| DslTensor::from_vec(t.shape(), t.data().to_vec()))
+            .transpose()
+            .map_err(|e| Error::Invalid(format!("logits of model `{}`: {e}", self.graph.name())))?;
+        Ok(PartyInference { logits, setup, layers })
+    }
+
+    /// Private inference of `input` `[B, …input]` with `params` on the three parties of `session`: checks the
+    /// parameters and the input shape up front (a missing or mis-shaped tensor is an error naming it), then the
+    /// data owner's input check and the model owner's range check (see the [module documentation](self)) — all
+    /// before [`Session::run`], so a refusal leaves the session usable — then runs every party and merges their
+    /// statistics.
+    pub fn infer(&self, session: &Session, params: &Params, input: &DslTensor) -> Result<Inference> {
+        params.check_present(&self.graph, "parameters").map_err(|e| dsl_err(&self.graph, e))?;
+        let batch = input.shape().first().copied().unwrap_or(0);
+        let expected = self.batch_shape(batch);
+        if input.shape() != expected.as_slice() || batch == 0 {
+            return Err(Error::Shape {
+                op: format!("input of model `{}`", self.graph.name()),
+                expected: format!("[B, {}] with B ≥ 1", join(self.graph.input_shape())),
+                found: format!("{:?}", input.shape()),
+            });
+        }
+        // The data owner's values (NaN, ±infinity, out of range) are refused before the run starts.
+        self.check_batch(input, batch, session.fixed())?;
+        let bound = self.data_bound(input)?;
+        self.check_model(params, bound, session.fixed().frac_bits(), session.truncation(), batch)?;
+        let start = Instant::now();
+        let before = session.stats();
+        let roles = self.roles;
+        let runs = session.run(|p| {
+            let params = (p.id() == roles.model_owner).then_some(params);
+            let input = (p.id() == roles.data_owner).then_some(input);
+            self.run_party(p, params, input, batch, Vec::new())
+        })?;
+        let wall = start.elapsed();
+        let after = session.stats();
+        let total = PartyStats(core::array::from_fn(|i| after.0[i] - before.0[i]));
+        let setup = merge(runs.iter().map(|r| r.setup.as_slice()))?;
+        let layers = merge(runs.iter().map(|r| r.layers.as_slice()))?;
+        let [a, b, c] = runs;
+        Ok(Inference { outputs: [a.logits, b.logits, c.logits], setup, layers, wall, total })
+    }
+}
+
+fn join(dims: &[usize]) -> String {
+    dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+}

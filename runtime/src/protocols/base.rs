@@ -1,0 +1,183 @@
+//! The base every protocol builds on: the rotating roles of the one-sender steps, public divisors as kernels apply
+//! them, zero-share pieces, and the epilogue that turns a party's local product into its part of a reshare
+//! (masked, and with division, R0's message). Nothing here sends a message; [`super::reshare`] runs the messages
+//! and the combine stages. Every other protocol file may import from here; this file imports no protocol file, so
+//! the protocol modules form no import cycle.
+
+use crate::party::{KeyWith, Party};
+use crate::prg::Purpose;
+use crate::{Error, Result};
+use cryptgpu_codegen::{MapBuilder, Reg};
+
+/// Largest supported public divisor.
+pub const MAX_DIVISOR: u64 = i64::MAX as u64;
+
+/// A public divisor, as the kernels apply it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Divisor {
+    /// `2^k` (arithmetic shift), `k < 63`.
+    Pow2(u32),
+    /// Any integer in `1..=MAX_DIVISOR` (signed floor division, a kernel parameter).
+    Int(u64),
+}
+
+impl Divisor {
+    /// The divisor for `d`, or an error when `d` is outside `1..=MAX_DIVISOR`.
+    pub fn new(d: u64) -> Result<Divisor> {
+        if d == 0 || d > MAX_DIVISOR {
+            return Err(Error::DivisorOutOfRange { divisor: d });
+        }
+        Ok(if d.is_power_of_two() { Divisor::Pow2(d.trailing_zeros()) } else { Divisor::Int(d) })
+    }
+
+    /// Emit `⌊x / d⌋` (signed) into a kernel.
+    pub(crate) fn emit(self, b: &mut MapBuilder, x: Reg) -> Reg {
+        match self {
+            Divisor::Pow2(k) => b.sar(x, k),
+            Divisor::Int(_) => {
+                let d = b.param(0);
+                b.floor_div(x, d)
+            }
+        }
+    }
+
+    /// Kernel parameters the emitted code reads.
+    pub(crate) fn params(self) -> Vec<u64> {
+        match self {
+            Divisor::Pow2(_) => vec![],
+            Divisor::Int(d) => vec![d],
+        }
+    }
+}
+
+/// Arithmetic (sums to 0 mod 2^64) or binary (XORs to 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroKind {
+    /// `F(k_i) − F(k_{i+1})`.
+    Arithmetic,
+    /// `F(k_i) ⊕ F(k_{i+1})`.
+    Binary,
+}
+
+/// Emit a zero-share piece from PRF stream slots `prev` (key `k_i`) and `next` (key `k_{i+1}`).
+pub(crate) fn emit_zero(b: &mut MapBuilder, kind: ZeroKind, prev: u16, next: u16) -> Reg {
+    let (p, n) = (b.prg(prev), b.prg(next));
+    match kind {
+        ZeroKind::Arithmetic => b.sub(p, n),
+        ZeroKind::Binary => b.xor(p, n),
+    }
+}
+
+/// R0's local step in a kernel: `B = c + 2^62`; outputs the message `⌊B/2^k⌋ + 1 − 2^(62−k) − s`, the mask `s`
+/// (PRF slot 2) and `a = msb(B)`.
+pub(crate) fn emit_r0_message(b: &mut MapBuilder, c: Reg, k: u32) {
+    let offset = b.constant(1 << 62);
+    let big_b = b.add(c, offset);
+    let q = b.op(cryptgpu_codegen::Op::Shr(big_b, k));
+    let adj = b.constant(1u64.wrapping_sub(1 << (62 - k)));
+    let q1 = b.add(q, adj);
+    let s = b.prg(2);
+    let msg = b.sub(q1, s);
+    let a = b.op(cryptgpu_codegen::Op::Shr(big_b, 63));
+    b.output(msg).output(s).output(a);
+}
+
+/// The role of `party` at `step` in a reshare with division: R0 is party `step mod 3`.
+pub(crate) fn role(party: usize, step: u64) -> usize {
+    (party + 3 - (step % 3) as usize) % 3
+}
+
+/// How a 3-out-of-3 sum becomes replicated shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reshare {
+    /// Exact ring value.
+    Plain,
+    /// Divide by a public integer (truncation when a power of two), probabilistic (one round).
+    Divide(Divisor),
+    /// Divide by `2^k` with no wrap failure for |z| < 2^62 (two rounds; see [`super::exact`]).
+    ExactTruncate(u32),
+}
+
+impl Party {
+    /// PRF streams of the local step's epilogue at `step` (see [`Party::reshare_epilogue`] for their use).
+    pub(crate) fn reshare_streams(&self, how: Reshare, step: u64) -> Vec<crate::prg::Stream> {
+        let zero = |k| self.stream(k, Purpose::ZeroShare, step);
+        let mask = |k| self.stream(k, Purpose::TruncMask, step);
+        match (how, role(self.id(), step)) {
+            (Reshare::Plain, _) if self.mutated(crate::mutation::Mutation::ZeroShareDropped) => vec![],
+            (Reshare::Plain, _) => vec![zero(KeyWith::Prev), zero(KeyWith::Next)],
+            (_, 0) => vec![zero(KeyWith::Prev), zero(KeyWith::Next), mask(KeyWith::Next)],
+            (_, 1) => vec![zero(KeyWith::Prev), mask(KeyWith::Prev)],
+            (_, _) => vec![zero(KeyWith::Next)],
+        }
+    }
+
+    /// Parameters of the local step's epilogue.
+    pub(crate) fn reshare_params(how: Reshare) -> Vec<u64> {
+        match how {
+            Reshare::Divide(d) => d.params(),
+            Reshare::Plain | Reshare::ExactTruncate(_) => vec![],
+        }
+    }
+
+    /// Append this party's local reshare step to a kernel whose local product is `value`: mask it, then (with
+    /// division) form R0's message. Marks the outputs that [`Party::finish_reshare`] expects.
+    ///
+    /// Masks: the plain reshare adds the zero share `α_i = F(k_i) − F(k_{i+1})`. With division only `c_1` (sent to
+    /// R2) and `c_2` (sent to R1) leave their party, so only they need masks R1 and R2 cannot remove:
+    /// R1 adds `F(k_{R1})` (shared with R0), R2 subtracts `F(k_{R0})` (shared with R0), and R0 adds
+    /// `F(k_{R0}) − F(k_{R1})`, which also makes `B` uniform. (The full zero share's `F(k_{R2})` terms, known to both
+    /// R1 and R2, would cancel inside `A = c_1 + c_2` and mask nothing.)
+    pub(crate) fn reshare_epilogue(&self, b: &mut MapBuilder, value: Reg, how: Reshare, step: u64) {
+        let role = role(self.id(), step);
+        let c = match (how, role) {
+            (Reshare::Plain, _) if self.mutated(crate::mutation::Mutation::ZeroShareDropped) => value,
+            (Reshare::Plain, _) | (_, 0) => {
+                let alpha = emit_zero(b, ZeroKind::Arithmetic, 0, 1);
+                b.add(value, alpha)
+            }
+            (_, 1) => {
+                let z = b.prg(0);
+                b.add(value, z)
+            }
+            (_, _) => {
+                let z = b.prg(0);
+                b.sub(value, z)
+            }
+        };
+        match (how, role) {
+            (Reshare::Plain, _) | (_, 2) => {
+                b.output(c);
+            }
+            (Reshare::ExactTruncate(k), 0) => {
+                // B = c + 2^62 (so 0 ≤ B + A < 2^63 as the true sum); message ⌊B/2^k⌋ + 1 − 2^(62−k) − s; a = msb(B).
+                emit_r0_message(b, c, k);
+            }
+            (Reshare::Divide(d), 0) => {
+                let q = d.emit(b, c);
+                let one = b.constant(1);
+                let q1 = b.add(q, one);
+                let s = b.prg(2);
+                let msg = b.sub(q1, s);
+                b.output(msg).output(s);
+            }
+            (_, _) => {
+                let s = b.prg(1);
+                b.output(c).output(s);
+            }
+        }
+    }
+}
+
+/// The buffers of a kernel launch or a round that yields exactly `N` of them (an internal error otherwise, never
+/// a panic).
+pub(crate) fn buffers<const N: usize>(v: Vec<Vec<u64>>) -> Result<[Vec<u64>; N]> {
+    let found = v.len();
+    v.try_into().map_err(|_| Error::Invalid(format!("internal: {found} buffers where {N} were expected")))
+}
+
+/// The single buffer of a kernel launch or a round that yields exactly one.
+pub(crate) fn single(v: Vec<Vec<u64>>) -> Result<Vec<u64>> {
+    let [x] = buffers(v)?;
+    Ok(x)
+}
