@@ -228,6 +228,13 @@ fn three_processes_train_exactly_as_the_in_process_trainer() {
 /// must fail within the timeout naming it. Then `--resume` must continue after step `resumed_after` (when known: 0
 /// for a fresh start) and end with `want`. Returns the run's directory.
 fn kill_and_resume(name: &str, victim: usize, fault: Fault, resumed_after: Option<usize>, want: &Params) -> PathBuf {
+    let (dir, config) = kill(name, victim, fault);
+    resume(name, &dir, &config, resumed_after, want);
+    dir
+}
+
+/// The first half of [`kill_and_resume`]: returns the run's directory and config.
+fn kill(name: &str, victim: usize, fault: Fault) -> (PathBuf, PathBuf) {
     let dir = temp_dir(name);
     let timeout = 5.0;
     let head = format!("timeout_s = {timeout}\ninsecure_test_seed = {SEED}");
@@ -262,15 +269,19 @@ fn kill_and_resume(name: &str, victim: usize, fault: Fault, resumed_after: Optio
         std::thread::sleep(Duration::from_millis(5));
     }
     let died = exited[victim].unwrap();
-    for (id, c) in children {
-        let out = c.wait_with_output().unwrap();
+    let mut outs: Vec<(usize, Output)> =
+        children.into_iter().map(|(id, c)| (id, c.wait_with_output().unwrap())).collect();
+    outs.sort_by_key(|(id, _)| *id);
+    // A kill that came once the victim's program had returned (its exit status is success) stopped nothing.
+    finished_before_kill |= outs[victim].1.status.success();
+    for (id, out) in outs {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if id == victim {
             assert!(finished_before_kill || !out.status.success(), "{name}: the victim {id} was stopped: {stderr}");
             continue;
         }
-        if finished_before_kill {
-            continue; // the kill came after the whole run: nothing to detect
+        if finished_before_kill || (out.status.success() && exited[id].unwrap() < died) {
+            continue; // the whole run, or this party's part of it, was over before the kill: nothing to detect
         }
         assert!(!out.status.success(), "{name}: party {id} must fail when party {victim} dies: {stderr}");
         assert!(
@@ -285,7 +296,12 @@ fn kill_and_resume(name: &str, victim: usize, fault: Fault, resumed_after: Optio
             stderr.trim().lines().last().unwrap_or("")
         );
     }
-    let outs = run_all(&config, &["--resume"]);
+    (dir, config)
+}
+
+/// The second half of [`kill_and_resume`].
+fn resume(name: &str, dir: &Path, config: &Path, resumed_after: Option<usize>, want: &Params) {
+    let outs = run_all(config, &["--resume"]);
     assert_all_succeeded(&outs);
     let summary = String::from_utf8_lossy(&outs[ROLES.model_owner].stdout).to_string();
     match resumed_after {
@@ -293,8 +309,7 @@ fn kill_and_resume(name: &str, victim: usize, fault: Fault, resumed_after: Optio
         Some(k) => assert!(summary.contains(&format!("resumed after step {k};")), "{name}: from step {k}: {summary}"),
         None => {}
     }
-    assert_trained_weights(&dir, want, name);
-    dir
+    assert_trained_weights(dir, want, name);
 }
 
 #[derive(Clone, Copy)]
@@ -305,31 +320,30 @@ enum Fault {
     Kill(Duration),
 }
 
-// The victim is party 2 in these tests: a survivor's abort frame must reach the other survivor, and the TLS
-// transport's pump (runtime/src/transport/tls.rs, being reworked in parallel) still returns at the first peer it
-// cannot write to, in id order, so a survivor with a lower-id dead peer may close without telling the higher-id one
-// (which then names the survivor). With that fixed, victims 0 and 1 belong here too.
-const VICTIM: usize = 2;
-
 #[test]
 fn a_party_killed_during_key_agreement_is_named_and_resume_starts_afresh_with_the_uninterrupted_model() {
-    let dir = kill_and_resume("deploy-kill-keys", VICTIM, Fault::Flag("keys"), Some(0), &in_process_training());
+    let dir = kill_and_resume("deploy-kill-keys", 2, Fault::Flag("keys"), Some(0), &in_process_training());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_party_killed_mid_step_is_named_and_resume_ends_with_the_uninterrupted_model() {
-    let dir = kill_and_resume("deploy-kill-step", VICTIM, Fault::Flag("step:2"), Some(1), &in_process_training());
+    let dir = kill_and_resume("deploy-kill-step", 0, Fault::Flag("step:2"), Some(1), &in_process_training());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_party_killed_before_its_checkpoint_is_named_and_resume_agrees_on_the_step_all_hold() {
-    // The victim dies after step 2 without its checkpoint of it: the others hold steps 1 and 2, it holds step 1 —
-    // the two newest kept let the three agree on step 1; the others set their step 2 aside (the interrupted run's).
-    let want = in_process_training();
-    let dir = kill_and_resume("deploy-kill-ckpt", VICTIM, Fault::Flag("before-checkpoint:2"), Some(1), &want);
-    for id in (0..3).filter(|&id| id != VICTIM) {
+    // The model owner dies after step 2 without its checkpoint of it: it holds step 1, the others hold steps 1 and 2
+    // (unless its last messages of step 2 were lost with it) — the two newest kept let the three agree on step 1,
+    // and the others set their step-2 checkpoints aside (the interrupted run's).
+    let (victim, name) = (1, "deploy-kill-ckpt");
+    let (dir, config) = kill(name, victim, Fault::Flag("before-checkpoint:2"));
+    let step2 = |id: usize| dir.join(format!("ckpt/party{id}-step{:010}.ckpt", 2));
+    assert!(!step2(victim).exists(), "the victim wrote no checkpoint of step 2");
+    let held: Vec<usize> = (0..3).filter(|&id| step2(id).exists()).collect();
+    resume(name, &dir, &config, Some(1), &in_process_training());
+    for id in held {
         let stale = dir.join(format!("ckpt/party{id}-step{:010}.ckpt.stale", 2));
         assert!(stale.exists(), "party {id}'s step-2 checkpoint of the interrupted run is set aside");
     }
@@ -363,10 +377,10 @@ fn a_party_that_fails_mid_run_stops_the_others_at_once_and_is_named() {
 #[test]
 fn a_party_killed_at_a_random_moment_is_named_and_resume_ends_with_the_uninterrupted_model() {
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    let delay = Duration::from_millis(300 + seed % 2500);
-    eprintln!("random kill: seed {seed}: party {VICTIM} killed after {delay:?}");
+    let (victim, delay) = ((seed % 3) as usize, Duration::from_millis(300 + seed / 3 % 1700));
+    eprintln!("random kill: seed {seed}: party {victim} killed after {delay:?}");
     let want = in_process_training();
-    let dir = kill_and_resume("deploy-kill-random", VICTIM, Fault::Kill(delay), None, &want);
+    let dir = kill_and_resume("deploy-kill-random", victim, Fault::Kill(delay), None, &want);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
