@@ -21,6 +21,7 @@ pub use cryptgpu_runtime::{
     Config, Conv2dParams, Error, Party, PartyStats, Result, RingTensor, Session, Share, Stats, Tensor,
 };
 
+pub mod bench_tables;
 pub mod data;
 pub mod deployment;
 pub mod deployment_bench;

@@ -1,0 +1,269 @@
+//! The benchmark tables of `BENCHMARKS.md` (`cryptgpu bench`): ring GEMM vs f32 GEMM, the secure matmul and
+//! convolution against their local work, the non-linear protocols against plaintext, their communication per
+//! element measured and declared, and the cost model's predictions beside the measured times.
+
+use crate::runtime::backend::cpu::gemm::{block_gemm, ring_gemm, Kernel};
+use crate::runtime::protocols::{cost, TruncationMode};
+use crate::{workloads, Config, Conv2dParams, Session};
+use std::time::{Duration, Instant};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time_ring_gemm(n: usize, reps: usize) -> Duration {
+    let a: Vec<u64> = (0..n * n).map(|i| (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+    let b: Vec<u64> = (0..n * n).map(|i| (i as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)).collect();
+    let mut c = vec![0u64; n * n];
+    median(
+        (0..reps)
+            .map(|_| {
+                let s = Instant::now();
+                ring_gemm(n, n, n, &a, &b, &mut c);
+                s.elapsed()
+            })
+            .collect(),
+    )
+}
+
+/// The local work of a secure n³ matmul: each party's GEMM over the doubled inner dimension, three parties.
+fn time_party_gemms(n: usize) -> Duration {
+    let a: Vec<u64> = (0..2 * n * n).map(|i| (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+    let b: Vec<u64> = (0..2 * n * n).map(|i| (i as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)).collect();
+    let (a0, a1) = a.split_at(n * n);
+    let (b0, b1) = b.split_at(n * n);
+    let s = Instant::now();
+    std::thread::scope(|sc| {
+        for _ in 0..3 {
+            sc.spawn(|| std::hint::black_box(block_gemm(n, n, &[a0, a1], &[b0, b1])));
+        }
+    });
+    s.elapsed()
+}
+
+/// Print every table of the benchmark (`cryptgpu bench`): `reps` repetitions per measurement, square GEMMs up to
+/// `max_size`.
+pub fn run(reps: usize, max_size: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("Ring GEMM kernel: {:?} (cap it with RING_GEMM_KERNEL=scalar|avx2|avx512)\n", Kernel::selected());
+    println!("## Ring GEMM (u64, wrapping) vs f32 GEMM (matrixmultiply, threaded), median of {reps}\n");
+    println!("| size | ring GEMM ms | f32 GEMM ms | ratio |\n|---|---|---|---|");
+    let mut sizes = vec![256, 512, 1024];
+    sizes.retain(|&s| s <= max_size);
+    for &n in &sizes {
+        let ring = time_ring_gemm(n, reps);
+        let f32t = median((0..reps).map(|_| workloads::time_f32_gemm(n, n, n)).collect());
+        println!("| {n}³ | {:.1} | {:.1} | {:.2}× |", ms(ring), ms(f32t), ring.as_secs_f64() / f32t.as_secs_f64());
+    }
+
+    let n = *sizes.last().unwrap_or(&256);
+    println!("\n## Secure matmul {n}³ (three in-process parties on this machine's cores) vs one local ring GEMM\n");
+    let local = time_ring_gemm(n, reps);
+    let floor = median((0..reps).map(|_| time_party_gemms(n)).collect());
+    println!("The local work alone (each party's GEMM over the doubled inner dimension, 3 × {n}×{}×{n}): {:.0} ms = {:.2}× one local GEMM ({:.0} ms).\n", 2 * n, ms(floor), floor.as_secs_f64() / local.as_secs_f64(), ms(local));
+    println!("| truncation | secure ms | ratio to one local GEMM | target | max abs err | trunc. failures | rounds | bytes per party, measured (sorted) | declared |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut rng = rand::thread_rng();
+    for (mode, declared) in [(TruncationMode::Exact, cost::MUL_EXACT), (TruncationMode::Probabilistic, cost::MUL)] {
+        let session = Session::new(Config { truncation: mode, ..Config::default() })?;
+        let mut secure = Vec::new();
+        let mut last = None;
+        for _ in 0..reps.clamp(1, 3) {
+            let r = workloads::matmul(&session, n, n, n, &mut rng)?;
+            secure.push(r.secure);
+            last = Some(r);
+        }
+        let r = last.expect("at least one run");
+        let secure = median(secure);
+        let mut measured = r.stats.bytes();
+        measured.sort_unstable_by(|a, b| b.cmp(a));
+        println!(
+            "| {mode:?} | {:.0} | {:.2}× | ≤ 7× | {:.1e} | {} of {} | {} | {:?} | {:?} |",
+            ms(secure),
+            secure.as_secs_f64() / local.as_secs_f64(),
+            r.max_abs_err,
+            r.failures,
+            r.outputs,
+            r.stats.rounds(),
+            measured,
+            declared.bytes_for(n * n)
+        );
+    }
+
+    println!("\n## Secure conv2d 64→64, 3×3, padding 1, 32×32, batch 8 vs plaintext f32 (im2col + sgemm)\n");
+    let session = Session::new(Config::default())?;
+    let p = Conv2dParams { stride: 1, padding: 1 };
+    let mut runs = Vec::new();
+    for _ in 0..reps.clamp(1, 3) {
+        runs.push(workloads::conv2d(&session, 8, 64, 32, 64, 3, p, &mut rng)?);
+    }
+    runs.sort_by_key(|r| r.secure);
+    let r = &runs[runs.len() / 2];
+    println!(
+        "| secure ms | plaintext ms | ratio | max abs err | trunc. failures | rounds | MB total measured | declared |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {:.0} | {:.1} | {:.1}× | {:.1e} | {} of {} | {} | {:.2} | {:.2} |",
+        ms(r.secure),
+        ms(r.plaintext),
+        r.slowdown(),
+        r.max_abs_err,
+        r.failures,
+        r.outputs,
+        r.stats.rounds(),
+        r.stats.total_bytes() as f64 / 1e6,
+        cost::MUL_EXACT.bytes_for(r.outputs).iter().sum::<u64>() as f64 / 1e6
+    );
+
+    nonlinear(reps)?;
+    nonlinear_costs()?;
+    predictions(n, reps)
+}
+
+/// The non-linear section: secure ReLU and max pooling vs plaintext f32 in the same run, with rounds and bytes per
+/// element per party measured beside the declared costs (both protocols are exact: outputs are compared in the ring).
+fn nonlinear(reps: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let per = |b: [f64; 3]| format!("{:.2}/{:.2}/{:.2}", b[0], b[1], b[2]);
+    println!("\n## Non-linear: secure vs plaintext f32 (median of {} runs)\n", reps.clamp(1, 3));
+    println!("| workload | secure ms | plaintext ms | ratio | wrong outputs | rounds measured | declared | bytes/elt/party measured | declared |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let session = Session::new(Config::default())?;
+    let mut rng = rand::thread_rng();
+    type Run<'a> = Box<dyn Fn(&mut rand::rngs::ThreadRng) -> crate::Result<workloads::NonlinearReport> + 'a>;
+    let rows: Vec<(&str, Run)> = vec![
+        ("ReLU, 2^20 elements", Box::new(|rng| workloads::relu(&session, 1 << 20, rng))),
+        (
+            "MaxPool 2×2 stride 2, [8, 64, 32, 32] (bytes per input element)",
+            Box::new(|rng| workloads::max_pool(&session, [8, 64, 32, 32], 2, 2, rng)),
+        ),
+    ];
+    for (name, run) in &rows {
+        let mut runs = (0..reps.clamp(1, 3)).map(|_| run(&mut rng)).collect::<Result<Vec<_>, _>>()?;
+        runs.sort_by_key(|r| r.secure);
+        let r = &runs[runs.len() / 2];
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.0}× | {} of {} | {} | {} | {} | {} |",
+            ms(r.secure),
+            ms(r.plaintext),
+            r.slowdown(),
+            r.mismatches,
+            r.outputs,
+            r.stats.rounds(),
+            r.declared_rounds,
+            per(r.bytes_per_elt()),
+            per(r.declared_per_elt())
+        );
+    }
+    Ok(())
+}
+
+/// Rounds and bytes per element per party of DReLU and softmax over 10 classes, measured vs declared.
+fn nonlinear_costs() -> Result<(), Box<dyn std::error::Error>> {
+    use crate::runtime::protocols::SignBits;
+    println!("\n## Non-linear: communication per element, measured vs declared (exact truncation)\n");
+    println!("| protocol | elements | rounds measured | declared | bytes/elt/party measured | declared |");
+    println!("|---|---|---|---|---|---|");
+    let mut rng = rand::thread_rng();
+    let per = |b: [u64; 3], n: usize| {
+        format!("{:.2}/{:.2}/{:.2}", b[0] as f64 / n as f64, b[1] as f64 / n as f64, b[2] as f64 / n as f64)
+    };
+    let measure = |x: &crate::Tensor,
+                   op: &(dyn Fn(&mut crate::Party, &crate::Share) -> crate::Result<()> + Sync)|
+     -> crate::Result<[crate::Stats; 3]> {
+        Session::new(Config::default())?.run(|p| {
+            let xs = p.share_fixed(0, (p.id() == 0).then_some(x), x.shape())?;
+            let before = p.total_stats();
+            op(p, &xs)?;
+            Ok(p.total_stats() - before)
+        })
+    };
+    let n = 1 << 16;
+    let x = workloads::random_tensor(&[n], 1.0, &mut rng)?;
+    let st = measure(&x, &|p, xs| p.drelu(xs).map(|_| ()))?;
+    let mut b = st.map(|s| s.bytes_sent);
+    b.sort_unstable_by(|x, y| y.cmp(x));
+    let bits = SignBits::default();
+    println!(
+        "| DReLU (64-bit range) | {n} | {} | {} | {} | {} |",
+        st[0].rounds,
+        cost::sign_rounds(bits),
+        per(b, n),
+        per(cost::drelu_bytes(n, bits), n)
+    );
+    let (rows, m) = (1024, 10);
+    let x = workloads::random_tensor(&[rows, m], 4.0, &mut rng)?;
+    let st = measure(&x, &|p, xs| p.softmax(xs).map(|_| ()))?;
+    let mut b = st.map(|s| s.bytes_sent);
+    b.sort_unstable_by(|x, y| y.cmp(x));
+    let declared = cost::softmax_total_bytes(rows, m, 8, 20, TruncationMode::Exact);
+    println!(
+        "| softmax over {m} classes | {} | {} | {} | {} (total {:.2}) | total {:.2} |",
+        rows * m,
+        st[0].rounds,
+        cost::softmax_rounds(m, 8, TruncationMode::Exact),
+        per(b, rows * m),
+        b.iter().sum::<u64>() as f64 / (rows * m) as f64,
+        declared as f64 / (rows * m) as f64
+    );
+    Ok(())
+}
+
+/// The cost model's H100 prediction beside the CPU measurement, for each workload.
+fn predictions(n: usize, reps: usize) -> Result<(), Box<dyn std::error::Error>> {
+    use crate::codegen::cost::{Link, H100_SXM};
+    use crate::runtime::predict::predict;
+    let measured = workloads::measure_loopback_link()?;
+    println!("\n## Cost model: predicted time on one {} per party vs measured on this CPU\n", H100_SXM.name);
+    println!(
+        "Links: LAN = {:.2} GB/s, {:.2} ms latency (assumed); loopback TCP here = {:.2} GB/s, {:.3} ms latency (measured).\n",
+        Link::LAN_10G.bandwidth / 1e9,
+        Link::LAN_10G.latency * 1e3,
+        measured.bandwidth / 1e9,
+        measured.latency * 1e3
+    );
+    println!("| workload | CPU measured ms | H100 kernels ms | + LAN comm ms | = total ms | + loopback comm ms | = total ms |");
+    println!("|---|---|---|---|---|---|---|");
+    type Workload = Box<dyn Fn(&Session) -> crate::Result<(Duration, crate::PartyStats)>>;
+    let p = Conv2dParams { stride: 1, padding: 1 };
+    let workloads: Vec<(String, Workload)> = vec![
+        (
+            format!("matmul {n}³"),
+            Box::new(move |s| workloads::matmul(s, n, n, n, &mut rand::thread_rng()).map(|r| (r.secure, r.stats))),
+        ),
+        (
+            "conv2d 64→64 3×3 32×32 ×8".into(),
+            Box::new(move |s| {
+                workloads::conv2d(s, 8, 64, 32, 64, 3, p, &mut rand::thread_rng()).map(|r| (r.secure, r.stats))
+            }),
+        ),
+        ("LeNet linear layers, batch 1".into(), Box::new(|s| workloads::lenet_linear(s, 1, &mut rand::thread_rng()))),
+        (
+            "LeNet linear layers, batch 128".into(),
+            Box::new(|s| workloads::lenet_linear(s, 128, &mut rand::thread_rng())),
+        ),
+    ];
+    let session = Session::new(Config::default())?;
+    let mut rows = Vec::new();
+    for (name, run) in &workloads {
+        let cpu = median((0..reps.clamp(1, 3)).map(|_| run(&session).map(|r| r.0)).collect::<Result<_, _>>()?);
+        let (stats, launches, _) = workloads::recorded(Config::default(), |s| run(s).map(|r| r.1))?;
+        rows.push((name.clone(), cpu, launches, stats));
+    }
+    for (name, cpu, launches, stats) in rows {
+        let lan = predict(&launches, &stats, &H100_SXM, &Link::LAN_10G);
+        let local = predict(&launches, &stats, &H100_SXM, &measured);
+        println!(
+            "| {name} | {:.1} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            cpu.as_secs_f64() * 1e3,
+            lan.compute_seconds * 1e3,
+            lan.comm_seconds * 1e3,
+            lan.total_seconds() * 1e3,
+            local.comm_seconds * 1e3,
+            local.total_seconds() * 1e3
+        );
+    }
+    Ok(())
+}
