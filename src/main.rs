@@ -110,8 +110,8 @@ enum Command {
     /// precision t, and the predicted failure probability per inference in either truncation mode.
     Precision {
         /// Which model (random Kaiming weights unless --weights).
-        #[arg(long, value_enum, default_value_t = PrecisionModel::Lenet)]
-        model: PrecisionModel,
+        #[arg(long, value_enum, default_value_t = cryptgpu::deployment::ModelName::Lenet)]
+        model: cryptgpu::deployment::ModelName,
         /// Weights (safetensors with PyTorch names).
         #[arg(long)]
         weights: Option<std::path::PathBuf>,
@@ -382,28 +382,9 @@ fn accuracy(model: AccModel, batch: usize, frac_bits: Vec<u32>) -> Result<(), Bo
     Ok(())
 }
 
-/// Models `cryptgpu precision` knows (CryptGPU's average-pooling variants, ResNets with the average-pool stem).
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum PrecisionModel {
-    /// LeNet (MNIST).
-    Lenet,
-    /// AlexNet, CIFAR-10 variant.
-    Alexnet,
-    /// VGG-16, CIFAR-10 variant.
-    Vgg16,
-    /// ResNet-18, ImageNet 224×224.
-    Resnet18,
-    /// ResNet-50.
-    Resnet50,
-    /// ResNet-101.
-    Resnet101,
-    /// ResNet-152.
-    Resnet152,
-}
-
 #[allow(clippy::too_many_arguments)]
 fn precision(
-    model: PrecisionModel,
+    model: cryptgpu::deployment::ModelName,
     weights: Option<std::path::PathBuf>,
     input_bound: Option<f64>,
     calibrate: Option<usize>,
@@ -412,24 +393,16 @@ fn precision(
     data: std::path::PathBuf,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use cryptgpu::dsl::range::InputBound;
-    use cryptgpu::dsl::{models, weights as wio, Params, Tensor as DslTensor};
+    use cryptgpu::dsl::{weights as wio, Params, Tensor as DslTensor};
     use rand::SeedableRng;
     cryptgpu::dsl::range::check_margin(margin)?; // before any work or output
-    let graph = match model {
-        PrecisionModel::Lenet => models::lenet(models::Pooling::Avg)?,
-        PrecisionModel::Alexnet => models::alexnet_cifar10(models::Pooling::Avg)?,
-        PrecisionModel::Vgg16 => models::vgg16_cifar10(models::Pooling::Avg)?,
-        PrecisionModel::Resnet18 => models::resnet18(models::Stem::AvgPool)?,
-        PrecisionModel::Resnet50 => models::resnet50(models::Stem::AvgPool)?,
-        PrecisionModel::Resnet101 => models::resnet101(models::Stem::AvgPool)?,
-        PrecisionModel::Resnet152 => models::resnet152(models::Stem::AvgPool)?,
-    };
+    let graph = model.graph()?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(2021);
     let params = match &weights {
         Some(path) => wio::load(&graph, path)?,
         None => Params::kaiming(&graph, &mut rng),
     };
-    let lenet = matches!(model, PrecisionModel::Lenet);
+    let lenet = matches!(model, cryptgpu::deployment::ModelName::Lenet);
     let bound = match input_bound {
         Some(b) => InputBound::Uniform(b),
         None if lenet => InputBound::PerChannel(vec![(0.0, 1.0)]),

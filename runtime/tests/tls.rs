@@ -245,19 +245,7 @@ fn run_raw(
     program: impl Fn(usize, TlsTransport) -> cryptgpu_runtime::Result<()> + Sync,
 ) -> [cryptgpu_runtime::Result<()>; 3] {
     let (listeners, ids, peers) = setup(timeout);
-    let transports = connect_all(listeners, &ids, &peers).map(|t| t.unwrap());
-    let mut out: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = transports
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let program = &program;
-                s.spawn(move || program(i, t))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    core::array::from_fn(|_| out.remove(0))
+    run_with(peers, listeners, ids, program)
 }
 
 /// Party 2 is the hub: parties 0 and 1 send to it and wait for its answer, `rounds` times.

@@ -77,7 +77,7 @@ pub struct RolesEntry {
 }
 
 /// A model the CLI ships (the variants of `cryptgpu precision --model`: the CryptGPU paper's average pooling).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelName {
     /// LeNet, MNIST shape `[1, 28, 28]`, average pooling.
