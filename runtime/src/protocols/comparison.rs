@@ -1,7 +1,7 @@
 //! Comparisons of two shares, or of a share with a public fixed-point tensor or scalar, as one shared bit per
 //! element.
 //!
-//! Every comparison is one [DReLU](super::compare) of a difference, computed locally:
+//! Every comparison is one [DReLU](super::sign) of a difference, computed locally:
 //! `x ≥ y ⇔ DReLU(x − y)`, `x ≤ y ⇔ DReLU(y − x)`, `x < y ⇔ ¬DReLU(x − y)`, `x > y ⇔ ¬DReLU(y − x)`
 //! (DReLU(0) = 1, so equality lands on the `≥`/`≤` side and the strict comparisons are exact complements).
 //! The result is a one-plane [`BinShare`] (`1` = true), ready for [`Party::mul_bit`], [`Party::and`] or

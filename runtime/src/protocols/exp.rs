@@ -1,6 +1,6 @@
 //! The exponential `e^x` of a share by the limit approximation `(1 + x/2^n)^(2^n)`, clipped by comparisons.
 //!
-//! **Protocol.** `u = x/2^n` (one public truncation); ONE batched [ReLU](super::compare) over `[1 + u, u − u_max]`
+//! **Protocol.** `u = x/2^n` (one public truncation); ONE batched [ReLU](super::sign) over `[1 + u, u − u_max]`
 //! (`u_max = max_input/2^n`) gives the clipped base `b = ReLU(1 + u) − ReLU(u − u_max)`; then `n` squarings. The
 //! base is clipped on both sides: for `x ≤ −2^n` it is 0 (so the result is 0 rather than a huge even power of a
 //! negative base, CrypTen's silent failure), and for `x > max_input` it saturates at `1 + u_max`, so the result is
@@ -21,7 +21,7 @@
 //! **Cost**: [`cost::exp_rounds`](super::cost::exp_rounds) — one truncation, one ReLU (10 rounds), `n` products:
 //! 19 rounds in the probabilistic mode, 28 in the exact mode, for `n = 8`.
 
-use super::normalize::{row, stack};
+use super::local::{row, stack};
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, Result};

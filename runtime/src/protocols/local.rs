@@ -15,7 +15,69 @@ pub(crate) fn same_shape(op: &str, a: &[usize], b: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// Shares of equal size stacked along a new first axis (pieces back to back): the operand of one batched call.
+pub(crate) fn stack(parts: &[&Share]) -> Result<Share> {
+    let n = parts.first().map_or(0, |s| s.len());
+    Share::concat(parts, &[parts.len(), n])
+}
+
+/// Row `i` of a share stacked by [`stack`], with `shape`.
+pub(crate) fn row(s: &Share, i: usize, shape: &[usize]) -> Result<Share> {
+    let n = crate::tensor::numel(shape)?;
+    s.slice(i * n..(i + 1) * n, shape)
+}
+
 impl Party {
+    /// A public ring tensor as a share (piece `x_0` holds it).
+    pub(crate) fn public_share(&mut self, c: &RingTensor) -> Result<Share> {
+        let zero = Share::from_pieces(c.shape(), vec![0; c.len()], vec![0; c.len()]);
+        self.add_public(&zero, c)
+    }
+
+    /// The public real `v` in every element of `shape`, as a fixed-point share.
+    pub(crate) fn public_fixed(&mut self, v: f64, shape: &[usize]) -> Result<Share> {
+        let n = crate::tensor::numel(shape)?;
+        let enc = self.fixed().encode(v)?;
+        self.public_share(&RingTensor::new(shape, vec![enc; n])?)
+    }
+
+    /// `x + v` for a public real scalar `v`.
+    pub(crate) fn add_scalar(&mut self, x: &Share, v: f64) -> Result<Share> {
+        let enc = self.fixed().encode(v)?;
+        self.add_public(x, &RingTensor::new(x.shape(), vec![enc; x.len()])?)
+    }
+
+    /// `x · k` for a public ring integer `k` (local, exact).
+    pub(crate) fn scale_int(&mut self, x: &Share, k: u64) -> Result<Share> {
+        self.mul_public_ring(x, &RingTensor::new(x.shape(), vec![k; x.len()])?)
+    }
+
+    /// `x` `[n]` broadcast to `[rows, n]` (a gather on both pieces).
+    pub(crate) fn broadcast_rows(&mut self, x: &Share, rows: usize) -> Result<Share> {
+        let n = x.len();
+        let g = GatherKernel {
+            name: "broadcast_rows".into(),
+            in_shape: vec![n],
+            out_shape: vec![rows, n],
+            reduce_shape: vec![],
+            coords: vec![Affine::axis(1)],
+        };
+        self.gather_share(&g, x, &[rows, n])
+    }
+
+    /// The sum over the first axis of `x` `[rows, n]`, as `shape` (`n` elements; a reducing gather, local).
+    pub(crate) fn sum_rows(&mut self, x: &Share, rows: usize, shape: &[usize]) -> Result<Share> {
+        let n = x.len() / rows.max(1);
+        let g = GatherKernel {
+            name: "sum_rows".into(),
+            in_shape: vec![rows, n],
+            out_shape: vec![n],
+            reduce_shape: vec![rows],
+            coords: vec![Affine::axis(1), Affine::axis(0)],
+        };
+        self.gather_share(&g, x, shape)
+    }
+
     /// `v` `[n]` broadcast along `axis` of `shape` (`shape[axis] = n`): a gather on both pieces, local.
     pub(crate) fn broadcast_axis(&mut self, v: &Share, shape: &[usize], axis: usize) -> Result<Share> {
         if shape.get(axis) != Some(&v.len()) || v.shape().len() != 1 {

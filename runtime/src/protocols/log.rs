@@ -23,7 +23,8 @@
 //! of inputs `a ≥ 2^t` at t = 20 + one product), three products, one truncation: 18 rounds in the probabilistic
 //! mode at t = 20, 25 in the exact mode.
 
-use super::normalize::{check_frac_bits, row, stack};
+use super::local::{row, stack};
+use super::normalize::check_frac_bits;
 use crate::party::Party;
 use crate::share::Share;
 use crate::tensor::RingTensor;

@@ -37,8 +37,8 @@
 
 use super::base::{buffers, single};
 use super::binary::BinShare;
-use super::compare::SignBits;
 use super::conv::Conv2dParams;
+use super::sign::SignBits;
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, Result};

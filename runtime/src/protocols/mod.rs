@@ -12,8 +12,10 @@
 //! | truncation by `2^k` (default: exact) | [`exact`] | 2 | 16, 8, 8 per output |
 //! | division by a public non-power of two, average pooling (any mode), probabilistic truncation | [`divide`], [`pool`] | 1 | 8, 0, 0 per output |
 //!
-//! The non-linear protocols (comparisons and ReLU: [`compare`], [`comparison`], [`binary`]; max and max pooling:
-//! [`max`]; exp, reciprocal, log, rsqrt, softmax over [`normalize`]) declare their rounds and bytes in [`cost`].
+//! The non-linear protocols declare their rounds and bytes in [`cost`]: the sign circuit (DReLU), ReLU and
+//! multiplication by a shared bit ([`sign`]); comparisons of two shares ([`comparison`]); binary shares ([`binary`]);
+//! max and max pooling ([`max`]); exp, reciprocal, log, rsqrt and softmax, over the exponent normalisation
+//! ([`normalize`]).
 //!
 //! **Layers.** [`base`] holds what every protocol builds on (roles, public divisors, zero-share pieces, the local
 //! epilogue of a reshare) and imports no protocol module; [`reshare`] runs a reshare's messages; [`exact`] and
@@ -21,7 +23,6 @@
 
 pub mod base;
 pub mod binary;
-pub mod compare;
 pub mod comparison;
 pub mod conv;
 pub mod cost;
@@ -40,12 +41,13 @@ pub mod reciprocal;
 pub mod reshare;
 pub mod reveal;
 pub mod rsqrt;
+pub mod sign;
 pub mod softmax;
 pub mod zero;
 
 pub use base::{Divisor, ZeroKind, MAX_DIVISOR};
 pub use binary::BinShare;
-pub use compare::SignBits;
 pub use cost::Cost;
 pub use exact::TruncationMode;
 pub use max::{MaxPoolArgmax, MAX_POOL_PAD};
+pub use sign::SignBits;

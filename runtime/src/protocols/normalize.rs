@@ -2,7 +2,7 @@
 //! root and the logarithm (range-safe starts for Newton's method, whatever the magnitude of the input).
 //!
 //! **Exponent class.** For a ring element `a` (the fixed-point encoding of a real, `t` fractional bits) the bits
-//! `d_i = [a ≥ 2^i]`, `i = 0..=top`, are ONE batched [DReLU](super::compare) over the `(top + 1)·n` differences
+//! `d_i = [a ≥ 2^i]`, `i = 0..=top`, are ONE batched [DReLU](super::sign) over the `(top + 1)·n` differences
 //! `a − 2^i` (a local broadcast gather and a public add): 8 rounds. They are monotone, so the class
 //! `c = Σ d_i − 1` is the position of the leading one of `a` for `1 ≤ a < 2^(top+1)`, `top` for every larger
 //! value (the lumped top class) and `−1` for `a ≤ 0`. One batched [`Party::mul_bit`] over public ones (3 rounds)
@@ -29,12 +29,11 @@
 //! **Error**: `a'` is within one ulp of `a·2^e(c)` (the product's
 //! truncation), plus one ulp per level for inputs `a ≥ 2^t` (the chained truncations of `a`, relative `2^(1−t)`).
 
-use super::local::same_shape;
+use super::local::{same_shape, stack};
 use crate::party::Party;
 use crate::share::Share;
 use crate::tensor::RingTensor;
 use crate::{Error, Result};
-use cryptgpu_codegen::{Affine, GatherKernel};
 
 /// The fewest fractional bits the normalised functions accept (their error bounds are stated relative to `2^−t`).
 pub const MIN_FRAC_BITS: u32 = 8;
@@ -80,69 +79,7 @@ pub(crate) fn check_frac_bits(op: &str, t: u32) -> Result<()> {
     Ok(())
 }
 
-/// Shares stacked along a new first axis (pieces back to back): the operand of one batched call.
-pub(crate) fn stack(parts: &[&Share]) -> Result<Share> {
-    let n = parts.first().map_or(0, |s| s.len());
-    Share::concat(parts, &[parts.len(), n])
-}
-
-/// Row `i` of a share stacked by [`stack`], with `shape`.
-pub(crate) fn row(s: &Share, i: usize, shape: &[usize]) -> Result<Share> {
-    let n = crate::tensor::numel(shape)?;
-    s.slice(i * n..(i + 1) * n, shape)
-}
-
 impl Party {
-    /// A public ring tensor as a share (piece `x_0` holds it).
-    pub(crate) fn public_share(&mut self, c: &RingTensor) -> Result<Share> {
-        let zero = Share::from_pieces(c.shape(), vec![0; c.len()], vec![0; c.len()]);
-        self.add_public(&zero, c)
-    }
-
-    /// The public real `v` in every element of `shape`, as a fixed-point share.
-    pub(crate) fn public_fixed(&mut self, v: f64, shape: &[usize]) -> Result<Share> {
-        let n = crate::tensor::numel(shape)?;
-        let enc = self.fixed().encode(v)?;
-        self.public_share(&RingTensor::new(shape, vec![enc; n])?)
-    }
-
-    /// `x + v` for a public real scalar `v`.
-    pub(crate) fn add_scalar(&mut self, x: &Share, v: f64) -> Result<Share> {
-        let enc = self.fixed().encode(v)?;
-        self.add_public(x, &RingTensor::new(x.shape(), vec![enc; x.len()])?)
-    }
-
-    /// `x · k` for a public ring integer `k` (local, exact).
-    pub(crate) fn scale_int(&mut self, x: &Share, k: u64) -> Result<Share> {
-        self.mul_public_ring(x, &RingTensor::new(x.shape(), vec![k; x.len()])?)
-    }
-
-    /// `x` `[n]` broadcast to `[rows, n]` (a gather on both pieces).
-    pub(crate) fn broadcast_rows(&mut self, x: &Share, rows: usize) -> Result<Share> {
-        let n = x.len();
-        let g = GatherKernel {
-            name: "broadcast_rows".into(),
-            in_shape: vec![n],
-            out_shape: vec![rows, n],
-            reduce_shape: vec![],
-            coords: vec![Affine::axis(1)],
-        };
-        self.gather_share(&g, x, &[rows, n])
-    }
-
-    /// The sum over the first axis of `x` `[rows, n]`, as `shape` (`n` elements; a reducing gather, local).
-    pub(crate) fn sum_rows(&mut self, x: &Share, rows: usize, shape: &[usize]) -> Result<Share> {
-        let n = x.len() / rows.max(1);
-        let g = GatherKernel {
-            name: "sum_rows".into(),
-            in_shape: vec![rows, n],
-            out_shape: vec![n],
-            reduce_shape: vec![rows],
-            coords: vec![Affine::axis(1), Affine::axis(0)],
-        };
-        self.gather_share(&g, x, shape)
-    }
-
     /// The exponent bits of `a` over classes `−1..=top` (`top ≤ 62`): 11 rounds (DReLU, then bit injection).
     pub(crate) fn exponent_bits(&mut self, a: &Share, top: u32) -> Result<ExponentBits> {
         if top > 62 || a.is_empty() {

@@ -26,7 +26,8 @@
 //! of inputs `a ≥ 2^t` + one product), two products per step, two to rescale: 22 rounds in the probabilistic
 //! mode at t = 20 (two levels), 32 in the exact mode.
 
-use super::normalize::{check_frac_bits, row, stack};
+use super::local::{row, stack};
+use super::normalize::check_frac_bits;
 use crate::party::Party;
 use crate::share::Share;
 use crate::Result;

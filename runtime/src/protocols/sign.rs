@@ -1,4 +1,5 @@
-//! The sign of a shared value, comparisons, ReLU, and multiplication by a shared bit.
+//! The sign of a shared value (DReLU), ReLU, and multiplication by a shared bit; [`super::comparison`] builds
+//! the comparisons of two shares on the sign.
 //!
 //! **Sign (A2B of the most significant bit).** Roles `R0, R1, R2` rotate with the step. R0 holds two pieces and
 //! adds them, `a = x_{R0} + x_{R1}`; R1 and R2 both hold `b = x_{R2}`; `x = a + b`. R0 binary-shares `a` in bit-plane
