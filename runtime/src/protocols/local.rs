@@ -1,5 +1,6 @@
 //! Operations without communication: add, subtract, negate, add a public tensor, multiply by a public integer
-//! tensor. (Multiplying a fixed-point share by a public real needs a truncation: [`Party::mul_public`], 1 round.)
+//! tensor, public values as shares, broadcasts and sums along an axis, stacking shares for one batched call.
+//! (Multiplying a fixed-point share by a public real needs a truncation: [`Party::mul_public`], 1 round.)
 
 use super::base::{buffers, Divisor};
 use crate::party::Party;
