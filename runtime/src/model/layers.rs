@@ -406,19 +406,8 @@ fn col2im(
 /// Sums a share over every axis but `keep` (local): the bias gradient, batch norm's sums.
 fn sum_except(p: &mut Party, x: &Share, keep: usize) -> Result<Share> {
     let shape = x.shape().to_vec();
-    let others: Vec<usize> = (0..shape.len()).filter(|&a| a != keep).collect();
-    let mut coords = vec![Affine::axis(0); shape.len()];
-    for (r, &a) in others.iter().enumerate() {
-        coords[a] = Affine::axis(1 + r);
-    }
-    let k = GatherKernel {
-        name: "bias_grad".into(),
-        in_shape: shape.clone(),
-        out_shape: vec![shape[keep]],
-        reduce_shape: others.iter().map(|&a| shape[a]).collect(),
-        coords,
-    };
-    p.gather_share(&k, x, &[shape[keep]])
+    let out = [shape.get(keep).copied().unwrap_or(0)];
+    p.sum_except(x, &shape, keep, &out)
 }
 
 /// A public tensor of `shape` filled with `v`.

@@ -68,15 +68,32 @@ impl Party {
 
     /// The sum over the first axis of `x` `[rows, n]`, as `shape` (`n` elements; a reducing gather, local).
     pub(crate) fn sum_rows(&mut self, x: &Share, rows: usize, shape: &[usize]) -> Result<Share> {
-        let n = x.len() / rows.max(1);
+        self.sum_except(x, &[rows, x.len() / rows.max(1)], 1, shape)
+    }
+
+    /// The sum of `x`, viewed with `view`, over every axis but `keep` (a reducing gather, local), as `out`
+    /// (`view[keep]` elements): bias gradients, batch-norm sums, softmax and loss row sums.
+    pub(crate) fn sum_except(&mut self, x: &Share, view: &[usize], keep: usize, out: &[usize]) -> Result<Share> {
+        if keep >= view.len() {
+            return Err(Error::Shape {
+                op: "sum over all axes but one".into(),
+                expected: format!("an axis below {}", view.len()),
+                found: format!("axis {keep}"),
+            });
+        }
+        let others: Vec<usize> = (0..view.len()).filter(|&a| a != keep).collect();
+        let mut coords = vec![Affine::axis(0); view.len()];
+        for (r, &a) in others.iter().enumerate() {
+            coords[a] = Affine::axis(1 + r);
+        }
         let g = GatherKernel {
-            name: "sum_rows".into(),
-            in_shape: vec![rows, n],
-            out_shape: vec![n],
-            reduce_shape: vec![rows],
-            coords: vec![Affine::axis(1), Affine::axis(0)],
+            name: "sum_except".into(),
+            in_shape: view.to_vec(),
+            out_shape: vec![view[keep]],
+            reduce_shape: others.iter().map(|&a| view[a]).collect(),
+            coords,
         };
-        self.gather_share(&g, x, shape)
+        self.gather_share(&g, x, out)
     }
 
     /// `v` `[n]` broadcast along `axis` of `shape` (`shape[axis] = n`): a gather on both pieces, local.

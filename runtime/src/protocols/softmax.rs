@@ -63,20 +63,13 @@ impl Party {
             reduce_shape: vec![],
             coords: vec![Affine::axis(0)],
         };
-        let row_sum = GatherKernel {
-            name: "softmax_row_sum".into(),
-            in_shape: vec![rows, m],
-            out_shape: vec![rows],
-            reduce_shape: vec![m],
-            coords: vec![Affine::axis(0), Affine::axis(1)],
-        };
         self.call(|p| {
             let spread_share = |p: &Party, s: &Share| -> Result<Share> { p.gather_share(&spread, s, &flat) };
             let mx = p.max_axis(&xs, 1)?;
             let mxb = spread_share(p, &mx)?;
             let d = p.sub(&xs, &mxb)?;
             let e = p.exp_with(&d, ExpConfig { iterations, max_input: 0.0 })?;
-            let s = p.gather_share(&row_sum, &e, &[rows])?;
+            let s = p.sum_except(&e, &flat, 0, &[rows])?;
             let r = p.reciprocal(&s)?;
             let rb = spread_share(p, &r)?;
             let y = p.mul(&e, &rb)?;

@@ -28,14 +28,7 @@ impl Trainer {
             });
         };
         let picked = p.mul(probs, onehot)?;
-        let row = GatherKernel {
-            name: "loss_row_sum".into(),
-            in_shape: vec![b, k],
-            out_shape: vec![b],
-            reduce_shape: vec![k],
-            coords: vec![Affine::axis(0), Affine::axis(1)],
-        };
-        let pt = p.gather_share(&row, &picked, &row.out_shape)?;
+        let pt = p.sum_except(&picked, &[b, k], 0, &[b])?;
         let logs = p.log(&pt)?;
         let all = GatherKernel {
             name: "loss_sum".into(),
