@@ -3,7 +3,7 @@
 //! element measured and declared, and the cost model's predictions beside the measured times.
 
 use crate::runtime::backend::cpu::gemm::{block_gemm, ring_gemm, Kernel};
-use crate::runtime::protocols::{cost, TruncationMode};
+use crate::runtime::protocols::{cost, softmax, TruncationMode};
 use crate::{workloads, Config, Conv2dParams, Session};
 use std::time::{Duration, Instant};
 
@@ -198,12 +198,12 @@ fn nonlinear_costs() -> Result<(), Box<dyn std::error::Error>> {
     let st = measure(&x, &|p, xs| p.softmax(xs).map(|_| ()))?;
     let mut b = st.map(|s| s.bytes_sent);
     b.sort_unstable_by(|x, y| y.cmp(x));
-    let declared = cost::softmax_total_bytes(rows, m, 8, 20, TruncationMode::Exact);
+    let declared = softmax::softmax_total_bytes(rows, m, 8, 20, TruncationMode::Exact);
     println!(
         "| softmax over {m} classes | {} | {} | {} | {} (total {:.2}) | total {:.2} |",
         rows * m,
         st[0].rounds,
-        cost::softmax_rounds(m, 8, TruncationMode::Exact),
+        softmax::softmax_rounds(m, 8, TruncationMode::Exact),
         per(b, rows * m),
         b.iter().sum::<u64>() as f64 / (rows * m) as f64,
         declared as f64 / (rows * m) as f64

@@ -44,6 +44,80 @@ pub enum Error {
     /// An invalid configuration or argument.
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// A party id (of a role, an owner, a receiver) that is not 0, 1 or 2.
+    #[error("{what} must be party 0, 1 or 2, found {found}")]
+    PartyId {
+        /// What the id names (`model owner`, `receiver`, `this party`, …).
+        what: String,
+        /// The id given.
+        found: usize,
+    },
+    /// An owner's private input (the model's parameters, a batch of data) was missing at its owner, or supplied by
+    /// another party: every party must pass what its role says (`Some` at the owner, `None` elsewhere).
+    #[error("{}", ownership(.what, *.party, *.owner, *.supplied))]
+    Ownership {
+        /// What was (or was not) supplied: `parameters`, `data`.
+        what: &'static str,
+        /// The party that called.
+        party: PartyId,
+        /// The owner.
+        owner: PartyId,
+        /// Whether the calling party supplied it.
+        supplied: bool,
+    },
+    /// A batch of zero samples.
+    #[error("{what}: the batch must hold at least one sample")]
+    EmptyBatch {
+        /// Which batch.
+        what: String,
+    },
+    /// A training label not below the model's class count.
+    #[error("{what}: label {label} of sample {sample} is not below the model's {classes} classes")]
+    Label {
+        /// Which batch.
+        what: String,
+        /// The sample's index in its batch.
+        sample: usize,
+        /// The label.
+        label: usize,
+        /// The class count (the model's output width).
+        classes: usize,
+    },
+    /// A training hyper-parameter that is not finite.
+    #[error("SGD hyper-parameter `{name}` is {value}, not finite")]
+    Hyperparameter {
+        /// Its name (`lr`, `momentum`, `weight_decay`).
+        name: &'static str,
+        /// Its value.
+        value: f64,
+    },
+    /// A tape, gradients or a shared model given to a driver whose model did not make them (another model's).
+    #[error("model `{model}`: {problem}: it comes from another model")]
+    ForeignState {
+        /// The trainer's model.
+        model: String,
+        /// What was missing.
+        problem: String,
+    },
+    /// A session that failed mid-run (its parties' streams are out of step) and cannot run again.
+    #[error("this session cannot run again: {why}; create a new session")]
+    SessionBroken {
+        /// The failure that broke it.
+        why: String,
+    },
+    /// A layer the private runtime does not support in this form.
+    #[error("layer `{layer}` ({kind}): {reason}")]
+    Unsupported {
+        /// Full layer name.
+        layer: String,
+        /// Its kind.
+        kind: String,
+        /// What is not supported.
+        reason: String,
+    },
+    /// A broken invariant of the runtime itself, never a consequence of input: a bug to report.
+    #[error("internal error (a bug in cryptgpu; please report it): {0}")]
+    Internal(String),
     /// The connection to a peer failed or timed out.
     #[error("party {party}: connection to party {peer} failed: {reason}")]
     Transport {
@@ -233,6 +307,15 @@ fn parties(ids: &[PartyId]) -> String {
     match ids {
         [one] => format!("party {one}"),
         _ => format!("parties {}", ids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" and ")),
+    }
+}
+
+/// `party 1 owns the parameters but supplied none`, `party 0 supplied data owned by party 2`.
+fn ownership(what: &str, party: PartyId, owner: PartyId, supplied: bool) -> String {
+    if supplied {
+        format!("party {party} supplied {what} owned by party {owner}")
+    } else {
+        format!("party {owner} owns the {what} but supplied none")
     }
 }
 

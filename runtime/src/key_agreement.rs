@@ -27,7 +27,7 @@ impl Party {
         backend: Arc<dyn Backend>,
     ) -> Result<Party> {
         if id > 2 {
-            return Err(Error::Invalid(format!("a party id is 0, 1 or 2, found {id}")));
+            return Err(Error::PartyId { what: "this party".into(), found: id });
         }
         let fixed = FixedPoint::new(config.frac_bits)?;
         if config.max_elements as u64 > crate::prg::MAX_STREAM_WORDS {

@@ -360,9 +360,9 @@ impl Party {
         params: &[u64],
         streams: &[Stream],
     ) -> Result<Vec<Vec<u64>>> {
-        k.validate()?; // the element counts fit usize
-        self.check_size(&format!("{} output", k.name), k.m * k.n)?;
-        let mut outs: Vec<Vec<u64>> = vec![vec![0; k.m * k.n]; k.epilogue.outputs.len()];
+        // The size check before allocating; the backend validates the kernel itself (once, for every backend).
+        let n = self.check_product(&format!("{} output", k.name), &[k.m, k.n])?;
+        let mut outs: Vec<Vec<u64>> = vec![vec![0; n]; k.epilogue.outputs.len()];
         let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
         self.backend.gemm(k, inputs, params, streams, &mut refs)?;
         Ok(outs)
@@ -387,7 +387,8 @@ impl Party {
 
     /// Launch a gather.
     pub(crate) fn gather(&self, k: &GatherKernel, input: &[u64]) -> Result<Vec<u64>> {
-        k.validate()?; // the element counts fit usize
+        // The size check before allocating (an overflowing count reads as usize::MAX and is refused); the backend
+        // validates the kernel itself.
         self.check_size(&format!("{} output", k.name), k.out_len())?;
         let mut out = vec![0; k.out_len()];
         self.backend.gather(k, input, &mut out)?;

@@ -171,7 +171,7 @@ impl Session {
     pub fn run<R: Send>(&self, program: impl Fn(&mut Party) -> Result<R> + Sync) -> Result<[R; 3]> {
         let _one_run_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(why) = self.broken.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            return Err(Error::Invalid(format!("this session cannot run again: {why}; create a new session")));
+            return Err(Error::SessionBroken { why: why.clone() });
         }
         let start = Instant::now();
         let before = self.stats();

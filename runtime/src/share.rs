@@ -75,6 +75,13 @@ impl Share {
             self
         })
     }
+
+    /// [`Share::reshaped`] where the sizes agree by construction: a mismatch is a bug, reported as
+    /// [`Error::Internal`] naming `what`.
+    pub(crate) fn viewed(self, shape: &[usize], what: &str) -> Result<Share> {
+        let found = self.shape.clone();
+        self.reshaped(shape).ok_or_else(|| Error::Internal(format!("{what}: {found:?} viewed as {shape:?}")))
+    }
 }
 
 fn check_numel(op: &str, shape: &[usize], elements: usize) -> Result<()> {

@@ -103,9 +103,11 @@ fn divisors_outside_the_range_and_bad_arguments_are_errors() {
         assert!(matches!(e.root(), Error::DivisorOutOfRange { divisor } if *divisor == d), "{e}");
     }
     let e = session().run(|p| p.share(3, None, &[4])).unwrap_err();
+    assert!(matches!(e.root(), Error::PartyId { found: 3, .. }), "{e}");
     assert!(e.to_string().contains("owner must be party 0, 1 or 2"), "{e}");
     let e = session().run(|p| p.share(0, Some(&x), &[4])).unwrap_err();
-    assert!(e.to_string().contains("supplied a value for an input owned by party 0"), "{e}");
+    assert!(matches!(e.root(), Error::Ownership { owner: 0, supplied: true, .. }), "{e}");
+    assert!(e.to_string().contains("supplied input owned by party 0"), "{e}");
     let e = session().run(|p| p.share(0, (p.id() == 0).then_some(&x), &[2, 3])).unwrap_err();
     assert!(matches!(e.root(), Error::Shape { .. }), "{e}");
     assert!(Session::new(Config { frac_bits: 40, ..Config::default() }).is_err());

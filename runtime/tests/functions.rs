@@ -4,10 +4,10 @@
 
 mod common;
 
-use cryptgpu_runtime::protocols::cost;
 use cryptgpu_runtime::protocols::exp::ExpConfig;
 use cryptgpu_runtime::protocols::softmax::softmax_error_bound;
 use cryptgpu_runtime::protocols::TruncationMode;
+use cryptgpu_runtime::protocols::{cost, log, rsqrt, softmax};
 use cryptgpu_runtime::{Config, Party, Result, Session, Share, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -150,7 +150,7 @@ fn rsqrt_is_within_its_bound_over_the_whole_range() {
     a.extend([0.0, -ULP, -3.0]);
     let n = a.len();
     let (y, rounds) = run_one(TruncationMode::Exact, &[n], &a, |p, s| p.rsqrt(s));
-    assert_eq!(rounds, [cost::rsqrt_rounds(T, 3, TruncationMode::Exact); 3]);
+    assert_eq!(rounds, [rsqrt::rsqrt_rounds(T, 3, TruncationMode::Exact); 3]);
     let mut worst_rel = 0f64;
     for (&ai, &yi) in a[..n_pos].iter().zip(&y) {
         let want = 1.0 / ai.sqrt();
@@ -177,7 +177,7 @@ fn log_is_within_its_bound_over_the_whole_range() {
     a.extend([0.0, -ULP, -5.0]);
     let n = a.len();
     let (y, rounds) = run_one(TruncationMode::Exact, &[n], &a, |p, s| p.log(s));
-    assert_eq!(rounds, [cost::log_rounds(T, TruncationMode::Exact); 3]);
+    assert_eq!(rounds, [log::log_rounds(T, TruncationMode::Exact); 3]);
     let bound = 2f64.powi(3 - T as i32);
     let mut worst = 0f64;
     for (&ai, &yi) in a[..n_pos].iter().zip(&y) {
@@ -218,7 +218,7 @@ fn softmax_matches_plaintext_without_opening_the_logits() {
     }
     let cfg = ExpConfig::default();
     let (y, rounds) = run_one(TruncationMode::Exact, &[rows, m], &x, |p, s| p.softmax(s));
-    assert_eq!(rounds, [cost::softmax_rounds(m, cfg.iterations, TruncationMode::Exact); 3]);
+    assert_eq!(rounds, [softmax::softmax_rounds(m, cfg.iterations, TruncationMode::Exact); 3]);
     let bound = softmax_error_bound(m, cfg.iterations, T);
     let mut worst = 0f64;
     for row in 0..rows {
@@ -249,7 +249,7 @@ fn softmax_over_ten_classes_sends_exactly_its_declared_bytes() {
             })
             .unwrap();
         let measured: u64 = out.iter().map(|s| s.bytes_sent).sum();
-        assert_eq!(measured, cost::softmax_total_bytes(rows, m, 8, T, mode), "{mode:?}: {out:?}");
-        assert!(out.iter().all(|s| s.rounds == cost::softmax_rounds(m, 8, mode)));
+        assert_eq!(measured, softmax::softmax_total_bytes(rows, m, 8, T, mode), "{mode:?}: {out:?}");
+        assert!(out.iter().all(|s| s.rounds == softmax::softmax_rounds(m, 8, mode)));
     }
 }

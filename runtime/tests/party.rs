@@ -52,5 +52,5 @@ fn parties_built_apart_compute_a_private_product() {
 fn a_party_id_outside_0_to_2_is_refused() {
     let [net, _, _] = memory::connect(Config::default().timeout, Arc::new(AtomicBool::new(false)));
     let e = Party::connect(3, &Config::default(), Box::new(net), Arc::new(CpuBackend)).err().expect("refused");
-    assert!(matches!(&e, Error::Invalid(m) if m.contains("found 3")), "{e}");
+    assert!(matches!(&e, Error::PartyId { found: 3, .. }), "{e}");
 }

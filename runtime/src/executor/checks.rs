@@ -144,7 +144,7 @@ impl Executor {
     pub(super) fn check_batch(&self, x: &DslTensor, batch: usize, fixed: crate::FixedPoint) -> Result<()> {
         let shape = self.batch_shape(batch);
         if batch == 0 {
-            return Err(Error::Invalid("the batch must hold at least one sample".into()));
+            return Err(Error::EmptyBatch { what: format!("input of model `{}`", self.graph.name()) });
         }
         if x.shape() != shape.as_slice() {
             return Err(Error::Shape {
@@ -161,7 +161,7 @@ impl Executor {
     pub(super) fn announce_bound(&self, p: &mut Party, bound: Option<f64>) -> Result<Option<f64>> {
         let (owner, data) = (self.roles.model_owner, self.roles.data_owner);
         if p.id() == data {
-            let b = bound.ok_or_else(|| Error::Invalid(format!("party {data} owns the data but supplied none")))?;
+            let b = bound.ok_or(Error::Ownership { what: "data", party: data, owner: data, supplied: false })?;
             p.round(vec![(owner, vec![b.to_bits()])], &[])?;
             Ok(Some(b))
         } else if p.id() == owner {

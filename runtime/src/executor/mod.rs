@@ -50,7 +50,7 @@ use crate::share::Share;
 use crate::stats::PartyStats;
 use crate::{Error, PartyId, Result, Session};
 use cryptgpu_dsl::range::{self, InputBound, RangeReport};
-use cryptgpu_dsl::{Graph, Layer, Node, Params};
+use cryptgpu_dsl::{Graph, Node, Params};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,8 @@ use std::borrow::Cow;
 /// One party's shares of a model's parameters, ready for [`Executor::forward`].
 #[derive(Debug, Clone)]
 pub struct SharedModel {
+    /// The graph's name.
+    model: String,
     tensors: HashMap<String, Share>,
 }
 
@@ -88,7 +90,10 @@ impl SharedModel {
     }
 
     fn require(&self, key: &str) -> Result<&Share> {
-        self.tensors.get(key).ok_or_else(|| Error::Invalid(format!("shared model has no tensor `{key}`")))
+        self.tensors.get(key).ok_or_else(|| Error::ForeignState {
+            model: self.model.clone(),
+            problem: format!("the shared model has no tensor `{key}`"),
+        })
     }
 
     /// Number of shared tensors.
@@ -157,14 +162,6 @@ fn dsl_err(graph: &Graph, e: cryptgpu_dsl::DslError) -> Error {
     Error::Model { model: graph.name().to_string(), source: Box::new(e) }
 }
 
-/// One tensor the owner shares: the key the forward pass looks it up by and its shared shape.
-struct Slot {
-    key: String,
-    shape: Vec<usize>,
-    /// Transpose `[out, in]` → `[in, out]` after sharing (linear weights).
-    transpose: bool,
-}
-
 impl Executor {
     /// An executor for `graph` with the given roles; errors when a role is not party 0, 1 or 2.
     pub fn new(graph: Graph, roles: Roles) -> Result<Executor> {
@@ -172,7 +169,7 @@ impl Executor {
             [("model owner", roles.model_owner), ("data owner", roles.data_owner), ("receiver", roles.receiver)]
         {
             if id > 2 {
-                return Err(Error::Invalid(format!("{what} must be party 0, 1 or 2, found {id}")));
+                return Err(Error::PartyId { what: what.to_string(), found: id });
             }
         }
         let folds = cryptgpu_dsl::fold::conv_bn_pairs(&graph);
@@ -196,7 +193,7 @@ impl Executor {
     }
 
     fn is_folded_bn(&self, name: &str) -> bool {
-        self.folds.values().any(|(bn, _)| bn == name)
+        crate::model::is_folded_bn(&self.folds, name)
     }
 
     /// The model graph.
@@ -209,77 +206,23 @@ impl Executor {
         self.roles
     }
 
-    /// The tensors the owner shares, in a fixed order every party derives from the graph alone.
-    fn slots(&self) -> Vec<Slot> {
-        let mut v = Vec::new();
-        for info in self.graph.layers() {
-            let n = &info.name;
-            let slot =
-                |suffix: &str, shape: Vec<usize>, transpose| Slot { key: format!("{n}.{suffix}"), shape, transpose };
-            match &info.layer {
-                Layer::Conv2d(c) => {
-                    v.push(slot("weight", vec![c.out_channels, c.in_channels, c.kernel.0, c.kernel.1], false));
-                    if c.bias || self.folds.contains_key(n) {
-                        v.push(slot("bias", vec![c.out_channels], false));
-                    }
-                }
-                Layer::Linear(l) => {
-                    v.push(slot("weight", vec![l.out_features, l.in_features], true));
-                    if l.bias {
-                        v.push(slot("bias", vec![l.out_features], false));
-                    }
-                }
-                Layer::BatchNorm2d(_) if self.is_folded_bn(n) => {}
-                Layer::BatchNorm2d(b) => {
-                    v.push(slot("scale", vec![b.channels], false));
-                    v.push(slot("shift", vec![b.channels], false));
-                }
-                _ => {}
-            }
-        }
-        v
-    }
-
-    /// The owner's flat plaintext vector of every slot, batch norm folded into scale and shift.
-    fn flatten_params(&self, params: &Params) -> Result<Vec<f64>> {
-        params.check_present(&self.graph, "parameters").map_err(|e| dsl_err(&self.graph, e))?;
-        let get = |name: &str| params.require(name).map_err(|e| dsl_err(&self.graph, e));
-        let mut flat = Vec::new();
-        for info in self.graph.layers() {
-            let n = &info.name;
-            match &info.layer {
-                Layer::Conv2d(c) => {
-                    let (w, b) = cryptgpu_dsl::fold::conv_weights(params, n, c, self.folds.get(n))
-                        .map_err(|e| dsl_err(&self.graph, e))?;
-                    flat.extend(w);
-                    flat.extend(b.unwrap_or_default());
-                }
-                Layer::Linear(l) => {
-                    flat.extend_from_slice(get(&format!("{n}.weight"))?.data());
-                    if l.bias {
-                        flat.extend_from_slice(get(&format!("{n}.bias"))?.data());
-                    }
-                }
-                Layer::BatchNorm2d(_) if self.is_folded_bn(n) => {}
-                Layer::BatchNorm2d(b) => {
-                    let (scale, shift) =
-                        cryptgpu_dsl::fold::bn_affine(params, n, b.eps).map_err(|e| dsl_err(&self.graph, e))?;
-                    flat.extend_from_slice(&scale);
-                    flat.extend_from_slice(&shift);
-                }
-                _ => {}
-            }
-        }
-        Ok(flat)
-    }
-
     /// Shares the model's parameters from the model owner (one round for all of them). The owner passes
     /// `Some(params)` (every tensor the graph needs must be present with its PyTorch shape; extra tensors and
     /// batch norm's `num_batches_tracked`, which inference never reads, may be present or not), every other party
     /// `None`.
     pub fn share_model(&self, p: &mut Party, params: Option<&Params>) -> Result<SharedModel> {
         let owner = self.roles.model_owner;
-        let slots = self.slots();
+        match (p.id() == owner, params) {
+            (true, None) | (false, Some(_)) => {
+                return Err(Error::Ownership { what: "parameters", party: p.id(), owner, supplied: params.is_some() })
+            }
+            _ => {}
+        }
+        if let Some(params) = params {
+            params.check_present(&self.graph, "parameters").map_err(|e| dsl_err(&self.graph, e))?;
+        }
+        let slots =
+            crate::model::inference_tensors(&self.graph, &self.folds, params).map_err(|e| dsl_err(&self.graph, e))?;
         let mut total = 0usize;
         for s in &slots {
             total = total.checked_add(crate::tensor::numel(&s.shape)?).ok_or_else(|| Error::Overflow {
@@ -287,18 +230,12 @@ impl Executor {
                 shape: s.shape.clone(),
             })?;
         }
-        let value = match (p.id() == owner, params) {
-            (true, Some(params)) => Some(crate::Tensor::new(&[total], self.flatten_params(params)?)?),
-            (true, None) => {
-                return Err(Error::Invalid(format!("party {owner} owns the model but supplied no parameters")))
+        let value = match params {
+            Some(_) => {
+                let flat: Vec<f64> = slots.iter().flat_map(|s| s.values.iter().flatten().copied()).collect();
+                Some(crate::Tensor::new(&[total], flat)?)
             }
-            (false, Some(_)) => {
-                return Err(Error::Invalid(format!(
-                    "party {} supplied parameters for a model owned by party {owner}",
-                    p.id()
-                )))
-            }
-            (false, None) => None,
+            None => None,
         };
         let flat = p.share_fixed(owner, value.as_ref(), &[total])?;
         let mut tensors = HashMap::with_capacity(slots.len());
@@ -311,7 +248,7 @@ impl Executor {
             let share = if slot.transpose { p.permute(&share, &[1, 0])? } else { share };
             tensors.insert(slot.key, share);
         }
-        Ok(SharedModel { tensors })
+        Ok(SharedModel { model: self.graph.name().to_string(), tensors })
     }
 
     /// The batched input shape `[batch, …input]`.
@@ -325,7 +262,7 @@ impl Executor {
     pub fn share_input(&self, p: &mut Party, input: Option<&DslTensor>, batch: usize) -> Result<Share> {
         let shape = self.batch_shape(batch);
         if batch == 0 {
-            return Err(Error::Invalid("the batch must hold at least one sample".into()));
+            return Err(Error::EmptyBatch { what: format!("input of model `{}`", self.graph.name()) });
         }
         let value = match input {
             Some(x) => {
@@ -419,7 +356,7 @@ impl Executor {
         let logits = revealed
             .map(|t| DslTensor::from_vec(t.shape(), t.data().to_vec()))
             .transpose()
-            .map_err(|e| Error::Invalid(format!("logits of model `{}`: {e}", self.graph.name())))?;
+            .map_err(|e| Error::Internal(format!("logits of model `{}`: {e}", self.graph.name())))?;
         Ok(PartyInference { logits, setup, layers })
     }
 

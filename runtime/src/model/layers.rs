@@ -105,7 +105,7 @@ pub(crate) fn backward_nodes(
             TapeNode::Seq(children) => (backward_nodes(p, src, children, dy, need, grads, steps)?, "sequence"),
             TapeNode::Residual { name, main, shortcut, post } => {
                 let dsum = backward_nodes(p, src, post, dy, true, grads, steps)?
-                    .ok_or_else(|| Error::Invalid(format!("block `{name}`: no gradient")))?;
+                    .ok_or_else(|| Error::Internal(format!("block `{name}`: no gradient")))?;
                 let dm = backward_nodes(p, src, main, dsum.clone(), need, grads, steps)?;
                 let ds = backward_nodes(p, src, shortcut, dsum, need, grads, steps)?;
                 let dx = match (dm, ds) {
@@ -120,7 +120,7 @@ pub(crate) fn backward_nodes(
         match dx {
             Some(dx) => dy = dx,
             None if !need => return Ok(None),
-            None => return Err(Error::Invalid(format!("node `{name}`: no input gradient"))),
+            None => return Err(Error::Internal(format!("node `{name}`: no input gradient"))),
         }
     }
     Ok(Some(dy))
@@ -297,7 +297,7 @@ fn backward(
         Saved::Dropout => Some(dy),
         Saved::BatchNorm2d(bn) => batch_norm_backward(p, src, name, bn, dy, need_dx, grads)?,
         Saved::Inference => {
-            return Err(Error::Invalid(format!("layer `{name}` ran in inference mode: it has no backward")))
+            return Err(Error::Internal(format!("layer `{name}` ran in inference mode: it has no backward")))
         }
     })
 }
@@ -364,9 +364,11 @@ fn batch_norm_backward(
 /// The window parameters of a layer, which must use the same stride and padding on both axes.
 pub(crate) fn square(name: &str, what: &str, stride: (usize, usize), padding: (usize, usize)) -> Result<Conv2dParams> {
     if stride.0 != stride.1 || padding.0 != padding.1 {
-        return Err(Error::Invalid(format!(
-            "layer `{name}` ({what}): stride {stride:?} and padding {padding:?} must be equal on both axes"
-        )));
+        return Err(Error::Unsupported {
+            layer: name.to_string(),
+            kind: what.to_string(),
+            reason: format!("stride {stride:?} and padding {padding:?} must be equal on both axes"),
+        });
     }
     Ok(Conv2dParams { stride: stride.0, padding: padding.0 })
 }
@@ -428,7 +430,7 @@ pub(crate) fn products<const N: usize>(p: &mut Party, pairs: [(&Share, &Share); 
         out.push(all.slice(offset..offset + a.len(), a.shape())?);
         offset += a.len();
     }
-    out.try_into().map_err(|_| Error::Invalid("internal: products count".into()))
+    out.try_into().map_err(|_| Error::Internal("products: count".into()))
 }
 
 /// A share times a public integer (local, exact).

@@ -3,11 +3,13 @@
 //! keeps ([`Tape`]), who plays which part ([`Roles`]) and the per-step record of time and communication both
 //! report. The executor and the trainer are drivers over it: sharing, checks, orchestration.
 
+mod inference_params;
 pub(crate) mod layers;
 mod roles;
 mod steps;
 mod tape;
 
+pub(crate) use inference_params::{inference_tensors, is_folded_bn};
 pub use roles::Roles;
 pub(crate) use steps::{merge, timed};
 pub use steps::{LayerStats, StepStats};

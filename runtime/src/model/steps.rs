@@ -61,10 +61,10 @@ pub(crate) fn timed<R>(
 /// Merges the three parties' step lists (they run the same steps in the same order).
 pub(crate) fn merge<'a>(mut parties: impl Iterator<Item = &'a [StepStats]>) -> Result<Vec<LayerStats>> {
     let (Some(a), Some(b), Some(c)) = (parties.next(), parties.next(), parties.next()) else {
-        return Err(Error::Invalid("expected the steps of three parties".into()));
+        return Err(Error::Internal("merge: expected the steps of three parties".into()));
     };
     if a.len() != b.len() || a.len() != c.len() {
-        return Err(Error::Invalid(format!("parties ran {}, {} and {} steps", a.len(), b.len(), c.len())));
+        return Err(Error::Internal(format!("parties ran {}, {} and {} steps", a.len(), b.len(), c.len())));
     }
     Ok(a.iter()
         .zip(b)

@@ -173,7 +173,7 @@ impl Party {
 /// a panic).
 pub(crate) fn buffers<const N: usize>(v: Vec<Vec<u64>>) -> Result<[Vec<u64>; N]> {
     let found = v.len();
-    v.try_into().map_err(|_| Error::Invalid(format!("internal: {found} buffers where {N} were expected")))
+    v.try_into().map_err(|_| Error::Internal(format!("{found} buffers where {N} were expected")))
 }
 
 /// The single buffer of a kernel launch or a round that yields exactly one.

@@ -174,7 +174,8 @@ pub fn argmax_bytes(k: usize, m: usize) -> [u64; 3] {
 /// broadcast gradient; the scatter back is local.
 pub const MAX_POOL2D_BACKWARD: Cost = MUL;
 
-// Non-linear functions (normalize.rs, exp.rs, reciprocal.rs, rsqrt.rs, log.rs, softmax.rs).
+// Non-linear functions (normalize.rs, exp.rs, reciprocal.rs; rsqrt.rs, log.rs and softmax.rs declare their own
+// costs from these, as they depend on their tables).
 
 /// Rounds of a fixed-point product, and of a truncation by a power of two, under `mode`.
 pub fn fixed_mul_rounds(mode: super::TruncationMode) -> u64 {
@@ -207,71 +208,4 @@ pub fn normalize_rounds(levels: u32, mode: super::TruncationMode) -> u64 {
 pub fn reciprocal_rounds(steps: u32, mode: super::TruncationMode) -> u64 {
     let m = fixed_mul_rounds(mode);
     normalize_rounds(1, mode) + 2 * u64::from(steps) * m + m + MUL.rounds
-}
-
-/// Rounds of the inverse square root at `frac_bits` fractional bits with `steps` Newton steps.
-pub fn rsqrt_rounds(frac_bits: u32, steps: u32, mode: super::TruncationMode) -> u64 {
-    let m = fixed_mul_rounds(mode);
-    let levels = super::normalize::levels(frac_bits, &super::rsqrt::rsqrt_half_exponents(frac_bits));
-    normalize_rounds(levels, mode) + 2 * u64::from(steps) * m + m + MUL.rounds
-}
-
-/// Rounds of the logarithm at `frac_bits` fractional bits: normalisation over the whole range, three rounds of
-/// batched powers, one truncation.
-pub fn log_rounds(frac_bits: u32, mode: super::TruncationMode) -> u64 {
-    let m = fixed_mul_rounds(mode);
-    let levels = super::normalize::levels(frac_bits, &super::log::log_exponents(frac_bits));
-    normalize_rounds(levels, mode) + 3 * m + m
-}
-
-/// Rounds of softmax over rows of length `len` with `iterations` squarings in the exponential: maximum,
-/// exponential, reciprocal (3 steps), one product.
-pub fn softmax_rounds(len: usize, iterations: u32, mode: super::TruncationMode) -> u64 {
-    max_rounds(len)
-        + exp_rounds(iterations, mode)
-        + reciprocal_rounds(super::reciprocal::RECIPROCAL_NEWTON_STEPS, mode)
-        + fixed_mul_rounds(mode)
-}
-
-/// Bytes sent by all three parties together for `elements` elements of a declared per-element cost.
-fn total(c: Cost, elements: usize) -> u64 {
-    c.bytes_for(elements).iter().sum()
-}
-
-/// Total bytes (all parties) of a fixed-point product or power-of-two truncation of `elements` under `mode`.
-fn fixed_total(mode: super::TruncationMode, mul: bool, elements: usize) -> u64 {
-    use super::TruncationMode::{Exact, Probabilistic};
-    match (mode, mul) {
-        (Exact, true) => total(MUL_EXACT, elements),
-        (Exact, false) => total(DIVIDE_EXACT, elements),
-        (Probabilistic, true) => total(MUL, elements),
-        (Probabilistic, false) => total(DIVIDE, elements),
-    }
-}
-
-/// Bytes sent by all three parties together in softmax over `rows` rows of length `m` with `iterations` squarings
-/// at `frac_bits` fractional bits. Softmax composes sub-protocols whose roles rotate independently, so its bytes per
-/// party depend on the step counter; the total over the parties does not, and is declared (and asserted) exactly:
-/// the maximum, the exponential (a truncation, one ReLU over both clips, the squarings), the reciprocal of the row
-/// sums (a DReLU and a bit injection over its exponent classes, the scaling levels, 3 Newton steps of two products,
-/// the rescale), and the final product.
-pub fn softmax_total_bytes(rows: usize, m: usize, iterations: u32, frac_bits: u32, mode: super::TruncationMode) -> u64 {
-    let n = rows * m;
-    let sum3 = |b: [u64; 3]| b.iter().sum::<u64>();
-    let bits = super::SignBits::default();
-    let max = sum3(max_bytes(m, rows));
-    let exp = fixed_total(mode, false, n)
-        + sum3(relu_bytes(2 * n, bits))
-        + u64::from(iterations) * fixed_total(mode, true, n);
-    let classes = super::reciprocal::reciprocal_top(frac_bits) as usize + 1;
-    let levels = super::normalize::levels(frac_bits, &super::reciprocal::reciprocal_exponents(frac_bits)) as usize;
-    let steps = super::reciprocal::RECIPROCAL_NEWTON_STEPS as usize;
-    let recip = sum3(drelu_bytes(classes * rows, bits))
-        + sum3(mul_bit_bytes(classes * rows))
-        + (levels as u64 - 1) * fixed_total(mode, false, rows)
-        + fixed_total(mode, true, levels * rows)
-        + 2 * steps as u64 * fixed_total(mode, true, rows)
-        + fixed_total(mode, true, rows)
-        + total(MUL, rows);
-    max + exp + recip + fixed_total(mode, true, n)
 }

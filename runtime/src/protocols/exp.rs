@@ -80,7 +80,7 @@ impl Party {
             let r = p.relu(&both)?;
             let (r_lo, r_hi) = (row(&r, 0, &[n])?, row(&r, 1, &[n])?);
             let base = p.sub(&r_lo, &r_hi)?;
-            let mut y = base.reshaped(&shape).expect("same size");
+            let mut y = base.viewed(&shape, "same size")?;
             for _ in 0..cfg.iterations {
                 y = p.mul(&y, &y)?;
             }

@@ -18,17 +18,13 @@ impl Party {
     /// `None`. All parties must pass the same shape.
     pub fn share(&mut self, owner: PartyId, value: Option<&RingTensor>, shape: &[usize]) -> Result<Share> {
         if owner > 2 {
-            return Err(Error::Invalid(format!("owner must be party 0, 1 or 2, found {owner}")));
+            return Err(Error::PartyId { what: "owner".into(), found: owner });
         }
         let n = numel(shape)?;
         self.check_size("shared input", n)?;
         match (self.id() == owner, value) {
-            (true, None) => return Err(Error::Invalid(format!("party {owner} owns the input but supplied no value"))),
-            (false, Some(_)) => {
-                return Err(Error::Invalid(format!(
-                    "party {} supplied a value for an input owned by party {owner}",
-                    self.id()
-                )))
+            (true, None) | (false, Some(_)) => {
+                return Err(Error::Ownership { what: "input", party: self.id(), owner, supplied: value.is_some() })
             }
             (true, Some(v)) if v.shape() != shape => {
                 return Err(Error::Shape {

@@ -19,12 +19,13 @@
 //! polynomial (`4·10^−8`), the table entry (half an ulp), and, for `a ≥ 2^t`, one more ulp of `a'` per level.
 //! Measured (tests, t = 20): at most `2.6·10^−6`.
 //!
-//! **Cost**: [`cost::log_rounds`](super::cost::log_rounds) — normalisation (8 + 3 + two truncations for the levels
+//! **Cost**: [`log_rounds`] — normalisation (8 + 3 + two truncations for the levels
 //! of inputs `a ≥ 2^t` at t = 20 + one product), three products, one truncation: 18 rounds in the probabilistic
 //! mode at t = 20, 25 in the exact mode.
 
 use super::local::{row, stack};
 use super::normalize::check_frac_bits;
+use super::{cost, normalize, TruncationMode};
 use crate::party::Party;
 use crate::share::Share;
 use crate::tensor::RingTensor;
@@ -86,4 +87,12 @@ impl Party {
             p.add(&poly, &shift)
         })
     }
+}
+
+/// Rounds of the logarithm at `frac_bits` fractional bits: normalisation over the whole range, three rounds of
+/// batched powers, one truncation.
+pub fn log_rounds(frac_bits: u32, mode: TruncationMode) -> u64 {
+    let m = cost::fixed_mul_rounds(mode);
+    let levels = normalize::levels(frac_bits, &log_exponents(frac_bits));
+    cost::normalize_rounds(levels, mode) + 3 * m + m
 }

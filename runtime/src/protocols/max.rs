@@ -112,7 +112,7 @@ impl Party {
         self.call(|p| {
             let rows = p.axis_to_front(x, pre, k, post)?;
             let (best, _) = p.tournament(rows, k, pre * post, false)?;
-            Ok(best.reshaped(&out_shape).expect("pre·post elements"))
+            best.viewed(&out_shape, "pre·post elements")
         })
     }
 
@@ -123,14 +123,14 @@ impl Party {
         self.call(|p| {
             let rows = p.axis_to_front(x, pre, k, post)?;
             let (best, onehot) = p.tournament(rows, k, pre * post, true)?;
-            let onehot = onehot.expect("tracked");
+            let onehot = onehot.ok_or_else(|| crate::Error::Internal("max: the one-hot was not tracked".into()))?;
             let onehot = if pre == 1 {
-                onehot.reshaped(x.shape()).expect("same size")
+                onehot.viewed(x.shape(), "same size")?
             } else {
                 let g = GatherKernel::permute("max_axis_back", &[k, pre, post], &[1, 0, 2])?;
                 p.gather_share(&g, &onehot, x.shape())?
             };
-            Ok((best.reshaped(&out_shape).expect("pre·post elements"), onehot))
+            Ok((best.viewed(&out_shape, "pre·post elements")?, onehot))
         })
     }
 
@@ -142,7 +142,7 @@ impl Party {
             let rows = p.pool_windows(x, &geo)?;
             let (best, _) = p.tournament(rows, geo.kk(), geo.windows(), false)?;
             let [n, c, _, _] = geo.input;
-            Ok(best.reshaped(&[n, c, geo.out[0], geo.out[1]]).expect("N·C·OH·OW"))
+            best.viewed(&[n, c, geo.out[0], geo.out[1]], "N·C·OH·OW")
         })
     }
 
@@ -158,8 +158,13 @@ impl Party {
             let rows = p.pool_windows(x, &geo)?;
             let (best, onehot) = p.tournament(rows, geo.kk(), geo.windows(), true)?;
             let [n, c, _, _] = geo.input;
-            let y = best.reshaped(&[n, c, geo.out[0], geo.out[1]]).expect("N·C·OH·OW");
-            let arg = MaxPoolArgmax { onehot: onehot.expect("tracked"), input: geo.input, window, params };
+            let y = best.viewed(&[n, c, geo.out[0], geo.out[1]], "N·C·OH·OW")?;
+            let arg = MaxPoolArgmax {
+                onehot: onehot.ok_or_else(|| crate::Error::Internal("max: the one-hot was not tracked".into()))?,
+                input: geo.input,
+                window,
+                params,
+            };
             Ok((y, arg))
         })
     }
@@ -219,7 +224,7 @@ impl Party {
     /// `x` viewed as `[pre, k, post]`, moved to `[k, pre·post]` (a gather unless `pre = 1`).
     fn axis_to_front(&mut self, x: &Share, pre: usize, k: usize, post: usize) -> Result<Share> {
         if pre == 1 {
-            return Ok(x.clone().reshaped(&[k, post]).expect("same size"));
+            return x.clone().viewed(&[k, post], "same size");
         }
         let g = GatherKernel::permute("max_axis_to_front", &[pre, k, post], &[1, 0, 2])?;
         self.gather_share(&g, x, &[k, pre * post])
@@ -273,7 +278,7 @@ impl Party {
             cands = pairs + cands % 2;
             g *= 2;
         }
-        let best = cur.reshaped(&[m]).expect("one row");
+        let best = cur.viewed(&[m], "one row")?;
         let onehot = match onehot {
             Some(oh) => Some(self.take_rows(&oh, [g, m], 0, 1, k)?),
             None => None,

@@ -86,7 +86,7 @@ impl Party {
             return Err(Error::Invalid(format!("exponent classes up to {top} of {} elements", a.len())));
         }
         let (n, j) = (a.len(), top as usize + 1);
-        let flat = a.clone().reshaped(&[n]).expect("same size");
+        let flat = a.clone().viewed(&[n], "same size")?;
         let rows = self.broadcast_rows(&flat, j)?;
         let thresholds: Vec<u64> = (0..j).flat_map(|i| std::iter::repeat_n((1u64 << i).wrapping_neg(), n)).collect();
         let diff = self.add_public(&rows, &RingTensor::new(&[j, n], thresholds)?)?;

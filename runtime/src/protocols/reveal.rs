@@ -24,7 +24,7 @@ impl Party {
     /// Reveal `x` to party `to` only: it gets `Some(value)`, the others `None`.
     pub fn reveal_to(&mut self, x: &Share, to: PartyId) -> Result<Option<RingTensor>> {
         if to > 2 {
-            return Err(Error::Invalid(format!("reveal_to: party must be 0, 1 or 2, found {to}")));
+            return Err(Error::PartyId { what: "the receiver of reveal_to".into(), found: to });
         }
         self.call(|p| {
             if p.id() == to {

@@ -22,12 +22,13 @@
 //! `2^(3−t)` (`7.6·10^−6` at t = 20) where `1/√a` is well above one ulp, at most 2 ulps absolute where it is not.
 //! Measured (tests, t = 20): relative error at most `2.4·10^−6` for `1/√a ≥ 1`.
 //!
-//! **Cost**: [`cost::rsqrt_rounds`](super::cost::rsqrt_rounds) — normalisation (8 + 3 + truncations for the levels
+//! **Cost**: [`rsqrt_rounds`] — normalisation (8 + 3 + truncations for the levels
 //! of inputs `a ≥ 2^t` + one product), two products per step, two to rescale: 22 rounds in the probabilistic
 //! mode at t = 20 (two levels), 32 in the exact mode.
 
 use super::local::{row, stack};
 use super::normalize::check_frac_bits;
+use super::{cost, normalize, TruncationMode};
 use crate::party::Party;
 use crate::share::Share;
 use crate::Result;
@@ -109,4 +110,11 @@ impl Party {
             p.mul_ring(&yd, &u)
         })
     }
+}
+
+/// Rounds of the inverse square root at `frac_bits` fractional bits with `steps` Newton steps.
+pub fn rsqrt_rounds(frac_bits: u32, steps: u32, mode: TruncationMode) -> u64 {
+    let m = cost::fixed_mul_rounds(mode);
+    let levels = normalize::levels(frac_bits, &rsqrt_half_exponents(frac_bits));
+    cost::normalize_rounds(levels, mode) + 2 * u64::from(steps) * m + m + cost::MUL.rounds
 }

@@ -240,7 +240,7 @@ impl Party {
             }
             let refs: Vec<(&BinShare, &BinShare)> = ands.iter().map(|(x, y)| (x, y)).collect();
             let mut out = self.and_many(&refs)?.into_iter();
-            let carry = out.next().ok_or_else(|| Error::Invalid("internal: the carry AND returned nothing".into()))?;
+            let carry = out.next().ok_or_else(|| Error::Internal("the carry AND returned nothing".into()))?;
             let mut new_g = self.xor(&hi_g, &carry)?;
             let mut new_p = out.next();
             if groups % 2 == 1 {

@@ -15,10 +15,15 @@
 //! and in the sum) and of the reciprocal and the product. For `m = 10`, `n = 8`, t = 20: `6.1·10^−3`; raise `n` for
 //! long rows.
 //!
-//! **Cost**: [`cost::softmax_rounds`](super::cost::softmax_rounds) — maximum, exponential, reciprocal, one product:
+//! **Cost**: [`softmax_rounds`] — maximum, exponential, reciprocal, one product:
 //! 80 rounds in the probabilistic truncation mode, 98 in the exact mode, for rows of 10 and `n = 8`.
 
+use super::cost::{
+    drelu_bytes, exp_rounds, fixed_mul_rounds, max_bytes, max_rounds, mul_bit_bytes, reciprocal_rounds, relu_bytes,
+};
+use super::cost::{Cost, DIVIDE, DIVIDE_EXACT, MUL, MUL_EXACT};
 use super::exp::ExpConfig;
+use super::{normalize, reciprocal, SignBits, TruncationMode};
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, Result};
@@ -55,7 +60,7 @@ impl Party {
         }
         let rows = x.len() / m;
         let flat = [rows, m];
-        let xs = x.clone().reshaped(&flat).expect("same size");
+        let xs = x.clone().viewed(&flat, "same size")?;
         let spread = GatherKernel {
             name: "softmax_spread".into(),
             in_shape: vec![rows],
@@ -73,7 +78,59 @@ impl Party {
             let r = p.reciprocal(&s)?;
             let rb = spread_share(p, &r)?;
             let y = p.mul(&e, &rb)?;
-            Ok(y.reshaped(&shape).expect("same size"))
+            y.viewed(&shape, "same size")
         })
     }
+}
+
+/// Rounds of softmax over rows of length `len` with `iterations` squarings in the exponential: maximum,
+/// exponential, reciprocal (3 steps), one product.
+pub fn softmax_rounds(len: usize, iterations: u32, mode: TruncationMode) -> u64 {
+    max_rounds(len)
+        + exp_rounds(iterations, mode)
+        + reciprocal_rounds(reciprocal::RECIPROCAL_NEWTON_STEPS, mode)
+        + fixed_mul_rounds(mode)
+}
+
+/// Bytes sent by all three parties together for `elements` elements of a declared per-element cost.
+fn total(c: Cost, elements: usize) -> u64 {
+    c.bytes_for(elements).iter().sum()
+}
+
+/// Total bytes (all parties) of a fixed-point product or power-of-two truncation of `elements` under `mode`.
+fn fixed_total(mode: TruncationMode, mul: bool, elements: usize) -> u64 {
+    use TruncationMode::{Exact, Probabilistic};
+    match (mode, mul) {
+        (Exact, true) => total(MUL_EXACT, elements),
+        (Exact, false) => total(DIVIDE_EXACT, elements),
+        (Probabilistic, true) => total(MUL, elements),
+        (Probabilistic, false) => total(DIVIDE, elements),
+    }
+}
+
+/// Bytes sent by all three parties together in softmax over `rows` rows of length `m` with `iterations` squarings
+/// at `frac_bits` fractional bits. Softmax composes sub-protocols whose roles rotate independently, so its bytes per
+/// party depend on the step counter; the total over the parties does not, and is declared (and asserted) exactly:
+/// the maximum, the exponential (a truncation, one ReLU over both clips, the squarings), the reciprocal of the row
+/// sums (a DReLU and a bit injection over its exponent classes, the scaling levels, 3 Newton steps of two products,
+/// the rescale), and the final product.
+pub fn softmax_total_bytes(rows: usize, m: usize, iterations: u32, frac_bits: u32, mode: TruncationMode) -> u64 {
+    let n = rows * m;
+    let sum3 = |b: [u64; 3]| b.iter().sum::<u64>();
+    let bits = SignBits::default();
+    let max = sum3(max_bytes(m, rows));
+    let exp = fixed_total(mode, false, n)
+        + sum3(relu_bytes(2 * n, bits))
+        + u64::from(iterations) * fixed_total(mode, true, n);
+    let classes = reciprocal::reciprocal_top(frac_bits) as usize + 1;
+    let levels = normalize::levels(frac_bits, &reciprocal::reciprocal_exponents(frac_bits)) as usize;
+    let steps = reciprocal::RECIPROCAL_NEWTON_STEPS as usize;
+    let recip = sum3(drelu_bytes(classes * rows, bits))
+        + sum3(mul_bit_bytes(classes * rows))
+        + (levels as u64 - 1) * fixed_total(mode, false, rows)
+        + fixed_total(mode, true, levels * rows)
+        + 2 * steps as u64 * fixed_total(mode, true, rows)
+        + fixed_total(mode, true, rows)
+        + total(MUL, rows);
+    max + exp + recip + fixed_total(mode, true, n)
 }

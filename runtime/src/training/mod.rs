@@ -149,12 +149,12 @@ impl Trainer {
             .chain([("loss receiver", config.loss_to)])
         {
             if id.is_some_and(|id| id > 2) {
-                return Err(Error::Invalid(format!("{what} must be party 0, 1 or 2, found {id:?}")));
+                return Err(Error::PartyId { what: what.to_string(), found: id.unwrap_or_default() });
             }
         }
-        for v in [config.lr, config.momentum, config.weight_decay] {
-            if !v.is_finite() {
-                return Err(Error::Invalid(format!("SGD hyper-parameter {v} is not finite")));
+        for (name, value) in [("lr", config.lr), ("momentum", config.momentum), ("weight_decay", config.weight_decay)] {
+            if !value.is_finite() {
+                return Err(Error::Hyperparameter { name, value });
             }
         }
         // The layout: the graph's own parameter list, trainable tensors in one flat share, running statistics in
@@ -206,11 +206,10 @@ impl Trainer {
     }
 
     fn param(&self, state: &TrainState, key: &str) -> Result<Share> {
-        let slot = self
-            .slots
-            .iter()
-            .find(|s| s.key == key)
-            .ok_or_else(|| Error::Invalid(format!("trainer has no tensor `{key}`")))?;
+        let slot =
+            self.slots.iter().find(|s| s.key == key).ok_or_else(|| {
+                Error::Internal(format!("the lowering read `{key}`, which the trainer's layout lacks"))
+            })?;
         slice(&state.params, slot)
     }
 
@@ -241,14 +240,8 @@ impl Trainer {
                 tracked = Some(counters.collect());
                 Some(crate::Tensor::new(&[self.total + self.stat_total], flat)?)
             }
-            (true, None) => {
-                return Err(Error::Invalid(format!("party {owner} owns the model but supplied no parameters")))
-            }
-            (false, Some(_)) => {
-                return Err(Error::Invalid(format!(
-                    "party {} supplied parameters for a model owned by party {owner}",
-                    p.id()
-                )))
+            (true, None) | (false, Some(_)) => {
+                return Err(Error::Ownership { what: "parameters", party: p.id(), owner, supplied: params.is_some() })
             }
             (false, None) => None,
         };
@@ -287,7 +280,7 @@ impl Trainer {
         shape.extend_from_slice(self.graph.input_shape());
         let classes = self.classes()?;
         if batch == 0 {
-            return Err(Error::Invalid("the batch must hold at least one sample".into()));
+            return Err(Error::EmptyBatch { what: format!("training batch of model `{}`", self.graph.name()) });
         }
         let nx = crate::tensor::numel(&shape)?;
         let ny = crate::tensor::checked_product("training labels", &[batch, classes])?;
@@ -320,7 +313,7 @@ impl Trainer {
         let mut shape = vec![batch];
         shape.extend_from_slice(self.graph.input_shape());
         if batch == 0 {
-            return Err(Error::Invalid("the batch must hold at least one sample".into()));
+            return Err(Error::EmptyBatch { what: format!("training batch of model `{}`", self.graph.name()) });
         }
         if x.shape() != shape.as_slice() || labels.len() != batch {
             return Err(Error::Shape {
@@ -331,7 +324,8 @@ impl Trainer {
         }
         let classes = self.classes()?;
         if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
-            return Err(Error::Invalid(format!("label {l} of sample {i} is not below {classes}")));
+            let what = format!("training batch of model `{}`", self.graph.name());
+            return Err(Error::Label { what, sample: i, label: *l, classes });
         }
         fixed.check_slice(x.data())
     }
@@ -339,10 +333,11 @@ impl Trainer {
     fn classes(&self) -> Result<usize> {
         match self.graph.output_shape() {
             &[k] if k > 0 => Ok(k),
-            s => Err(Error::Invalid(format!(
-                "model `{}`: training needs logits of shape [B, classes], the output is [B, {s:?}]",
-                self.graph.name()
-            ))),
+            s => Err(Error::Shape {
+                op: format!("training of model `{}`", self.graph.name()),
+                expected: "logits of shape [B, classes]".into(),
+                found: format!("[B, {s:?}]"),
+            }),
         }
     }
 
@@ -373,11 +368,9 @@ impl Trainer {
         layers::backward_nodes(p, &src, &tape.nodes, dy, false, &mut grads, steps)?;
         let mut parts = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
-            parts.push(grads.remove(&slot.key).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "no gradient reached `{}`: the tape comes from the forward of another model",
-                    slot.key
-                ))
+            parts.push(grads.remove(&slot.key).ok_or_else(|| Error::ForeignState {
+                model: self.graph.name().to_string(),
+                problem: format!("no gradient reached `{}`", slot.key),
             })?);
         }
         let flat = concat(&parts.iter().collect::<Vec<_>>())?;
@@ -464,7 +457,10 @@ impl Trainer {
                 Error::Shape { op, expected, found } => {
                     Error::Shape { op: format!("{op} (batch {i})"), expected, found }
                 }
-                Error::Invalid(m) => Error::Invalid(format!("training batch {i}: {m}")),
+                Error::EmptyBatch { what } => Error::EmptyBatch { what: format!("{what} (batch {i})") },
+                Error::Label { what, sample, label, classes } => {
+                    Error::Label { what: format!("{what} (batch {i})"), sample, label, classes }
+                }
                 e => e,
             })?;
         }

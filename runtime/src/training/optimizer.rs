@@ -75,9 +75,10 @@ impl Trainer {
         // [batch means and variances of every layer, running statistics] times [μ, μ·m/(m − 1), 1 − μ, 1 − μ].
         let (mut stats, mut coef, mut keep) = (Vec::new(), Vec::new(), Vec::new());
         for (layer, bn) in &self.batch_norms {
-            let t = batch_stats
-                .get(layer.as_str())
-                .ok_or_else(|| Error::Invalid(format!("layer `{layer}`: no batch statistics on the tape")))?;
+            let t = batch_stats.get(layer.as_str()).ok_or_else(|| Error::ForeignState {
+                model: self.graph.name().to_string(),
+                problem: format!("layer `{layer}` has no batch statistics on the tape"),
+            })?;
             let unbias = if t.m > 1 { t.m as f64 / (t.m as f64 - 1.0) } else { 1.0 };
             let mu = bn.momentum;
             stats.extend([&t.mean, &t.var]);
