@@ -96,6 +96,9 @@ enum Command {
         /// models with random weights at t = 20), `calibrated` (2 random inputs × 4, not a guarantee) or `off`.
         #[arg(long, value_enum, default_value_t = RangeCheckArg::Interval)]
         range_check: RangeCheckArg,
+        /// Fractional bits of the fixed-point encoding.
+        #[arg(long, default_value_t = 20)]
+        frac_bits: u32,
         /// Largest predicted failure probability per run to accept (default 1e-9; 3×3 average pooling divides by 9,
         /// probabilistic even in the exact mode: AlexNet needs about 1e-8).
         #[arg(long)]
@@ -616,6 +619,7 @@ struct InferArgs {
     pooling: Option<PoolingArg>,
     output: Option<std::path::PathBuf>,
     range_check: RangeCheckArg,
+    frac_bits: u32,
     max_failure: Option<f64>,
     rtt_ms: f64,
     mbit_s: Option<f64>,
@@ -623,12 +627,16 @@ struct InferArgs {
 }
 
 /// The session of `infer`: the embedded default, or one whose links are delayed (`--rtt-ms`, `--mbit-s`).
-fn infer_session(rtt_ms: f64, mbit_s: Option<f64>) -> Result<(Session, Option<String>), Box<dyn std::error::Error>> {
+fn infer_session(
+    config: Config,
+    rtt_ms: f64,
+    mbit_s: Option<f64>,
+) -> Result<(Session, Option<String>), Box<dyn std::error::Error>> {
     if !(rtt_ms.is_finite() && rtt_ms >= 0.0) {
         return Err(format!("--rtt-ms must be a finite number of milliseconds ≥ 0, found {rtt_ms}").into());
     }
     if rtt_ms == 0.0 && mbit_s.is_none() {
-        return Ok((Session::new(Config::default())?, None));
+        return Ok((Session::new(config)?, None));
     }
     let latency = std::time::Duration::from_secs_f64(rtt_ms / 2e3);
     let bandwidth = mbit_s.map(|m| m * 1e6 / 8.0);
@@ -637,7 +645,7 @@ fn infer_session(rtt_ms: f64, mbit_s: Option<f64>) -> Result<(Session, Option<St
         mbit_s.map_or("unlimited bandwidth".into(), |m| format!("{m} Mbit/s per link direction"))
     );
     let link = cryptgpu::runtime::transport::delay::Link { latency, bandwidth };
-    Ok((Session::emulated(Config::default(), link)?, Some(note)))
+    Ok((Session::emulated(config, link)?, Some(note)))
 }
 
 fn infer(a: InferArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -714,7 +722,8 @@ fn infer(a: InferArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let batch = input.shape()[0];
-    let (session, net_note) = infer_session(a.rtt_ms, a.mbit_s)?;
+    let config = Config { frac_bits: a.frac_bits, ..Config::default() };
+    let (session, net_note) = infer_session(config, a.rtt_ms, a.mbit_s)?;
     let roles = Roles { model_owner: 1, data_owner: 0, receiver: 0 };
     let mut executor = Executor::new(graph.clone(), roles)?.with_range_check(a.range_check.check());
     if let Some(p) = a.max_failure {
@@ -968,6 +977,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             pooling,
             output,
             range_check,
+            frac_bits,
             max_failure,
             rtt_ms,
             mbit_s,
@@ -987,6 +997,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             pooling,
             output,
             range_check,
+            frac_bits,
             max_failure,
             rtt_ms,
             mbit_s,
