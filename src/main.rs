@@ -648,23 +648,14 @@ fn infer_session(
     Ok((Session::emulated(config, link)?, Some(note)))
 }
 
-fn infer(a: InferArgs) -> Result<(), Box<dyn std::error::Error>> {
-    use cryptgpu::deployment::ModelName;
-    use cryptgpu::dsl::{models, weights as wio, Params, Tensor as DslTensor};
-    use cryptgpu::inference::{as_batch, first_rows};
-    use cryptgpu::runtime::executor::{Executor, Roles};
-    use cryptgpu::{progress, tensor_files};
+/// `infer`'s model owner's weights (a file, or Kaiming weights when asked for) and a line saying which.
+fn infer_weights(
+    a: &InferArgs,
+    graph: &cryptgpu::dsl::Graph,
+) -> Result<(cryptgpu::dsl::Params, String), Box<dyn std::error::Error>> {
+    use cryptgpu::dsl::{weights as wio, Params};
     use rand::SeedableRng;
-    let graph = match (a.model, a.pooling) {
-        (ModelName::Lenet, Some(PoolingArg::Max)) => models::lenet(models::Pooling::Max)?,
-        (_, None) | (ModelName::Lenet, _) => a.model.graph()?,
-        (m, Some(_)) => return Err(format!("--pooling chooses LeNet's variant; model {m:?} has its own").into()),
-    };
-    if let Some(path) = &a.output {
-        tensor_files::check_output(path)?; // before the run
-    }
-    // The model owner's weights.
-    let (params, weights_note) = match (&a.weights, a.random_weights) {
+    Ok(match (&a.weights, a.random_weights) {
         (Some(path), _) => {
             let (params, report) = wio::load_with(&graph, path, wio::LoadOptions { strict: a.strict })?;
             for (what, keys) in [("missing", &report.missing_keys), ("unexpected", &report.unexpected_keys)] {
@@ -679,9 +670,21 @@ fn infer(a: InferArgs) -> Result<(), Box<dyn std::error::Error>> {
             format!("random Kaiming weights (--random-weights, seed {})", a.seed),
         ),
         (None, false) => return Err("no weights: pass --weights FILE (safetensors) or --random-weights".into()),
-    };
-    // The data owner's inputs (and labels, from a dataset).
-    let (input, labels, input_note): (DslTensor, Option<Vec<u8>>, String) = match (&a.input, a.random_input) {
+    })
+}
+
+/// `infer`'s data owner's inputs (a file, random inputs when asked for, or a dataset's test images), their labels
+/// (a dataset's) and a line saying what they are.
+fn infer_inputs(
+    a: &InferArgs,
+    graph: &cryptgpu::dsl::Graph,
+) -> Result<(cryptgpu::dsl::Tensor, Option<Vec<u8>>, String), Box<dyn std::error::Error>> {
+    use cryptgpu::deployment::ModelName;
+    use cryptgpu::dsl::Tensor as DslTensor;
+    use cryptgpu::inference::{as_batch, first_rows, InputError};
+    use cryptgpu::tensor_files;
+    use rand::SeedableRng;
+    Ok(match (&a.input, a.random_input) {
         (Some(path), _) => {
             let t = tensor_files::read_input(path, a.input_tensor.as_deref())?;
             let x = as_batch(&graph, t, path, a.input_tensor.as_deref(), a.batch)?;
@@ -692,6 +695,9 @@ fn infer(a: InferArgs) -> Result<(), Box<dyn std::error::Error>> {
             (x, None, what)
         }
         (None, Some(n)) => {
+            if n == 0 {
+                return Err(InputError::EmptyBatch.into());
+            }
             if a.batch.is_some_and(|b| b != n) {
                 return Err("--random-input N sets the batch: leave out --batch or give the same N".into());
             }
@@ -720,7 +726,24 @@ fn infer(a: InferArgs) -> Result<(), Box<dyn std::error::Error>> {
             let note = format!("{source} test images 0..{n} from {}", dir.display());
             (x, Some(set.labels[..n].to_vec()), note)
         }
+    })
+}
+
+fn infer(a: InferArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use cryptgpu::deployment::ModelName;
+    use cryptgpu::dsl::{models, Tensor as DslTensor};
+    use cryptgpu::runtime::executor::{Executor, Roles};
+    use cryptgpu::{progress, tensor_files};
+    let graph = match (a.model, a.pooling) {
+        (ModelName::Lenet, Some(PoolingArg::Max)) => models::lenet(models::Pooling::Max)?,
+        (_, None) | (ModelName::Lenet, _) => a.model.graph()?,
+        (m, Some(_)) => return Err(format!("--pooling chooses LeNet's variant; model {m:?} has its own").into()),
     };
+    if let Some(path) = &a.output {
+        tensor_files::check_output(path)?; // before the run
+    }
+    let (params, weights_note) = infer_weights(&a, &graph)?;
+    let (input, labels, input_note) = infer_inputs(&a, &graph)?;
     let batch = input.shape()[0];
     let config = Config { frac_bits: a.frac_bits, ..Config::default() };
     let (session, net_note) = infer_session(config, a.rtt_ms, a.mbit_s)?;

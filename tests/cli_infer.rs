@@ -211,6 +211,10 @@ fn weights_are_required_unless_random_weights_is_asked_for() {
     let (code, _, stderr) = cryptgpu(&["infer", "--model", "alexnet", "--random-weights"]);
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert!(stderr.contains("--input") && stderr.contains("--random-input"), "{stderr}");
+    // An output format the receiver cannot get is refused before the run.
+    let (code, _, stderr) = cryptgpu(&["infer", "--random-weights", "--random-input", "1", "--output", "logits.txt"]);
+    assert_eq!(code, Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("logits.txt") && stderr.contains(".npy or .json"), "{stderr}");
 }
 
 #[test]
@@ -250,7 +254,15 @@ fn every_shipped_model_round_trips_from_safetensors_and_npy() {
         let graph = model.graph().unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
         let wpath = dir.join(format!("{name}.safetensors"));
-        weights::save(&graph, &Params::kaiming(&graph, &mut rng), &wpath).unwrap();
+        let mut params = Params::kaiming(&graph, &mut rng);
+        // Kaiming weights with identity batch norms let a deep ResNet's activations grow with every residual add
+        // (ResNet-152 would need t ≤ 14, the calibrated check says so naming the layer); trained networks keep them
+        // bounded. Batch-norm scales of 1/2 inside the residual branches do that here, so every model runs at t = 20.
+        let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
+        for n in names.iter().filter(|n| n.starts_with("layer") && n.contains(".bn") && n.ends_with(".weight")) {
+            params.get_mut(n).unwrap().data_mut().iter_mut().for_each(|v| *v *= 0.5);
+        }
+        weights::save(&graph, &params, &wpath).unwrap();
         let params = weights::load(&graph, &wpath).unwrap();
         let mut shape = vec![1];
         shape.extend_from_slice(graph.input_shape());
@@ -260,9 +272,6 @@ fn every_shipped_model_round_trips_from_safetensors_and_npy() {
         write_npy_f32(&xpath, &x);
         let out = dir.join("logits.npy");
         let (ws, xs, outs) = (wpath.to_str().unwrap(), xpath.to_str().unwrap(), out.to_str().unwrap());
-        // Kaiming weights without trained batch norms let ResNet-101/152 activations grow past what t = 20 allows
-        // (the calibrated check refuses it, naming the layer): t = 16 there.
-        let t = if matches!(model, ModelName::Resnet101 | ModelName::Resnet152) { "16" } else { "20" };
         let start = std::time::Instant::now();
         let (code, _, stderr) = cryptgpu(&[
             "infer",
@@ -278,15 +287,13 @@ fn every_shipped_model_round_trips_from_safetensors_and_npy() {
             "calibrated",
             "--max-failure",
             "1e-3",
-            "--frac-bits",
-            t,
         ]);
         assert_eq!(code, Some(0), "{name}: {stderr}");
         let (_, got) = read_npy_f64(&out);
         let plain = reference::infer(&graph, &params, &x).unwrap();
         let rel = mean_rel(&got, &plain);
-        eprintln!("{name} (t = {t}): {:.1} s, mean relative error {rel:.2e}", start.elapsed().as_secs_f64());
-        assert!(rel < if t == "20" { 1e-3 } else { 1e-2 }, "{name}: mean relative error {rel:.3e}");
+        eprintln!("{name}: {:.1} s, mean relative error {rel:.2e}", start.elapsed().as_secs_f64());
+        assert!(rel < 1e-3, "{name}: mean relative error {rel:.3e}");
         std::fs::remove_file(&wpath).unwrap();
     }
     let _ = std::fs::remove_dir_all(&dir);
