@@ -657,7 +657,7 @@ fn infer_weights(
     use rand::SeedableRng;
     Ok(match (&a.weights, a.random_weights) {
         (Some(path), _) => {
-            let (params, report) = wio::load_with(&graph, path, wio::LoadOptions { strict: a.strict })?;
+            let (params, report) = wio::load_with(graph, path, wio::LoadOptions { strict: a.strict })?;
             for (what, keys) in [("missing", &report.missing_keys), ("unexpected", &report.unexpected_keys)] {
                 if !keys.is_empty() {
                     eprintln!("{}: {what} tensors (non-strict loading): {}", path.display(), keys.join(", "));
@@ -666,19 +666,18 @@ fn infer_weights(
             (params, format!("weights {}", path.display()))
         }
         (None, true) => (
-            Params::kaiming(&graph, &mut rand::rngs::StdRng::seed_from_u64(a.seed)),
+            Params::kaiming(graph, &mut rand::rngs::StdRng::seed_from_u64(a.seed)),
             format!("random Kaiming weights (--random-weights, seed {})", a.seed),
         ),
         (None, false) => return Err("no weights: pass --weights FILE (safetensors) or --random-weights".into()),
     })
 }
 
-/// `infer`'s data owner's inputs (a file, random inputs when asked for, or a dataset's test images), their labels
-/// (a dataset's) and a line saying what they are.
-fn infer_inputs(
-    a: &InferArgs,
-    graph: &cryptgpu::dsl::Graph,
-) -> Result<(cryptgpu::dsl::Tensor, Option<Vec<u8>>, String), Box<dyn std::error::Error>> {
+/// `infer`'s data owner's inputs, their labels (a dataset's) and a line saying what they are.
+type Inputs = (cryptgpu::dsl::Tensor, Option<Vec<u8>>, String);
+
+/// `infer`'s data owner's inputs: a file, random inputs when asked for, or a dataset's test images.
+fn infer_inputs(a: &InferArgs, graph: &cryptgpu::dsl::Graph) -> Result<Inputs, Box<dyn std::error::Error>> {
     use cryptgpu::deployment::ModelName;
     use cryptgpu::dsl::Tensor as DslTensor;
     use cryptgpu::inference::{as_batch, first_rows, InputError};
@@ -687,7 +686,7 @@ fn infer_inputs(
     Ok(match (&a.input, a.random_input) {
         (Some(path), _) => {
             let t = tensor_files::read_input(path, a.input_tensor.as_deref())?;
-            let x = as_batch(&graph, t, path, a.input_tensor.as_deref(), a.batch)?;
+            let x = as_batch(graph, t, path, a.input_tensor.as_deref(), a.batch)?;
             let what = match &a.input_tensor {
                 Some(t) => format!("{} (tensor `{t}`)", path.display()),
                 None => path.display().to_string(),
@@ -701,7 +700,7 @@ fn infer_inputs(
             if a.batch.is_some_and(|b| b != n) {
                 return Err("--random-input N sets the batch: leave out --batch or give the same N".into());
             }
-            cryptgpu::workloads::check_model_batch(&graph, n, Config::default().max_elements)?;
+            cryptgpu::workloads::check_model_batch(graph, n, Config::default().max_elements)?;
             let mut shape = vec![n];
             shape.extend_from_slice(graph.input_shape());
             let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed.wrapping_add(1));
@@ -722,7 +721,7 @@ fn infer_inputs(
             let n = a.batch.unwrap_or(8);
             let what = || dir.display().to_string();
             let b = first_rows(DslTensor::from_vec(&set.images.shape, set.images.data)?, Some(n), what)?;
-            let x = as_batch(&graph, b, &dir, None, None)?;
+            let x = as_batch(graph, b, &dir, None, None)?;
             let note = format!("{source} test images 0..{n} from {}", dir.display());
             (x, Some(set.labels[..n].to_vec()), note)
         }
