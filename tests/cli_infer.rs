@@ -243,14 +243,18 @@ fn kernels_of_alexnet_include_relu_and_pooling() {
 
 /// Every shipped architecture, saved with random weights and run from the files: minutes on two cores (ResNet-152
 /// at 224×224 alone takes several, most of it the f64 plaintext reference), so not in the default suite:
-/// `cargo test -p cryptgpu --test cli_infer -- --ignored`.
+/// `cargo test -p cryptgpu --test cli_infer -- --ignored` (`CRYPTGPU_TEST_MODELS=resnet152,vgg16` runs only those).
 #[test]
 #[ignore]
 fn every_shipped_model_round_trips_from_safetensors_and_npy() {
     use clap::ValueEnum;
     let dir = temp_dir("infer-every");
+    let only = std::env::var("CRYPTGPU_TEST_MODELS").ok();
     for model in ModelName::value_variants() {
         let name = model.to_possible_value().unwrap().get_name().to_string();
+        if only.as_ref().is_some_and(|o| !o.split(',').any(|m| m == name)) {
+            continue;
+        }
         let graph = model.graph().unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
         let wpath = dir.join(format!("{name}.safetensors"));
