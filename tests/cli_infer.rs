@@ -239,6 +239,13 @@ fn kernels_of_alexnet_include_relu_and_pooling() {
         assert!(names.iter().any(|n| n.contains(want)), "no `{want}` kernel in {names:?}");
     }
     assert!(stdout.contains("predicted per party"), "{stdout}");
+    // One training step: the backward's kernels too (col2im of the convolutions, the pooling gradient, softmax).
+    let (code, stdout, stderr) = cryptgpu(&["kernels", "--model", "lenet", "--train", "--batch", "2"]);
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert!(stdout.starts_with("one private training step of LeNet at batch 2"), "{stdout}");
+    for want in ["col2im_scatter", "avg_pool_grad_spread", "softmax_spread", "sign_"] {
+        assert!(stdout.contains(&format!("| {want}")), "no `{want}` kernel in the training step");
+    }
 }
 
 /// Every shipped architecture, saved with random weights and run from the files: minutes on two cores (ResNet-152
