@@ -2,10 +2,39 @@
 //! convolution against their local work, the non-linear protocols against plaintext, their communication per
 //! element measured and declared, and the cost model's predictions beside the measured times.
 
+use crate::progress::during;
 use crate::runtime::backend::cpu::gemm::{block_gemm, ring_gemm, Kernel};
 use crate::runtime::protocols::{cost, softmax, TruncationMode};
 use crate::{workloads, Config, Conv2dParams, Session};
+use serde_json::json;
 use std::time::{Duration, Instant};
+
+/// Where the tables go: markdown on stdout, or (`--json`) one JSON record per measured row on stdout.
+#[derive(Debug, Clone, Copy)]
+pub struct Out {
+    /// Records instead of tables.
+    pub json: bool,
+}
+
+impl Out {
+    /// Prints `record` (with its `table` name) in JSON mode.
+    fn record(self, table: &str, mut record: serde_json::Value) {
+        if self.json {
+            record["record"] = json!("bench");
+            record["table"] = json!(table);
+            println!("{record}");
+        }
+    }
+}
+
+/// `println!` in text mode only.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {
+        if !$out.json {
+            println!($($arg)*)
+        }
+    };
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -44,33 +73,41 @@ fn time_party_gemms(n: usize) -> Duration {
 
 /// Print every table of the benchmark (`cryptgpu bench`): `reps` repetitions per measurement, square GEMMs up to
 /// `max_size`.
-pub fn run(reps: usize, max_size: usize) -> Result<(), Box<dyn std::error::Error>> {
+/// Runs every table; `json`: one JSON record per row instead of markdown.
+pub fn run(reps: usize, max_size: usize, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let out = Out { json };
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("Ring GEMM kernel: {:?} (cap it with RING_GEMM_KERNEL=scalar|avx2|avx512)\n", Kernel::selected());
-    println!("## Ring GEMM (u64, wrapping) vs f32 GEMM (matrixmultiply, threaded), median of {reps}\n");
-    println!("| size | ring GEMM ms | f32 GEMM ms | ratio |\n|---|---|---|---|");
+    say!(out, "Ring GEMM kernel: {:?} (cap it with RING_GEMM_KERNEL=scalar|avx2|avx512)\n", Kernel::selected());
+    say!(out, "## Ring GEMM (u64, wrapping) vs f32 GEMM (matrixmultiply, threaded), median of {reps}\n");
+    say!(out, "| size | ring GEMM ms | f32 GEMM ms | ratio |\n|---|---|---|---|");
     let mut sizes = vec![256, 512, 1024];
     sizes.retain(|&s| s <= max_size);
     for &n in &sizes {
-        let ring = time_ring_gemm(n, reps);
-        let f32t = median((0..reps).map(|_| workloads::time_f32_gemm(n, n, n)).collect());
-        println!("| {n}³ | {:.1} | {:.1} | {:.2}× |", ms(ring), ms(f32t), ring.as_secs_f64() / f32t.as_secs_f64());
+        let (ring, f32t) = during(format!("bench: ring GEMM vs f32 GEMM {n}³"), || {
+            (time_ring_gemm(n, reps), median((0..reps).map(|_| workloads::time_f32_gemm(n, n, n)).collect()))
+        });
+        let ratio = ring.as_secs_f64() / f32t.as_secs_f64();
+        out.record("ring_gemm", json!({"size": n, "ring_gemm_ms": ms(ring), "f32_gemm_ms": ms(f32t), "ratio": ratio}));
+        say!(out, "| {n}³ | {:.1} | {:.1} | {:.2}× |", ms(ring), ms(f32t), ring.as_secs_f64() / f32t.as_secs_f64());
     }
 
     let n = *sizes.last().unwrap_or(&256);
-    println!("\n## Secure matmul {n}³ (three in-process parties on this machine's cores) vs one local ring GEMM\n");
-    let local = time_ring_gemm(n, reps);
-    let floor = median((0..reps).map(|_| time_party_gemms(n)).collect());
-    println!("The local work alone (each party's GEMM over the doubled inner dimension, 3 × {n}×{}×{n}): {:.0} ms = {:.2}× one local GEMM ({:.0} ms).\n", 2 * n, ms(floor), floor.as_secs_f64() / local.as_secs_f64(), ms(local));
-    println!("| truncation | secure ms | ratio to one local GEMM | target | max abs err | trunc. failures | rounds | bytes per party, measured (sorted) | declared |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    say!(out, "\n## Secure matmul {n}³ (three in-process parties on this machine's cores) vs one local ring GEMM\n");
+    let (local, floor) = during(format!("bench: local work of a secure matmul {n}³"), || {
+        (time_ring_gemm(n, reps), median((0..reps).map(|_| time_party_gemms(n)).collect()))
+    });
+    say!(out, "The local work alone (each party's GEMM over the doubled inner dimension, 3 × {n}×{}×{n}): {:.0} ms = {:.2}× one local GEMM ({:.0} ms).\n", 2 * n, ms(floor), floor.as_secs_f64() / local.as_secs_f64(), ms(local));
+    say!(out, "| truncation | secure ms | ratio to one local GEMM | target | max abs err | trunc. failures | rounds | bytes per party, measured (sorted) | declared |");
+    say!(out, "|---|---|---|---|---|---|---|---|---|");
     let mut rng = rand::thread_rng();
     for (mode, declared) in [(TruncationMode::Exact, cost::MUL_EXACT), (TruncationMode::Probabilistic, cost::MUL)] {
         let session = Session::new(Config { truncation: mode, ..Config::default() })?;
         let mut secure = Vec::new();
         let mut last = None;
         for _ in 0..reps.clamp(1, 3) {
-            let r = workloads::matmul(&session, n, n, n, &mut rng)?;
+            let r = during(format!("bench: secure matmul {n}³, {mode:?} truncation"), || {
+                workloads::matmul(&session, n, n, n, &mut rng)
+            })?;
             secure.push(r.secure);
             last = Some(r);
         }
@@ -78,7 +115,17 @@ pub fn run(reps: usize, max_size: usize) -> Result<(), Box<dyn std::error::Error
         let secure = median(secure);
         let mut measured = r.stats.bytes();
         measured.sort_unstable_by(|a, b| b.cmp(a));
-        println!(
+        out.record(
+            "secure_matmul",
+            json!({
+                "size": n, "truncation": format!("{mode:?}"), "secure_ms": ms(secure),
+                "ratio_to_local_gemm": secure.as_secs_f64() / local.as_secs_f64(), "max_abs_err": r.max_abs_err,
+                "truncation_failures": r.failures, "outputs": r.outputs, "rounds": r.stats.rounds(),
+                "bytes_per_party": measured, "declared_bytes_per_party": declared.bytes_for(n * n),
+            }),
+        );
+        say!(
+            out,
             "| {mode:?} | {:.0} | {:.2}× | ≤ 7× | {:.1e} | {} of {} | {} | {:?} | {:?} |",
             ms(secure),
             secure.as_secs_f64() / local.as_secs_f64(),
@@ -91,20 +138,31 @@ pub fn run(reps: usize, max_size: usize) -> Result<(), Box<dyn std::error::Error
         );
     }
 
-    println!("\n## Secure conv2d 64→64, 3×3, padding 1, 32×32, batch 8 vs plaintext f32 (im2col + sgemm)\n");
+    say!(out, "\n## Secure conv2d 64→64, 3×3, padding 1, 32×32, batch 8 vs plaintext f32 (im2col + sgemm)\n");
     let session = Session::new(Config::default())?;
     let p = Conv2dParams { stride: 1, padding: 1 };
     let mut runs = Vec::new();
     for _ in 0..reps.clamp(1, 3) {
-        runs.push(workloads::conv2d(&session, 8, 64, 32, 64, 3, p, &mut rng)?);
+        runs.push(during("bench: secure conv2d", || workloads::conv2d(&session, 8, 64, 32, 64, 3, p, &mut rng))?);
     }
     runs.sort_by_key(|r| r.secure);
     let r = &runs[runs.len() / 2];
-    println!(
+    out.record(
+        "secure_conv2d",
+        json!({
+            "secure_ms": ms(r.secure), "plaintext_ms": ms(r.plaintext), "ratio": r.slowdown(),
+            "max_abs_err": r.max_abs_err, "truncation_failures": r.failures, "outputs": r.outputs,
+            "rounds": r.stats.rounds(), "bytes": r.stats.total_bytes(),
+            "declared_bytes": cost::MUL_EXACT.bytes_for(r.outputs).iter().sum::<u64>(),
+        }),
+    );
+    say!(
+        out,
         "| secure ms | plaintext ms | ratio | max abs err | trunc. failures | rounds | MB total measured | declared |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    println!(
+    say!(out, "|---|---|---|---|---|---|---|---|");
+    say!(
+        out,
         "| {:.0} | {:.1} | {:.1}× | {:.1e} | {} of {} | {} | {:.2} | {:.2} |",
         ms(r.secure),
         ms(r.plaintext),
@@ -117,19 +175,19 @@ pub fn run(reps: usize, max_size: usize) -> Result<(), Box<dyn std::error::Error
         cost::MUL_EXACT.bytes_for(r.outputs).iter().sum::<u64>() as f64 / 1e6
     );
 
-    nonlinear(reps)?;
-    nonlinear_costs()?;
-    predictions(n, reps)
+    nonlinear(out, reps)?;
+    nonlinear_costs(out)?;
+    predictions(out, n, reps)
 }
 
 /// The non-linear section: secure ReLU and max pooling vs plaintext f32 in the same run, with rounds and bytes per
 /// element per party measured beside the declared costs (both protocols are exact: outputs are compared in the ring).
-fn nonlinear(reps: usize) -> Result<(), Box<dyn std::error::Error>> {
+fn nonlinear(out: Out, reps: usize) -> Result<(), Box<dyn std::error::Error>> {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let per = |b: [f64; 3]| format!("{:.2}/{:.2}/{:.2}", b[0], b[1], b[2]);
-    println!("\n## Non-linear: secure vs plaintext f32 (median of {} runs)\n", reps.clamp(1, 3));
-    println!("| workload | secure ms | plaintext ms | ratio | wrong outputs | rounds measured | declared | bytes/elt/party measured | declared |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    say!(out, "\n## Non-linear: secure vs plaintext f32 (median of {} runs)\n", reps.clamp(1, 3));
+    say!(out, "| workload | secure ms | plaintext ms | ratio | wrong outputs | rounds measured | declared | bytes/elt/party measured | declared |");
+    say!(out, "|---|---|---|---|---|---|---|---|---|");
     let session = Session::new(Config::default())?;
     let mut rng = rand::thread_rng();
     type Run<'a> = Box<dyn Fn(&mut rand::rngs::ThreadRng) -> crate::Result<workloads::NonlinearReport> + 'a>;
@@ -141,10 +199,22 @@ fn nonlinear(reps: usize) -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
     for (name, run) in &rows {
-        let mut runs = (0..reps.clamp(1, 3)).map(|_| run(&mut rng)).collect::<Result<Vec<_>, _>>()?;
+        let mut runs = during(format!("bench: {name}"), || {
+            (0..reps.clamp(1, 3)).map(|_| run(&mut rng)).collect::<Result<Vec<_>, _>>()
+        })?;
         runs.sort_by_key(|r| r.secure);
         let r = &runs[runs.len() / 2];
-        println!(
+        out.record(
+            "nonlinear",
+            json!({
+                "workload": name, "secure_ms": ms(r.secure), "plaintext_ms": ms(r.plaintext), "ratio": r.slowdown(),
+                "wrong_outputs": r.mismatches, "outputs": r.outputs, "rounds": r.stats.rounds(),
+                "declared_rounds": r.declared_rounds, "bytes_per_element_per_party": r.bytes_per_elt(),
+                "declared_bytes_per_element_per_party": r.declared_per_elt(),
+            }),
+        );
+        say!(
+            out,
             "| {name} | {:.0} | {:.2} | {:.0}× | {} of {} | {} | {} | {} | {} |",
             ms(r.secure),
             ms(r.plaintext),
@@ -161,11 +231,11 @@ fn nonlinear(reps: usize) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Rounds and bytes per element per party of DReLU and softmax over 10 classes, measured vs declared.
-fn nonlinear_costs() -> Result<(), Box<dyn std::error::Error>> {
+fn nonlinear_costs(out: Out) -> Result<(), Box<dyn std::error::Error>> {
     use crate::runtime::protocols::SignBits;
-    println!("\n## Non-linear: communication per element, measured vs declared (exact truncation)\n");
-    println!("| protocol | elements | rounds measured | declared | bytes/elt/party measured | declared |");
-    println!("|---|---|---|---|---|---|");
+    say!(out, "\n## Non-linear: communication per element, measured vs declared (exact truncation)\n");
+    say!(out, "| protocol | elements | rounds measured | declared | bytes/elt/party measured | declared |");
+    say!(out, "|---|---|---|---|---|---|");
     let mut rng = rand::thread_rng();
     let per = |b: [u64; 3], n: usize| {
         format!("{:.2}/{:.2}/{:.2}", b[0] as f64 / n as f64, b[1] as f64 / n as f64, b[2] as f64 / n as f64)
@@ -186,7 +256,16 @@ fn nonlinear_costs() -> Result<(), Box<dyn std::error::Error>> {
     let mut b = st.map(|s| s.bytes_sent);
     b.sort_unstable_by(|x, y| y.cmp(x));
     let bits = SignBits::default();
-    println!(
+    out.record(
+        "nonlinear_costs",
+        json!({
+            "protocol": "DReLU (64-bit range)", "elements": n, "rounds": st[0].rounds,
+            "declared_rounds": cost::sign_rounds(bits), "bytes_per_party": b,
+            "declared_bytes_per_party": cost::drelu_bytes(n, bits),
+        }),
+    );
+    say!(
+        out,
         "| DReLU (64-bit range) | {n} | {} | {} | {} | {} |",
         st[0].rounds,
         cost::sign_rounds(bits),
@@ -199,7 +278,16 @@ fn nonlinear_costs() -> Result<(), Box<dyn std::error::Error>> {
     let mut b = st.map(|s| s.bytes_sent);
     b.sort_unstable_by(|x, y| y.cmp(x));
     let declared = softmax::softmax_total_bytes(rows, m, 8, 20, TruncationMode::Exact);
-    println!(
+    out.record(
+        "nonlinear_costs",
+        json!({
+            "protocol": format!("softmax over {m} classes"), "elements": rows * m, "rounds": st[0].rounds,
+            "declared_rounds": softmax::softmax_rounds(m, 8, TruncationMode::Exact), "bytes_per_party": b,
+            "declared_total_bytes": declared,
+        }),
+    );
+    say!(
+        out,
         "| softmax over {m} classes | {} | {} | {} | {} (total {:.2}) | total {:.2} |",
         rows * m,
         st[0].rounds,
@@ -212,20 +300,20 @@ fn nonlinear_costs() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The cost model's H100 prediction beside the CPU measurement, for each workload.
-fn predictions(n: usize, reps: usize) -> Result<(), Box<dyn std::error::Error>> {
+fn predictions(out: Out, n: usize, reps: usize) -> Result<(), Box<dyn std::error::Error>> {
     use crate::codegen::cost::{Link, H100_SXM};
     use crate::runtime::predict::predict;
     let measured = workloads::measure_loopback_link()?;
-    println!("\n## Cost model: predicted time on one {} per party vs measured on this CPU\n", H100_SXM.name);
-    println!(
+    say!(out, "\n## Cost model: predicted time on one {} per party vs measured on this CPU\n", H100_SXM.name);
+    say!(out,
         "Links: LAN = {:.2} GB/s, {:.2} ms latency (assumed); loopback TCP here = {:.2} GB/s, {:.3} ms latency (measured).\n",
         Link::LAN_10G.bandwidth / 1e9,
         Link::LAN_10G.latency * 1e3,
         measured.bandwidth / 1e9,
         measured.latency * 1e3
     );
-    println!("| workload | CPU measured ms | H100 kernels ms | + LAN comm ms | = total ms | + loopback comm ms | = total ms |");
-    println!("|---|---|---|---|---|---|---|");
+    say!(out, "| workload | CPU measured ms | H100 kernels ms | + LAN comm ms | = total ms | + loopback comm ms | = total ms |");
+    say!(out, "|---|---|---|---|---|---|---|");
     type Workload = Box<dyn Fn(&Session) -> crate::Result<(Duration, crate::PartyStats)>>;
     let p = Conv2dParams { stride: 1, padding: 1 };
     let workloads: Vec<(String, Workload)> = vec![
@@ -248,14 +336,26 @@ fn predictions(n: usize, reps: usize) -> Result<(), Box<dyn std::error::Error>> 
     let session = Session::new(Config::default())?;
     let mut rows = Vec::new();
     for (name, run) in &workloads {
-        let cpu = median((0..reps.clamp(1, 3)).map(|_| run(&session).map(|r| r.0)).collect::<Result<_, _>>()?);
-        let (stats, launches, _) = workloads::recorded(Config::default(), |s| run(s).map(|r| r.1))?;
+        let (cpu, (stats, launches, _)) = during(format!("bench: cost model prediction, {name}"), || {
+            let cpu = median((0..reps.clamp(1, 3)).map(|_| run(&session).map(|r| r.0)).collect::<Result<_, _>>()?);
+            Ok::<_, crate::Error>((cpu, workloads::recorded(Config::default(), |s| run(s).map(|r| r.1))?))
+        })?;
         rows.push((name.clone(), cpu, launches, stats));
     }
     for (name, cpu, launches, stats) in rows {
         let lan = predict(&launches, &stats, &H100_SXM, &Link::LAN_10G);
         let local = predict(&launches, &stats, &H100_SXM, &measured);
-        println!(
+        out.record(
+            "prediction",
+            json!({
+                "workload": name, "cpu_measured_ms": cpu.as_secs_f64() * 1e3,
+                "h100_kernels_ms": lan.compute_seconds * 1e3, "lan_comm_ms": lan.comm_seconds * 1e3,
+                "lan_total_ms": lan.total_seconds() * 1e3, "loopback_comm_ms": local.comm_seconds * 1e3,
+                "loopback_total_ms": local.total_seconds() * 1e3,
+            }),
+        );
+        say!(
+            out,
             "| {name} | {:.1} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
             cpu.as_secs_f64() * 1e3,
             lan.compute_seconds * 1e3,

@@ -10,7 +10,8 @@ use crate::runtime::executor::{Executor, LayerStats, Roles};
 use crate::runtime::training::{TrainConfig, Trainer};
 use crate::workloads::{argmax, relative_error};
 use crate::{Config, PartyStats, Session};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Any error of these workloads (runtime, model or data).
 pub type JobError = Box<dyn std::error::Error>;
@@ -122,6 +123,19 @@ pub struct TrainingReport {
     pub bytes: u64,
 }
 
+/// Where a private training run stands after a step (for progress reports).
+#[derive(Debug, Clone, Copy)]
+pub struct StepProgress {
+    /// Steps done.
+    pub step: usize,
+    /// Steps in all.
+    pub steps: usize,
+    /// The step's loss as revealed to the model owner.
+    pub loss: Option<f64>,
+    /// Bytes sent by all parties so far (the other parties' sends of this step may not be counted yet).
+    pub bytes: u64,
+}
+
 /// Trains `graph` from `init` on consecutive batches of `train` (`steps` of them, 0 = one epoch, short final batch
 /// dropped) privately and in plaintext with the same hyper-parameters.
 pub fn private_training(
@@ -132,6 +146,21 @@ pub fn private_training(
     steps: usize,
     batch: usize,
     config: TrainConfig,
+) -> Result<TrainingReport, JobError> {
+    private_training_observed(session, graph, init, train, steps, batch, config, &|_| {})
+}
+
+/// [`private_training`], calling `on_step` on the model owner's thread after every private step.
+#[allow(clippy::too_many_arguments)]
+pub fn private_training_observed(
+    session: &Session,
+    graph: &Graph,
+    init: &Params,
+    train: &Dataset,
+    steps: usize,
+    batch: usize,
+    config: TrainConfig,
+    on_step: &(dyn Fn(StepProgress) + Sync),
 ) -> Result<TrainingReport, JobError> {
     let mut batches: Vec<(DslTensor, Vec<usize>)> = Vec::new();
     for b in train.batches(batch.max(1)) {
@@ -150,19 +179,51 @@ pub fn private_training(
         sgd.step(&mut plain, &grads)?;
         plain_losses.push(loss);
     }
+    init.check_present(graph, "initial parameters")?;
     let roles = Roles { model_owner: MODEL_OWNER, data_owner: DATA_OWNER, receiver: MODEL_OWNER };
-    let config = config.with_loss_to(MODEL_OWNER);
-    let trained = Trainer::new(graph.clone(), roles, config)?.train(session, init, &batches)?;
-    let private_params = trained.params[MODEL_OWNER].clone().ok_or("the model owner received no parameters")?;
+    let trainer = Trainer::new(graph.clone(), roles, config.with_loss_to(MODEL_OWNER))?;
+    let sent = AtomicU64::new(0);
+    let n = batches.len();
+    let start = Instant::now();
+    // The loop of `Trainer::train`, with a report after each step.
+    let runs = session.run(|p| {
+        let owner = (p.id() == MODEL_OWNER).then_some(init);
+        let mut state = trainer.share_params(p, owner)?;
+        let mut done = Vec::with_capacity(n);
+        for (i, (x, labels)) in batches.iter().enumerate() {
+            let data = (p.id() == DATA_OWNER).then_some((x, labels.as_slice()));
+            let before = p.total_stats();
+            let step = trainer.step_party(p, &mut state, data, x.shape()[0])?;
+            let spent = p.total_stats() - before;
+            let bytes = sent.fetch_add(spent.bytes_sent, Ordering::Relaxed) + spent.bytes_sent;
+            if p.id() == MODEL_OWNER {
+                on_step(StepProgress { step: i + 1, steps: n, loss: step.loss, bytes });
+            }
+            done.push((step, spent));
+        }
+        let trained = trainer.reveal_params_to(p, &state, MODEL_OWNER)?;
+        Ok((done, trained))
+    })?;
+    let wall = start.elapsed();
+    let private_params = runs[MODEL_OWNER].1.clone().ok_or("the model owner received no parameters")?;
+    let (mut rounds, mut bytes) = (0, 0);
+    for i in 0..n {
+        let phases = runs.iter().map(|r| &r.0[i].0.steps).collect::<Vec<_>>();
+        // Rounds as `StepReport::rounds`: per phase the largest count of any party.
+        rounds += (0..phases[0].len())
+            .map(|j| phases.iter().filter_map(|s| s.get(j)).map(|s| s.stats.rounds).max().unwrap_or(0))
+            .sum::<u64>();
+        bytes += runs.iter().map(|r| r.0[i].1.bytes_sent).sum::<u64>();
+    }
     Ok(TrainingReport {
         batch,
-        private_losses: trained.steps.iter().map(|s| s.loss.unwrap_or(f64::NAN)).collect(),
+        private_losses: runs[MODEL_OWNER].0.iter().map(|(s, _)| s.loss.unwrap_or(f64::NAN)).collect(),
         plain_losses,
         private_params,
         plain_params: plain,
-        wall: trained.wall,
-        rounds: trained.steps.iter().map(|s| s.rounds()).sum(),
-        bytes: trained.steps.iter().map(|s| s.total.total_bytes()).sum(),
+        wall,
+        rounds,
+        bytes,
     })
 }
 

@@ -59,16 +59,12 @@ pub fn inference_inputs(
     Ok(DslTensor::from_vec(&batch.shape, batch.images.to_vec())?)
 }
 
-/// Reads a `.npy` array of f32 or f64, C order, shape `[N, …model input]`, and keeps its first `rows` rows.
+/// Reads a `.npy` array of f32 or f64, C order, shape `[N, …model input]` ([`crate::tensor_files::read_npy`]), and
+/// keeps its first `rows` rows.
 fn read_npy(party: PartyId, graph: &Graph, path: &Path, rows: usize) -> Result<DslTensor, DeployError> {
     let bad = |problem: String| input_err(party, path, problem);
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("is not a valid .npy file: {e}")))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    if npy.order() != npyz::Order::C {
-        return Err(bad("is stored in Fortran order: save it in C order (numpy's default)".into()));
-    }
-    let dtype = npy.dtype();
+    let t = crate::tensor_files::read_npy(path).map_err(|e| bad(e.problem()))?;
+    let shape = t.shape().to_vec();
     let mut want = vec![shape.first().copied().unwrap_or(0)];
     want.extend_from_slice(graph.input_shape());
     if shape.len() != want.len() || shape[1..] != want[1..] || shape[0] == 0 {
@@ -78,28 +74,13 @@ fn read_npy(party: PartyId, graph: &Graph, path: &Path, rows: usize) -> Result<D
             graph.input_shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
         )));
     }
-    // The header's element count must fit in the file before anything of that size is allocated.
-    let item = dtype.num_bytes().unwrap_or(usize::MAX);
-    let needed = shape.iter().try_fold(item, |a, &d| a.checked_mul(d));
-    if needed.is_none_or(|n| n > bytes.len()) {
-        return Err(bad(format!("declares shape {shape:?} of {}, more than the file holds", dtype.descr())));
+    if rows > shape[0] {
+        return Err(bad(format!("job.images is {rows}, the file has {} rows", shape[0])));
     }
-    let data: Vec<f64> = match npy.try_data::<f64>() {
-        Ok(r) => r.collect::<std::io::Result<_>>(),
-        Err(npy) => match npy.try_data::<f32>() {
-            Ok(r) => r.map(|v| v.map(f64::from)).collect::<std::io::Result<_>>(),
-            Err(_) => return Err(bad(format!("has dtype {}; expected float32 or float64", dtype.descr()))),
-        },
-    }
-    .map_err(|e| bad(format!("cannot be read: {e}")))?;
-    let n = rows;
-    if n > shape[0] {
-        return Err(bad(format!("job.images is {n}, the file has {} rows", shape[0])));
-    }
-    let per_row = data.len() / shape[0];
-    let mut out_shape = shape.clone();
-    out_shape[0] = n;
-    Ok(DslTensor::from_vec(&out_shape, data[..n * per_row].to_vec())?)
+    let per_row = t.len() / shape[0];
+    let mut out_shape = shape;
+    out_shape[0] = rows;
+    Ok(DslTensor::from_vec(&out_shape, t.data()[..rows * per_row].to_vec())?)
 }
 
 /// The data owner's training set: the train split of `source` in `dir`, shuffled with `seed`, checked against the
