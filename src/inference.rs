@@ -122,7 +122,7 @@ pub fn run(
     let logits = inference
         .logits(receiver)
         .cloned()
-        .ok_or_else(|| crate::Error::Invalid(format!("the receiver (party {receiver}) got no logits")))?;
+        .ok_or_else(|| crate::Error::Internal(format!("the receiver (party {receiver}) got no logits")))?;
     let reference = executor.plaintext_reference(params, input)?;
     let n = reference.shape()[0];
     let k = reference.len() / n.max(1);
