@@ -1,6 +1,6 @@
 //! Every kernel a private run launches, with the GPU cost model's prediction: what `cryptgpu kernels` prints.
 //!
-//! [`KernelTally`] is a backend that forwards each launch to the CPU backend (the protocol must really run: reveals
+//! [`KernelTally`] observes a CPU backend ([`Observed`]: every launch really runs, since reveals
 //! decide what comes next) and keeps, per distinct kernel, only the count, the elements and the predicted cost of
 //! its launches — not the buffers, so a whole ResNet-152 inference fits in memory (the recording backend, which
 //! keeps every buffer for the CUDA replay tests, would not). [`inference`] and [`training_step`] run a shipped
@@ -8,11 +8,11 @@
 
 use crate::codegen::cost::{self, Device, KernelCost, Link};
 use crate::codegen::cuda::GemmPlan;
-use crate::codegen::{BitKernel, GatherKernel, GemmKernel, Kernel, MapKernel};
+use crate::codegen::Kernel;
 use crate::dsl::{Graph, Params, Tensor as DslTensor};
-use crate::runtime::backend::{cpu::CpuBackend, Backend, Checked};
+use crate::runtime::backend::cpu::CpuBackend;
+use crate::runtime::backend::observed::{Launch, Observed, Observer};
 use crate::runtime::executor::{Executor, RangeCheck, Roles};
-use crate::runtime::prg::Stream;
 use crate::runtime::training::{TrainConfig, Trainer};
 use crate::{Config, PartyStats, Result, Session};
 use rand::SeedableRng;
@@ -45,10 +45,9 @@ struct Table {
     kernels: Vec<KernelLaunches>,
 }
 
-/// A backend that runs every launch on the CPU and tallies it per distinct kernel with its predicted cost on
-/// `device`.
+/// Tallies every launch it is shown (as the observer of an [`Observed`] CPU backend) per distinct kernel with its
+/// predicted cost on `device`.
 pub struct KernelTally {
-    inner: CpuBackend,
     device: Device,
     table: Mutex<Table>,
 }
@@ -62,7 +61,7 @@ impl std::fmt::Debug for KernelTally {
 impl KernelTally {
     /// A tally predicting on `device`.
     pub fn new(device: Device) -> KernelTally {
-        KernelTally { inner: CpuBackend, device, table: Mutex::new(Table::default()) }
+        KernelTally { device, table: Mutex::new(Table::default()) }
     }
 
     /// The distinct kernels so far, in the order of their first launch.
@@ -100,49 +99,9 @@ impl KernelTally {
     }
 }
 
-impl Backend for KernelTally {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn run_map(
-        &self,
-        checked: Checked,
-        k: &MapKernel,
-        inputs: &[&[u64]],
-        params: &[u64],
-        streams: &[Stream],
-        outputs: &mut [&mut [u64]],
-    ) -> Result<()> {
-        self.inner.run_map(checked, k, inputs, params, streams, outputs)?;
-        self.tally(Kernel::Map(k.clone()), checked.elements());
-        Ok(())
-    }
-
-    fn run_gemm(
-        &self,
-        checked: Checked,
-        k: &GemmKernel,
-        inputs: &[&[u64]],
-        params: &[u64],
-        streams: &[Stream],
-        outputs: &mut [&mut [u64]],
-    ) -> Result<()> {
-        self.inner.run_gemm(checked, k, inputs, params, streams, outputs)?;
-        self.tally(Kernel::Gemm(k.clone()), checked.elements());
-        Ok(())
-    }
-
-    fn run_gather(&self, checked: Checked, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
-        self.inner.run_gather(checked, k, input, output)?;
-        self.tally(Kernel::Gather(k.clone()), checked.elements());
-        Ok(())
-    }
-
-    fn run_bits(&self, checked: Checked, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
-        self.inner.run_bits(checked, k, input, output)?;
-        self.tally(Kernel::Bits(k.clone()), checked.elements());
-        Ok(())
+impl Observer for KernelTally {
+    fn observe(&self, launch: &Launch<'_>) {
+        self.tally(launch.kernel.to_kernel(), launch.checked.elements());
     }
 }
 
@@ -187,7 +146,8 @@ pub fn tallied(
     f: impl FnOnce(&Session) -> Result<()>,
 ) -> Result<KernelReport> {
     let tally = Arc::new(KernelTally::new(device));
-    let session = Session::with_backend(config, tally.clone())?;
+    let session =
+        Session::with_backend(config, Arc::new(Observed::with_observer(Arc::new(CpuBackend), tally.clone())))?;
     let start = Instant::now();
     f(&session)?;
     Ok(KernelReport { kernels: tally.kernels(), stats: session.stats(), wall: start.elapsed(), device, link })

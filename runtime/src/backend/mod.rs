@@ -3,6 +3,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod observed;
 pub mod recording;
 
 use crate::prg::Stream;

@@ -3,12 +3,13 @@
 //! these launches, recorded from real protocol runs, under the CPU emulation of the emitted kernels
 //! ([`RecordedLaunch::emulated`]) and compares the outputs bit for bit.
 
-use super::{Backend, Checked};
+use super::observed::{Launch, Observed, Observer};
+use super::Backend;
 use crate::prg::Stream;
 use crate::Result;
 use cryptgpu_codegen::cuda::emulate::EmulatedLaunch;
 use cryptgpu_codegen::cuda::{self, Arg, GemmPlan};
-use cryptgpu_codegen::{BitKernel, GatherKernel, GemmKernel, Kernel, MapKernel};
+use cryptgpu_codegen::Kernel;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One successful launch, as the backend saw it.
@@ -60,96 +61,47 @@ pub fn stream_words(streams: &[Stream]) -> Vec<u32> {
     streams.iter().flat_map(|s| s.key.0.chunks_exact(4).chain(s.nonce.chunks_exact(4)).map(word)).collect()
 }
 
-/// Forwards every launch to an inner backend and records the successful ones.
-pub struct RecordingBackend {
-    inner: Arc<dyn Backend>,
+/// Keeps a copy of every launch it is shown: the observer of a [`RecordingBackend`].
+#[derive(Debug, Default)]
+pub struct Recorder {
     log: Mutex<Vec<RecordedLaunch>>,
 }
 
-impl std::fmt::Debug for RecordingBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordingBackend")
-            .field("inner", &self.inner.name())
-            .field("launches", &self.lock().len())
-            .finish()
-    }
-}
-
-impl RecordingBackend {
-    /// Record the launches executed by `inner`.
-    pub fn new(inner: Arc<dyn Backend>) -> RecordingBackend {
-        RecordingBackend { inner, log: Mutex::new(Vec::new()) }
-    }
-
-    /// A copy of every launch recorded so far, in the order they finished.
-    pub fn launches(&self) -> Vec<RecordedLaunch> {
-        self.lock().clone()
-    }
-
-    /// Every launch recorded so far, leaving the record empty.
-    pub fn take(&self) -> Vec<RecordedLaunch> {
-        std::mem::take(&mut *self.lock())
-    }
-
+impl Recorder {
     fn lock(&self) -> MutexGuard<'_, Vec<RecordedLaunch>> {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    fn record(&self, kernel: Kernel, inputs: &[&[u64]], params: &[u64], streams: &[Stream], outputs: &[&mut [u64]]) {
+impl Observer for Recorder {
+    fn observe(&self, l: &Launch<'_>) {
         self.lock().push(RecordedLaunch {
-            kernel,
-            inputs: inputs.iter().map(|b| b.to_vec()).collect(),
-            params: params.to_vec(),
-            streams: streams.to_vec(),
-            outputs: outputs.iter().map(|b| b.to_vec()).collect(),
+            kernel: l.kernel.to_kernel(),
+            inputs: l.inputs.iter().map(|b| b.to_vec()).collect(),
+            params: l.params.to_vec(),
+            streams: l.streams.to_vec(),
+            outputs: l.outputs.iter().map(|b| b.to_vec()).collect(),
         });
     }
 }
 
-impl Backend for RecordingBackend {
-    /// The inner backend's name: recording changes nothing the protocols see.
-    fn name(&self) -> &'static str {
-        self.inner.name()
+/// Forwards every launch to an inner backend and records the successful ones.
+pub type RecordingBackend = Observed<Recorder>;
+
+impl Observed<Recorder> {
+    /// Record the launches executed by `inner`.
+    pub fn new(inner: Arc<dyn Backend>) -> RecordingBackend {
+        Observed::with_observer(inner, Recorder::default())
     }
 
-    fn run_map(
-        &self,
-        checked: Checked,
-        k: &MapKernel,
-        inputs: &[&[u64]],
-        params: &[u64],
-        streams: &[Stream],
-        outputs: &mut [&mut [u64]],
-    ) -> Result<()> {
-        self.inner.run_map(checked, k, inputs, params, streams, outputs)?;
-        self.record(Kernel::Map(k.clone()), inputs, params, streams, outputs);
-        Ok(())
+    /// A copy of every launch recorded so far, in the order they finished.
+    pub fn launches(&self) -> Vec<RecordedLaunch> {
+        self.observer().lock().clone()
     }
 
-    fn run_gemm(
-        &self,
-        checked: Checked,
-        k: &GemmKernel,
-        inputs: &[&[u64]],
-        params: &[u64],
-        streams: &[Stream],
-        outputs: &mut [&mut [u64]],
-    ) -> Result<()> {
-        self.inner.run_gemm(checked, k, inputs, params, streams, outputs)?;
-        self.record(Kernel::Gemm(k.clone()), inputs, params, streams, outputs);
-        Ok(())
-    }
-
-    fn run_gather(&self, checked: Checked, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
-        self.inner.run_gather(checked, k, input, output)?;
-        self.record(Kernel::Gather(k.clone()), &[input], &[], &[], &[output]);
-        Ok(())
-    }
-
-    fn run_bits(&self, checked: Checked, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
-        self.inner.run_bits(checked, k, input, output)?;
-        self.record(Kernel::Bits(k.clone()), &[input], &[], &[], &[output]);
-        Ok(())
+    /// Every launch recorded so far, leaving the record empty.
+    pub fn take(&self) -> Vec<RecordedLaunch> {
+        std::mem::take(&mut *self.observer().lock())
     }
 }
 
