@@ -248,20 +248,37 @@ fn kernels_of_alexnet_include_relu_and_pooling() {
     }
 }
 
-/// Every shipped architecture, saved with random weights and run from the files: minutes on two cores (ResNet-152
-/// at 224×224 alone takes several, most of it the f64 plaintext reference), so not in the default suite:
-/// `cargo test -p cryptgpu --test cli_infer -- --ignored` (`CRYPTGPU_TEST_MODELS=resnet152,vgg16` runs only those).
+/// The shipped architectures that run in seconds here (LeNet, AlexNet, VGG-16 and ResNet-18 at batch 1, about a
+/// minute together in the test build), saved with random weights and run from the files.
+#[test]
+fn shipped_models_round_trip_from_safetensors_and_npy() {
+    round_trip_models("infer-small", &["lenet", "alexnet", "vgg16", "resnet18"]);
+}
+
+/// The deep ResNets (50, 101, 152 at 224×224): minutes each on two cores (ResNet-152 alone takes several, most of it
+/// the f64 plaintext reference), so not in the default suite:
+/// `cargo test -p cryptgpu --test cli_infer -- --ignored` (`CRYPTGPU_TEST_MODELS=resnet152,vgg16` runs only those,
+/// from every shipped model).
 #[test]
 #[ignore]
-fn every_shipped_model_round_trips_from_safetensors_and_npy() {
+fn deep_shipped_models_round_trip_from_safetensors_and_npy() {
     use clap::ValueEnum;
-    let dir = temp_dir("infer-every");
-    let only = std::env::var("CRYPTGPU_TEST_MODELS").ok();
-    for model in ModelName::value_variants() {
-        let name = model.to_possible_value().unwrap().get_name().to_string();
-        if only.as_ref().is_some_and(|o| !o.split(',').any(|m| m == name)) {
-            continue;
-        }
+    let all: Vec<String> =
+        ModelName::value_variants().iter().map(|m| m.to_possible_value().unwrap().get_name().to_string()).collect();
+    let chosen: Vec<String> = match std::env::var("CRYPTGPU_TEST_MODELS") {
+        Ok(only) => all.into_iter().filter(|m| only.split(',').any(|o| o == m)).collect(),
+        Err(_) => ["resnet50", "resnet101", "resnet152"].map(String::from).to_vec(),
+    };
+    round_trip_models("infer-deep", &chosen.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// Saves each model of `names` with random weights, runs `cryptgpu infer` from the files and compares the receiver's
+/// logits with the plaintext reference.
+fn round_trip_models(dir_name: &str, names: &[&str]) {
+    use clap::ValueEnum;
+    let dir = temp_dir(dir_name);
+    for &name in names {
+        let model = ModelName::from_str(name, false).unwrap();
         let graph = model.graph().unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
         let wpath = dir.join(format!("{name}.safetensors"));
@@ -287,7 +304,7 @@ fn every_shipped_model_round_trips_from_safetensors_and_npy() {
         let (code, _, stderr) = cryptgpu(&[
             "infer",
             "--model",
-            &name,
+            name,
             "--weights",
             ws,
             "--input",
