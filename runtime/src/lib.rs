@@ -44,7 +44,7 @@ pub mod transport;
 
 pub use error::{Error, FailureRisk, FailureSource, RangeViolation, Result};
 pub use fixed::FixedPoint;
-pub use party::Party;
+pub use party::{Party, StepHook};
 pub use protocols::conv::Conv2dParams;
 pub use session::{Config, Session};
 pub use share::Share;

@@ -40,6 +40,10 @@ pub struct ViewEntry {
 /// A party's recorded view, in order (see [`Party::record_view`]).
 pub type ViewLog = Arc<Mutex<Vec<ViewEntry>>>;
 
+/// A callback told `(name, kind)` of every model step (a layer, a residual add, a set-up phase) as it starts: what a
+/// progress display shows (`Executor::with_progress`).
+pub type StepHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// One of the three parties of a session.
 pub struct Party {
     id: PartyId,
@@ -63,12 +67,24 @@ pub struct Party {
     pub(crate) truncation: crate::protocols::TruncationMode,
     /// Where this party's view is recorded, if anywhere.
     view: Option<ViewLog>,
+    /// Told the name and kind of every model step (layer) as it starts, if set.
+    step_hook: Option<StepHook>,
     /// A deliberate privacy break switched on by a test (feature `mutations` only).
     #[cfg(feature = "mutations")]
     mutation: Option<crate::mutation::Mutation>,
 }
 
 impl Party {
+    /// Tell `hook` about every model step this party starts from now on (`None`: stop).
+    pub(crate) fn set_step_hook(&mut self, hook: Option<StepHook>) {
+        self.step_hook = hook;
+    }
+
+    /// The step hook, if any.
+    pub(crate) fn step_hook(&self) -> Option<StepHook> {
+        self.step_hook.clone()
+    }
+
     pub(crate) fn new(
         id: PartyId,
         fixed: FixedPoint,
@@ -94,6 +110,7 @@ impl Party {
             ride_in: Vec::new(),
             truncation: crate::protocols::TruncationMode::default(),
             view: None,
+            step_hook: None,
             #[cfg(feature = "mutations")]
             mutation: None,
         }

@@ -195,3 +195,33 @@ fn training_without_num_batches_tracked_counts_from_zero() {
         assert_eq!(trained.get(name).expect("revealed counter").data(), &[2.0], "{name}: two steps from 0");
     }
 }
+
+/// `Executor::with_progress` is told every step of a private inference once, in order: the set-up phases and every
+/// layer and residual add, exactly the steps the inference reports.
+#[test]
+fn progress_hook_sees_every_step_once_in_order() {
+    let g = graph();
+    let mut rng = StdRng::seed_from_u64(rand::random());
+    let params = random_params(&g, &mut rng);
+    let x = input(&g, 1, &mut rng);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let log = seen.clone();
+    let exec = Executor::new(g.clone(), Roles::default())
+        .expect("executor")
+        .allow_truncation_failures(ALLOWED_FAILURE)
+        .with_progress(std::sync::Arc::new(move |name: &str, kind: &str| {
+            log.lock().unwrap().push((name.to_string(), kind.to_string()))
+        }));
+    let result = exec.infer(&session(), &params, &x).expect("private inference");
+    let seen = seen.lock().unwrap().clone();
+    let (mut setup, mut layers) = (result.setup.iter(), result.layers.iter());
+    let expected: Vec<(String, String)> = [setup.next(), setup.next()]
+        .into_iter()
+        .flatten()
+        .chain(layers.by_ref())
+        .chain(setup)
+        .map(|s| (s.name.clone(), s.kind.to_string()))
+        .collect();
+    assert!(expected.len() > 4 && expected.iter().any(|(_, k)| k == "ReLU"), "{expected:?}");
+    assert_eq!(seen, expected);
+}

@@ -44,7 +44,7 @@
 //! Limits: convolution and pooling windows must use the same stride and the same padding on both axes (the
 //! protocols take one stride and one padding); a layer that does not is refused with an error naming it.
 
-use crate::party::Party;
+use crate::party::{Party, StepHook};
 use crate::protocols::TruncationMode;
 use crate::share::Share;
 use crate::stats::PartyStats;
@@ -152,6 +152,18 @@ pub struct Executor {
     range_check: RangeCheck,
     /// Largest allowed predicted failure probability per run under probabilistic truncation.
     max_failure: f64,
+    /// Told every step of [`Executor::infer`] as it starts.
+    progress: Option<Progress>,
+}
+
+/// A [`StepHook`] in an executor.
+#[derive(Clone)]
+struct Progress(StepHook);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
 }
 
 fn runtime_tensor(t: &DslTensor) -> Result<crate::Tensor> {
@@ -180,6 +192,7 @@ impl Executor {
             input_bound: None,
             range_check: RangeCheck::Interval,
             max_failure: DEFAULT_MAX_FAILURE,
+            progress: None,
         })
     }
 
@@ -189,6 +202,14 @@ impl Executor {
     /// affine map on shares.
     pub fn with_batch_norm_folding(mut self, fold: bool) -> Self {
         self.folds = if fold { cryptgpu_dsl::fold::conv_bn_pairs(&self.graph) } else { HashMap::new() };
+        self
+    }
+
+    /// Tell `hook` the `(name, kind)` of every step of [`Executor::infer`] as it starts (sharing, each layer, each
+    /// residual add, the reveal), from the receiver's thread: what a progress display shows. It must return
+    /// quickly (it runs between protocol steps).
+    pub fn with_progress(mut self, hook: StepHook) -> Self {
+        self.progress = Some(Progress(hook));
         self
     }
 
@@ -386,7 +407,12 @@ impl Executor {
         let runs = session.run(|p| {
             let params = (p.id() == roles.model_owner).then_some(params);
             let input = (p.id() == roles.data_owner).then_some(input);
-            self.run_party(p, params, input, batch, Vec::new())
+            // One party tells the progress display (the parties run the same steps).
+            let hook = self.progress.as_ref().filter(|_| p.id() == roles.receiver).map(|h| h.0.clone());
+            p.set_step_hook(hook);
+            let result = self.run_party(p, params, input, batch, Vec::new());
+            p.set_step_hook(None);
+            result
         })?;
         let wall = start.elapsed();
         let after = session.stats();

@@ -52,6 +52,9 @@ pub(crate) fn timed<R>(
     kind: &'static str,
     f: impl FnOnce(&mut Party) -> Result<R>,
 ) -> Result<R> {
+    if let Some(hook) = p.step_hook() {
+        hook(name, kind);
+    }
     let (t0, s0) = (Instant::now(), p.total_stats());
     let r = f(p)?;
     steps.push(StepStats { name: name.to_string(), kind, time: t0.elapsed(), stats: p.total_stats() - s0 });
