@@ -26,5 +26,7 @@ pub mod data;
 pub mod deployment;
 pub mod deployment_bench;
 pub mod lenet_mnist;
+pub mod paper;
+pub mod plots;
 pub mod precision;
 pub mod workloads;
