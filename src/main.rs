@@ -210,6 +210,9 @@ enum Command {
         /// Directory holding `mnist/` and `fashion-mnist/` (`scripts/fetch-data.sh`).
         #[arg(long, default_value = "data")]
         data: std::path::PathBuf,
+        /// Print one JSON record per result row (with its `table` name) instead of the Markdown tables.
+        #[arg(long)]
+        json: bool,
         /// The recorded one-epoch loss curve to plot (skipped with a note when absent).
         #[arg(long, default_value = "results/lenet_mnist_loss_epoch.csv")]
         recorded_loss: std::path::PathBuf,
@@ -689,9 +692,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("private matmul {size}×{size}×{size}: A owned by party 0, B by party 1, t = {frac_bits}");
             println!("{}", workloads::matmul(&session, size, size, size, &mut rand::thread_rng())?);
         }
-        Command::Paper { out, only, all, budget_s, quick, data, recorded_loss } => {
+        Command::Paper { out, only, all, budget_s, quick, data, json, recorded_loss } => {
             let budgets = cryptgpu::paper::parse_budgets(&budget_s)?;
-            let opts = cryptgpu::paper::Options { out, only, all, budgets, quick, data, recorded_loss };
+            let opts = cryptgpu::paper::Options { out, only, all, budgets, quick, data, json, recorded_loss };
             cryptgpu::paper::run(&opts)?;
         }
         Command::Bench { reps, max_size } => cryptgpu::bench_tables::run(reps, max_size)?,

@@ -169,3 +169,15 @@ fn a_bad_budget_is_an_error_naming_it() {
     assert!(stderr.contains("--budget-s `fig9=3`") && stderr.contains("table4"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn json_prints_one_record_per_row() {
+    let dir = out_dir("json");
+    let (code, stdout, stderr) = paper(&dir, &["--quick", "--only", "layers", "--json"]);
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    let records: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+    assert_eq!(records.len(), 10, "{stdout}");
+    assert!(records.iter().all(|r| r["table"] == "layers" && r["rounds"].is_number()), "{stdout}");
+    assert_eq!(records[0]["layer"], "features.0");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

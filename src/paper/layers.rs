@@ -22,7 +22,8 @@ pub fn run(lab: &mut Lab, opts: &Options, budget: &Budget) -> Result<Section, Pa
         section.notes.push(note);
         return Ok(section);
     }
-    let r = lab.infer(net, 1, 20)?;
+    let what = format!("{} inference, batch 1", net.name());
+    let Some(r) = super::or_refused(&mut section, &what, lab.infer(net, 1, 20))? else { return Ok(section) };
     let mut table = Table::new(
         "layers",
         &format!("{} layers", net.name()),

@@ -64,6 +64,12 @@ pub enum PaperError {
         /// The experiment names.
         known: String,
     },
+    /// Experiments that failed (the others ran and were written).
+    #[error("failed experiment(s): {experiments}")]
+    Failed {
+        /// Each failed experiment with its error.
+        experiments: String,
+    },
     /// A recorded result file has an unexpected format.
     #[error("{path}: {what}")]
     Format {
@@ -142,6 +148,8 @@ pub struct Options {
     pub quick: bool,
     /// Directory holding `mnist/` and `fashion-mnist/`.
     pub data: PathBuf,
+    /// Print one JSON record per table row (with its `table` name) instead of the Markdown.
+    pub json: bool,
     /// The recorded one-epoch loss curve (`results/lenet_mnist_loss_epoch.csv`), plotted when present.
     pub recorded_loss: PathBuf,
 }
@@ -265,7 +273,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PaperError + '_ {
     move |source| PaperError::Io { path: path.to_path_buf(), source }
 }
 
-/// Runs the selected experiments (printing each section's Markdown as it ends), writes every table, plot,
+/// Runs the selected experiments (printing each section's Markdown, or its rows as JSON records, as it ends), writes every table, plot,
 /// `summary.md` and `summary.json` into `opts.out`, and returns the sections.
 pub fn run(opts: &Options) -> Result<Vec<Section>, PaperError> {
     std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
@@ -273,6 +281,7 @@ pub fn run(opts: &Options) -> Result<Vec<Section>, PaperError> {
         Experiment::ALL.into_iter().filter(|e| opts.only.is_empty() || opts.only.contains(e)).collect();
     let mut lab = measure::Lab::new();
     let mut sections = Vec::new();
+    let mut failed = Vec::new();
     let started = Instant::now();
     for exp in selected {
         let limit = if opts.all {
@@ -284,28 +293,52 @@ pub fn run(opts: &Options) -> Result<Vec<Section>, PaperError> {
         let budget = Budget::new(exp, limit);
         eprintln!("[paper] {} (budget {})", exp.name(), limit.map_or("none".into(), |l| format!("{l:.0} s")));
         let t0 = Instant::now();
-        let section = match exp {
-            Experiment::Table4 => table4::run(&mut lab, opts, &budget)?,
-            Experiment::Table6 => table6::run(&mut lab, opts, &budget)?,
-            Experiment::Fig3 => fig3::run(&mut lab, opts, &budget)?,
-            Experiment::Fig4 => fig4::run(&mut lab, opts, &budget)?,
-            Experiment::Table8 => table8::run(&mut lab, opts, &budget)?,
-            Experiment::Layers => layers::run(&mut lab, opts, &budget)?,
+        let result = match exp {
+            Experiment::Table4 => table4::run(&mut lab, opts, &budget),
+            Experiment::Table6 => table6::run(&mut lab, opts, &budget),
+            Experiment::Fig3 => fig3::run(&mut lab, opts, &budget),
+            Experiment::Fig4 => fig4::run(&mut lab, opts, &budget),
+            Experiment::Table8 => table8::run(&mut lab, opts, &budget),
+            Experiment::Layers => layers::run(&mut lab, opts, &budget),
         };
+        // One experiment's failure is reported and the others still run; the command fails at the end.
+        let section = result.unwrap_or_else(|e| {
+            eprintln!("error: {}: {e}", exp.name());
+            failed.push(format!("{}: {e}", exp.name()));
+            let mut s = Section::new(exp, &format!("{} (failed)", exp.name()), String::new());
+            s.notes.push(format!("failed: {e}"));
+            s
+        });
         for t in &section.tables {
             t.write(&opts.out).map_err(io(&opts.out))?;
         }
         eprintln!("[paper] {} done in {:.0} s", exp.name(), t0.elapsed().as_secs_f64());
-        println!("{}", section.markdown());
+        if opts.json {
+            for r in section.tables.iter().flat_map(|t| t.records()) {
+                println!("{r}");
+            }
+        } else {
+            println!("{}", section.markdown());
+        }
         sections.push(section);
+        write_summary(opts, &sections, started)?;
     }
+    if !failed.is_empty() {
+        return Err(PaperError::Failed { experiments: failed.join("; ") });
+    }
+    Ok(sections)
+}
+
+/// Writes `summary.md` and `summary.json` for the sections done so far (rewritten after each experiment, so a run
+/// that stops keeps what it finished).
+fn write_summary(opts: &Options, sections: &[Section], started: Instant) -> Result<(), PaperError> {
     let mut summary = format!(
         "<!-- cryptgpu paper: {} experiment(s), {:.0} s -->\n\n",
         sections.len(),
         started.elapsed().as_secs_f64()
     );
     let mut records = Vec::new();
-    for s in &sections {
+    for s in sections {
         summary.push_str(&s.markdown());
         records.extend(s.tables.iter().flat_map(|t| t.records()));
     }
@@ -313,8 +346,22 @@ pub fn run(opts: &Options) -> Result<Vec<Section>, PaperError> {
     std::fs::write(&path, summary).map_err(io(&path))?;
     let path = opts.out.join("summary.json");
     let json = serde_json::to_string_pretty(&records).map_err(|e| io(&path)(std::io::Error::other(e)))?;
-    std::fs::write(&path, json + "\n").map_err(io(&path))?;
-    Ok(sections)
+    std::fs::write(&path, json + "\n").map_err(io(&path))
+}
+
+/// `Some(value)`, or `None` after noting in `section` that the executor refused the run before sharing (the range
+/// analysis or the failure probability: a result, not a failure of the harness); other errors pass through.
+pub fn or_refused<T>(section: &mut Section, what: &str, r: Result<T, PaperError>) -> Result<Option<T>, PaperError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => match measure::refusal(&e) {
+            Some(m) => {
+                section.notes.push(format!("refused {what}: {m}"));
+                Ok(None)
+            }
+            None => Err(e),
+        },
+    }
 }
 
 /// Formats seconds for a table (3 significant digits).

@@ -95,10 +95,10 @@ pub fn run(lab: &mut Lab, opts: &Options, budget: &Budget) -> Result<Section, Pa
         }
         eprintln!("[paper] table4: {what} (estimated {:.1} s)", est.as_secs_f64());
         let m = if w.training {
-            let r = lab.train_step(w.net, w.batch)?;
+            let Some(r) = super::or_refused(&mut section, &what, lab.train_step(w.net, w.batch))? else { continue };
             Measured { w, secure: r.secure, plaintext: r.plaintext, rounds: r.rounds, bytes: r.bytes, steps: r.phases }
         } else {
-            let r = lab.infer(w.net, w.batch, 20)?;
+            let Some(r) = super::or_refused(&mut section, &what, lab.infer(w.net, w.batch, 20))? else { continue };
             if !model_bytes.iter().any(|(n, _)| *n == w.net) {
                 model_bytes.push((w.net, r.model_bytes));
             }

@@ -80,7 +80,10 @@ pub fn run(lab: &mut Lab, opts: &Options, budget: &Budget) -> Result<Section, Pa
                 break;
             }
             eprintln!("[paper] table8: {what} (estimated {:.1} s)", est.as_secs_f64());
-            costs.push(measure(lab, net, training, batch)?);
+            match super::or_refused(&mut section, &what, measure(lab, net, training, batch))? {
+                Some(c) => costs.push(c),
+                None => break,
+            }
         }
         let [a, m] = costs.as_slice() else { continue };
         table.push(vec![
