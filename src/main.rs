@@ -200,7 +200,7 @@ enum Command {
         #[arg(long)]
         all: bool,
         /// Time budget in seconds, `N` for every experiment or `EXPERIMENT=N` (comma separated; defaults: table4=420,
-        /// table6=300, fig3=150, fig4=330, table8=300, layers=30). A measurement estimated not to fit is skipped with
+        /// table6=300, fig3=240, fig4=330, table8=300, layers=30). A measurement estimated not to fit is skipped with
         /// a note.
         #[arg(long, value_delimiter = ',')]
         budget_s: Vec<String>,

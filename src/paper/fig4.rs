@@ -31,7 +31,7 @@ const LOSS_OVERHEAD: f64 = 1.15;
 /// Estimated wall time of one curve step, from the lab's measurements.
 pub fn step_estimate(lab: &mut Lab, spec: &CurveSpec) -> Result<Duration, PaperError> {
     let net = Net { model: ModelName::Lenet, pooling: spec.pooling };
-    Ok(lab.estimate(Kind::Train, net, spec.batch, 20)?.mul_f64(LOSS_OVERHEAD))
+    Ok(lab.cost(Kind::Train, net, spec.batch)?.mul_f64(LOSS_OVERHEAD))
 }
 
 /// Runs `spec`, or as many of its steps as fit `share` seconds (at least [`MIN_STEPS`]); the note when it was cut

@@ -151,6 +151,8 @@ pub enum Kind {
     Train,
 }
 
+/// One measurement as the estimates see it: `secs` is its whole cost (the plaintext reference, the checks and the
+/// private run), what a budget pays.
 #[derive(Debug, Clone)]
 struct Observation {
     kind: Kind,
@@ -167,6 +169,7 @@ pub struct Lab {
     infers: Vec<((Net, usize, u32), InferRun)>,
     trains: Vec<((Net, usize), TrainRun)>,
     curves: Vec<Curve>,
+    params: Vec<(Net, Params)>,
     seen: Vec<Observation>,
 }
 
@@ -240,13 +243,25 @@ impl Lab {
         Lab::default()
     }
 
+    /// The random weights of `net` (Kaiming, seed 2021, batch norms calibrated: [`calibrate_batch_norm`]), made
+    /// once per model.
+    fn params(&mut self, net: Net, graph: &Graph) -> Result<Params, PaperError> {
+        if let Some((_, p)) = self.params.iter().find(|(n, _)| *n == net) {
+            return Ok(p.clone());
+        }
+        let p = calibrate_batch_norm(graph, &weights(graph), &inputs(graph, 2, 5)?)?;
+        self.params.push((net, p.clone()));
+        Ok(p)
+    }
+
     /// Private inference of `net` on a random batch of `batch` at `frac_bits` (cached).
     pub fn infer(&mut self, net: Net, batch: usize, frac_bits: u32) -> Result<InferRun, PaperError> {
         if let Some((_, r)) = self.infers.iter().find(|(k, _)| *k == (net, batch, frac_bits)) {
             return Ok(r.clone());
         }
+        let begun = Instant::now();
         let graph = net.graph()?;
-        let params = calibrate_batch_norm(&graph, &weights(&graph), &inputs(&graph, 2, 5)?)?;
+        let params = self.params(net, &graph)?;
         let input = inputs(&graph, batch, 7 + batch as u64)?;
         let start = Instant::now();
         let plain = reference::infer(&graph, &params, &input)?;
@@ -285,7 +300,7 @@ impl Lab {
             net,
             batch,
             units: work_units(&graph),
-            secs: run.secure.as_secs_f64(),
+            secs: begun.elapsed().as_secs_f64(),
         });
         self.infers.push(((net, batch, frac_bits), run.clone()));
         Ok(run)
@@ -296,8 +311,9 @@ impl Lab {
         if let Some((_, r)) = self.trains.iter().find(|(k, _)| *k == (net, batch)) {
             return Ok(r.clone());
         }
+        let begun = Instant::now();
         let graph = net.graph()?;
-        let params = calibrate_batch_norm(&graph, &weights(&graph), &inputs(&graph, 2, 5)?)?;
+        let params = self.params(net, &graph)?;
         let x = inputs(&graph, batch, 11 + batch as u64)?;
         let classes = graph.output_shape().iter().product::<usize>();
         let mut rng = rand::rngs::StdRng::seed_from_u64(13);
@@ -326,7 +342,7 @@ impl Lab {
             net,
             batch,
             units: work_units(&graph),
-            secs: run.secure.as_secs_f64(),
+            secs: begun.elapsed().as_secs_f64(),
         });
         self.trains.push(((net, batch), run.clone()));
         Ok(run)
@@ -409,6 +425,12 @@ impl Lab {
         if self.cached(kind, net, batch, frac_bits) {
             return Ok(Duration::ZERO);
         }
+        self.cost(kind, net, batch)
+    }
+
+    /// What a fresh measurement of this kind, model and batch costs (as [`Lab::estimate`], but a cached one counts
+    /// too): the per-step cost of a training curve.
+    pub fn cost(&mut self, kind: Kind, net: Net, batch: usize) -> Result<Duration, PaperError> {
         let units = work_units(&net.graph()?);
         if let Some(d) = self.estimate_from_seen(kind, net, batch, units) {
             return Ok(d);
