@@ -28,6 +28,8 @@ pub mod deployment_bench;
 pub mod inference;
 pub mod kernel_tally;
 pub mod lenet_mnist;
+pub mod paper;
+pub mod plots;
 pub mod precision;
 pub mod progress;
 pub mod tensor_files;
