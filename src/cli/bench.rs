@@ -1,0 +1,67 @@
+//! `cryptgpu bench` (the linear layers' benchmark tables) and `cryptgpu bench-deployment` (three processes over
+//! mutual TLS vs three in-process parties, optionally vs SecretFlow SPU).
+
+use super::CmdResult;
+
+/// `cryptgpu bench`'s options.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Repetitions per measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Largest square GEMM size.
+    #[arg(long, default_value_t = 1024)]
+    max_size: usize,
+    /// Print one JSON record per measurement on stdout instead of the tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `cryptgpu bench`: the tables (or JSON records) of `cryptgpu::bench_tables`.
+pub fn bench(a: BenchArgs) -> CmdResult {
+    cryptgpu::bench_tables::run(a.reps, a.max_size, a.json)
+}
+
+/// `cryptgpu bench-deployment`'s options.
+#[derive(clap::Args)]
+pub struct BenchDeploymentArgs {
+    /// Timed runs per workload and pass (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Interleaved passes (in-process, three processes, SPU); the median over passes is reported.
+    #[arg(long, default_value_t = 2)]
+    passes: usize,
+    /// A Python with `spu==0.9.5` installed: also run SPU's brpc mode (`--spu-script`) on the same inferences.
+    #[arg(long)]
+    spu_python: Option<std::path::PathBuf>,
+    /// SPU's benchmark script.
+    #[arg(long, default_value = "../shared/peers/bench_spu.py")]
+    spu_script: std::path::PathBuf,
+    /// Internal: run as this party of the three-process run.
+    #[arg(long, hide = true)]
+    party: Option<usize>,
+    /// Internal: the parties' ports.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    ports: Vec<u16>,
+    /// Internal: the session id.
+    #[arg(long, hide = true, default_value_t = 0)]
+    session: u64,
+    /// Internal: the directory with the parties' keys and certificates.
+    #[arg(long, hide = true)]
+    dir: Option<std::path::PathBuf>,
+}
+
+/// `cryptgpu bench-deployment`: the whole comparison, or (internal, `--party`) one party of its three-process run.
+pub fn bench_deployment(a: BenchDeploymentArgs) -> CmdResult {
+    let BenchDeploymentArgs { reps, passes, spu_python, spu_script, party, ports, session, dir } = a;
+    match (party, dir) {
+        (Some(id), Some(dir)) => cryptgpu::deployment_bench::party(id, &dir, &ports, reps, session)?,
+        (None, _) => cryptgpu::deployment_bench::run(
+            reps,
+            passes,
+            spu_python.map(|python| cryptgpu::deployment_bench::Spu { python, script: spu_script }),
+        )?,
+        (Some(_), None) => return Err("--party needs --dir".into()),
+    }
+    Ok(())
+}
