@@ -212,7 +212,14 @@ pub fn run(a: InferArgs) -> CmdResult {
         }
     }
     let what = format!("private inference of {} on {batch} input(s)", graph.name());
-    let r = progress::during(what, || cryptgpu::inference::run(&session, &executor, &params, &input))?;
+    let bar = progress::spinner(what.clone());
+    let shown = bar.clone();
+    let executor = executor.with_progress(std::sync::Arc::new(move |name: &str, kind: &str| {
+        shown.set_message(format!("{what}: {name} ({kind})"))
+    }));
+    let r = cryptgpu::inference::run(&session, &executor, &params, &input);
+    bar.finish_and_clear();
+    let r = r?;
     if let Some(path) = &a.output {
         tensor_files::write_logits(path, &r.logits)?;
     }
