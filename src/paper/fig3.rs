@@ -43,7 +43,7 @@ pub fn run(lab: &mut Lab, opts: &Options, budget: &Budget) -> Result<Section, Pa
                 section.notes.push(note);
                 continue;
             }
-            eprintln!("[paper] fig3: {} t = {t}", net.name());
+            super::status(&format!("fig3: {} t = {t}", net.name()));
             let what = format!("{} at t = {t}", net.name());
             let Some(r) = super::or_refused(&mut section, &what, lab.infer(net, batch, t))? else { continue };
             table.push(vec![

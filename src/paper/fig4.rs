@@ -61,7 +61,7 @@ pub fn fitted(
         ));
         spec.steps = fits;
     }
-    eprintln!("[paper] {what}: {} steps of {} (estimated {per:.1} s per step)", spec.steps, spec.batch);
+    super::status(&format!("{what}: {} steps of {} (estimated {per:.1} s per step)", spec.steps, spec.batch));
     Ok((Some(lab.curve(spec, &opts.data)?), note))
 }
 

@@ -291,7 +291,7 @@ pub fn run(opts: &Options) -> Result<Vec<Section>, PaperError> {
             Some(over.map_or(exp.default_budget(), |b| b.1))
         };
         let budget = Budget::new(exp, limit);
-        eprintln!("[paper] {} (budget {})", exp.name(), limit.map_or("none".into(), |l| format!("{l:.0} s")));
+        status(&format!("{} (budget {})", exp.name(), limit.map_or("none".into(), |l| format!("{l:.0} s"))));
         let t0 = Instant::now();
         let result = match exp {
             Experiment::Table4 => table4::run(&mut lab, opts, &budget),
@@ -312,7 +312,7 @@ pub fn run(opts: &Options) -> Result<Vec<Section>, PaperError> {
         for t in &section.tables {
             t.write(&opts.out).map_err(io(&opts.out))?;
         }
-        eprintln!("[paper] {} done in {:.0} s", exp.name(), t0.elapsed().as_secs_f64());
+        status(&format!("{} done in {:.0} s", exp.name(), t0.elapsed().as_secs_f64()));
         if opts.json {
             for r in section.tables.iter().flat_map(|t| t.records()) {
                 println!("{r}");
@@ -322,6 +322,9 @@ pub fn run(opts: &Options) -> Result<Vec<Section>, PaperError> {
         }
         sections.push(section);
         write_summary(opts, &sections, started)?;
+    }
+    if let Some(bar) = SPINNER.get() {
+        bar.finish_and_clear();
     }
     if !failed.is_empty() {
         return Err(PaperError::Failed { experiments: failed.join("; ") });
@@ -381,6 +384,14 @@ pub fn secs(d: Duration) -> String {
 /// Formats bytes as MB with 3 decimals.
 pub fn mb(bytes: f64) -> String {
     format!("{:.3}", bytes / 1e6)
+}
+
+/// The progress spinner of `cryptgpu paper` (hidden when stderr is not a terminal), made on first use.
+static SPINNER: std::sync::OnceLock<indicatif::ProgressBar> = std::sync::OnceLock::new();
+
+/// Shows `what` (the experiment or measurement that runs now) on the progress spinner.
+pub(crate) fn status(what: &str) {
+    SPINNER.get_or_init(|| crate::progress::spinner("cryptgpu paper")).set_message(format!("paper: {what}"));
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ pub fn run(lab: &mut Lab, opts: &Options, budget: &Budget) -> Result<Section, Pa
             section.notes.push(note);
             continue;
         }
-        eprintln!("[paper] table4: {what} (estimated {:.1} s)", est.as_secs_f64());
+        super::status(&format!("table4: {what} (estimated {:.1} s)", est.as_secs_f64()));
         let m = if w.training {
             let Some(r) = super::or_refused(&mut section, &what, lab.train_step(w.net, w.batch))? else { continue };
             Measured { w, secure: r.secure, plaintext: r.plaintext, rounds: r.rounds, bytes: r.bytes, steps: r.phases }

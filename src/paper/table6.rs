@@ -58,7 +58,7 @@ pub fn run(lab: &mut Lab, opts: &Options, budget: &Budget) -> Result<Section, Pa
             section.notes.push(note);
             continue;
         }
-        eprintln!("[paper] table6: {} batch {batch} (estimated {:.0} s)", net.name(), est.as_secs_f64());
+        super::status(&format!("table6: {} batch {batch} (estimated {:.0} s)", net.name(), est.as_secs_f64()));
         let what = format!("{}, batch {batch}", net.name());
         let Some(r) = super::or_refused(&mut section, &what, lab.infer(net, batch, 20))? else { continue };
         let paper = PAPER_REL_ERR.iter().find(|p| p.0 == m).map_or("–".into(), |p| format!("{:.3}%", p.1 * 100.0));

@@ -79,7 +79,7 @@ pub fn run(lab: &mut Lab, opts: &Options, budget: &Budget) -> Result<Section, Pa
                 section.notes.push(note);
                 break;
             }
-            eprintln!("[paper] table8: {what} (estimated {:.1} s)", est.as_secs_f64());
+            super::status(&format!("table8: {what} (estimated {:.1} s)", est.as_secs_f64()));
             match super::or_refused(&mut section, &what, measure(lab, net, training, batch))? {
                 Some(c) => costs.push(c),
                 None => break,
