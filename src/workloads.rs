@@ -470,7 +470,12 @@ fn run_unary(
     Ok((value, secure, stats))
 }
 
-/// Secure ReLU of `n` random values in `[-1, 1]` against plaintext f32 ReLU (and the exact ring reference).
+/// The bound the ReLU workload declares: its values lie in `[−1, 1]`, i.e. `|x| < 2^40` in the ring at any `t` up to
+/// 39, so its sign circuit reads 40 bits (10 digits).
+pub const RELU_WORKLOAD_BOUND_BITS: u32 = 40;
+
+/// Secure ReLU of `n` random values in `[-1, 1]` against plaintext f32 ReLU (and the exact ring reference), over the
+/// sign range of the declared bound [`RELU_WORKLOAD_BOUND_BITS`].
 pub fn relu(session: &Session, n: usize, rng: &mut impl Rng) -> Result<NonlinearReport> {
     use crate::runtime::protocols::{cost, SignBits};
     let x = random_tensor(&[n], 1.0, rng)?;
@@ -480,15 +485,15 @@ pub fn relu(session: &Session, n: usize, rng: &mut impl Rng) -> Result<Nonlinear
     let y32: Vec<f32> = x32.iter().map(|&v| v.max(0.0)).collect();
     let plaintext = start.elapsed();
     std::hint::black_box(&y32);
-    let (y, secure, stats) = run_unary(session, &x, &|p, xs| p.relu(xs))?;
+    let bits = SignBits::for_bound(RELU_WORKLOAD_BOUND_BITS)?;
+    let (y, secure, stats) = run_unary(session, &x, &|p, xs| Ok(p.relu_with_mask(xs, bits)?.0))?;
     let mismatches =
         y.data().iter().zip(enc.data()).filter(|(&g, &v)| g != if (v as i64) >= 0 { v } else { 0 }).count();
-    let bits = SignBits::default();
     Ok(NonlinearReport {
         secure,
         plaintext,
         stats,
-        declared_rounds: cost::sign_rounds(bits) + 2,
+        declared_rounds: cost::relu_rounds_for(bits),
         declared_bytes: cost::relu_bytes(n, bits),
         elements: n,
         outputs: n,

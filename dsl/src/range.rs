@@ -104,6 +104,8 @@ pub struct LayerRange {
     pub truncation: Option<Truncated>,
     /// Largest |value| the layer stores (real units; its ring value is this `· 2^t`).
     pub output: f64,
+    /// Largest |value| entering the layer (real units; for a ReLU, what its sign circuit must cover).
+    pub input: f64,
 }
 
 impl LayerRange {
@@ -163,6 +165,12 @@ pub struct RangeReport {
 }
 
 impl RangeReport {
+    /// The ReLU layer with the largest input magnitude, if the model has a ReLU: what a sign circuit over a
+    /// bounded bit range must cover.
+    pub fn largest_relu_input(&self) -> Option<&LayerRange> {
+        self.layers.iter().filter(|l| l.kind == "ReLU").max_by(|a, b| a.input.total_cmp(&b.input))
+    }
+
     /// The first layer whose ring values reach [`RING_LIMIT`] at precision `t`, with the bound it reaches.
     pub fn first_unsafe(&self, t: u32) -> Option<(&LayerRange, f64)> {
         self.layers.iter().find(|l| !l.safe_at(t)).map(|l| (l, l.ring_bound(t)))
@@ -215,6 +223,7 @@ impl RangeReport {
         let mut r = self.clone();
         for l in &mut r.layers {
             l.output *= factor;
+            l.input *= factor;
             if let Some(t) = &mut l.truncation {
                 t.max *= factor;
                 t.sum *= factor;
@@ -407,13 +416,21 @@ impl Walk<'_> {
         self.folds.values().any(|(bn, _)| bn == name)
     }
 
-    fn record(&mut self, name: &str, kind: &'static str, truncation: Option<Truncated>, out: &ChannelMax) {
-        let output = out.overall() * self.margin;
-        self.out.push(LayerRange { name: name.to_string(), kind, truncation, output });
+    fn record(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        truncation: Option<Truncated>,
+        input: &ChannelMax,
+        out: &ChannelMax,
+    ) {
+        let (input, output) = (input.overall() * self.margin, out.overall() * self.margin);
+        self.out.push(LayerRange { name: name.to_string(), kind, truncation, output, input });
     }
 
     fn layer<D: Domain>(&mut self, name: &str, layer: &Layer, x: D) -> Result<D> {
         let m = self.margin;
+        let input = x.magnitudes();
         let (y, truncation) = match layer {
             Layer::Conv2d(c) => {
                 let (w, b) = conv_weights(self.params, name, c, self.folds.get(name))?;
@@ -451,7 +468,7 @@ impl Walk<'_> {
             Layer::Flatten => (x.flatten()?, None),
             Layer::Dropout { .. } => (x, None),
         };
-        self.record(name, layer.kind_name(), truncation, &y.magnitudes());
+        self.record(name, layer.kind_name(), truncation, &input, &y.magnitudes());
         Ok(y)
     }
 
@@ -464,7 +481,8 @@ impl Walk<'_> {
                     let m = self.seq(main, x.clone())?;
                     let s = self.seq(shortcut, x)?;
                     let sum = m.add(&s)?;
-                    self.record(&format!("{name}.add"), "ResidualAdd", None, &sum.magnitudes());
+                    let inputs = if m.magnitudes().overall() >= s.magnitudes().overall() { &m } else { &s };
+                    self.record(&format!("{name}.add"), "ResidualAdd", None, &inputs.magnitudes(), &sum.magnitudes());
                     self.seq(post, sum)?
                 }
             };
@@ -484,7 +502,7 @@ fn run<D: Domain>(
     params.check_present(graph, "parameters")?;
     let folds = if fold { conv_bn_pairs(graph) } else { Folds::new() };
     let mut walk = Walk { params, folds, margin, out: Vec::new() };
-    walk.record("input", "Input", None, &x.magnitudes());
+    walk.record("input", "Input", None, &x.magnitudes(), &x.magnitudes());
     walk.seq(graph.nodes(), x)?;
     Ok(RangeReport { model: graph.name().to_string(), method, layers: walk.out })
 }

@@ -264,6 +264,26 @@ pub enum Error {
     /// model owner before anything was shared.
     #[error(transparent)]
     Range(Box<RangeViolation>),
+    /// A ReLU's input could leave the declared sign range (`Executor::with_relu_bound`): its sign circuit reads
+    /// only the bits that range needs and would give a wrong sign, so the model owner refuses the run before
+    /// anything was shared.
+    #[error(
+        "model `{model}`: the input of layer `{layer}` (ReLU) can reach |x| ≈ {bound:.3e} ({method}), not below the \
+         declared ReLU bound 2^{declared_bits}; declare a larger bound (Executor::with_relu_bound, --relu-bound) \
+         or none (the full 64-bit sign circuit)"
+    )]
+    ReluBound {
+        /// The model.
+        model: String,
+        /// The ReLU layer whose input exceeds the bound.
+        layer: String,
+        /// The largest |value| its input can reach (real units).
+        bound: f64,
+        /// The declared bound: |x| < 2^declared_bits (real units).
+        declared_bits: u32,
+        /// How the bound was obtained (interval bound or calibration), in words.
+        method: String,
+    },
     /// The run is predicted to fail too often for this model (any truncation under probabilistic truncation; in
     /// the exact mode the divisions by a non-power of two): refused by the model owner before anything was shared.
     #[error(transparent)]

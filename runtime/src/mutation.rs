@@ -23,6 +23,9 @@ pub enum Mutation {
     /// Input sharing: the owner's PRF pads are drawn at a fixed step instead of a fresh one, so two inputs shared by
     /// the same owner are masked alike and their difference is opened to the other parties.
     InputStepReuse,
+    /// Sign circuit (DReLU, ReLU, comparisons): R0 sends its digits' one-hot codes unmasked (and R1 takes `ρ = 0`),
+    /// so R2 reads `x_{R0} + x_{R1}` digit by digit and, with its own piece, the secret.
+    SignOneHotUnmasked,
     /// Plain reshare (ring products): the zero share that masks each party's local cross terms is not added, so the
     /// message carries the unmasked sum of products.
     ZeroShareDropped,
@@ -30,10 +33,11 @@ pub enum Mutation {
 
 impl Mutation {
     /// Every mutation, for tests that iterate over them.
-    pub const ALL: [Mutation; 4] = [
+    pub const ALL: [Mutation; 5] = [
         Mutation::InjectionBitZero,
         Mutation::TruncationMaskReuse,
         Mutation::InputStepReuse,
+        Mutation::SignOneHotUnmasked,
         Mutation::ZeroShareDropped,
     ];
 }

@@ -65,6 +65,8 @@ pub struct Party {
     ride_in: Vec<Vec<u64>>,
     /// How fixed-point products are truncated.
     pub(crate) truncation: crate::protocols::TruncationMode,
+    /// The bits the model layer's ReLUs read (see [`Party::set_relu_bits`]).
+    pub(crate) relu_bits: crate::protocols::SignBits,
     /// Where this party's view is recorded, if anywhere.
     view: Option<ViewLog>,
     /// Told the name and kind of every model step (layer) as it starts, if set.
@@ -109,6 +111,7 @@ impl Party {
             ride_expect: Vec::new(),
             ride_in: Vec::new(),
             truncation: crate::protocols::TruncationMode::default(),
+            relu_bits: crate::protocols::SignBits::default(),
             view: None,
             step_hook: None,
             #[cfg(feature = "mutations")]

@@ -29,6 +29,11 @@ fn bit_injection_without_its_random_bit_is_caught() {
 }
 
 #[test]
+fn sign_one_hot_codes_sent_unmasked_are_caught() {
+    caught(Mutation::SignOneHotUnmasked, &["DReLU", "ReLU", "comparisons"]);
+}
+
+#[test]
 fn exact_truncation_reusing_a_mask_is_caught() {
     caught(Mutation::TruncationMaskReuse, &["mul with exact"]);
 }
@@ -45,5 +50,5 @@ fn a_dropped_zero_share_is_caught() {
 
 #[test]
 fn every_mutation_has_a_test() {
-    assert_eq!(Mutation::ALL.len(), 4, "a new mutation needs a test here");
+    assert_eq!(Mutation::ALL.len(), 5, "a new mutation needs a test here");
 }

@@ -56,8 +56,8 @@ proptest! {
             prop_assert_eq!(out[0].3.data()[e], if positive == 1 { vv[e] } else { 0 });
         }
         let rounds = |k: usize| out.iter().map(|o| o.4[k].rounds).collect::<Vec<_>>();
-        prop_assert_eq!(rounds(0), vec![8; 3]);
-        prop_assert_eq!(rounds(1), vec![10; 3]);
+        prop_assert_eq!(rounds(0), vec![6; 3]);
+        prop_assert_eq!(rounds(1), vec![7; 3]);
         prop_assert_eq!(rounds(2), vec![3; 3]);
         for k in 0..3 {
             let bytes: Vec<u64> = out.iter().map(|o| o.4[k].bytes_sent).collect();
@@ -71,4 +71,75 @@ proptest! {
             prop_assert_eq!(got, declared.to_vec(), "protocol {}: {:?}", k, out.iter().map(|o| o.4[k]).collect::<Vec<Stats>>());
         }
     }
+}
+
+/// The bounded sign circuit (`SignBits::for_bound(h)`: DReLU exact for `−2^h ≤ x < 2^h`, ReLU for `|x| < 2^h`) at
+/// the edges of its range and on
+/// random values inside it, for bounds that fill whole digits and bounds that do not; rounds and bytes as declared.
+#[test]
+fn bounded_sign_is_exact_inside_its_range_and_reads_bit_h_outside() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xb0_0d);
+    for h in [1u32, 3, 4, 5, 17, 40, 41, 62] {
+        let bits = SignBits::for_bound(h).unwrap();
+        let top = 1i64 << h;
+        let mut xv: Vec<i64> = vec![-top, -top + 1, -1, 0, 1, top - 1];
+        xv.extend((0..200).map(|_| rng.gen_range(-top..top)));
+        let n = xv.len();
+        let x = RingTensor::new(&[n], xv.iter().map(|&v| v as u64).collect()).unwrap();
+        let s = session();
+        let out = s
+            .run(|p| {
+                let xs = p.share(0, (p.id() == 0).then_some(&x), &[n])?;
+                let d = p.drelu_bits(&xs, bits)?;
+                let d_stats = p.last_call_stats();
+                let (y, _) = p.relu_with_mask(&xs, bits)?;
+                let r_stats = p.last_call_stats();
+                Ok((p.reveal_bits(&d)?, p.reveal(&y)?, [d_stats, r_stats]))
+            })
+            .unwrap();
+        for (e, &v) in xv.iter().enumerate() {
+            assert_eq!(bit(&out[0].0, e), (v >= 0) as u64, "drelu of {v} with bound 2^{h}");
+            // ReLU reads the sign of −x, so its range is −2^h < x ≤ 2^h − 1 (|x| < 2^h).
+            if v > -top {
+                assert_eq!(out[0].1.data()[e], v.max(0) as u64, "relu of {v} with bound 2^{h}");
+            }
+        }
+        use cryptgpu_runtime::protocols::cost;
+        for k in 0..2 {
+            let rounds: Vec<u64> = out.iter().map(|o| o.2[k].rounds).collect();
+            let want = if k == 0 { cost::sign_rounds(bits) } else { cost::relu_rounds_for(bits) };
+            assert_eq!(rounds, vec![want; 3], "bound 2^{h}, protocol {k}");
+            let mut got: Vec<u64> = out.iter().map(|o| o.2[k].bytes_sent).collect();
+            got.sort_unstable_by(|a, b| b.cmp(a));
+            let declared = if k == 0 { cost::drelu_bytes(n, bits) } else { cost::relu_bytes(n, bits) };
+            assert_eq!(got, declared.to_vec(), "bound 2^{h}, protocol {k}");
+        }
+    }
+    // Outside the range the circuit reads bit h of x (documented): 2^h is called negative, −2^h − 1 non-negative.
+    let bits = SignBits::for_bound(40).unwrap();
+    let xv = [1i64 << 40, -(1i64 << 40) - 1];
+    let x = RingTensor::new(&[2], xv.iter().map(|&v| v as u64).collect()).unwrap();
+    let out = session()
+        .run(|p| {
+            let xs = p.share(0, (p.id() == 0).then_some(&x), &[2])?;
+            let d = p.drelu_bits(&xs, bits)?;
+            p.reveal_bits(&d)
+        })
+        .unwrap();
+    assert_eq!((bit(&out[0], 0), bit(&out[0], 1)), (0, 1));
+}
+
+/// The declared costs the targets are about: ReLU on values bounded by 2^40 in at most 8 rounds (7) and at
+/// most 28 bytes per element and party on average (and the full range in 7 rounds too).
+#[test]
+fn relu_costs_at_the_2_40_bound() {
+    use cryptgpu_runtime::protocols::cost;
+    let n = 1 << 20;
+    let bits = SignBits::for_bound(40).unwrap();
+    assert_eq!(cost::relu_rounds_for(bits), 7);
+    assert_eq!(cost::relu_rounds_for(SignBits::default()), 7);
+    let total: u64 = cost::relu_bytes(n, bits).iter().sum();
+    let per_party = total as f64 / 3.0 / n as f64;
+    assert!(per_party <= 28.0, "{per_party} bytes per element and party");
 }

@@ -57,9 +57,56 @@ fn huge_weights_are_refused_before_any_message_and_the_session_stays_usable() {
     // The same session, a model within range: the right logits.
     let rel = rel_error(&exec, &session, &good, &x);
     assert!(rel < 1e-4, "relative error {rel:e}");
-    // The safe t it named does run (on a fresh session at that t).
+    // The safe t it named does run (on a fresh session at that t), once the ReLU bound is lifted: its ReLU inputs
+    // reach millions, beyond the default declared bound 2^20, which the model owner refuses before any message.
     let at_safe = self::session(safe, TruncationMode::Exact);
-    assert!(exec.infer(&at_safe, &huge, &x).is_ok());
+    let before = at_safe.stats();
+    let err = exec.infer(&at_safe, &huge, &x).expect_err("ReLU inputs beyond 2^20");
+    assert!(nothing_sent(before, at_safe.stats()), "refused before any message");
+    let Error::ReluBound { layer, bound, declared_bits, .. } = &err else {
+        panic!("expected a ReLU bound error: {err}")
+    };
+    assert!(layer.starts_with("features.") || layer.starts_with("classifier."), "{err}");
+    assert_eq!(*declared_bits, 20, "{err}");
+    assert!(*bound >= 2f64.powi(20), "{err}");
+    assert!(err.to_string().contains("--relu-bound"), "{err}");
+    assert!(exec.clone().with_relu_bound(Some(40)).infer(&at_safe, &huge, &x).is_ok());
+    assert!(exec.clone().with_relu_bound(None).infer(&at_safe, &huge, &x).is_ok());
+}
+
+/// The declared ReLU bound decides the sign circuit's width (rounds and bytes as declared) and the private logits
+/// match the full circuit's on a model within the bound; the bound is checked at its edge by the model owner.
+#[test]
+fn a_declared_relu_bound_narrows_the_sign_circuit() {
+    use cryptgpu_runtime::protocols::{cost, SignBits};
+    let graph = lenet(Pooling::Avg).expect("LeNet");
+    let mut rng = StdRng::seed_from_u64(3);
+    let params = Params::kaiming(&graph, &mut rng);
+    let x = images(2, &mut rng);
+    let session = session(20, TruncationMode::Exact);
+    let exec = Executor::new(graph, Roles::default()).expect("executor");
+    assert_eq!(exec.relu_sign_bits(20), SignBits::for_bound(40).unwrap());
+    assert_eq!(exec.clone().with_relu_bound(None).relu_sign_bits(20), SignBits::default());
+    let narrow = exec.infer(&session, &params, &x).expect("within 2^20");
+    let full = exec.clone().with_relu_bound(None).infer(&session, &params, &x).expect("full range");
+    let relu_layers = |r: &cryptgpu_runtime::executor::Inference| {
+        r.layers.iter().filter(|l| l.kind == "ReLU").map(|l| (l.rounds(), l.bytes())).collect::<Vec<_>>()
+    };
+    let (n, f) = (relu_layers(&narrow), relu_layers(&full));
+    assert_eq!(n.len(), 3);
+    for ((nr, nb), (fr, fb)) in n.iter().zip(&f) {
+        assert_eq!(*nr, cost::relu_rounds_for(SignBits::for_bound(40).unwrap()));
+        assert_eq!(*fr, cost::relu_rounds_for(SignBits::default()));
+        assert!(nb < fb, "bounded {nb} bytes vs full {fb}");
+    }
+    // The same ReLU decisions: the logits agree to the truncations' rounding.
+    let (a, b) = (narrow.logits(1).expect("logits"), full.logits(1).expect("logits"));
+    for (a, b) in a.data().iter().zip(b.data()) {
+        assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+    }
+    // A bound the analysis cannot prove (2 bits: LeNet's first ReLU sees more than 4) is refused.
+    let err = exec.clone().with_relu_bound(Some(2)).infer(&session, &params, &x).expect_err("bound 2^2");
+    assert!(matches!(err, Error::ReluBound { declared_bits: 2, .. }), "{err}");
 }
 
 /// A pixel of 1e9: with a declared bound of 1 the data owner refuses the batch (naming the element); without one

@@ -62,6 +62,11 @@ pub struct InferArgs {
     /// probabilistic even in the exact mode: AlexNet needs about 1e-8).
     #[arg(long)]
     max_failure: Option<f64>,
+    /// The declared public bound on every ReLU input, |x| < 2^BITS (real units; default 20): the ReLUs' sign
+    /// circuits read only the bits it needs, and the model owner's range check refuses a run whose ReLU inputs could
+    /// exceed it. `none`: the full 64-bit sign circuit.
+    #[arg(long, default_value = "20", value_parser = parse_relu_bound)]
+    relu_bound: ReluBound,
     /// Emulate a network with this round-trip time in milliseconds between every two parties (0: none).
     #[arg(long, default_value_t = 0.0)]
     rtt_ms: f64,
@@ -195,7 +200,8 @@ pub fn run(a: InferArgs) -> CmdResult {
     let config = Config { frac_bits: a.frac_bits, ..Config::default() };
     let (session, net_note) = infer_session(config, a.rtt_ms, a.mbit_s)?;
     let roles = Roles { model_owner: 1, data_owner: 0, receiver: 0 };
-    let mut executor = Executor::new(graph.clone(), roles)?.with_range_check(a.range_check.check());
+    let mut executor =
+        Executor::new(graph.clone(), roles)?.with_range_check(a.range_check.check()).with_relu_bound(a.relu_bound.0);
     if let Some(p) = a.max_failure {
         executor = executor.allow_truncation_failures(p);
     }
@@ -209,6 +215,10 @@ pub fn run(a: InferArgs) -> CmdResult {
         );
         if let Some(note) = &net_note {
             println!("{note}");
+        }
+        match a.relu_bound.0 {
+            Some(b) => println!("ReLU inputs declared |x| < 2^{b}: sign circuits over {} bits", b + a.frac_bits),
+            None => println!("ReLU sign circuits over the full 64-bit ring (--relu-bound none)"),
         }
     }
     let what = format!("private inference of {} on {batch} input(s)", graph.name());
@@ -252,6 +262,7 @@ pub fn run(a: InferArgs) -> CmdResult {
             "batch": batch,
             "classes": k,
             "frac_bits": session.fixed().frac_bits(),
+            "relu_bound_bits": a.relu_bound.0,
             "mean_relative_error": r.mean_relative_error,
             "max_abs_error": r.max_abs_error,
             "argmax_agreement": r.agree,
@@ -292,4 +303,18 @@ pub fn run(a: InferArgs) -> CmdResult {
         println!("logits of party {} written to {}", roles.receiver, path.display());
     }
     Ok(())
+}
+
+/// `--relu-bound`: bits, or `none`.
+#[derive(Debug, Clone, Copy)]
+struct ReluBound(Option<u32>);
+
+fn parse_relu_bound(s: &str) -> Result<ReluBound, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(ReluBound(None));
+    }
+    match s.parse::<u32>() {
+        Ok(b @ 1..=62) => Ok(ReluBound(Some(b))),
+        _ => Err(format!("`{s}`: expected a number of bits from 1 to 62 (|x| < 2^BITS), or `none`")),
+    }
 }

@@ -106,6 +106,20 @@ impl Executor {
                 method,
             })));
         }
+        // A declared ReLU bound must hold for every ReLU input, with room for a truncation's ulp and the encoding's
+        // rounding (the sign circuit covers −2^h ≤ x < 2^h in the ring).
+        if let (Some(k), Some(l)) = (self.relu_bound, report.largest_relu_input()) {
+            let limit = f64::from(k).exp2() - 2.0 * (-f64::from(frac_bits)).exp2();
+            if k + frac_bits < 63 && (l.input >= limit || l.input.is_nan()) {
+                return Err(Error::ReluBound {
+                    model: self.graph.name().to_string(),
+                    layer: l.name.clone(),
+                    bound: l.input,
+                    declared_bits: k,
+                    method,
+                });
+            }
+        }
         // Under probabilistic truncation every truncation can fail; in the exact mode the divisions by a
         // non-power of two still can (they are probabilistic in every mode).
         let probabilistic = truncation == TruncationMode::Probabilistic;

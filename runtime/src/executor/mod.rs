@@ -39,13 +39,16 @@
 //! bound ([`Executor::with_input_bound`]) nothing beyond the declaration; without one, the bound is the smallest
 //! power of two at least the batch's `max |x|` (`2^⌈log2 max|x|⌉`), and the model owner learns that power of two
 //! ([`Executor::infer`] computes it from the batch; [`Executor::infer_party`] has the data owner send it to the
-//! model owner in one extra setup round) — nothing else of the batch.
+//! model owner in one extra setup round) — nothing else of the batch. The ReLUs' sign circuits read only the bits a
+//! public declared bound needs (`|x| < 2^20` unless [`Executor::with_relu_bound`] says otherwise; see
+//! [`crate::protocols::sign`]); the model owner refuses with [`Error::ReluBound`] a run whose analysed ReLU inputs
+//! could leave it, as such a value would get a wrong sign.
 //!
 //! Limits: convolution and pooling windows must use the same stride and the same padding on both axes (the
 //! protocols take one stride and one padding); a layer that does not is refused with an error naming it.
 
 use crate::party::{Party, StepHook};
-use crate::protocols::TruncationMode;
+use crate::protocols::{SignBits, TruncationMode};
 use crate::share::Share;
 use crate::stats::PartyStats;
 use crate::{Error, PartyId, Result, Session};
@@ -154,7 +157,13 @@ pub struct Executor {
     max_failure: f64,
     /// Told every step of [`Executor::infer`] as it starts.
     progress: Option<Progress>,
+    /// Declared bound on every ReLU input, `|x| < 2^bits` (real units); `None`: the full 64-bit sign circuit.
+    relu_bound: Option<u32>,
 }
+
+/// The default declared bound on ReLU inputs: `|x| < 2^20` (real units; `2^40` in the ring at `t = 20`), which
+/// the model owner's range check verifies.
+pub const DEFAULT_RELU_BOUND_BITS: u32 = 20;
 
 /// A [`StepHook`] in an executor.
 #[derive(Clone)]
@@ -193,6 +202,7 @@ impl Executor {
             range_check: RangeCheck::Interval,
             max_failure: DEFAULT_MAX_FAILURE,
             progress: None,
+            relu_bound: Some(DEFAULT_RELU_BOUND_BITS),
         })
     }
 
@@ -203,6 +213,25 @@ impl Executor {
     pub fn with_batch_norm_folding(mut self, fold: bool) -> Self {
         self.folds = if fold { cryptgpu_dsl::fold::conv_bn_pairs(&self.graph) } else { HashMap::new() };
         self
+    }
+
+    /// Declare that every ReLU input satisfies `|x| < 2^bits` (real units; default
+    /// [`DEFAULT_RELU_BOUND_BITS`]), so that the ReLUs' sign circuits read only the bits that bound needs (at
+    /// `t = 20` and the default: 40 bits, 10 digits, 8 rounds and ≈ 26 bytes per element and party instead of
+    /// 63 bits, 8 rounds and ≈ 33 bytes). The bound is public. With a range check on, the model owner refuses a run
+    /// whose analysed ReLU inputs could reach it ([`Error::ReluBound`]): a value outside the range would get a wrong
+    /// sign. With [`RangeCheck::Off`] the declaration is trusted. `None` runs the full, exact 64-bit circuit.
+    pub fn with_relu_bound(mut self, bits: Option<u32>) -> Self {
+        self.relu_bound = bits;
+        self
+    }
+
+    /// The sign range the ReLUs read at `frac_bits` fractional bits: the declared bound's, else the full range.
+    pub fn relu_sign_bits(&self, frac_bits: u32) -> SignBits {
+        match self.relu_bound.map(|k| k + frac_bits) {
+            Some(bits @ 1..=63) => SignBits::for_bound(bits).unwrap_or_default(),
+            _ => SignBits::default(),
+        }
     }
 
     /// Tell `hook` the `(name, kind)` of every step of [`Executor::infer`] as it starts (sharing, each layer, each
@@ -319,7 +348,11 @@ impl Executor {
     ) -> Result<Share> {
         let folded = |name: &str| self.is_folded_bn(name);
         let mode = layers::Mode::Inference { folded_bn: &folded };
-        layers::forward_nodes(p, mode, model, nodes, x, steps).map(|(y, _)| y)
+        let before = p.relu_bits();
+        p.set_relu_bits(self.relu_sign_bits(p.fixed().frac_bits()))?;
+        let out = layers::forward_nodes(p, mode, model, nodes, x, steps).map(|(y, _)| y);
+        p.set_relu_bits(before)?;
+        out
     }
 
     /// One party's whole private inference: share the weights (model owner passes `Some(params)`), share the

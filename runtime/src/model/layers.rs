@@ -17,7 +17,6 @@
 use super::steps::{timed, StepStats};
 use super::tape::{BatchNormSaved, Saved, TapeNode};
 use crate::party::Party;
-use crate::protocols::SignBits;
 use crate::share::Share;
 use crate::{Conv2dParams, Error, Result};
 use cryptgpu_codegen::{conv_out, Affine, GatherKernel};
@@ -156,10 +155,10 @@ fn forward(
             (y, keep(Saved::Linear { x, bias: l.bias }))
         }
         Layer::Relu if training => {
-            let (y, mask) = p.relu_with_mask(&x, SignBits::default())?;
+            let (y, mask) = p.relu_with_mask(&x, p.relu_bits())?;
             (y, Saved::Relu(mask))
         }
-        Layer::Relu => (p.relu(&x)?, Saved::Inference),
+        Layer::Relu => (p.relu_with_mask(&x, p.relu_bits())?.0, Saved::Inference),
         Layer::AvgPool2d(pool) => {
             let params = square(name, "AvgPool2d", pool.stride, pool.padding)?;
             let kernel = [pool.kernel.0, pool.kernel.1];

@@ -42,12 +42,12 @@ pub const DIVIDE_EXACT: Cost = Cost { rounds: 2, bytes_per_elt: [16, 8, 8] };
 /// Local operations.
 pub const LOCAL: Cost = Cost { rounds: 0, bytes_per_elt: [0, 0, 0] };
 
-/// Words every party sends in the sign circuit's ANDs for `n` elements (the generate round and the prefix tree).
-fn sign_and_words(n: usize, bits: super::SignBits) -> u64 {
+/// Words every party sends in the sign circuit's carry tree for `n` elements (`D` digits: per level, a carry AND
+/// per pair of groups and a propagate AND per pair but the lowest).
+fn sign_tree_words(n: usize, bits: super::SignBits) -> u64 {
     let w = n.div_ceil(64) as u64;
-    let leaves = (bits.high - bits.low) as u64;
-    let mut total = leaves * w;
-    let mut groups = leaves;
+    let mut total = 0;
+    let mut groups = bits.digits() as u64;
     while groups > 1 {
         let pairs = groups / 2;
         total += (pairs + pairs.saturating_sub(1)) * w;
@@ -56,16 +56,19 @@ fn sign_and_words(n: usize, bits: super::SignBits) -> u64 {
     total
 }
 
-/// Rounds of the sign circuit: sharing, generate, then one per prefix-tree level.
+/// Rounds of the sign circuit: the one-hot round, the re-replication, then one per carry-tree level.
 pub fn sign_rounds(bits: super::SignBits) -> u64 {
-    2 + u64::from((bits.high - bits.low).next_power_of_two().trailing_zeros())
+    2 + u64::from(bits.digits().next_power_of_two().trailing_zeros())
 }
 
-/// Bytes each party sends in DReLU of `n` elements, largest first (R0 also shares its two-summand planes).
+/// Bytes each party sends in DReLU of `n` elements, by role (R0, R1, R2; R0 the largest): R0 the masked one-hot
+/// codes (16 planes per digit) and its top bit; R1 and R2 the re-replication (`2·D` planes); all the carry tree.
 pub fn drelu_bytes(n: usize, bits: super::SignBits) -> [u64; 3] {
     let w = n.div_ceil(64) as u64;
-    let t = sign_and_words(n, bits);
-    [8 * (t + (bits.high as u64 + 1) * w), 8 * t, 8 * t]
+    let d = bits.digits() as u64;
+    let t = sign_tree_words(n, bits);
+    let (one_hot, rerep) = ((super::sign::DIGIT_VALUES as u64 * d + 1) * w, 2 * d * w);
+    [8 * (t + one_hot), 8 * (t + rerep), 8 * (t + rerep)]
 }
 
 /// Bytes each party sends in a multiplication by a shared bit of `n` elements, largest first: the injection's R0
@@ -78,13 +81,28 @@ pub fn mul_bit_bytes(n: usize) -> [u64; 3] {
     b
 }
 
-/// Bytes each party sends in ReLU of `n` elements, largest first. The sign's R0 is the injection's R1 (their steps
-/// are consecutive), so that party sends the two-summand planes on top of the injection's R1 share.
-pub fn relu_bytes(n: usize, bits: super::SignBits) -> [u64; 3] {
+/// ReLU bytes by the role each party plays at the call's first step (the injection's R0, R1, R2). The sign's step
+/// follows the injection's, so the injection's R0 is the sign's R2, its R1 the sign's R0 (which sends the one-hot
+/// codes) and its R2 the sign's R1. With two or more digits the sign's last AND (a plane each) is replaced by the
+/// merged reveal (R0 two planes, R1 and R2 one) and R0 sends R2 the mask's piece (a plane) with the re-replication.
+pub fn relu_bytes_by_role(n: usize, bits: super::SignBits) -> [u64; 3] {
     let (nn, w) = (n as u64, n.div_ceil(64) as u64);
-    let t = sign_and_words(n, bits);
-    let planes = bits.high as u64 + 1;
-    let mut b = [8 * (t + 2 * nn + 2 * w), 8 * (t + planes * w + 2 * nn), 8 * (t + 2 * nn)];
+    let [s0, s1, s2] = drelu_bytes(n, bits);
+    if bits.digits() == 1 {
+        return [8 * (2 * nn + 2 * w) + s2, 16 * nn + s0, 16 * nn + s1];
+    }
+    [8 * (2 * nn + 3 * w) - 8 * w + s2, 16 * nn + s0, 16 * nn + s1]
+}
+
+/// Rounds of ReLU over `bits`: the sign circuit, then the reveal of the injection's masked bit (merged with the
+/// sign's last AND when there are two or more digits) and the re-replication.
+pub fn relu_rounds_for(bits: super::SignBits) -> u64 {
+    sign_rounds(bits) + if bits.digits() == 1 { 2 } else { 1 }
+}
+
+/// Bytes each party sends in ReLU of `n` elements, largest first.
+pub fn relu_bytes(n: usize, bits: super::SignBits) -> [u64; 3] {
+    let mut b = relu_bytes_by_role(n, bits);
     b.sort_unstable_by(|x, y| y.cmp(x));
     b
 }
@@ -101,8 +119,6 @@ pub fn comparison_bytes(n: usize) -> [u64; 3] {
     drelu_bytes(n, super::SignBits::default())
 }
 
-/// Rounds of ReLU (sign circuit, reveal of the injection's masked bit, re-replication).
-const TOURNAMENT_RELU_EXTRA_ROUNDS: u64 = 2;
 /// Rounds of a multiplication by a shared bit.
 pub const MUL_BIT_ROUNDS: u64 = 3;
 
@@ -122,22 +138,15 @@ fn tournament_pairs(k: usize) -> Vec<usize> {
     out
 }
 
-/// Rounds of the maximum over `k` candidates: one ReLU per level, `10·⌈log2 k⌉`.
+/// Rounds of the maximum over `k` candidates: one ReLU per level, `7·⌈log2 k⌉`.
 pub fn max_rounds(k: usize) -> u64 {
-    (sign_rounds(super::SignBits::default()) + TOURNAMENT_RELU_EXTRA_ROUNDS) * tournament_levels(k)
+    relu_rounds() * tournament_levels(k)
 }
 
 /// Rounds of the maximum with argmax over `k` candidates: one DReLU and one batched bit injection per level,
-/// `11·⌈log2 k⌉`.
+/// `9·⌈log2 k⌉`.
 pub fn argmax_rounds(k: usize) -> u64 {
     (sign_rounds(super::SignBits::default()) + MUL_BIT_ROUNDS) * tournament_levels(k)
-}
-
-/// ReLU bytes by the role each party plays at the call's first step (R0, R1, R2); [`relu_bytes`] sorted is
-/// `[R1, R0, R2]` (R1 also sends the sign's two-summand planes).
-fn relu_bytes_by_role(n: usize) -> [u64; 3] {
-    let s = relu_bytes(n, super::SignBits::default());
-    [s[1], s[0], s[2]]
 }
 
 /// The sum over levels of per-party bytes by role (the tournament aligns every sub-protocol so that party `i` plays
@@ -155,7 +164,9 @@ fn tournament_sum(levels: impl Iterator<Item = [u64; 3]>) -> [u64; 3] {
 
 /// Bytes each party sends in the maximum over `k` candidates of `m` independent instances, largest first.
 pub fn max_bytes(k: usize, m: usize) -> [u64; 3] {
-    tournament_sum(tournament_pairs(k).into_iter().map(|pairs| relu_bytes_by_role(pairs * m)))
+    tournament_sum(
+        tournament_pairs(k).into_iter().map(|pairs| relu_bytes_by_role(pairs * m, super::SignBits::default())),
+    )
 }
 
 /// Bytes each party sends in the maximum with argmax over `k` candidates of `m` instances, largest first: per level
@@ -185,9 +196,9 @@ pub fn fixed_mul_rounds(mode: super::TruncationMode) -> u64 {
     }
 }
 
-/// Rounds of ReLU: the sign circuit, the reveal of the injection's masked bit and the re-replication.
+/// Rounds of ReLU over the default (full) bit range ([`relu_rounds_for`]).
 pub fn relu_rounds() -> u64 {
-    sign_rounds(super::SignBits::default()) + 2
+    relu_rounds_for(super::SignBits::default())
 }
 
 /// Rounds of the exponential with `iterations` squarings: a truncation, one batched ReLU (both clips), the squarings.

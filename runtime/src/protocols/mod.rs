@@ -13,7 +13,7 @@
 //! | division by a public non-power of two, average pooling (any mode), probabilistic truncation | [`divide`], [`pool`] | 1 | 8, 0, 0 per output |
 //!
 //! The non-linear protocols declare their rounds and bytes in [`cost`]: the sign circuit (DReLU), ReLU and
-//! multiplication by a shared bit ([`sign`]); comparisons of two shares ([`comparison`]); binary shares ([`binary`]);
+//! multiplication by a shared bit ([`sign`], [`injection`]); comparisons of two shares ([`comparison`]); binary shares ([`binary`]);
 //! max and max pooling ([`max`]); exp, reciprocal, log, rsqrt and softmax, over the exponent normalisation
 //! ([`normalize`]).
 //!
@@ -29,6 +29,7 @@ pub mod cost;
 pub mod divide;
 pub mod exact;
 pub mod exp;
+pub mod injection;
 pub mod input;
 pub mod local;
 pub mod log;

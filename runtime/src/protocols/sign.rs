@@ -1,33 +1,46 @@
-//! The sign of a shared value (DReLU), ReLU, and multiplication by a shared bit; [`super::comparison`] builds
-//! the comparisons of two shares on the sign.
+//! The sign of a shared value (DReLU) and ReLU; [`super::comparison`] builds the comparisons of two shares on the
+//! sign, [`super::injection`] the multiplication by a shared bit that ReLU ends with.
 //!
-//! **Sign (A2B of the most significant bit).** Roles `R0, R1, R2` rotate with the step. R0 holds two pieces and
-//! adds them, `a = x_{R0} + x_{R1}`; R1 and R2 both hold `b = x_{R2}`; `x = a + b`. R0 binary-shares `a` in bit-plane
-//! layout with one message (`a ⊕ ρ` to R2, `ρ` a PRF word it shares with R1); `b` needs no message. The sign is bit
-//! `high` of `a + b`: `P_high ⊕ C_high`, where the carry `C_high` comes from a log-depth parallel-prefix tree over the
-//! generate/propagate planes of positions `low..high` (`G = a∧b`, `P = a⊕b`; a level combines adjacent groups,
-//! `G = G_hi ⊕ P_hi∧G_lo`, `P = P_hi∧P_lo`, and the lowest group never needs its `P`). Only the planes a level needs
-//! are ANDed, so every party sends about 23 bytes per element over the 64-bit range, in `1 + 1 + ⌈log2(high−low)⌉`
-//! rounds (8 for the default range).
+//! **Sign (A2B of the most significant bit, by digits).** Roles `R0, R1, R2` rotate with the step. R0 holds two
+//! pieces and adds them, `a = x_{R0} + x_{R1}`; R1 and R2 both hold `b = x_{R2}`; `x = a + b`. The sign is bit
+//! `high` of `a + b`: `a_high ⊕ b_high ⊕ C`, with `C` the carry into bit `high` from bits `low..high`. Those bits
+//! are cut into `D = ⌈(high − low)/4⌉` digits of 4 bits (zero bits below `low` fill the lowest).
 //!
-//! **Bit range** ([`SignBits`]): the default `0..63` is exact for every value. A narrower range is faster: it is exact
-//! for `−2^high ≤ x < 2^high` outside `0 ≤ x < 2^low`, where it may call a non-negative value negative.
+//! 1. *One-hot* (round 1): R0 sends R2 the one-hot code of each of its digits `d_j` (16 bits) and `a_high`, masked
+//!    by PRF bits `ρ` it shares with R1. A digit's carry-out `G_j = [d_j + e_j ≥ 16]` and propagate
+//!    `P_j = [d_j + e_j = 15]` (`e_j` the digit of `b`, which R1 and R2 know) are XORs of one-hot bits chosen by
+//!    `e_j`, so R2 (from the message) and R1 (from `ρ`) compute a 2-out-of-2 XOR sharing of every `G_j`, `P_j` and
+//!    `a_high ⊕ b_high` without further messages.
+//! 2. *Re-replication* (round 2): R1 and R2 each send the other their share masked by PRF bits shared with R0;
+//!    every party then holds replicated binary shares.
+//! 3. *Carry tree* (`⌈log2 D⌉` rounds): a parallel-prefix tree over the digits' `(G, P)`, a level combining
+//!    adjacent groups, `G = G_hi ⊕ P_hi∧G_lo`, `P = P_hi∧P_lo` (the lowest group never needs its `P`).
 //!
-//! **Multiplication by a shared bit** (bit injection fused with the product, `v·β`): a party that will not see the
-//! result (R0 of its own roles) draws a private random bit `r`, shares it arithmetically (one word to R2) and the
-//! parties compute `z = v·r` (one ring product); `c = β ⊕ r` is revealed to R1 and R2 only (R0 sends
-//! `β_{R0} ⊕ β_{R1} ⊕ r`, a bit per element); then `v·β = c·v + (1 − 2c)·z` is a 2-out-of-2 sharing between R1 and
-//! R2, re-replicated in one round. The sharing of `r` and the product `z` do not depend on `β`, so ReLU runs them in
-//! the first two rounds of the sign circuit: **ReLU is 10 rounds** (8 + reveal + re-replication) and at most ≈ 47
-//! bytes per element per party.
+//! **Cost** ([`cost::sign_rounds`](super::cost::sign_rounds), [`cost::drelu_bytes`](super::cost::drelu_bytes)):
+//! `2 + ⌈log2 D⌉` rounds — 6 for the default (exact) 64-bit range, 6 for values bounded by `2^40`; R0 sends
+//! `16·D + 1` bits per element, R1 and R2 `2·D` bits plus the tree's ANDs (`≈ 2·D` bits each).
+//!
+//! **Bit range** ([`SignBits`]): the default `0..63` is exact for every value. A narrower range is cheaper: it is
+//! exact for `−2^high ≤ x < 2^high` outside `0 ≤ x < 2^low`, where it may call a non-negative value negative. A
+//! value outside `±2^high` gets an arbitrary sign: the executor chooses `high` from the model owner's range
+//! analysis, which refuses a run whose values could leave the range (see [`SignBits::for_bound`]).
+//!
+//! **ReLU** (`x·[x > 0]`): the sign of `−x`, then [`Party::mul_bit`]'s bit injection, whose input-independent first
+//! two stages (sharing R0's random bit, the product `z = x·r`) ride in the sign's first two rounds: the sign's
+//! rounds + 2 (8 for the default range and for values bounded by `2^40`).
 
-use super::base::{buffers, emit_zero, role, single, ZeroKind};
+use super::base::{buffers, role, single};
 use super::binary::BinShare;
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
 use crate::{Error, Result};
-use cryptgpu_codegen::{BitKernel, BitOp, MapBuilder};
+use cryptgpu_codegen::{Affine, BitKernel, BitOp, GatherKernel, MapBuilder, Op, Reg};
+
+/// Bits per digit of the sign circuit's one-hot stage.
+pub const DIGIT_BITS: u32 = 4;
+/// Values of a digit: the width of its one-hot code.
+pub const DIGIT_VALUES: usize = 1 << DIGIT_BITS;
 
 /// Which bits of the ring element the sign is computed from (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +58,25 @@ impl Default for SignBits {
 }
 
 impl SignBits {
-    fn check(self) -> Result<()> {
+    /// The exact range for values with `|x| < 2^bits` (`1 ≤ bits ≤ 63`): every carry counted, bit `bits` read as the
+    /// sign. A value outside `[−2^bits, 2^bits)` gets an arbitrary sign.
+    pub fn for_bound(bits: u32) -> Result<SignBits> {
+        let b = SignBits { low: 0, high: bits };
+        b.check()?;
+        Ok(b)
+    }
+
+    /// Digits of the one-hot stage, `⌈(high − low)/4⌉`.
+    pub fn digits(self) -> usize {
+        (self.high - self.low).div_ceil(DIGIT_BITS) as usize
+    }
+
+    /// Zero bits appended below `low` so that every digit has 4 bits.
+    fn pad(self) -> u32 {
+        DIGIT_BITS * self.digits() as u32 - (self.high - self.low)
+    }
+
+    pub(crate) fn check(self) -> Result<()> {
         if self.low >= self.high || self.high > 63 {
             return Err(Error::Invalid(format!("sign bits {}..{}: need low < high ≤ 63", self.low, self.high)));
         }
@@ -53,35 +84,50 @@ impl SignBits {
     }
 }
 
+/// The replicated planes after the sign's second round.
+struct SignPlanes {
+    /// Generate bits of the groups (digits at first).
+    g: BinShare,
+    /// Propagate bits of every group but the lowest (`None` with one group).
+    p_rest: Option<BinShare>,
+    /// `a_high ⊕ b_high`.
+    p_high: BinShare,
+}
+
+/// How the sign circuit ends for a caller that takes its last AND's shares directly.
+enum SignEnd {
+    /// The sign as a replicated plane (no AND was left).
+    Closed(BinShare),
+    /// The sign is `l ⊕ c_0 ⊕ c_1 ⊕ c_2`, `c` this party's share.
+    Open { l: BinShare, c: Vec<u64> },
+}
+
 /// The sign circuit after its first round.
 struct SignState {
     bits: SignBits,
-    a: BinShare,
-    b: BinShare,
-}
-
-/// Pieces of the bit injection a party carries between stages.
-struct Injection {
-    step: u64,
     role: usize,
-    /// R0's private bits `r` (one plane).
-    r_plane: Vec<u64>,
-    /// The arithmetic sharing of `r`.
-    r_share: Option<Share>,
-    /// `z = v · r`.
-    z: Option<Share>,
-    /// This party's local part of the product `z` until its round.
-    z_local: Vec<u64>,
     /// Elements.
     n: usize,
-    /// R1 and R2: the piece `β_{R2}` they both hold.
-    beta_r2: Vec<u64>,
-    /// R1 and R2: `c = β ⊕ r` per element.
-    c: Vec<u64>,
+    /// R1 and R2: this party's 2-out-of-2 XOR share of the planes `G_0..G_D | P_1..P_D | a_high ⊕ b_high`
+    /// (empty for R0).
+    xor_share: Vec<u64>,
 }
 
 impl Party {
-    /// `1` where `x ≥ 0`, else `0`: one bit plane (8 rounds for the default bits).
+    /// The bit range of the model layer's ReLUs from now on (the executor sets it from its declared ReLU bound;
+    /// the default is the full, exact range).
+    pub fn set_relu_bits(&mut self, bits: SignBits) -> Result<()> {
+        bits.check()?;
+        self.relu_bits = bits;
+        Ok(())
+    }
+
+    /// The bit range of the model layer's ReLUs.
+    pub fn relu_bits(&self) -> SignBits {
+        self.relu_bits
+    }
+
+    /// `1` where `x ≥ 0`, else `0`: one bit plane (6 rounds for the default bits).
     pub fn drelu(&mut self, x: &Share) -> Result<BinShare> {
         self.drelu_bits(x, SignBits::default())
     }
@@ -96,7 +142,7 @@ impl Party {
         })
     }
 
-    /// `max(x, 0)` (10 rounds; see the module docs).
+    /// `max(x, 0)` (8 rounds for the default bits; see the module docs).
     pub fn relu(&mut self, x: &Share) -> Result<Share> {
         Ok(self.relu_with_mask(x, SignBits::default())?.0)
     }
@@ -117,124 +163,250 @@ impl Party {
             let st = p.sign_first_round(&neg, bits)?;
             let mut rides = p.take_rides();
             p.injection_shared(&mut inj, x, &mut rides)?; // z = x·r rides in the sign's second round
-            let mask = p.sign_rest_with(st, |p| {
+            let planes = p.sign_rereplicate(st, |p| {
                 let mut rides = p.take_rides();
                 p.injection_z(&mut inj, &mut rides)
             })?;
-            p.injection_reveal(&mut inj, &mask)?;
-            p.round(vec![], &[])?;
-            let mut rides = p.take_rides();
-            p.injection_c(&mut inj, &mut rides)?;
-            let y = p.injection_finish(&mut inj, x)?;
-            Ok((y, mask))
+            match p.sign_tree_open(planes)? {
+                SignEnd::Open { l, c } => {
+                    // The last AND's shares go straight into the reveal of c = β ⊕ r.
+                    let open = p.injection_reveal_open(&mut inj, &l, &c)?;
+                    let y = p.injection_finish(&mut inj, x)?;
+                    Ok((y, p.injection_mask(open)?))
+                }
+                SignEnd::Closed(mask) => {
+                    p.injection_reveal(&mut inj, &mask)?;
+                    p.round(vec![], &[])?;
+                    let mut rides = p.take_rides();
+                    p.injection_c(&mut inj, &mut rides)?;
+                    let y = p.injection_finish(&mut inj, x)?;
+                    Ok((y, mask))
+                }
+            }
         })
     }
 
-    /// `v · β` for a shared bit plane `β` (1 keeps the element): 3 rounds.
-    pub fn mul_bit(&mut self, v: &Share, beta: &BinShare) -> Result<Share> {
-        if beta.n() != v.len() || beta.planes() != 1 {
-            return Err(Error::Shape {
-                op: "mul_bit".into(),
-                expected: format!("one bit plane of {} elements", v.len()),
-                found: format!("{} planes of {} elements", beta.planes(), beta.n()),
-            });
-        }
-        self.call(|p| {
-            let mut inj = p.injection_start(v)?;
-            p.injection_reveal(&mut inj, beta)?;
-            p.round(vec![], &[])?; // r's piece and c
-            let mut rides = p.take_rides();
-            p.injection_shared(&mut inj, v, &mut rides)?;
-            p.injection_c(&mut inj, &mut rides)?;
-            p.round(vec![], &[])?; // z's reshare
-            let mut rides = p.take_rides();
-            p.injection_z(&mut inj, &mut rides)?;
-            p.injection_finish(&mut inj, v)
-        })
-    }
-
-    /// Stage 1 of the sign: R0 binary-shares `a = x_{R0} + x_{R1}` (one round); `b = x_{R2}` is shared trivially.
+    /// Round 1 of the sign (see the module docs): R0 sends R2 its digits' one-hot codes and `a_high`, masked; R1 and
+    /// R2 derive their XOR shares of every digit's generate and propagate bit.
     fn sign_first_round(&mut self, x: &Share, bits: SignBits) -> Result<SignState> {
         let n = x.len();
-        let step = self.next_step();
-        let planes = bits.high as usize + 1;
         let w = n.div_ceil(64);
-        let to_planes = BitKernel { name: "sign_to_planes".into(), op: BitOp::ToPlanes, n, planes };
-        let zeros = vec![0u64; planes * w];
-        let rho = |p: &Party, key| -> Result<Vec<u64>> {
-            let mut k = MapBuilder::new("sign_mask");
-            let r = k.prg(0);
-            k.output(r);
-            single(p.map(&k.build(), &[], &[], &[p.stream(key, Purpose::Reshare, step)], planes * w)?)
-        };
+        let d = bits.digits();
+        let step = self.next_step();
+        let role = role(self.id(), step);
+        let msg_words = (DIGIT_VALUES * d + 1) * w;
         let (prev, next) = (self.prev(), self.next());
-        let (a, b) = match role(self.id(), step) {
+        let xor_share = match role {
             0 => {
-                let mut k = MapBuilder::new("sign_two_summands");
+                let mut k = MapBuilder::new("sign_digits_r0");
                 let (m, nx) = (k.input(0), k.input(1));
-                let s = k.add(m, nx);
-                k.output(s);
-                let sum = single(self.map(&k.build(), &[x.mine(), x.next()], &[], &[], n)?)?;
-                let a_planes = self.bits(&to_planes, &sum)?;
-                let rho = rho(self, KeyWith::Next)?;
-                let mut k = MapBuilder::new("sign_mask_a");
-                let (av, rv) = (k.input(0), k.input(1));
-                let msg = k.xor(av, rv);
-                k.output(msg);
-                let msg = single(self.map(&k.build(), &[&a_planes, &rho], &[], &[], planes * w)?)?;
-                self.round(vec![(prev, msg.clone())], &[])?;
-                (BinShare::from_pieces(n, planes, msg, rho), BinShare::from_pieces(n, planes, zeros.clone(), zeros))
+                let a = k.add(m, nx);
+                emit_digits(&mut k, a, bits);
+                let [digits, top] = buffers(self.map(&k.build(), &[x.mine(), x.next()], &[], &[], n)?)?;
+                let (q, top) = self.digit_planes(&digits, &top, n, bits)?;
+                let mut k = MapBuilder::new("sign_one_hot");
+                let regs: Vec<Reg> = (0..DIGIT_BITS as u16).map(|i| k.input(i)).collect();
+                for m in emit_minterms(&mut k, &regs) {
+                    k.output(m);
+                }
+                let codes = self.map(&k.build(), &[&q[0], &q[1], &q[2], &q[3]], &[], &[], d * w)?;
+                let mut plain = codes.concat();
+                plain.extend_from_slice(&top);
+                let mut k = MapBuilder::new("sign_mask_one_hot");
+                let (v, r) = (k.input(0), k.prg(0));
+                let masked = k.xor(v, r);
+                k.output(masked);
+                let rho = self.stream(KeyWith::Next, Purpose::Reshare, step);
+                let msg = if self.mutated(crate::mutation::Mutation::SignOneHotUnmasked) {
+                    plain
+                } else {
+                    single(self.map(&k.build(), &[&plain], &[], &[rho], msg_words)?)?
+                };
+                self.round(vec![(prev, msg)], &[])?;
+                Vec::new()
             }
-            1 => {
-                let rho = rho(self, KeyWith::Prev)?;
-                let b_planes = self.bits(&to_planes, x.next())?;
-                self.round(vec![], &[])?;
-                (
-                    BinShare::from_pieces(n, planes, rho, zeros.clone()),
-                    BinShare::from_pieces(n, planes, zeros, b_planes),
-                )
-            }
-            _ => {
-                let b_planes = self.bits(&to_planes, x.mine())?;
-                let msg = single(self.round(vec![], &[(next, planes * w)])?)?;
-                (
-                    BinShare::from_pieces(n, planes, zeros.clone(), msg),
-                    BinShare::from_pieces(n, planes, b_planes, zeros),
-                )
+            role => {
+                // b = x_{R2}: R1 holds it as `next`, R2 as `mine`.
+                let b = if role == 1 { x.next() } else { x.mine() };
+                let mut k = MapBuilder::new("sign_digits_peer");
+                let v = k.input(0);
+                emit_digits(&mut k, v, bits);
+                let [digits, top] = buffers(self.map(&k.build(), &[b], &[], &[], n)?)?;
+                let (e, b_top) = self.digit_planes(&digits, &top, n, bits)?;
+                let codes = if role == 1 {
+                    let mut k = MapBuilder::new("sign_mask");
+                    let r = k.prg(0);
+                    k.output(r);
+                    let rho = self.stream(KeyWith::Prev, Purpose::Reshare, step);
+                    let mut rho = single(self.map(&k.build(), &[], &[], &[rho], msg_words)?)?;
+                    if self.mutated(crate::mutation::Mutation::SignOneHotUnmasked) {
+                        rho.iter_mut().for_each(|w| *w = 0);
+                    }
+                    self.round(vec![], &[])?;
+                    rho
+                } else {
+                    single(self.round(vec![], &[(next, msg_words)])?)?
+                };
+                self.digit_carries(&codes, &e, (role == 2).then_some(&b_top[..]), d, w)?
             }
         };
-        Ok(SignState { bits, a, b })
+        Ok(SignState { bits, role, n, xor_share })
     }
 
-    /// The rest of the sign circuit: generate/propagate, the prefix tree, the sign plane (`1` = negative).
+    /// A digit word and a top-bit word per element → the digits' bit planes (`[i]`: bit `i` of every digit, `D`
+    /// planes) and the top bit's plane.
+    fn digit_planes(
+        &self,
+        digits: &[u64],
+        top: &[u64],
+        n: usize,
+        bits: SignBits,
+    ) -> Result<([Vec<u64>; DIGIT_BITS as usize], Vec<u64>)> {
+        let d = bits.digits();
+        let w = n.div_ceil(64);
+        let to_planes = BitKernel { name: "sign_digit_planes".into(), op: BitOp::ToPlanes, n, planes: 4 * d };
+        let planes = self.bits(&to_planes, digits)?;
+        let mut q: [Vec<u64>; DIGIT_BITS as usize] = Default::default();
+        for (i, qi) in q.iter_mut().enumerate() {
+            let k = GatherKernel {
+                name: "sign_digit_bit".into(),
+                in_shape: vec![DIGIT_BITS as usize * d, w],
+                out_shape: vec![d, w],
+                reduce_shape: vec![],
+                coords: vec![Affine { offset: i as i64, terms: vec![(0, DIGIT_BITS as i64)] }, Affine::axis(1)],
+            };
+            *qi = self.gather(&k, &planes)?;
+        }
+        let top_plane = BitKernel { name: "sign_top_plane".into(), op: BitOp::ToPlanes, n, planes: 1 };
+        Ok((q, self.bits(&top_plane, top)?))
+    }
+
+    /// R1 and R2: from the (masked) one-hot codes and `b`'s digit planes, this party's XOR share of
+    /// `G_0..G_D | P_1..P_D | a_high ⊕ b_high` (R2, the one that adds `b_high`, passes it).
+    fn digit_carries(
+        &self,
+        codes: &[u64],
+        e: &[Vec<u64>; DIGIT_BITS as usize],
+        b_top: Option<&[u64]>,
+        d: usize,
+        w: usize,
+    ) -> Result<Vec<u64>> {
+        let dw = d * w;
+        let mut k = MapBuilder::new("sign_digit_carries");
+        let x: Vec<Reg> = (0..DIGIT_VALUES as u16).map(|i| k.input(i)).collect();
+        let q: Vec<Reg> = (0..DIGIT_BITS as u16).map(|i| k.input(DIGIT_VALUES as u16 + i)).collect();
+        let m = emit_minterms(&mut k, &q);
+        // suffix[c] = x_c ⊕ … ⊕ x_15: the one-hot bits of the digit values ≥ c.
+        let mut suffix = [x[DIGIT_VALUES - 1]; DIGIT_VALUES];
+        for c in (1..DIGIT_VALUES - 1).rev() {
+            suffix[c] = k.xor(x[c], suffix[c + 1]);
+        }
+        // G = ⊕_{e ≥ 1} [digit of b = e] ∧ [digit of a ≥ 16 − e]; P = ⊕_e [digit of b = e] ∧ [digit of a = 15 − e].
+        let mut g = k.and(m[1], suffix[DIGIT_VALUES - 1]);
+        for v in 2..DIGIT_VALUES {
+            let t = k.and(m[v], suffix[DIGIT_VALUES - v]);
+            g = k.xor(g, t);
+        }
+        let mut p = k.and(m[0], x[DIGIT_VALUES - 1]);
+        for v in 1..DIGIT_VALUES {
+            let t = k.and(m[v], x[DIGIT_VALUES - 1 - v]);
+            p = k.xor(p, t);
+        }
+        k.output(g).output(p);
+        let mut inputs: Vec<&[u64]> = codes.chunks(dw).take(DIGIT_VALUES).collect();
+        inputs.extend(e.iter().map(Vec::as_slice));
+        let [g, p] = buffers(self.map(&k.build(), &inputs, &[], &[], dw)?)?;
+        let top = &codes[DIGIT_VALUES * dw..];
+        let mut share = Vec::with_capacity(2 * dw);
+        share.extend_from_slice(&g);
+        share.extend_from_slice(&p[w..]);
+        match b_top {
+            Some(b) => share.extend(top.iter().zip(b).map(|(t, b)| t ^ b)),
+            None => share.extend_from_slice(top),
+        }
+        Ok(share)
+    }
+
+    /// The rest of the sign circuit: re-replication, the carry tree, the sign plane (`1` = negative).
     fn sign_rest(&mut self, st: SignState) -> Result<BinShare> {
-        self.sign_rest_with(st, |_| Ok(()))
+        let planes = self.sign_rereplicate(st, |_| Ok(()))?;
+        let SignPlanes { g, p_high, .. } = self.carry_tree(planes, 1)?;
+        self.xor(&p_high, &g)
     }
 
-    /// [`Party::sign_rest`], calling `after_second_round` once the generate round (the circuit's second) is done.
-    fn sign_rest_with(
+    /// Round 2 of the sign: R1 and R2 re-replicate their XOR shares (masked by PRF bits each shares with R0); then
+    /// `after_second_round` runs (the injection's stage that waited for this round's riders).
+    fn sign_rereplicate(
         &mut self,
         st: SignState,
         after_second_round: impl FnOnce(&mut Party) -> Result<()>,
-    ) -> Result<BinShare> {
-        let SignBits { low, high } = st.bits;
-        let (low, high) = (low as usize, high as usize);
-        let leaves = high - low;
-        let p_all = self.xor(&st.a, &st.b)?;
-        let (a_leaves, b_leaves) =
-            (self.select_planes(&st.a, low, 1, leaves)?, self.select_planes(&st.b, low, 1, leaves)?);
-        let mut g = self.and(&a_leaves, &b_leaves)?;
+    ) -> Result<SignPlanes> {
+        let SignState { bits, role, n, xor_share } = st;
+        let d = bits.digits();
+        let w = n.div_ceil(64);
+        let words = 2 * d * w;
+        let step = self.next_step();
+        let (prev, next) = (self.prev(), self.next());
+        let sigma = |p: &Party, key| p.stream(key, Purpose::Reshare, step);
+        // Pieces: v_{R0} = σ0 (R0 with R2), v_{R1} = σ1 (R0 with R1), v_{R2} = u1 ⊕ σ1 ⊕ u2 ⊕ σ0.
+        let (mine, nxt) = match role {
+            0 => {
+                let mut k = MapBuilder::new("sign_rereplicate_r0");
+                let (s0, s1) = (k.prg(0), k.prg(1));
+                k.output(s0).output(s1);
+                let [s0, s1] = buffers(self.map(
+                    &k.build(),
+                    &[],
+                    &[],
+                    &[sigma(self, KeyWith::Prev), sigma(self, KeyWith::Next)],
+                    words,
+                )?)?;
+                self.round(vec![], &[])?;
+                (s0, s1)
+            }
+            role => {
+                // R1 masks with σ1 (key with R0 = Prev) and sends to R2 (next); R2 with σ0 (key with R0 = Next), to R1.
+                let (key, peer) = if role == 1 { (KeyWith::Prev, next) } else { (KeyWith::Next, prev) };
+                let mut k = MapBuilder::new("sign_rereplicate_mask");
+                let (u, s) = (k.input(0), k.prg(0));
+                let t = k.xor(u, s);
+                k.output(t).output(s);
+                let [t, s] = buffers(self.map(&k.build(), &[&xor_share], &[], &[sigma(self, key)], words)?)?;
+                let got = single(self.round(vec![(peer, t.clone())], &[(peer, words)])?)?;
+                let mut k = MapBuilder::new("sign_rereplicate_combine");
+                let (a, b) = (k.input(0), k.input(1));
+                let v = k.xor(a, b);
+                k.output(v);
+                let v_r2 = single(self.map(&k.build(), &[&t, &got], &[], &[], words)?)?;
+                if role == 1 {
+                    (s, v_r2)
+                } else {
+                    (v_r2, s)
+                }
+            }
+        };
+        let planes = |from: usize, count: usize| {
+            let range = from * w..(from + count) * w;
+            BinShare::from_pieces(n, count, mine[range.clone()].to_vec(), nxt[range].to_vec())
+        };
+        let out =
+            SignPlanes { g: planes(0, d), p_rest: (d > 1).then(|| planes(d, d - 1)), p_high: planes(2 * d - 1, 1) };
         after_second_round(self)?;
-        // P of groups 1.. (group 0, containing bit `low`, never needs its P).
-        let mut p_rest = if leaves > 1 { Some(self.select_planes(&p_all, low + 1, 1, leaves - 1)?) } else { None };
-        while g.planes() > 1 {
+        Ok(out)
+    }
+
+    /// The carry tree's levels (one round each) until at most `until` groups are left.
+    fn carry_tree(&mut self, planes: SignPlanes, until: usize) -> Result<SignPlanes> {
+        let SignPlanes { mut g, mut p_rest, p_high } = planes;
+        while g.planes() > until {
             let groups = g.planes();
             let pairs = groups / 2;
-            let pr = p_rest.as_ref().expect("more than one group has a P");
+            let pr =
+                p_rest.as_ref().ok_or_else(|| Error::Internal("a carry-tree level without propagate bits".into()))?;
             let hi_p = self.select_planes(pr, 0, 2, pairs)?;
             let lo_g = self.select_planes(&g, 0, 2, pairs)?;
             let hi_g = self.select_planes(&g, 1, 2, pairs)?;
-            let mut ands = vec![(hi_p.clone(), lo_g)];
+            let mut ands = vec![(hi_p, lo_g)];
             if pairs > 1 {
                 ands.push((self.select_planes(pr, 2, 2, pairs - 1)?, self.select_planes(pr, 1, 2, pairs - 1)?));
             }
@@ -255,205 +427,45 @@ impl Party {
             g = new_g;
             p_rest = new_p;
         }
-        let p_high = self.select_planes(&p_all, high, 1, 1)?;
-        self.xor(&p_high, &g)
+        Ok(SignPlanes { g, p_rest, p_high })
     }
 
-    /// Injection stage 1 (local): R0 draws `r` and registers its arithmetic piece to ride to R2 in the next round.
-    fn injection_start(&mut self, v: &Share) -> Result<Injection> {
-        let n = v.len();
-        let w = n.div_ceil(64);
+    /// The carry tree without its last round: with two groups left, the sign is `L ⊕ (P_hi ∧ G_lo)` with
+    /// `L = P_high ⊕ G_hi`; the AND's local step gives this party's 3-out-of-3 share `c` of it, which a caller
+    /// sends on directly (ReLU's reveal). With a single digit there is no AND: the sign itself.
+    fn sign_tree_open(&mut self, planes: SignPlanes) -> Result<SignEnd> {
+        let SignPlanes { g, p_rest, p_high } = self.carry_tree(planes, 2)?;
+        if g.planes() == 1 {
+            return Ok(SignEnd::Closed(self.xor(&p_high, &g)?));
+        }
+        let hi_p = p_rest.ok_or_else(|| Error::Internal("the last carry level without its propagate bit".into()))?;
+        let lo_g = self.select_planes(&g, 0, 1, 1)?;
+        let hi_g = self.select_planes(&g, 1, 1, 1)?;
         let step = self.next_step();
-        let role = role(self.id(), step);
-        let mut inj = Injection {
-            step,
-            role,
-            r_plane: Vec::new(),
-            r_share: None,
-            z: None,
-            z_local: Vec::new(),
-            n,
-            beta_r2: Vec::new(),
-            c: Vec::new(),
-        };
-        if role == 0 {
-            let mut k = MapBuilder::new("inject_private_bits");
-            let r = k.prg(0);
-            k.output(r);
-            let mut plane =
-                single(self.map(&k.build(), &[], &[], &[self.stream(KeyWith::Own, Purpose::Private, step)], w)?)?;
-            if self.mutated(crate::mutation::Mutation::InjectionBitZero) {
-                plane.iter_mut().for_each(|w| *w = 0);
-            }
-            if !n.is_multiple_of(64) {
-                if let Some(last) = plane.last_mut() {
-                    *last &= (1u64 << (n % 64)) - 1;
-                }
-            }
-            inj.r_plane = plane;
-            let from = BitKernel { name: "inject_bits_to_words".into(), op: BitOp::FromPlanes, n, planes: 1 };
-            let r_words = self.bits(&from, &inj.r_plane)?;
-            let mut k = MapBuilder::new("inject_share_r");
-            let (r, s1) = (k.input(0), k.prg(0));
-            let s0 = k.sub(r, s1);
-            k.output(s0).output(s1);
-            let [s0, s1] = buffers(self.map(
-                &k.build(),
-                &[&r_words],
-                &[],
-                &[self.stream(KeyWith::Next, Purpose::Reshare, step)],
-                n,
-            )?)?;
-            let prev = self.prev();
-            self.ride_along(prev, s0.clone());
-            inj.r_share = Some(Share::from_pieces(v.shape(), s0, s1));
-        } else if role == 2 {
-            let next = self.next();
-            self.expect_ride(next, n);
-        }
-        Ok(inj)
+        let c = self.and_local(&hi_p, &lo_g, step)?;
+        Ok(SignEnd::Open { l: self.xor(&p_high, &hi_g)?, c })
     }
+}
 
-    /// Injection stage 2: after the round that carried `r`'s piece, build the sharing of `r` and register the local
-    /// product `z = v·r` to ride in the next round.
-    fn injection_shared(&mut self, inj: &mut Injection, v: &Share, rides: &mut Vec<Vec<u64>>) -> Result<()> {
-        let n = v.len();
-        let zeros = vec![0u64; n];
-        match inj.role {
-            0 => {}
-            1 => {
-                let mut k = MapBuilder::new("inject_share_r_peer");
-                let s1 = k.prg(0);
-                k.output(s1);
-                let s1 = single(self.map(
-                    &k.build(),
-                    &[],
-                    &[],
-                    &[self.stream(KeyWith::Prev, Purpose::Reshare, inj.step)],
-                    n,
-                )?)?;
-                inj.r_share = Some(Share::from_pieces(v.shape(), s1, zeros));
-            }
-            _ => {
-                let s0 = rides.remove(0);
-                inj.r_share = Some(Share::from_pieces(v.shape(), zeros, s0));
-            }
-        }
-        let r = inj.r_share.as_ref().expect("set above");
-        let zstep = self.next_step();
-        let mut k = MapBuilder::new("inject_product");
-        let (vm, vn, rm, rn) = (k.input(0), k.input(1), k.input(2), k.input(3));
-        let s = k.add(rm, rn);
-        let t0 = k.mul(vm, s);
-        let t1 = k.mul(vn, rm);
-        let t = k.add(t0, t1);
-        let z = emit_zero(&mut k, ZeroKind::Arithmetic, 0, 1);
-        let c = k.add(t, z);
-        k.output(c);
-        let streams = [
-            self.stream(KeyWith::Prev, Purpose::ZeroShare, zstep),
-            self.stream(KeyWith::Next, Purpose::ZeroShare, zstep),
-        ];
-        inj.z_local = single(self.map(&k.build(), &[v.mine(), v.next(), r.mine(), r.next()], &[], &streams, n)?)?;
-        let (prev, next) = (self.prev(), self.next());
-        self.ride_along(prev, inj.z_local.clone());
-        self.expect_ride(next, n);
-        Ok(())
-    }
+/// Emit `digits = ((v >> low) mod 2^(high − low)) << pad` and `top = bit high of v`, the two outputs.
+fn emit_digits(k: &mut MapBuilder, v: Reg, bits: SignBits) {
+    let shifted = if bits.low > 0 { k.op(Op::Shr(v, bits.low)) } else { v };
+    let mask = k.constant((1u64 << (bits.high - bits.low)) - 1);
+    let kept = k.and(shifted, mask);
+    let digits = if bits.pad() > 0 { k.shl(kept, bits.pad()) } else { kept };
+    let high = k.op(Op::Shr(v, bits.high));
+    let one = k.constant(1);
+    let top = k.and(high, one);
+    k.output(digits).output(top);
+}
 
-    /// Injection stage 3: after the round that carried the product's reshare, `z` is a replicated sharing.
-    fn injection_z(&mut self, inj: &mut Injection, rides: &mut Vec<Vec<u64>>) -> Result<()> {
-        let got = rides.remove(0);
-        let shape = inj.r_share.as_ref().expect("set").shape().to_vec();
-        inj.z = Some(Share::from_pieces(&shape, std::mem::take(&mut inj.z_local), got));
-        Ok(())
-    }
-
-    /// Injection: register `c = β ⊕ r` to ride to R1 and R2 in the next round (R0 sends `β_{R0} ⊕ β_{R1} ⊕ r`).
-    fn injection_reveal(&mut self, inj: &mut Injection, beta: &BinShare) -> Result<()> {
-        let w = beta.words_per_plane();
-        let (prev, next) = (self.prev(), self.next());
-        match inj.role {
-            0 => {
-                let mut k = MapBuilder::new("inject_reveal_c");
-                let (bm, bn, r) = (k.input(0), k.input(1), k.input(2));
-                let t = k.xor(bm, bn);
-                let m = k.xor(t, r);
-                k.output(m);
-                let msg = single(self.map(&k.build(), &[beta.mine(), beta.next(), &inj.r_plane], &[], &[], w)?)?;
-                self.ride_along(next, msg.clone());
-                self.ride_along(prev, msg);
-            }
-            1 => {
-                self.expect_ride(prev, w);
-                inj.beta_r2 = beta.next().to_vec();
-            }
-            _ => {
-                self.expect_ride(next, w);
-                inj.beta_r2 = beta.mine().to_vec();
-            }
-        }
-        Ok(())
-    }
-
-    /// Injection: R1 and R2 read `c` (per element, 0 or 1) from the round that carried it.
-    fn injection_c(&mut self, inj: &mut Injection, rides: &mut Vec<Vec<u64>>) -> Result<()> {
-        if inj.role == 0 {
-            return Ok(());
-        }
-        let msg = rides.remove(0);
-        let mut k = MapBuilder::new("inject_c");
-        let (mv, bv) = (k.input(0), k.input(1));
-        let c = k.xor(mv, bv);
-        k.output(c);
-        let c_plane = single(self.map(&k.build(), &[&msg, &inj.beta_r2], &[], &[], msg.len())?)?;
-        let from = BitKernel { name: "inject_c_to_words".into(), op: BitOp::FromPlanes, n: inj.n, planes: 1 };
-        inj.c = self.bits(&from, &c_plane)?;
-        Ok(())
-    }
-
-    /// Injection, last stage: `c·v + (1 − 2c)·z` as a 2-out-of-2 sharing between R1 and R2, re-replicated in one
-    /// round (pieces `y_{R0}`, `y_{R1}` from PRF keys R0 shares; R1 and R2 swap their parts minus those).
-    fn injection_finish(&mut self, inj: &mut Injection, v: &Share) -> Result<Share> {
-        let n = v.len();
-        let (prev, next) = (self.prev(), self.next());
-        let z = inj.z.take().expect("z computed");
-        let ystep = self.next_step();
-        let y_stream = |p: &Party, key| p.stream(key, Purpose::Reshare, ystep);
-        let mut k = MapBuilder::new("inject_piece");
-        if inj.role == 0 {
-            // R0 holds y_{R0} (key with R2 = Prev) and y_{R1} (key with R1 = Next).
-            let (a, b) = (k.prg(0), k.prg(1));
-            k.output(a).output(b);
-            let streams = [y_stream(self, KeyWith::Prev), y_stream(self, KeyWith::Next)];
-            let [mine, next] = buffers(self.map(&k.build(), &[], &[], &streams, n)?)?;
-            self.round(vec![], &[])?;
-            return Ok(Share::from_pieces(v.shape(), mine, next));
-        }
-        // R1 adds pieces R1 and R2 (mine, next) and subtracts y_{R1} (key with R0 = Prev);
-        // R2 adds piece R0 (next) and subtracts y_{R0} (key with R0 = Next).
-        let r1 = inj.role == 1;
-        let (cv, vm, vn, zm, zn) = (k.input(0), k.input(1), k.input(2), k.input(3), k.input(4));
-        let (vs, zs) = if r1 { (k.add(vm, vn), k.add(zm, zn)) } else { (vn, zn) };
-        let one = k.constant(1);
-        let two_c = k.shl(cv, 1);
-        let f = k.sub(one, two_c);
-        let t0 = k.mul(cv, vs);
-        let t1 = k.mul(f, zs);
-        let part = k.add(t0, t1);
-        let known = k.prg(0);
-        let masked = k.sub(part, known);
-        k.output(masked).output(known);
-        let key = if r1 { KeyWith::Prev } else { KeyWith::Next };
-        let inputs: [&[u64]; 5] = [&inj.c, v.mine(), v.next(), z.mine(), z.next()];
-        let [masked, known] = buffers(self.map(&k.build(), &inputs, &[], &[y_stream(self, key)], n)?)?;
-        let peer = if r1 { next } else { prev };
-        let other = single(self.round(vec![(peer, masked.clone())], &[(peer, n)])?)?;
-        let mut ks = MapBuilder::new("inject_combine");
-        let (a, b) = (ks.input(0), ks.input(1));
-        let sum = ks.add(a, b);
-        ks.output(sum);
-        let y_r2 = single(self.map(&ks.build(), &[&masked, &other], &[], &[], n)?)?;
-        Ok(if r1 { Share::from_pieces(v.shape(), known, y_r2) } else { Share::from_pieces(v.shape(), y_r2, known) })
-    }
+/// The 16 minterms of a digit's four bit planes `q`: minterm `v` is `1` where the digit equals `v`.
+fn emit_minterms(k: &mut MapBuilder, q: &[Reg]) -> Vec<Reg> {
+    let nq: Vec<Reg> = q.iter().map(|&r| k.op(Op::Not(r))).collect();
+    let mut pair = |a: usize, b: usize| -> [Reg; 4] {
+        [k.and(nq[a], nq[b]), k.and(q[a], nq[b]), k.and(nq[a], q[b]), k.and(q[a], q[b])]
+    };
+    let lo = pair(0, 1);
+    let hi = pair(2, 3);
+    (0..DIGIT_VALUES).map(|v| k.and(lo[v & 3], hi[v >> 2])).collect()
 }
