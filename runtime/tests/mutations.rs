@@ -25,12 +25,12 @@ fn caught(m: Mutation, expected: &[&str]) {
 
 #[test]
 fn bit_injection_without_its_random_bit_is_caught() {
-    caught(Mutation::InjectionBitZero, &["ReLU", "multiplication by a shared bit"]);
+    caught(Mutation::InjectionBitZero, &["ReLU with", "ReLU over a bounded range", "multiplication by a shared bit"]);
 }
 
 #[test]
 fn sign_one_hot_codes_sent_unmasked_are_caught() {
-    caught(Mutation::SignOneHotUnmasked, &["DReLU", "ReLU", "comparisons"]);
+    caught(Mutation::SignOneHotUnmasked, &["DReLU", "ReLU with", "ReLU over a bounded range", "comparisons"]);
 }
 
 #[test]

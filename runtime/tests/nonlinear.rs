@@ -143,3 +143,37 @@ fn relu_costs_at_the_2_40_bound() {
     let per_party = total as f64 / 3.0 / n as f64;
     assert!(per_party <= 28.0, "{per_party} bytes per element and party");
 }
+
+/// The ReLU backward from the forward's saved injection: `dy·[x > 0]` exactly, in 2 rounds and the declared bytes,
+/// for the full and a bounded range.
+#[test]
+fn relu_backward_reuses_the_forward_injection() {
+    use cryptgpu_runtime::protocols::cost;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_b4c);
+    let n = 300;
+    let xv: Vec<i64> =
+        (0..n).map(|i| if i % 7 == 0 { 0 } else { rng.gen_range(-(1i64 << 39)..(1i64 << 39)) }).collect();
+    let gv: Vec<u64> = (0..n).map(|_| rng.gen()).collect();
+    let x = RingTensor::new(&[n], xv.iter().map(|&v| v as u64).collect()).unwrap();
+    let g = RingTensor::new(&[n], gv.clone()).unwrap();
+    for bits in [SignBits::default(), SignBits::for_bound(40).unwrap()] {
+        let out = session()
+            .run(|p| {
+                let xs = p.share(0, (p.id() == 0).then_some(&x), &[n])?;
+                let gs = p.share(1, (p.id() == 1).then_some(&g), &[n])?;
+                let (_, saved) = p.relu_for_backward(&xs, bits)?;
+                let dx = p.relu_backward(&gs, &saved)?;
+                let stats = p.last_call_stats();
+                Ok((p.reveal(&dx)?, stats))
+            })
+            .unwrap();
+        for e in 0..n {
+            assert_eq!(out[0].0.data()[e], if xv[e] > 0 { gv[e] } else { 0 }, "x = {}", xv[e]);
+        }
+        assert!(out.iter().all(|o| o.1.rounds == cost::RELU_BACKWARD_ROUNDS));
+        let mut got: Vec<u64> = out.iter().map(|o| o.1.bytes_sent).collect();
+        got.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(got, cost::relu_backward_bytes(n).to_vec());
+    }
+}

@@ -60,6 +60,11 @@ fn relu_is_private() {
 }
 
 #[test]
+fn bounded_relu_and_its_backward_are_private() {
+    run("ReLU over a bounded range");
+}
+
+#[test]
 fn mul_bit_is_private() {
     run("multiplication by a shared bit");
 }

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | Conv2d | conv with bias (batch norm folded in when it follows) | the same conv; saves the input |
 //! | Linear | matmul by the weights transposed once at sharing time | the weights transposed per step; saves the input |
-//! | ReLU | [`Party::relu`] | [`Party::relu_with_mask`]; saves the mask |
+//! | ReLU | [`Party::relu_with_mask`] over [`Party::relu_bits`] | [`Party::relu_for_backward`]; saves the mask and the injection's shared bit ([`Party::relu_backward`]) |
 //! | MaxPool2d | [`Party::max_pool2d`] | [`Party::max_pool2d_with_argmax`]; saves the one-hot argmax |
 //! | BatchNorm2d | identity when folded, else `x·scale + shift` from the running statistics | batch statistics |
 //! | AvgPool2d, GlobalAvgPool, Flatten, Dropout | the same protocol calls in both modes (training saves input shapes) | |
@@ -155,7 +155,7 @@ fn forward(
             (y, keep(Saved::Linear { x, bias: l.bias }))
         }
         Layer::Relu if training => {
-            let (y, mask) = p.relu_with_mask(&x, p.relu_bits())?;
+            let (y, mask) = p.relu_for_backward(&x, p.relu_bits())?;
             (y, Saved::Relu(mask))
         }
         Layer::Relu => (p.relu_with_mask(&x, p.relu_bits())?.0, Saved::Inference),
@@ -252,7 +252,7 @@ fn backward(
                 None
             }
         }
-        Saved::Relu(mask) => Some(p.mul_bit(&dy, mask)?),
+        Saved::Relu(mask) => Some(p.relu_backward(&dy, mask)?),
         Saved::AvgPool2d { in_shape, kernel: [kh, kw], params } => {
             let (&[n, c, h, w], &[_, _, oh, ow]) = (in_shape.as_slice(), dy.shape()) else {
                 return Err(Error::Shape {

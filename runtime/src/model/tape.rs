@@ -3,7 +3,7 @@
 //! layer kind), so the backward walks the tape alone: it never pairs a graph node with a tape node, and a layer
 //! can never meet the saved values of another kind.
 
-use crate::protocols::{BinShare, MaxPoolArgmax};
+use crate::protocols::{MaxPoolArgmax, ReluMask};
 use crate::share::Share;
 use crate::Conv2dParams;
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ pub(crate) enum Saved {
     /// The input and whether the layer has a bias.
     Linear { x: Share, bias: bool },
     /// The ReLU mask `[x > 0]`.
-    Relu(BinShare),
+    Relu(ReluMask),
     /// The input shape and the window.
     AvgPool2d { in_shape: Vec<usize>, kernel: [usize; 2], params: Conv2dParams },
     /// The one-hot argmax of every window.

@@ -100,6 +100,17 @@ pub fn relu_rounds_for(bits: super::SignBits) -> u64 {
     sign_rounds(bits) + if bits.digits() == 1 { 2 } else { 1 }
 }
 
+/// Rounds of [`Party::relu_backward`](crate::Party::relu_backward): the product with the shared bit, the
+/// re-replication.
+pub const RELU_BACKWARD_ROUNDS: u64 = 2;
+
+/// Bytes each party sends in [`Party::relu_backward`](crate::Party::relu_backward) of `n` elements, largest first:
+/// everyone its product part; R1 and R2 also the re-replication word.
+pub fn relu_backward_bytes(n: usize) -> [u64; 3] {
+    let n = n as u64;
+    [16 * n, 16 * n, 8 * n]
+}
+
 /// Bytes each party sends in ReLU of `n` elements, largest first.
 pub fn relu_bytes(n: usize, bits: super::SignBits) -> [u64; 3] {
     let mut b = relu_bytes_by_role(n, bits);

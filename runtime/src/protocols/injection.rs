@@ -38,6 +38,18 @@ pub(crate) struct Injection {
     c: Vec<u64>,
 }
 
+/// What ReLU's bit injection leaves for the backward pass: the mask `[x > 0]`, the arithmetic sharing of its R0's
+/// random bit `r` and, at R1 and R2, `c = β ⊕ r` (already revealed to them), so that `dy·[x > 0]` needs only the
+/// product `dy·r` and the re-replication ([`Party::relu_backward`]: 2 rounds instead of [`Party::mul_bit`]'s 3).
+#[derive(Debug, Clone)]
+pub struct ReluMask {
+    /// The mask `[x > 0]`, a replicated bit plane.
+    pub mask: BinShare,
+    role: usize,
+    r_share: Share,
+    c: Vec<u64>,
+}
+
 /// A party's pieces of the ReLU mask after [`Party::injection_reveal_open`]; R2's second piece is still on its way.
 pub(crate) struct OpenMask {
     n: usize,
@@ -46,6 +58,37 @@ pub(crate) struct OpenMask {
 }
 
 impl Party {
+    /// `dy · [x > 0]` for the mask a ReLU saved: the ring product `z = dy·r` with the forward's sharing of `r` (one
+    /// round), then `c·dy + (1 − 2c)·z` re-replicated (one round); `c` is not revealed again. Bytes per element: 8 from
+    /// the forward's R0, 16 from R1 and R2.
+    pub fn relu_backward(&mut self, dy: &Share, m: &ReluMask) -> Result<Share> {
+        if dy.len() != m.r_share.len() {
+            return Err(Error::Shape {
+                op: "relu_backward".into(),
+                expected: format!("{} elements (the ReLU's)", m.r_share.len()),
+                found: format!("{} elements", dy.len()),
+            });
+        }
+        self.call(|p| {
+            let mut inj = Injection {
+                step: 0,
+                role: m.role,
+                r_plane: Vec::new(),
+                r_share: Some(m.r_share.clone()),
+                z: None,
+                z_local: Vec::new(),
+                n: dy.len(),
+                beta_r2: Vec::new(),
+                c: m.c.clone(),
+            };
+            p.injection_product(&mut inj, dy)?;
+            p.round(vec![], &[])?; // z's reshare
+            let mut rides = p.take_rides();
+            p.injection_z(&mut inj, &mut rides)?;
+            p.injection_finish(&mut inj, dy)
+        })
+    }
+
     /// `v · β` for a shared bit plane `β` (1 keeps the element): 3 rounds.
     pub fn mul_bit(&mut self, v: &Share, beta: &BinShare) -> Result<Share> {
         if beta.n() != v.len() || beta.planes() != 1 {
@@ -149,7 +192,14 @@ impl Party {
                 inj.r_share = Some(Share::from_pieces(v.shape(), zeros, s0));
             }
         }
-        let r = inj.r_share.as_ref().expect("set above");
+        self.injection_product(inj, v)
+    }
+
+    /// The local product `z = v·r` (plus a fresh zero share), registered to ride to the previous party in the next
+    /// round (the next party's part is expected from it).
+    fn injection_product(&mut self, inj: &mut Injection, v: &Share) -> Result<()> {
+        let n = v.len();
+        let r = inj.r_share.as_ref().ok_or_else(|| Error::Internal("the injection's r is not shared yet".into()))?;
         let zstep = self.next_step();
         let mut k = MapBuilder::new("inject_product");
         let (vm, vn, rm, rn) = (k.input(0), k.input(1), k.input(2), k.input(3));
@@ -326,6 +376,12 @@ impl Party {
         let from = BitKernel { name: "inject_c_to_words".into(), op: BitOp::FromPlanes, n: inj.n, planes: 1 };
         inj.c = self.bits(&from, &c_plane)?;
         Ok(mask)
+    }
+
+    /// What the backward pass keeps of a finished injection (see [`ReluMask`]).
+    pub(crate) fn injection_saved(&self, inj: Injection, mask: BinShare) -> Result<ReluMask> {
+        let r_share = inj.r_share.ok_or_else(|| Error::Internal("a finished injection without r".into()))?;
+        Ok(ReluMask { mask, role: inj.role, r_share, c: inj.c })
     }
 
     /// After the round that followed [`Party::injection_reveal_open`]: the mask `β` as a replicated binary share

@@ -50,5 +50,6 @@ pub use base::{Divisor, ZeroKind, MAX_DIVISOR};
 pub use binary::BinShare;
 pub use cost::Cost;
 pub use exact::TruncationMode;
+pub use injection::ReluMask;
 pub use max::{MaxPoolArgmax, MAX_POOL_PAD};
 pub use sign::SignBits;

@@ -27,7 +27,7 @@
 //!   transposed gather of im2col: with `h + p = s·a + r`, input row `h` collects window rows `i = r + s·u` of
 //!   output rows `oh = a − u` (a gather reducing over `u`), then a crop of the padding. `dX` of the first layer
 //!   (the data) is not computed.
-//! - ReLU: [`Party::mul_bit`]`(dY, mask)` (3 rounds).
+//! - ReLU: [`Party::relu_backward`]`(dY, mask)` (2 rounds: the forward's bit injection is reused).
 //! - AvgPool2d: `dY / (kh·kw)` ([`Party::div_public`]), broadcast over the window axes and scattered back by the
 //!   same col2im. GlobalAvgPool: `dY / (H·W)` broadcast over `H × W`.
 //! - MaxPool2d: [`Party::max_pool2d_backward`] (one exact ring product with the one-hot, 1 round).

@@ -117,6 +117,16 @@ pub fn suite() -> Vec<Case> {
             },
         },
         Case {
+            name: "ReLU over a bounded range and its backward",
+            run: |m| {
+                check("relu_bounded/backward", [&[128], &[128]], 20, [0, 1], m, |p, x, y| {
+                    let (r, saved) = p.relu_for_backward(x, SignBits::for_bound(40)?)?;
+                    let dx = p.relu_backward(y, &saved)?;
+                    Ok(vec![Held::Arith(r), Held::Bin(saved.mask.clone()), Held::Arith(dx)])
+                })
+            },
+        },
+        Case {
             name: "multiplication by a shared bit",
             run: |m| {
                 check("mul_bit", [&[128], &[128]], 20, [0, 1], m, |p, x, y| {
