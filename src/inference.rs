@@ -47,6 +47,24 @@ pub enum InputError {
     EmptyBatch,
 }
 
+/// [`Executor::infer`] under the executor's declared ReLU bound, or — when the model owner's range analysis cannot
+/// prove it (`Error::ReluBound`: deep models with random weights) — with the full 64-bit sign circuit instead. Returns
+/// the inference and the bound used (`None`: the full circuit). For experiment harnesses that must run every model;
+/// a user's run keeps the refusal.
+pub fn infer_with_relu_fallback(
+    exec: &Executor,
+    session: &Session,
+    params: &Params,
+    input: &DslTensor,
+) -> crate::runtime::Result<(Inference, Option<u32>)> {
+    match exec.infer(session, params, input) {
+        Err(crate::runtime::Error::ReluBound { .. }) => {
+            Ok((exec.clone().with_relu_bound(None).infer(session, params, input)?, None))
+        }
+        r => Ok((r?, exec.relu_bound())),
+    }
+}
+
 /// The input `t` read from `path` (tensor `tensor` of a safetensors file) as a batch for `graph`: `[N, …input]`
 /// as it is, a single input of the model's input shape as a batch of one; the first `batch` rows when given.
 pub fn as_batch(

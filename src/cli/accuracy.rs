@@ -80,7 +80,8 @@ pub fn accuracy(a: AccuracyArgs) -> CmdResult {
             .with_range_check(check)
             .allow_truncation_failures(ACCURACY_MAX_FAILURE);
         let what = format!("{model:?}, t = {t}: private inference of {batch} input(s)");
-        let result = match cryptgpu::progress::during(what, || exec.infer(&session, &params, &input)) {
+        let run = || cryptgpu::inference::infer_with_relu_fallback(&exec, &session, &params, &input).map(|(r, _)| r);
+        let result = match cryptgpu::progress::during(what, run) {
             Err(e) if matches!(e.root(), cryptgpu::Error::Range(_) | cryptgpu::Error::FailureProbability(_)) => {
                 if json {
                     let record = serde_json::json!({

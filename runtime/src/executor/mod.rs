@@ -226,6 +226,11 @@ impl Executor {
         self
     }
 
+    /// The declared bound on ReLU inputs, `|x| < 2^bits` (`None`: the full circuit).
+    pub fn relu_bound(&self) -> Option<u32> {
+        self.relu_bound
+    }
+
     /// The sign range the ReLUs read at `frac_bits` fractional bits: the declared bound's, else the full range.
     pub fn relu_sign_bits(&self, frac_bits: u32) -> SignBits {
         match self.relu_bound.map(|k| k + frac_bits) {
