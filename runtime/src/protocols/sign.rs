@@ -197,67 +197,85 @@ impl Party {
     /// Round 1 of the sign (see the module docs): R0 sends R2 its digits' one-hot codes and `a_high`, masked; R1 and
     /// R2 derive their XOR shares of every digit's generate and propagate bit.
     fn sign_first_round(&mut self, x: &Share, bits: SignBits) -> Result<SignState> {
-        let n = x.len();
-        let w = n.div_ceil(64);
-        let d = bits.digits();
         let step = self.next_step();
-        let role = role(self.id(), step);
-        let msg_words = (DIGIT_VALUES * d + 1) * w;
         let (prev, next) = (self.prev(), self.next());
-        let xor_share = match role {
+        let codes = match role(self.id(), step) {
             0 => {
-                let mut k = MapBuilder::new("sign_digits_r0");
-                let (m, nx) = (k.input(0), k.input(1));
-                let a = k.add(m, nx);
-                emit_digits(&mut k, a, bits);
-                let [digits, top] = buffers(self.map(&k.build(), &[x.mine(), x.next()], &[], &[], n)?)?;
-                let (q, top) = self.digit_planes(&digits, &top, n, bits)?;
-                let mut k = MapBuilder::new("sign_one_hot");
-                let regs: Vec<Reg> = (0..DIGIT_BITS as u16).map(|i| k.input(i)).collect();
-                for m in emit_minterms(&mut k, &regs) {
-                    k.output(m);
-                }
-                let codes = self.map(&k.build(), &[&q[0], &q[1], &q[2], &q[3]], &[], &[], d * w)?;
-                let mut plain = codes.concat();
-                plain.extend_from_slice(&top);
-                let mut k = MapBuilder::new("sign_mask_one_hot");
-                let (v, r) = (k.input(0), k.prg(0));
-                let masked = k.xor(v, r);
-                k.output(masked);
-                let rho = self.stream(KeyWith::Next, Purpose::Reshare, step);
-                let msg = if self.mutated(crate::mutation::Mutation::SignOneHotUnmasked) {
-                    plain
-                } else {
-                    single(self.map(&k.build(), &[&plain], &[], &[rho], msg_words)?)?
-                };
+                let msg = self.sign_one_hot(x, bits, step)?;
                 self.round(vec![(prev, msg)], &[])?;
-                Vec::new()
+                None
             }
-            role => {
-                // b = x_{R2}: R1 holds it as `next`, R2 as `mine`.
-                let b = if role == 1 { x.next() } else { x.mine() };
-                let mut k = MapBuilder::new("sign_digits_peer");
-                let v = k.input(0);
-                emit_digits(&mut k, v, bits);
-                let [digits, top] = buffers(self.map(&k.build(), &[b], &[], &[], n)?)?;
-                let (e, b_top) = self.digit_planes(&digits, &top, n, bits)?;
-                let codes = if role == 1 {
-                    let mut k = MapBuilder::new("sign_mask");
-                    let r = k.prg(0);
-                    k.output(r);
-                    let rho = self.stream(KeyWith::Prev, Purpose::Reshare, step);
-                    let mut rho = single(self.map(&k.build(), &[], &[], &[rho], msg_words)?)?;
-                    if self.mutated(crate::mutation::Mutation::SignOneHotUnmasked) {
-                        rho.iter_mut().for_each(|w| *w = 0);
-                    }
-                    self.round(vec![], &[])?;
-                    rho
-                } else {
-                    single(self.round(vec![], &[(next, msg_words)])?)?
-                };
-                self.digit_carries(&codes, &e, (role == 2).then_some(&b_top[..]), d, w)?
+            1 => {
+                self.round(vec![], &[])?;
+                None
             }
+            _ => Some(single(self.round(vec![], &[(next, one_hot_words(x.len(), bits))])?)?),
         };
+        self.sign_shares(x, bits, step, codes)
+    }
+
+    /// R0's message of the sign's first round at `step`: the one-hot codes of the digits of `a = x_{R0} + x_{R1}`
+    /// and `a_high`, masked by PRF bits shared with R1.
+    fn sign_one_hot(&self, x: &Share, bits: SignBits, step: u64) -> Result<Vec<u64>> {
+        let n = x.len();
+        let (d, w) = (bits.digits(), n.div_ceil(64));
+        let mut k = MapBuilder::new("sign_digits_r0");
+        let (m, nx) = (k.input(0), k.input(1));
+        let a = k.add(m, nx);
+        emit_digits(&mut k, a, bits);
+        let [digits, top] = buffers(self.map(&k.build(), &[x.mine(), x.next()], &[], &[], n)?)?;
+        let (q, top) = self.digit_planes(&digits, &top, n, bits)?;
+        let mut k = MapBuilder::new("sign_one_hot");
+        let regs: Vec<Reg> = (0..DIGIT_BITS as u16).map(|i| k.input(i)).collect();
+        for m in emit_minterms(&mut k, &regs) {
+            k.output(m);
+        }
+        let codes = self.map(&k.build(), &[&q[0], &q[1], &q[2], &q[3]], &[], &[], d * w)?;
+        let mut plain = codes.concat();
+        plain.extend_from_slice(&top);
+        if self.mutated(crate::mutation::Mutation::SignOneHotUnmasked) {
+            return Ok(plain);
+        }
+        let mut k = MapBuilder::new("sign_mask_one_hot");
+        let (v, r) = (k.input(0), k.prg(0));
+        let masked = k.xor(v, r);
+        k.output(masked);
+        let rho = self.stream(KeyWith::Next, Purpose::Reshare, step);
+        single(self.map(&k.build(), &[&plain], &[], &[rho], one_hot_words(n, bits))?)
+    }
+
+    /// After the sign's first round at `step`: R1 and R2's XOR shares of the digits' generate and propagate bits
+    /// (R1 from `ρ`, R2 from the `codes` it received); R0 holds none.
+    fn sign_shares(&self, x: &Share, bits: SignBits, step: u64, codes: Option<Vec<u64>>) -> Result<SignState> {
+        let n = x.len();
+        let (d, w) = (bits.digits(), n.div_ceil(64));
+        let role = role(self.id(), step);
+        if role == 0 {
+            return Ok(SignState { bits, role, n, xor_share: Vec::new() });
+        }
+        // b = x_{R2}: R1 holds it as `next`, R2 as `mine`.
+        let b = if role == 1 { x.next() } else { x.mine() };
+        let mut k = MapBuilder::new("sign_digits_peer");
+        let v = k.input(0);
+        emit_digits(&mut k, v, bits);
+        let [digits, top] = buffers(self.map(&k.build(), &[b], &[], &[], n)?)?;
+        let (e, b_top) = self.digit_planes(&digits, &top, n, bits)?;
+        let codes = match (role, codes) {
+            (1, _) => {
+                let mut k = MapBuilder::new("sign_mask");
+                let r = k.prg(0);
+                k.output(r);
+                let rho = self.stream(KeyWith::Prev, Purpose::Reshare, step);
+                let mut rho = single(self.map(&k.build(), &[], &[], &[rho], one_hot_words(n, bits))?)?;
+                if self.mutated(crate::mutation::Mutation::SignOneHotUnmasked) {
+                    rho.iter_mut().for_each(|w| *w = 0);
+                }
+                rho
+            }
+            (_, Some(codes)) if codes.len() == one_hot_words(n, bits) => codes,
+            _ => return Err(Error::Internal("R2 of the sign has no one-hot codes of the right size".into())),
+        };
+        let xor_share = self.digit_carries(&codes, &e, (role == 2).then_some(&b_top[..]), d, w)?;
         Ok(SignState { bits, role, n, xor_share })
     }
 
@@ -453,6 +471,11 @@ impl Party {
         let c = self.and_local(&hi_p, &lo_g, step)?;
         Ok(SignEnd::Open { l: self.xor(&p_high, &hi_g)?, c })
     }
+}
+
+/// Words of R0's one-hot message for `n` elements: 16 planes per digit and the top bit's plane.
+fn one_hot_words(n: usize, bits: SignBits) -> usize {
+    (DIGIT_VALUES * bits.digits() + 1) * n.div_ceil(64)
 }
 
 /// Emit `digits = ((v >> low) mod 2^(high − low)) << pad` and `top = bit high of v`, the two outputs.
