@@ -198,13 +198,7 @@ impl Party {
 
     /// After the exact-truncation epilogue, staged: the reshare round (R0's message and `a`'s piece ride to R2; R1 and
     /// R2 swap their sums), then the wrap correction.
-    fn finish_staged_exact(
-        &mut self,
-        outs: Vec<Vec<u64>>,
-        shape: &[usize],
-        k: u32,
-        step: u64,
-    ) -> Result<Share> {
+    fn finish_staged_exact(&mut self, outs: Vec<Vec<u64>>, shape: &[usize], k: u32, step: u64) -> Result<Share> {
         let n = outs.first().map_or(0, Vec::len);
         let (prev, next) = (self.prev(), self.next());
         match role(self.id(), step) {
