@@ -367,3 +367,72 @@ fn predictions(out: Out, n: usize, reps: usize) -> Result<(), Box<dyn std::error
     }
     Ok(())
 }
+
+/// Secure matmul `n³` under exact and probabilistic truncation, interleaved: `pairs` pairs on the same inputs,
+/// alternating which mode runs first; prints every pair, the medians and the ratio exact / probabilistic
+/// (`cryptgpu bench --truncation-pairs N`).
+pub fn truncation_pairs(n: usize, pairs: usize, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let out = Out { json };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut rng = rand::thread_rng();
+    let (a, b) = (workloads::random_tensor(&[n, n], 1.0, &mut rng)?, workloads::random_tensor(&[n, n], 1.0, &mut rng)?);
+    let reference = workloads::plain_matmul(&a, &b);
+    let exact = Session::new(Config { truncation: TruncationMode::Exact, ..Config::default() })?;
+    let probabilistic = Session::new(Config { truncation: TruncationMode::Probabilistic, ..Config::default() })?;
+    let run = |session: &Session, mode: TruncationMode| {
+        during(format!("bench: secure matmul {n}³, {mode:?} truncation"), || {
+            workloads::run_secure(session, &a, &b, &|p, x, y| p.matmul(x, y), &reference, Duration::ZERO)
+        })
+        .map(|(_, r)| r)
+    };
+    // One warm-up run of each (page faults of first use, rayon start-up).
+    run(&exact, TruncationMode::Exact)?;
+    run(&probabilistic, TruncationMode::Probabilistic)?;
+    say!(out, "\n## Secure matmul {n}³: exact vs probabilistic truncation, {pairs} interleaved pairs\n");
+    say!(out, "| pair | order | exact ms | probabilistic ms | ratio |\n|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for i in 0..pairs {
+        let exact_first = i % 2 == 0;
+        let (e, p) = if exact_first {
+            let e = run(&exact, TruncationMode::Exact)?;
+            (e, run(&probabilistic, TruncationMode::Probabilistic)?)
+        } else {
+            let p = run(&probabilistic, TruncationMode::Probabilistic)?;
+            (run(&exact, TruncationMode::Exact)?, p)
+        };
+        if e.failures > 0 {
+            return Err(format!("exact truncation: {} of {} outputs wrong", e.failures, e.outputs).into());
+        }
+        let ratio = e.secure.as_secs_f64() / p.secure.as_secs_f64();
+        let order = if exact_first { "exact first" } else { "probabilistic first" };
+        out.record(
+            "truncation_pair",
+            json!({"size": n, "pair": i, "exact_first": exact_first, "exact_ms": ms(e.secure),
+                   "probabilistic_ms": ms(p.secure), "ratio": ratio}),
+        );
+        say!(out, "| {i} | {order} | {:.0} | {:.0} | {ratio:.2}× |", ms(e.secure), ms(p.secure));
+        rows.push((e.secure, p.secure));
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ratios: Vec<f64> = rows.iter().map(|(e, p)| e.as_secs_f64() / p.as_secs_f64()).collect();
+    let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median_ratio = sorted[sorted.len() / 2];
+    let me = median(rows.iter().map(|r| r.0).collect());
+    let mp = median(rows.iter().map(|r| r.1).collect());
+    out.record(
+        "truncation_pairs",
+        json!({"size": n, "pairs": pairs, "exact_median_ms": ms(me), "probabilistic_median_ms": ms(mp),
+               "median_ratio": median_ratio, "min_ratio": lo, "max_ratio": hi}),
+    );
+    say!(
+        out,
+        "\nMedians: exact {:.0} ms, probabilistic {:.0} ms; ratio exact / probabilistic per pair: median {median_ratio:.2}×, range {lo:.2}–{hi:.2}×.",
+        ms(me),
+        ms(mp)
+    );
+    Ok(())
+}

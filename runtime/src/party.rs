@@ -67,6 +67,9 @@ pub struct Party {
     pub(crate) truncation: crate::protocols::TruncationMode,
     /// The bits the model layer's ReLUs read (see [`Party::set_relu_bits`]).
     pub(crate) relu_bits: crate::protocols::SignBits,
+    /// Whether the exact truncation of a product runs fused into the product's kernel (the default) or as the
+    /// separate stages of the reference plan (see [`crate::protocols::exact`]).
+    pub(crate) fused_truncation: bool,
     /// Where this party's view is recorded, if anywhere.
     view: Option<ViewLog>,
     /// Told the name and kind of every model step (layer) as it starts, if set.
@@ -112,6 +115,7 @@ impl Party {
             ride_in: Vec::new(),
             truncation: crate::protocols::TruncationMode::default(),
             relu_bits: crate::protocols::SignBits::default(),
+            fused_truncation: true,
             view: None,
             step_hook: None,
             #[cfg(feature = "mutations")]
@@ -366,7 +370,19 @@ impl Party {
         streams: &[Stream],
         n: usize,
     ) -> Result<Vec<Vec<u64>>> {
-        let mut outs: Vec<Vec<u64>> = vec![vec![0; n]; k.outputs.len()];
+        self.map_into(k, inputs, params, streams, vec![vec![0; n]; k.outputs.len()])
+    }
+
+    /// Launch a map writing into `outs` (buffers no longer needed, reused instead of fresh allocations: their
+    /// contents are overwritten), returning them.
+    pub(crate) fn map_into(
+        &self,
+        k: &MapKernel,
+        inputs: &[&[u64]],
+        params: &[u64],
+        streams: &[Stream],
+        mut outs: Vec<Vec<u64>>,
+    ) -> Result<Vec<Vec<u64>>> {
         let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
         self.backend.map(k, inputs, params, streams, &mut refs)?;
         Ok(outs)

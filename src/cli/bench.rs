@@ -15,11 +15,18 @@ pub struct BenchArgs {
     /// Print one JSON record per measurement on stdout instead of the tables.
     #[arg(long)]
     json: bool,
+    /// Only the secure matmul of size `--max-size` under exact vs probabilistic truncation: this many interleaved
+    /// pairs (alternating which mode runs first), with the ratio.
+    #[arg(long)]
+    truncation_pairs: Option<usize>,
 }
 
 /// `cryptgpu bench`: the tables (or JSON records) of `cryptgpu::bench_tables`.
 pub fn bench(a: BenchArgs) -> CmdResult {
-    cryptgpu::bench_tables::run(a.reps, a.max_size, a.json)
+    match a.truncation_pairs {
+        Some(pairs) => cryptgpu::bench_tables::truncation_pairs(a.max_size, pairs, a.json),
+        None => cryptgpu::bench_tables::run(a.reps, a.max_size, a.json),
+    }
 }
 
 /// `cryptgpu bench-deployment`'s options.

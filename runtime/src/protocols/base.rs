@@ -68,9 +68,9 @@ pub(crate) fn emit_zero(b: &mut MapBuilder, kind: ZeroKind, prev: u16, next: u16
     }
 }
 
-/// R0's local step in a kernel: `B = c + 2^62`; outputs the message `⌊B/2^k⌋ + 1 − 2^(62−k) − s`, the mask `s`
-/// (PRF slot 2) and `a = msb(B)`.
-pub(crate) fn emit_r0_message(b: &mut MapBuilder, c: Reg, k: u32) {
+/// R0's local step: `B = c + 2^62`; the message `⌊B/2^k⌋ + 1 − 2^(62−k) − s` (mask `s` in PRF slot 2), `s` and
+/// `a = msb(B)`.
+pub(crate) fn r0_message(b: &mut MapBuilder, c: Reg, k: u32) -> [Reg; 3] {
     let offset = b.constant(1 << 62);
     let big_b = b.add(c, offset);
     let q = b.op(cryptgpu_codegen::Op::Shr(big_b, k));
@@ -79,6 +79,13 @@ pub(crate) fn emit_r0_message(b: &mut MapBuilder, c: Reg, k: u32) {
     let s = b.prg(2);
     let msg = b.sub(q1, s);
     let a = b.op(cryptgpu_codegen::Op::Shr(big_b, 63));
+    [msg, s, a]
+}
+
+/// R0's local step in a kernel: `B = c + 2^62`; outputs the message `⌊B/2^k⌋ + 1 − 2^(62−k) − s`, the mask `s`
+/// (PRF slot 2) and `a = msb(B)`.
+pub(crate) fn emit_r0_message(b: &mut MapBuilder, c: Reg, k: u32) {
+    let [msg, s, a] = r0_message(b, c, k);
     b.output(msg).output(s).output(a);
 }
 
@@ -99,13 +106,23 @@ pub(crate) enum Reshare {
 }
 
 impl Party {
-    /// PRF streams of the local step's epilogue at `step` (see [`Party::reshare_epilogue`] for their use).
+    /// PRF streams of the local step's epilogue at `step` (see [`Party::reshare_epilogue`] for their use; the fused
+    /// exact truncation appends its own, see [`Party::fused_exact_streams`]).
     pub(crate) fn reshare_streams(&self, how: Reshare, step: u64) -> Vec<crate::prg::Stream> {
         let zero = |k| self.stream(k, Purpose::ZeroShare, step);
         let mask = |k| self.stream(k, Purpose::TruncMask, step);
         match (how, role(self.id(), step)) {
             (Reshare::Plain, _) if self.mutated(crate::mutation::Mutation::ZeroShareDropped) => vec![],
             (Reshare::Plain, _) => vec![zero(KeyWith::Prev), zero(KeyWith::Next)],
+            (Reshare::ExactTruncate(_), role) if self.fused_truncation => {
+                let mut streams = match role {
+                    0 => vec![zero(KeyWith::Prev), zero(KeyWith::Next), mask(KeyWith::Next)],
+                    1 => vec![zero(KeyWith::Prev), mask(KeyWith::Prev)],
+                    _ => vec![zero(KeyWith::Next)],
+                };
+                streams.extend(self.fused_exact_streams(role, step));
+                streams
+            }
             (_, 0) => vec![zero(KeyWith::Prev), zero(KeyWith::Next), mask(KeyWith::Next)],
             (_, 1) => vec![zero(KeyWith::Prev), mask(KeyWith::Prev)],
             (_, _) => vec![zero(KeyWith::Next)],
@@ -146,6 +163,10 @@ impl Party {
             }
         };
         match (how, role) {
+            (Reshare::ExactTruncate(k), _) if self.fused_truncation => {
+                // The whole local work of the exact truncation that needs no message (see `super::exact`).
+                Party::fused_exact_epilogue(b, c, k, role);
+            }
             (Reshare::Plain, _) | (_, 2) => {
                 b.output(c);
             }

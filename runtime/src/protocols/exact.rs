@@ -14,13 +14,26 @@
 //! 8 each); a standalone truncation costs R0 16 bytes and R1, R2 8.
 //! **Range**: exact for `−2^62 ≤ z < 2^62`; outside it the result is wrong (as a fixed-point product of such values
 //! has no meaning anyway). Division by a public integer that is not a power of two stays probabilistic.
+//!
+//! **Fused plan** (products, the default): every piece that needs no message is computed in the product's own
+//! kernel (the GEMM epilogue of a matmul or convolution, the map of an elementwise product), and each round is
+//! followed by ONE pass, so the exact mode adds to the probabilistic one only its second round and two light passes:
+//!
+//! | role | product kernel outputs | after round 1 | after round 2 |
+//! |---|---|---|---|
+//! | R0 | message, `a − p`, both corrected pieces | — | — |
+//! | R1 | `c_1`, its corrected piece R1, `p`, `y_R1` | `b·p − y_R1` (sent), `t = ⌊A/2^k⌋ − (b − sent)·2^(64−k)` | `t + got·2^(64−k)` |
+//! | R2 | `c_2`, `y_R0` | `b·(a − p) − y_R0` (sent), `t`, its corrected piece R0 | `t + got·2^(64−k)` |
+//!
+//! The messages, rounds, bytes and resulting shares are bit for bit those of the staged reference plan (one kernel
+//! per stage: [`Party::set_truncation_fusion`] switches it on, for comparison; the standalone truncation uses it).
 
-use super::base::{buffers, emit_r0_message, role, single, Divisor};
+use super::base::{buffers, emit_r0_message, r0_message, role, single, Divisor};
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
 use crate::{Error, Result};
-use cryptgpu_codegen::{MapBuilder, Reg};
+use cryptgpu_codegen::{MapBuilder, Op, Reg};
 
 /// This party's pieces of the two wrap bits: R0 holds its bit `a` as `(a − p, p)`; R1 and R2 hold one piece of `a`
 /// (`p` and `a − p`) and the bit `b` of `A` in the clear.
@@ -59,8 +72,15 @@ impl Party {
         }
     }
 
-    /// After the exact-truncation epilogue: the reshare round (R0's message and `a`'s piece ride to R2; R1 and R2 swap
-    /// their sums), then the wrap correction.
+    /// Whether the exact truncation of products runs fused into the product's kernel (`true`, the default) or as the
+    /// staged reference plan, one kernel per stage (`false`). Both send the same messages and give the same shares
+    /// bit for bit; the switch exists to compare them.
+    pub fn set_truncation_fusion(&mut self, fused: bool) {
+        self.fused_truncation = fused;
+    }
+
+    /// After the exact-truncation epilogue of a product: the fused plan or the staged one, as the epilogue was built
+    /// (see [`Party::set_truncation_fusion`]).
     pub(crate) fn finish_exact_truncate(
         &mut self,
         outs: Vec<Vec<u64>>,
@@ -68,6 +88,117 @@ impl Party {
         k: u32,
         step: u64,
     ) -> Result<Share> {
+        if self.fused_truncation {
+            self.finish_fused_exact(outs, shape, k, step)
+        } else {
+            self.finish_staged_exact(outs, shape, k, step)
+        }
+    }
+
+    /// The PRF streams the fused epilogue adds after the reshare's (slots 3–5 for R0, 2–3 for R1, 1 for R2): R0 and
+    /// R1 the piece `p` of R0's wrap bit, and every party its words `y` of the wrap product's re-replication.
+    pub(crate) fn fused_exact_streams(&self, role: usize, step: u64) -> Vec<crate::prg::Stream> {
+        let y = |key| self.stream(key, Purpose::Wrap, step);
+        match role {
+            0 => vec![self.stream(KeyWith::Next, self.wrap_piece_purpose(), step), y(KeyWith::Prev), y(KeyWith::Next)],
+            1 => vec![self.stream(KeyWith::Prev, self.wrap_piece_purpose(), step), y(KeyWith::Prev)],
+            _ => vec![y(KeyWith::Next)],
+        }
+    }
+
+    /// The fused epilogue on the masked local value `c` (the module docs' table): R0 outputs its message, `a − p`
+    /// and both pieces of its result; R1 `c_1`, its result piece R1, `p` and `y_R1`; R2 `c_2` and `y_R0`.
+    pub(crate) fn fused_exact_epilogue(b: &mut MapBuilder, c: Reg, k: u32, role: usize) {
+        match role {
+            0 => {
+                // slots 0, 1: zero share, 2: mask s, 3: p, 4: y_R0 (with prev), 5: y_R1 (with next)
+                let [msg, s, a] = r0_message(b, c, k);
+                let p = b.prg(3);
+                let a0 = b.sub(a, p);
+                let (y0, y1) = (b.prg(4), b.prg(5));
+                let (w0, w1) = (b.sub(a0, y0), b.sub(p, y1));
+                let (fm, f_n) = (wrap_corrected(b, msg, w0, k), wrap_corrected(b, s, w1, k));
+                b.output(msg).output(a0).output(fm).output(f_n);
+            }
+            1 => {
+                // slot 0: zero share, 1: mask s, 2: p, 3: y_R1
+                let (s, p, yk) = (b.prg(1), b.prg(2), b.prg(3));
+                let wk = b.sub(p, yk);
+                let fm = wrap_corrected(b, s, wk, k);
+                b.output(c).output(fm).output(p).output(yk);
+            }
+            _ => {
+                // slot 0: zero share, 1: y_R0
+                let yk = b.prg(1);
+                b.output(c).output(yk);
+            }
+        }
+    }
+
+    /// The fused plan after its epilogue: round 1 (R0's message and `a − p` to R2, R1 and R2 swap `c_1`, `c_2`), one
+    /// pass at R1 and R2 (the wrap term they send, and what of their result does not wait for round 2), round 2 (R1
+    /// and R2 swap their terms), one pass adding the term received.
+    fn finish_fused_exact(&mut self, outs: Vec<Vec<u64>>, shape: &[usize], k: u32, step: u64) -> Result<Share> {
+        let n = outs.first().map_or(0, Vec::len);
+        let (prev, next) = (self.prev(), self.next());
+        match role(self.id(), step) {
+            0 => {
+                let [msg, a0, fm, f_n] = buffers(outs)?;
+                self.ride_along(prev, a0);
+                self.round(vec![(prev, msg)], &[])?;
+                self.round(vec![], &[])?;
+                Ok(Share::from_pieces(shape, fm, f_n))
+            }
+            1 => {
+                let [c1, fm, p, yk] = buffers(outs)?;
+                let c2 = single(self.round(vec![(next, c1.clone())], &[(next, n)])?)?;
+                // A = c1 + c2; b = msb(A); sent = b·p − y_R1; t = ⌊A/2^k⌋ − (b − sent)·2^(64−k)
+                let mut kb = MapBuilder::new("exact_wrap_term_r1");
+                let (x, y, pr, yr) = (kb.input(0), kb.input(1), kb.input(2), kb.input(3));
+                let (sent, t) = wrap_term(&mut kb, x, y, pr, yr, k);
+                kb.output(sent).output(t);
+                let [sent, t] = buffers(self.map(&kb.build(), &[&c1, &c2, &p, &yk], &[], &[], n)?)?;
+                let f_n = self.add_wrap_term(sent, t, next, k, c2)?;
+                Ok(Share::from_pieces(shape, fm, f_n))
+            }
+            _ => {
+                let [c2, yk] = buffers(outs)?;
+                self.expect_ride(next, n);
+                let [c1, msg] = buffers(self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?)?;
+                let a0 = self.take_rides().remove(0);
+                // as R1 with a's piece a − p; and R2's piece R0 = msg − (a − p − y_R0)·2^(64−k)
+                let mut kb = MapBuilder::new("exact_wrap_term_r2");
+                let (x, y, ar, yr, mr) = (kb.input(0), kb.input(1), kb.input(2), kb.input(3), kb.input(4));
+                let (sent, t) = wrap_term(&mut kb, x, y, ar, yr, k);
+                let wk = kb.sub(ar, yr);
+                let f_n = wrap_corrected(&mut kb, mr, wk, k);
+                kb.output(sent).output(t).output(f_n);
+                let [sent, t, f_n] = buffers(self.map(&kb.build(), &[&c1, &c2, &a0, &yk, &msg], &[], &[], n)?)?;
+                let fm = self.add_wrap_term(sent, t, prev, k, c2)?;
+                Ok(Share::from_pieces(shape, fm, f_n))
+            }
+        }
+    }
+
+    /// R1 and R2, round 2: send `sent` to `peer`, receive its term and return `t + got·2^(64−k)` (written into
+    /// `spare`, a buffer no longer needed).
+    fn add_wrap_term(&mut self, sent: Vec<u64>, t: Vec<u64>, peer: usize, k: u32, spare: Vec<u64>) -> Result<Vec<u64>> {
+        let n = t.len();
+        let got = single(self.round(vec![(peer, sent)], &[(peer, n)])?)?;
+        if k == 0 {
+            return Ok(t);
+        }
+        let mut kb = MapBuilder::new("exact_wrap_add");
+        let (tr, g) = (kb.input(0), kb.input(1));
+        let shifted = kb.shl(g, 64 - k);
+        let f = kb.add(tr, shifted);
+        kb.output(f);
+        single(self.map_into(&kb.build(), &[&t, &got], &[], &[], vec![spare])?)
+    }
+
+    /// After the exact-truncation epilogue, staged: the reshare round (R0's message and `a`'s piece ride to R2; R1 and
+    /// R2 swap their sums), then the wrap correction.
+    fn finish_staged_exact(&mut self, outs: Vec<Vec<u64>>, shape: &[usize], k: u32, step: u64) -> Result<Share> {
         let n = outs.first().map_or(0, Vec::len);
         let (prev, next) = (self.prev(), self.next());
         match role(self.id(), step) {
@@ -268,4 +399,27 @@ impl Party {
         let [mine, next] = buffers(outs)?;
         Ok(Share::from_pieces(&shape, mine, next))
     }
+}
+
+/// `base − w·2^(64−k)`; for `k = 0` (division by 1) the correction is a multiple of 2^64, i.e. zero.
+fn wrap_corrected(b: &mut MapBuilder, base: Reg, w: Reg, k: u32) -> Reg {
+    if k == 0 {
+        base
+    } else {
+        let c = b.shl(w, 64 - k);
+        b.sub(base, c)
+    }
+}
+
+/// R1's and R2's pass after round 1, from `c_1`, `c_2`, their piece of `a` and their word `y`: `A = c_1 + c_2`,
+/// `b = msb(A)`, the term `sent = b·piece − y` and `t = ⌊A/2^k⌋ − (b − sent)·2^(64−k)` (their result piece, less
+/// the peer's term, which round 2 brings).
+fn wrap_term(b: &mut MapBuilder, c1: Reg, c2: Reg, piece: Reg, y: Reg, k: u32) -> (Reg, Reg) {
+    let a = b.add(c1, c2);
+    let q = b.op(Op::Shr(a, k));
+    let bit = b.op(Op::Shr(a, 63));
+    let term = b.mul(bit, piece);
+    let sent = b.sub(term, y);
+    let w = b.sub(bit, sent);
+    (sent, wrap_corrected(b, q, w, k))
 }
