@@ -67,6 +67,10 @@ pub struct Party {
     pub(crate) truncation: crate::protocols::TruncationMode,
     /// The bits the model layer's ReLUs read (see [`Party::set_relu_bits`]).
     pub(crate) relu_bits: crate::protocols::SignBits,
+    /// A ReLU announced for the next exact-truncated product ([`Party::expect_relu`]).
+    pub(crate) pending_relu: Option<crate::protocols::relu::PendingRelu>,
+    /// That ReLU once its first round has ridden in the truncation's second.
+    pub(crate) early_relu: Option<crate::protocols::relu::EarlyRelu>,
     /// Whether the exact truncation of a product runs fused into the product's kernel (the default) or as the
     /// separate stages of the reference plan (see [`crate::protocols::exact`]).
     pub(crate) fused_truncation: bool,
@@ -115,6 +119,8 @@ impl Party {
             ride_in: Vec::new(),
             truncation: crate::protocols::TruncationMode::default(),
             relu_bits: crate::protocols::SignBits::default(),
+            pending_relu: None,
+            early_relu: None,
             fused_truncation: true,
             view: None,
             step_hook: None,

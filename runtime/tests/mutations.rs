@@ -30,7 +30,10 @@ fn bit_injection_without_its_random_bit_is_caught() {
 
 #[test]
 fn sign_one_hot_codes_sent_unmasked_are_caught() {
-    caught(Mutation::SignOneHotUnmasked, &["DReLU", "ReLU with", "ReLU over a bounded range", "comparisons"]);
+    caught(
+        Mutation::SignOneHotUnmasked,
+        &["DReLU", "ReLU with", "ReLU over a bounded range", "ReLU fused into", "comparisons"],
+    );
 }
 
 #[test]

@@ -177,3 +177,66 @@ fn relu_backward_reuses_the_forward_injection() {
         assert_eq!(got, cost::relu_backward_bytes(n).to_vec());
     }
 }
+
+/// A ReLU announced before a fixed-point product with exact truncation (and a bias added after it) starts in the
+/// truncation's second round: one round fewer, the same bytes, and the same results as run after the product.
+#[test]
+fn a_relu_fused_into_its_products_truncation_saves_a_round() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x0f05_ed00);
+    let (m, k, n) = (8, 16, 12);
+    let enc = |v: f64| (v * (1u64 << 20) as f64).round() as i64 as u64;
+    let a: Vec<f64> = (0..m * k).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    let b: Vec<f64> = (0..k * n).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    let bias: Vec<f64> = (0..m * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let t = |v: &[f64], s: &[usize]| RingTensor::new(s, v.iter().map(|&x| enc(x)).collect()).unwrap();
+    let (at, bt, ct) = (t(&a, &[m, k]), t(&b, &[k, n]), t(&bias, &[m, n]));
+    let bits = SignBits::for_bound(40).unwrap();
+    for fused in [false, true] {
+        for rep in 0..3 {
+            // Different numbers of warm-up steps put every party in every role.
+            let out = session()
+                .run(|p| {
+                    let xa = p.share(0, (p.id() == 0).then_some(&at), &[m, k])?;
+                    let xb = p.share(1, (p.id() == 1).then_some(&bt), &[k, n])?;
+                    let xc = p.share(2, (p.id() == 2).then_some(&ct), &[m, n])?;
+                    for _ in 0..rep {
+                        p.neg(&xa)?;
+                        p.share(0, (p.id() == 0).then_some(&at), &[m, k])?;
+                    }
+                    let before = p.total_stats();
+                    let (y, saved) = if fused {
+                        p.expect_relu(bits, Some(xc.clone()))?;
+                        let z = p.matmul(&xa, &xb)?;
+                        let z = p.add(&z, &xc)?;
+                        p.relu_expected(&z, bits)?
+                    } else {
+                        let z = p.matmul(&xa, &xb)?;
+                        let z = p.add(&z, &xc)?;
+                        p.relu_for_backward(&z, bits)?
+                    };
+                    let used = p.total_stats() - before;
+                    Ok((p.reveal(&y)?, p.reveal_bits(&saved.mask)?, used))
+                })
+                .unwrap();
+            let (mm, mb) = (&out[0].0, &out[0].1);
+            for i in 0..m {
+                for j in 0..n {
+                    let z: f64 = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum::<f64>() + bias[i * n + j];
+                    let got = mm.data()[i * n + j] as i64 as f64 / (1u64 << 20) as f64;
+                    assert!((got - z.max(0.0)).abs() < 1e-4, "fused {fused}: relu({z}) = {got}");
+                    if z.abs() > 1e-4 {
+                        assert_eq!(bit(mb, i * n + j), (z > 0.0) as u64, "fused {fused}: mask of {z}");
+                    }
+                }
+            }
+            let rounds: Vec<u64> = out.iter().map(|o| o.2.rounds).collect();
+            let want = 2 + cryptgpu_runtime::protocols::cost::relu_rounds_for(bits) - u64::from(fused);
+            assert_eq!(rounds, vec![want; 3], "fused {fused}, rep {rep}");
+            let total: u64 = out.iter().map(|o| o.2.bytes_sent).sum();
+            let mut relu: u64 = cryptgpu_runtime::protocols::cost::relu_bytes(m * n, bits).iter().sum();
+            relu += 48 * (m * n) as u64; // the product with exact truncation
+            assert_eq!(total, relu, "fused {fused}, rep {rep}");
+        }
+    }
+}

@@ -65,6 +65,11 @@ fn bounded_relu_and_its_backward_are_private() {
 }
 
 #[test]
+fn relu_fused_into_a_products_truncation_is_private() {
+    run("ReLU fused into");
+}
+
+#[test]
 fn mul_bit_is_private() {
     run("multiplication by a shared bit");
 }

@@ -25,6 +25,9 @@
 //! | R1 | `c_1`, its corrected piece R1, `p`, `y_R1` | `b·p − y_R1` (sent), `t = ⌊A/2^k⌋ − (b − sent)·2^(64−k)` | `t + got·2^(64−k)` |
 //! | R2 | `c_2`, `y_R0` | `b·(a − p) − y_R0` (sent), `t`, its corrected piece R0 | `t + got·2^(64−k)` |
 //!
+//! Between its rounds the fused plan starts a ReLU announced for its result ([`Party::expect_relu`]): R0 already
+//! holds its pieces, so that ReLU's first message rides in round 2.
+//!
 //! The messages, rounds, bytes and resulting shares are bit for bit those of the staged reference plan (one kernel
 //! per stage: [`Party::set_truncation_fusion`] switches it on, for comparison; the standalone truncation uses it).
 
@@ -146,8 +149,10 @@ impl Party {
                 let [msg, a0, fm, f_n] = buffers(outs)?;
                 self.ride_along(prev, a0);
                 self.round(vec![(prev, msg)], &[])?;
+                let y = Share::from_pieces(shape, fm, f_n);
+                self.start_expected_relu(Some(&y), shape, step)?; // R0 knows its result: a ReLU's message rides
                 self.round(vec![], &[])?;
-                Ok(Share::from_pieces(shape, fm, f_n))
+                Ok(y)
             }
             1 => {
                 let [c1, fm, p, yk] = buffers(outs)?;
@@ -158,6 +163,7 @@ impl Party {
                 let (sent, t) = wrap_term(&mut kb, x, y, pr, yr, k);
                 kb.output(sent).output(t);
                 let [sent, t] = buffers(self.map(&kb.build(), &[&c1, &c2, &p, &yk], &[], &[], n)?)?;
+                self.start_expected_relu(None, shape, step)?;
                 let f_n = self.add_wrap_term(sent, t, next, k, c2)?;
                 Ok(Share::from_pieces(shape, fm, f_n))
             }
@@ -174,6 +180,7 @@ impl Party {
                 let f_n = wrap_corrected(&mut kb, mr, wk, k);
                 kb.output(sent).output(t).output(f_n);
                 let [sent, t, f_n] = buffers(self.map(&kb.build(), &[&c1, &c2, &a0, &yk, &msg], &[], &[], n)?)?;
+                self.start_expected_relu(None, shape, step)?;
                 let fm = self.add_wrap_term(sent, t, prev, k, c2)?;
                 Ok(Share::from_pieces(shape, fm, f_n))
             }

@@ -50,6 +50,13 @@ pub struct ReluMask {
     c: Vec<u64>,
 }
 
+impl Injection {
+    /// Elements.
+    pub(crate) fn elements(&self) -> usize {
+        self.n
+    }
+}
+
 /// A party's pieces of the ReLU mask after [`Party::injection_reveal_open`]; R2's second piece is still on its way.
 pub(crate) struct OpenMask {
     n: usize,
@@ -114,7 +121,12 @@ impl Party {
 
     /// Injection stage 1 (local): R0 draws `r` and registers its arithmetic piece to ride to R2 in the next round.
     pub(crate) fn injection_start(&mut self, v: &Share) -> Result<Injection> {
-        let n = v.len();
+        self.injection_start_shape(v.shape())
+    }
+
+    /// [`Party::injection_start`] for a value of `shape` not computed yet (its sharing of `r` does not need it).
+    pub(crate) fn injection_start_shape(&mut self, shape: &[usize]) -> Result<Injection> {
+        let n: usize = shape.iter().product();
         let w = n.div_ceil(64);
         let step = self.next_step();
         let role = role(self.id(), step);
@@ -159,7 +171,7 @@ impl Party {
             )?)?;
             let prev = self.prev();
             self.ride_along(prev, s0.clone());
-            inj.r_share = Some(Share::from_pieces(v.shape(), s0, s1));
+            inj.r_share = Some(Share::from_pieces(shape, s0, s1));
         } else if role == 2 {
             let next = self.next();
             self.expect_ride(next, n);

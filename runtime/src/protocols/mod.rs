@@ -39,6 +39,7 @@ pub mod mul;
 pub mod normalize;
 pub mod pool;
 pub mod reciprocal;
+pub mod relu;
 pub mod reshare;
 pub mod reveal;
 pub mod rsqrt;

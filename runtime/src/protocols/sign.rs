@@ -1,5 +1,5 @@
-//! The sign of a shared value (DReLU) and ReLU; [`super::comparison`] builds the comparisons of two shares on the
-//! sign, [`super::injection`] the multiplication by a shared bit that ReLU ends with.
+//! The sign of a shared value (DReLU); [`super::comparison`] builds the comparisons of two shares on it,
+//! [`super::relu`] ReLU (the sign of `−x`, then [`super::injection`]'s multiplication by the shared bit).
 //!
 //! **Sign (A2B of the most significant bit, by digits).** Roles `R0, R1, R2` rotate with the step. R0 holds two
 //! pieces and adds them, `a = x_{R0} + x_{R1}`; R1 and R2 both hold `b = x_{R2}`; `x = a + b`. The sign is bit
@@ -25,13 +25,11 @@
 //! value outside `±2^high` gets an arbitrary sign: the executor chooses `high` from the model owner's range
 //! analysis, which refuses a run whose values could leave the range (see [`SignBits::for_bound`]).
 //!
-//! **ReLU** (`x·[x > 0]`): the sign of `−x`, then [`Party::mul_bit`]'s bit injection, whose input-independent first
-//! two stages (sharing R0's random bit, the product `z = x·r`) ride in the sign's first two rounds: the sign's
-//! rounds + 2 (8 for the default range and for values bounded by `2^40`).
+//! **ReLU** ([`super::relu`]) takes the last AND's shares open (`SignEnd::Open`) and merges that round with its
+//! own reveal.
 
 use super::base::{buffers, role, single};
 use super::binary::BinShare;
-use super::injection::ReluMask;
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
@@ -86,7 +84,7 @@ impl SignBits {
 }
 
 /// The replicated planes after the sign's second round.
-struct SignPlanes {
+pub(crate) struct SignPlanes {
     /// Generate bits of the groups (digits at first).
     g: BinShare,
     /// Propagate bits of every group but the lowest (`None` with one group).
@@ -96,7 +94,7 @@ struct SignPlanes {
 }
 
 /// How the sign circuit ends for a caller that takes its last AND's shares directly.
-enum SignEnd {
+pub(crate) enum SignEnd {
     /// The sign as a replicated plane (no AND was left).
     Closed(BinShare),
     /// The sign is `l ⊕ c_0 ⊕ c_1 ⊕ c_2`, `c` this party's share.
@@ -104,7 +102,7 @@ enum SignEnd {
 }
 
 /// The sign circuit after its first round.
-struct SignState {
+pub(crate) struct SignState {
     bits: SignBits,
     role: usize,
     /// Elements.
@@ -143,60 +141,9 @@ impl Party {
         })
     }
 
-    /// `max(x, 0)` (8 rounds for the default bits; see the module docs).
-    pub fn relu(&mut self, x: &Share) -> Result<Share> {
-        Ok(self.relu_with_mask(x, SignBits::default())?.0)
-    }
-
-    /// `max(x, 0)` and the mask `[x > 0]`, the derivative PyTorch uses (`ReLU'(0) = 0`; for the backward pass: the
-    /// gradient is [`Party::mul_bit`]`(g, mask)`).
-    ///
-    /// The mask is the sign bit of `−x` (the same circuit and cost as [`Party::drelu`], without the NOT), so with
-    /// the narrower [`SignBits`] range the caveat of the module docs applies to `−x`. It is exact for every `x`
-    /// except `−2^63`, whose negation wraps to itself (far outside every fixed-point range). Matching PyTorch at 0
-    /// matters: a convolution over a zero background with a zero bias yields exact zeros, and `[x ≥ 0]` would pass
-    /// their gradients on to the bias, which PyTorch does not.
-    pub fn relu_with_mask(&mut self, x: &Share, bits: SignBits) -> Result<(Share, BinShare)> {
-        let (y, saved) = self.relu_for_backward(x, bits)?;
-        Ok((y, saved.mask))
-    }
-
-    /// [`Party::relu_with_mask`], keeping what [`Party::relu_backward`] reuses (the injection's shared random bit and,
-    /// at two parties, its opened `c`), which makes the backward pass 2 rounds instead of 3.
-    pub fn relu_for_backward(&mut self, x: &Share, bits: SignBits) -> Result<(Share, ReluMask)> {
-        bits.check()?;
-        self.call(|p| {
-            let mut inj = p.injection_start(x)?; // r's piece rides in the sign's first round
-            let neg = p.neg(x)?;
-            let st = p.sign_first_round(&neg, bits)?;
-            let mut rides = p.take_rides();
-            p.injection_shared(&mut inj, x, &mut rides)?; // z = x·r rides in the sign's second round
-            let planes = p.sign_rereplicate(st, |p| {
-                let mut rides = p.take_rides();
-                p.injection_z(&mut inj, &mut rides)
-            })?;
-            let (y, mask) = match p.sign_tree_open(planes)? {
-                SignEnd::Open { l, c } => {
-                    // The last AND's shares go straight into the reveal of c = β ⊕ r.
-                    let open = p.injection_reveal_open(&mut inj, &l, &c)?;
-                    let y = p.injection_finish(&mut inj, x)?;
-                    (y, p.injection_mask(open)?)
-                }
-                SignEnd::Closed(mask) => {
-                    p.injection_reveal(&mut inj, &mask)?;
-                    p.round(vec![], &[])?;
-                    let mut rides = p.take_rides();
-                    p.injection_c(&mut inj, &mut rides)?;
-                    (p.injection_finish(&mut inj, x)?, mask)
-                }
-            };
-            Ok((y, p.injection_saved(inj, mask)?))
-        })
-    }
-
     /// Round 1 of the sign (see the module docs): R0 sends R2 its digits' one-hot codes and `a_high`, masked; R1 and
     /// R2 derive their XOR shares of every digit's generate and propagate bit.
-    fn sign_first_round(&mut self, x: &Share, bits: SignBits) -> Result<SignState> {
+    pub(crate) fn sign_first_round(&mut self, x: &Share, bits: SignBits) -> Result<SignState> {
         let step = self.next_step();
         let (prev, next) = (self.prev(), self.next());
         let codes = match role(self.id(), step) {
@@ -216,7 +163,7 @@ impl Party {
 
     /// R0's message of the sign's first round at `step`: the one-hot codes of the digits of `a = x_{R0} + x_{R1}`
     /// and `a_high`, masked by PRF bits shared with R1.
-    fn sign_one_hot(&self, x: &Share, bits: SignBits, step: u64) -> Result<Vec<u64>> {
+    pub(crate) fn sign_one_hot(&self, x: &Share, bits: SignBits, step: u64) -> Result<Vec<u64>> {
         let n = x.len();
         let (d, w) = (bits.digits(), n.div_ceil(64));
         let mut k = MapBuilder::new("sign_digits_r0");
@@ -246,7 +193,13 @@ impl Party {
 
     /// After the sign's first round at `step`: R1 and R2's XOR shares of the digits' generate and propagate bits
     /// (R1 from `ρ`, R2 from the `codes` it received); R0 holds none.
-    fn sign_shares(&self, x: &Share, bits: SignBits, step: u64, codes: Option<Vec<u64>>) -> Result<SignState> {
+    pub(crate) fn sign_shares(
+        &self,
+        x: &Share,
+        bits: SignBits,
+        step: u64,
+        codes: Option<Vec<u64>>,
+    ) -> Result<SignState> {
         let n = x.len();
         let (d, w) = (bits.digits(), n.div_ceil(64));
         let role = role(self.id(), step);
@@ -362,7 +315,7 @@ impl Party {
 
     /// Round 2 of the sign: R1 and R2 re-replicate their XOR shares (masked by PRF bits each shares with R0); then
     /// `after_second_round` runs (the injection's stage that waited for this round's riders).
-    fn sign_rereplicate(
+    pub(crate) fn sign_rereplicate(
         &mut self,
         st: SignState,
         after_second_round: impl FnOnce(&mut Party) -> Result<()>,
@@ -459,7 +412,7 @@ impl Party {
     /// The carry tree without its last round: with two groups left, the sign is `L ⊕ (P_hi ∧ G_lo)` with
     /// `L = P_high ⊕ G_hi`; the AND's local step gives this party's 3-out-of-3 share `c` of it, which a caller
     /// sends on directly (ReLU's reveal). With a single digit there is no AND: the sign itself.
-    fn sign_tree_open(&mut self, planes: SignPlanes) -> Result<SignEnd> {
+    pub(crate) fn sign_tree_open(&mut self, planes: SignPlanes) -> Result<SignEnd> {
         let SignPlanes { g, p_rest, p_high } = self.carry_tree(planes, 2)?;
         if g.planes() == 1 {
             return Ok(SignEnd::Closed(self.xor(&p_high, &g)?));
@@ -474,7 +427,7 @@ impl Party {
 }
 
 /// Words of R0's one-hot message for `n` elements: 16 planes per digit and the top bit's plane.
-fn one_hot_words(n: usize, bits: SignBits) -> usize {
+pub(crate) fn one_hot_words(n: usize, bits: SignBits) -> usize {
     (DIGIT_VALUES * bits.digits() + 1) * n.div_ceil(64)
 }
 

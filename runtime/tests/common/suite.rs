@@ -127,6 +127,23 @@ pub fn suite() -> Vec<Case> {
             },
         },
         Case {
+            name: "ReLU fused into a product's truncation",
+            run: |m| {
+                check("matmul+relu", [&[8, 16], &[16, 8]], 8, [0, 1], m, |p, x, y| {
+                    let bits = SignBits::for_bound(40)?;
+                    let mut held = Vec::new();
+                    for _ in 0..3 {
+                        // Three runs put every party in every role.
+                        p.expect_relu(bits, None)?;
+                        let z = p.matmul(x, y)?;
+                        let (r, saved) = p.relu_expected(&z, bits)?;
+                        held.extend([Held::Arith(r), Held::Bin(saved.mask)]);
+                    }
+                    Ok(held)
+                })
+            },
+        },
+        Case {
             name: "multiplication by a shared bit",
             run: |m| {
                 check("mul_bit", [&[128], &[128]], 20, [0, 1], m, |p, x, y| {
