@@ -191,7 +191,8 @@ impl Record {
     fn new(workload: Workload, passes: Vec<Pass>, cost: Measured) -> Record {
         let ours_s = median(passes.iter().map(|p| p.ours_s).collect());
         let spu_s = median(passes.iter().map(|p| p.spu_s).collect());
-        let ours_probabilistic_s = passes.iter().map(|p| p.ours_probabilistic_s).collect::<Option<Vec<_>>>().map(median);
+        let ours_probabilistic_s =
+            passes.iter().map(|p| p.ours_probabilistic_s).collect::<Option<Vec<_>>>().map(median);
         let ratio = spu_s / ours_s;
         let met = match (workload, ours_probabilistic_s) {
             (Workload::Matmul, Some(prob)) => ours_s <= EXACT_MATMUL_GOAL * prob,
@@ -459,9 +460,5 @@ fn repeat(
 /// The slowest party per run, then the median over runs; one run's rounds and all parties' bytes.
 fn slowest(runs: &[(Vec<f64>, Stats); 3]) -> Measured {
     let per_run = (0..runs[0].0.len()).map(|r| runs.iter().map(|p| p.0[r]).fold(0.0, f64::max)).collect();
-    Measured {
-        seconds: median(per_run),
-        rounds: runs[0].1.rounds,
-        bytes: runs.iter().map(|p| p.1.bytes_sent).sum(),
-    }
+    Measured { seconds: median(per_run), rounds: runs[0].1.rounds, bytes: runs.iter().map(|p| p.1.bytes_sent).sum() }
 }

@@ -13,7 +13,8 @@ use std::process::Command;
 pub const PYTHON_ENV: &str = "SPU_PYTHON";
 
 /// How to install SPU, for the error messages.
-const INSTALL: &str = "install it with `python3 -m venv \"$VENV\" && \"$VENV/bin/pip\" install spu==0.9.5` (Python 3.11; \
+const INSTALL: &str =
+    "install it with `python3 -m venv \"$VENV\" && \"$VENV/bin/pip\" install spu==0.9.5` (Python 3.11; \
                        see ../shared/peers/README.md)";
 
 /// What went wrong running SPU.
@@ -178,4 +179,3 @@ impl Spu {
         }
     }
 }
-

@@ -73,7 +73,8 @@ fn ratios_come_from_both_sides_and_passes_alternate() {
     let calls = std::fs::read_to_string(dir.join("calls.log")).expect("the fake was called");
     let calls: Vec<&str> = calls.lines().collect();
     assert_eq!(calls.len(), 4, "{calls:?}");
-    for (call, want) in calls.iter().zip(["relu --m 1048576", "lenet --batch 1", "relu --m 1048576", "lenet --batch 1"]) {
+    for (call, want) in calls.iter().zip(["relu --m 1048576", "lenet --batch 1", "relu --m 1048576", "lenet --batch 1"])
+    {
         assert!(call.starts_with(&format!("--workload {want} --reps 1 ")), "{call}");
         assert!(call.contains("--mode sim"), "{call}");
     }
@@ -94,7 +95,9 @@ fn ratios_come_from_both_sides_and_passes_alternate() {
 
     let records = json_records(&out);
     assert_eq!(records.len(), 2);
-    for (r, (name, spu_median, spu_passes)) in records.iter().zip([("relu", 4.0, [3.0, 5.0]), ("lenet1", 0.6, [0.5, 0.7])]) {
+    for (r, (name, spu_median, spu_passes)) in
+        records.iter().zip([("relu", 4.0, [3.0, 5.0]), ("lenet1", 0.6, [0.5, 0.7])])
+    {
         assert_eq!(r["workload"], name);
         assert_eq!(r["record"], "bench-spu");
         let passes = r["passes"].as_array().expect("passes");
@@ -142,15 +145,12 @@ fn ratios_come_from_both_sides_and_passes_alternate() {
 #[test]
 fn a_python_without_spu_is_a_clear_error() {
     let dir = temp_dir("bench-spu-nospu");
-    let python = script(
-        &dir,
-        "python",
-        "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'spu'\" >&2\nexit 1\n",
-    );
+    let python = script(&dir, "python", "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'spu'\" >&2\nexit 1\n");
     let out = bench_spu(&dir, Some(&python), &["--only", "relu"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    for want in [python.to_str().unwrap(), "--python", "cannot import spu", "No module named 'spu'", "pip install spu"] {
+    for want in [python.to_str().unwrap(), "--python", "cannot import spu", "No module named 'spu'", "pip install spu"]
+    {
         assert!(stderr.contains(want), "missing `{want}` in: {stderr}");
     }
 
