@@ -149,7 +149,8 @@ fn a_python_without_spu_is_a_clear_error() {
     let out = bench_spu(&dir, Some(&python), &["--only", "relu"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    for want in [python.to_str().unwrap(), "--python", "cannot import spu", "No module named 'spu'", "pip install spu"]
+    for want in
+        [python.to_str().unwrap(), "--python", "cannot import spu", "No module named 'spu'", "install spu==0.9.5"]
     {
         assert!(stderr.contains(want), "missing `{want}` in: {stderr}");
     }
