@@ -13,6 +13,7 @@
 //! The weights are Kaiming-random and the images uniform in [0, 1] (time and communication do not depend on the
 //! values); the model is CryptGPU's LeNet with average pooling, SPU's `lenet` workload.
 
+use crate::spu_peer::{Spu, SpuMode, SpuWorkload};
 use cryptgpu_dsl::{Params, Tensor as DslTensor};
 use cryptgpu_runtime::backend::cpu::CpuBackend;
 use cryptgpu_runtime::executor::{Executor, Roles};
@@ -22,7 +23,7 @@ use cryptgpu_runtime::{Config, Party, PartyId, Session};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -226,33 +227,6 @@ fn three_processes(dir: &Path, reps: usize) -> Result<(Vec<Vec<PartyTimes>>, Dur
     Ok((parties, start.elapsed()))
 }
 
-/// One SPU run (`bench_spu.py --workload lenet --batch B --mode M`): its median `mpc_s`.
-fn spu(python: &Path, script: &Path, batch: usize, mode: &str, reps: usize) -> Result<f64, Error> {
-    let port = free_ports()?[0];
-    let out = Command::new(python)
-        .arg(script)
-        .args(["--workload", "lenet", "--batch", &batch.to_string(), "--mode", mode, "--reps", &reps.to_string()])
-        .args(["--pt-reps", "3", "--base-port", &port.to_string()])
-        .env("PEERS_OUT", std::env::temp_dir().join("cryptgpu-bench-spu.jsonl"))
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).ok_or_else(|| {
-        format!("SPU ({mode}, batch {batch}) printed no RESULT line: {}", String::from_utf8_lossy(&out.stderr))
-    })?;
-    let v: serde_json::Value = serde_json::from_str(line)?;
-    v["mpc_s"].as_f64().ok_or_else(|| "SPU's RESULT has no mpc_s".into())
-}
-
-/// Where to find SPU for the comparison.
-#[derive(Debug, Clone)]
-pub struct Spu {
-    /// A Python with `spu==0.9.5` installed.
-    pub python: PathBuf,
-    /// `bench_spu.py`.
-    pub script: PathBuf,
-}
-
 /// The benchmark: `passes` interleaved passes of (in-process, three processes, SPU brpc if given), `reps` timed
 /// runs per workload in each. Prints a Markdown table.
 pub fn run(reps: usize, passes: usize, spu_peer: Option<Spu>) -> Result<(), Error> {
@@ -290,7 +264,8 @@ pub fn run(reps: usize, passes: usize, spu_peer: Option<Spu>) -> Result<(), Erro
             for (w, times) in spu_brpc.iter_mut().enumerate() {
                 if let Workload::Infer(b) = WORKLOADS[w] {
                     eprintln!("pass {}/{passes}: SPU brpc, LeNet batch {b}", pass + 1);
-                    times.push(spu(&s.python, &s.script, b, "brpc", reps)?);
+                    let mode = SpuMode::Brpc { base_port: free_ports()?[0] };
+                    times.push(s.mpc_seconds(SpuWorkload::Lenet { batch: b }, mode, reps)?);
                 }
             }
         }

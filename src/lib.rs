@@ -32,5 +32,7 @@ pub mod paper;
 pub mod plots;
 pub mod precision;
 pub mod progress;
+pub mod spu_bench;
+pub mod spu_peer;
 pub mod tensor_files;
 pub mod workloads;

@@ -35,6 +35,7 @@ fn run(cli: Cli) -> cli::CmdResult {
         Command::Party(a) => cli::deployment::party(a),
         Command::Keygen(a) => cli::deployment::keygen(a),
         Command::BenchDeployment(a) => cli::bench::bench_deployment(a),
+        Command::BenchSpu(a) => cli::bench::bench_spu(a),
         Command::Paper(a) => cli::paper::run(a),
         Command::Bench(a) => cli::bench::bench(a),
     }

@@ -1,5 +1,6 @@
-//! `cryptgpu bench` (the linear layers' benchmark tables) and `cryptgpu bench-deployment` (three processes over
-//! mutual TLS vs three in-process parties, optionally vs SecretFlow SPU).
+//! `cryptgpu bench` (the linear layers' benchmark tables), `cryptgpu bench-deployment` (three processes over
+//! mutual TLS vs three in-process parties, optionally vs SecretFlow SPU) and `cryptgpu bench-spu` (ours vs
+//! SecretFlow SPU on the peers' workloads).
 
 use super::CmdResult;
 
@@ -66,9 +67,52 @@ pub fn bench_deployment(a: BenchDeploymentArgs) -> CmdResult {
         (None, _) => cryptgpu::deployment_bench::run(
             reps,
             passes,
-            spu_python.map(|python| cryptgpu::deployment_bench::Spu { python, script: spu_script }),
+            spu_python.map(|python| cryptgpu::spu_peer::Spu::find(Some(python), spu_script)).transpose()?.map(|s| s.0),
         )?,
         (Some(_), None) => return Err("--party needs --dir".into()),
+    }
+    Ok(())
+}
+
+/// `cryptgpu bench-spu`'s options.
+#[derive(clap::Args)]
+pub struct BenchSpuArgs {
+    /// A Python with `spu==0.9.5` installed (default: $SPU_PYTHON).
+    #[arg(long)]
+    python: Option<std::path::PathBuf>,
+    /// SPU's benchmark script (bench_spu.py of ../shared/peers).
+    #[arg(long, default_value = "../shared/peers/bench_spu.py")]
+    script: std::path::PathBuf,
+    /// Interleaved passes (ours then SPU, SPU then ours, …); the median over passes is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    passes: u32,
+    /// Timed runs per workload, side and pass (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    reps: u32,
+    /// Only these workloads (comma-separated: matmul, relu, lenet1, lenet64, mlp, mlp_train).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<cryptgpu::spu_bench::Workload>,
+    /// Print one JSON record per workload on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `cryptgpu bench-spu`: find SPU, run the comparison, print the table (or the JSON records).
+pub fn bench_spu(a: BenchSpuArgs) -> CmdResult {
+    use cryptgpu::spu_bench::{self, Options, Workload};
+    let (spu, version) = cryptgpu::spu_peer::Spu::find(a.python, a.script)?;
+    let workloads = if a.only.is_empty() { Workload::ALL.to_vec() } else { a.only };
+    let options = Options { reps: a.reps as usize, passes: a.passes as usize, workloads };
+    let records = spu_bench::run(&spu, &options)?;
+    if a.json {
+        for r in &records {
+            let mut v = serde_json::to_value(r)?;
+            v["record"] = serde_json::json!("bench-spu");
+            v["spu_version"] = serde_json::json!(version);
+            println!("{v}");
+        }
+    } else {
+        print!("{}", spu_bench::table(&records, &version, options.reps, options.passes));
     }
     Ok(())
 }

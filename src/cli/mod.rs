@@ -40,6 +40,10 @@ pub enum Command {
     /// Three processes over mutual TLS vs three parties in this process (LeNet inference at batch 1 and 64, one
     /// LeNet training step), interleaved in one run; with --spu-python, also SecretFlow SPU's three-process mode.
     BenchDeployment(bench::BenchDeploymentArgs),
+    /// Ours vs SecretFlow SPU (bench_spu.py of ../shared/peers) on matmul 1024³, ReLU over 2^20, LeNet inference
+    /// (batch 1 and 64), MLP inference and an MLP training step, interleaved in one run: both times, the ratios and
+    /// issue 12's goals.
+    BenchSpu(bench::BenchSpuArgs),
     /// Reproduce the CryptGPU paper's experiments on this machine (Table 4 with the anchors' communication, Table VI,
     /// Fig. 3, Fig. 4 / Table VII, Table VIII, per-layer cost): CSV and JSON per table, SVG plots, Markdown.
     Paper(paper::PaperArgs),
