@@ -240,3 +240,62 @@ fn a_relu_fused_into_its_products_truncation_saves_a_round() {
         }
     }
 }
+
+/// The same for a convolution with bias, whose output is reordered to NCHW after the truncation.
+#[test]
+fn a_relu_fused_into_a_convolutions_truncation_matches_plaintext() {
+    use cryptgpu_runtime::Conv2dParams;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x0c0f_0500);
+    let ([n, c, h, w], co, kk) = ([2usize, 3, 6, 6], 4usize, 3usize);
+    let enc = |v: f64| (v * (1u64 << 20) as f64).round() as i64 as u64;
+    let x: Vec<f64> = (0..n * c * h * w).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let wt: Vec<f64> = (0..co * c * kk * kk).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let bias: Vec<f64> = (0..co).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let t = |v: &[f64], s: &[usize]| RingTensor::new(s, v.iter().map(|&x| enc(x)).collect()).unwrap();
+    let (xt, wtt, bt) = (t(&x, &[n, c, h, w]), t(&wt, &[co, c, kk, kk]), t(&bias, &[co]));
+    let bits = SignBits::for_bound(40).unwrap();
+    let params = Conv2dParams { stride: 1, padding: 1 };
+    for fused in [false, true] {
+        let out = session()
+            .run(|p| {
+                let xs = p.share(0, (p.id() == 0).then_some(&xt), &[n, c, h, w])?;
+                let ws = p.share(1, (p.id() == 1).then_some(&wtt), &[co, c, kk, kk])?;
+                let bs = p.share(1, (p.id() == 1).then_some(&bt), &[co])?;
+                let before = p.total_stats();
+                if fused {
+                    p.expect_relu(bits, None)?;
+                }
+                let z = p.conv2d(&xs, &ws, Some(&bs), params)?;
+                let (y, _) = p.relu_expected(&z, bits)?;
+                let used = p.total_stats() - before;
+                Ok((p.reveal(&y)?, used))
+            })
+            .unwrap();
+        for b in 0..n {
+            for o in 0..co {
+                for i in 0..h {
+                    for j in 0..w {
+                        let mut z = bias[o];
+                        for ci in 0..c {
+                            for u in 0..kk {
+                                for v in 0..kk {
+                                    let (ii, jj) = (i as i64 + u as i64 - 1, j as i64 + v as i64 - 1);
+                                    if (0..h as i64).contains(&ii) && (0..w as i64).contains(&jj) {
+                                        let xv = x[((b * c + ci) * h + ii as usize) * w + jj as usize];
+                                        z += xv * wt[((o * c + ci) * kk + u) * kk + v];
+                                    }
+                                }
+                            }
+                        }
+                        let e = ((b * co + o) * h + i) * w + j;
+                        let got = out[0].0.data()[e] as i64 as f64 / (1u64 << 20) as f64;
+                        assert!((got - z.max(0.0)).abs() < 1e-4, "fused {fused}: relu({z}) = {got} at {e}");
+                    }
+                }
+            }
+        }
+        let want = 2 + cryptgpu_runtime::protocols::cost::relu_rounds_for(bits) - u64::from(fused);
+        assert!(out.iter().all(|o| o.1.rounds == want), "fused {fused}");
+    }
+}

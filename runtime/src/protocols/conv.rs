@@ -64,8 +64,10 @@ impl Party {
                 y_next: &col_next,
             };
             let bias = bias.map(|share| Bias { share, load: Load::Row });
+            let nchw = GatherKernel::permute("permute", &[co, n, oh, ow], &[1, 0, 2, 3])?;
+            p.reorder_expected_relu(&nchw);
             let y = p.secure_gemm("conv2d", &ops, bias, how, &[co, n, oh, ow])?;
-            p.permute(&y, &[1, 0, 2, 3])
+            p.gather_share(&nchw, &y, &nchw.out_shape)
         })
     }
 

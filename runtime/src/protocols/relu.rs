@@ -22,12 +22,15 @@ use super::sign::{one_hot_words, SignBits, SignEnd, SignState};
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, Result};
+use cryptgpu_codegen::GatherKernel;
 
 /// A ReLU announced for the output of the next exact-truncated product ([`Party::expect_relu`]).
 #[derive(Debug, Clone)]
 pub(crate) struct PendingRelu {
     bits: SignBits,
     addend: Option<Share>,
+    /// A local reordering the product applies after its truncation (a convolution's `[Co, N, H, W]` → NCHW).
+    reorder: Option<GatherKernel>,
 }
 
 /// A ReLU whose first round rode in a truncation's second round.
@@ -78,14 +81,23 @@ impl Party {
     pub fn expect_relu(&mut self, bits: SignBits, addend: Option<Share>) -> Result<()> {
         bits.check()?;
         self.early_relu = None;
-        self.pending_relu = Some(PendingRelu { bits, addend });
+        self.pending_relu = Some(PendingRelu { bits, addend, reorder: None });
         Ok(())
+    }
+
+    /// The product about to run reorders its output with `k` after its truncation (a local gather): an announced
+    /// ReLU's message is computed in that order.
+    pub(crate) fn reorder_expected_relu(&mut self, k: &GatherKernel) {
+        if let Some(p) = &mut self.pending_relu {
+            p.reorder = Some(k.clone());
+        }
     }
 
     /// The exact truncation's hook between its two rounds (fused plan), with R0's pieces of the product (`None` at
     /// R1 and R2): starts an announced ReLU, its messages riding in the truncation's second round.
     pub(crate) fn start_expected_relu(&mut self, r0_result: Option<&Share>, shape: &[usize], trunc: u64) -> Result<()> {
-        let Some(PendingRelu { bits, addend }) = self.pending_relu.take() else { return Ok(()) };
+        let Some(PendingRelu { bits, addend, reorder }) = self.pending_relu.take() else { return Ok(()) };
+        let shape = reorder.as_ref().map_or(shape, |k| &k.out_shape[..]);
         let inj = self.injection_start_shape(shape)?;
         // Only the truncation's R0 knows its pieces now: the sign's R0 must be that party.
         while role(self.id(), self.step() + 1) != role(self.id(), trunc) {
@@ -95,9 +107,13 @@ impl Party {
         match role(self.id(), step) {
             0 => {
                 let y = r0_result.ok_or_else(|| Error::Internal("the truncation's R0 has no result pieces".into()))?;
-                let x = match &addend {
-                    Some(b) => self.add(y, b)?,
+                let y = match &reorder {
+                    Some(k) => self.gather_share(k, y, &k.out_shape)?,
                     None => y.clone(),
+                };
+                let x = match &addend {
+                    Some(b) => self.add(&y, b)?,
+                    None => y,
                 };
                 let neg = self.neg(&x)?;
                 let msg = self.sign_one_hot(&neg, bits, step)?;
