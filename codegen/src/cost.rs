@@ -8,8 +8,9 @@
 //!   reads; GEMMs `8·(m·K·⌈n/T⌉ + K·n·⌈m/T⌉) + 8·m·n·(epilogue inputs + outputs)` for output tiles of `T × T`
 //!   (each tile reads its A rows and B columns once from memory).
 //! * **integer ALU ops** (32-bit, the unit GPUs have): a 64-bit add, subtract, bitwise op or shift is 2, a 64-bit
-//!   multiply 4 (three 32-bit multiply-adds and a carry add), a signed floor division 40, a PRF word 1 000 (one
-//!   ChaCha20 block: 20 rounds × 16 quarter-round steps × 3 ops, plus set-up); a gather costs 10 per coordinate
+//!   multiply 4 (three 32-bit multiply-adds and a carry add), a signed floor division 40, a PRF word 1 400 (one
+//!   AES-128 block, as the prelude emits it: 200 S-box lookups at 4 ops each (byte extract, load, shift, or) for
+//!   the ten rounds and the on-the-fly key schedule, 36 MixColumns at 14 ops, about 100 round-key XORs); a gather costs 10 per coordinate
 //!   and window position; a native GEMM 6 per multiply-accumulate (multiply 4, add 2); limb plans 2 per element
 //!   and limb to split the operands, per tile.
 //! * **FP64 ops**: the float64-limb GEMM does 10 fused multiply-adds per multiply-accumulate.
@@ -120,13 +121,16 @@ impl KernelCost {
     }
 }
 
+/// 32-bit ALU operations of one PRF word (one AES-128 block of the emitted counter mode; see the module docs).
+pub const PRF_WORD_OPS: f64 = 1400.0;
+
 /// 32-bit ALU operations of one evaluation of a map program (per element).
 fn program_ops(k: &MapKernel) -> f64 {
     k.insts
         .iter()
         .map(|op| match op {
             Op::Input { .. } | Op::Param(_) | Op::Const(_) | Op::Acc => 0.0,
-            Op::Prg(_) => 1000.0,
+            Op::Prg(_) => PRF_WORD_OPS,
             Op::Mul(..) => 4.0,
             Op::FloorDiv(..) => 40.0,
             _ => 2.0,

@@ -31,7 +31,11 @@ impl Party {
         }
         let fixed = FixedPoint::new(config.frac_bits)?;
         if config.max_elements as u64 > crate::prg::MAX_STREAM_WORDS {
-            return Err(Error::Invalid(format!("max_elements must be at most 2^35, found {}", config.max_elements)));
+            return Err(Error::Invalid(format!(
+                "max_elements must be at most {} (the words of one PRF stream), found {}",
+                crate::prg::MAX_STREAM_WORDS,
+                config.max_elements
+            )));
         }
         let keys = agree_keys(id, net.as_mut(), config.insecure_test_seed)?;
         let mut party = Party::new(id, fixed, config.max_elements, net, keys, backend);

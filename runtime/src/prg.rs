@@ -1,22 +1,32 @@
-//! Counter-based PRF streams: ChaCha20 (RFC 8439, the `chacha20` crate) keyed per pair of parties.
+//! Counter-based PRF streams: AES-128 in counter mode (FIPS-197; the `aes` crate, which uses AES-NI when the CPU
+//! has it, and the `ctr` crate) keyed per pair of parties.
 //!
-//! A [`Stream`] is (key, 96-bit nonce). Word `e` of a stream is bytes `8e..8e+8` (little endian) of the ChaCha20
-//! keystream, i.e. block `e / 8` (block counter from 0), words `2(e mod 8)` and `2(e mod 8)+1` of the block.
-//! Any element can be computed on its own, so the CPU backend and generated GPU kernels draw identical words.
-//! One stream holds at most 2^35 words (the 32-bit block counter).
+//! A [`Stream`] is (key, 96-bit nonce). Its keystream is AES-128 under the key's first 16 bytes of the counter
+//! blocks `nonce || b` (`b` a 32-bit big-endian block counter from 0, the nonce in the high 96 bits). Word `e` of a
+//! stream is bytes `8e..8e+8` (little endian) of that keystream, i.e. half `e mod 2` of block `e / 2`. Any word can
+//! be computed on its own, so the CPU backend and generated GPU kernels (which emit the same AES-128 in CUDA C,
+//! `cryptgpu_codegen::cuda::prelude`) draw identical words. One stream holds at most 2^33 words (the 32-bit block
+//! counter). AES-128-CTR replaced ChaCha20 (RFC 8439) here: with AES-NI it draws words about twice as fast on the
+//! CPUs this project is measured on (BENCHMARKS.md, issue 12).
 //!
 //! Keys: party `i` holds `k_i` (shared with party `i−1`) and `k_{i+1}` (shared with party `i+1`), plus a key
 //! common to all three. Each is derived from randomness contributed by every party that holds it during session
-//! set-up ([`PartyKeys::agree`]); the nonce is `(purpose, counter)` where the counter advances in lock step at
-//! every protocol step that draws randomness, so no (key, nonce) pair is ever used twice.
+//! set-up ([`PartyKeys::agree`], [`PrfKey::derive`]); the nonce is `(purpose, counter)` where the counter advances
+//! in lock step at every protocol step that draws randomness, so no (key, nonce) pair is ever used twice.
 
-use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use chacha20::ChaCha20;
 
-/// Most words one stream can produce (2^32 blocks of 8 words).
-pub const MAX_STREAM_WORDS: u64 = 1 << 35;
+/// AES-128 in counter mode, the counter block a 128-bit big-endian integer starting at `nonce || 0`: block `b` is
+/// `nonce || b` (32-bit big endian) for every `b < 2^32`, the only blocks a stream draws ([`MAX_STREAM_WORDS`]).
+/// (`Ctr32BE` would give the same blocks but refuses to produce the last one, `b = 2^32 − 1`.)
+type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
 
-/// A 256-bit PRF key.
+/// Most words one stream can produce (2^32 blocks of 2 words).
+pub const MAX_STREAM_WORDS: u64 = 1 << 33;
+
+/// A 256-bit key: its first 16 bytes are the AES-128 key of the streams drawn under it (the other 16 are unused;
+/// all 32 are uniform, see [`PrfKey::derive`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PrfKey(pub [u8; 32]);
 
@@ -28,7 +38,8 @@ impl std::fmt::Debug for PrfKey {
 
 impl PrfKey {
     /// Derive a key from contributions (XOR-combined, so it is uniform if any contributor's share is) and a label
-    /// for domain separation: the first 32 keystream bytes of ChaCha20 under the combined key.
+    /// for domain separation: the first 32 keystream bytes of ChaCha20 (RFC 8439) under the combined key with the
+    /// label as nonce. This runs once per key at set-up; the streams themselves are AES-128-CTR.
     pub fn derive(contributions: &[[u8; 32]], label: &[u8; 12]) -> PrfKey {
         let mut k = [0u8; 32];
         for c in contributions {
@@ -67,7 +78,7 @@ pub enum Purpose {
 pub struct Stream {
     /// Key.
     pub key: PrfKey,
-    /// Nonce: purpose (u32 LE) then counter (u64 LE).
+    /// Nonce: purpose (u32 LE) then counter (u64 LE); the high 96 bits of every counter block.
     pub nonce: [u8; 12],
 }
 
@@ -85,9 +96,10 @@ impl Stream {
     /// Panics if the range passes [`MAX_STREAM_WORDS`]; callers bound tensor sizes well below it.
     pub fn fill(&self, first: u64, out: &mut [u64]) {
         assert!(first + out.len() as u64 <= MAX_STREAM_WORDS, "PRF stream exhausted");
-        let mut cipher = ChaCha20::new(&self.key.0.into(), &self.nonce.into());
+        let mut iv = [0u8; 16];
+        iv[..12].copy_from_slice(&self.nonce);
+        let mut cipher = Aes128Ctr::new(self.key.0[..16].into(), &iv.into());
         cipher.seek(first * 8);
-        // SAFETY-free byte view: fill a byte buffer in blocks, then read little-endian words.
         let mut buf = [0u8; 4096];
         for chunk in out.chunks_mut(buf.len() / 8) {
             let bytes = &mut buf[..chunk.len() * 8];
@@ -169,23 +181,44 @@ mod tests {
         w.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
 
-    #[test]
-    fn rfc8439_a1_zero_key_keystream() {
-        let s = Stream { key: PrfKey([0; 32]), nonce: [0; 12] };
-        let expect = hex("76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7
-             da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586");
-        assert_eq!(bytes(&s, 0, 8), expect);
+    /// A stream whose AES key is `key` (16 bytes; the unused key half is filled with 0xff).
+    fn aes_stream(key: &str, nonce: &str) -> Stream {
+        let mut k = [0xff; 32];
+        k[..16].copy_from_slice(&hex(key));
+        Stream { key: PrfKey(k), nonce: hex(nonce).try_into().unwrap() }
     }
 
     #[test]
-    fn rfc8439_2_3_2_block_function() {
-        let key: [u8; 32] = core::array::from_fn(|i| i as u8);
-        let nonce = [0, 0, 0, 9, 0, 0, 0, 0x4a, 0, 0, 0, 0];
-        let s = Stream { key: PrfKey(key), nonce };
-        // block counter 1 = words 8..16
-        let expect = hex("10f1e7e4d13b5915500fdd1fa32071c4c7d1f4c733c068030422aa9ac3d46c4e
-             d2826446079faa0914c2d705d98b02a2b5129cd1de164eb9cbd083e8a2503c4e");
-        assert_eq!(bytes(&s, 8, 8), expect);
+    fn fips197_c1_aes128_known_answer() {
+        // AES-128(000102…0f, 00112233…eeff) = 69c4e0d8…c55a: counter block = nonce 00112233…bb, block 0xccddeeff.
+        let s = aes_stream("000102030405060708090a0b0c0d0e0f", "00112233445566778899aabb");
+        assert_eq!(bytes(&s, 2 * 0xccdd_eeff, 2), hex("69c4e0d86a7b0430d8cdb78070b4c55a"));
+    }
+
+    #[test]
+    fn sp800_38a_f51_ctr_aes128_keystream() {
+        // Keystream blocks 1 and 2 (plaintext XOR ciphertext of F.5.1) from the initial counter f0f1…fcfdfeff.
+        let s = aes_stream("2b7e151628aed2a6abf7158809cf4f3c", "f0f1f2f3f4f5f6f7f8f9fafb");
+        let expect = hex("ec8cdf7398607cb0f2d21675ea9ea1e4 362b7c3c6773516318a077d7fc5073ae");
+        assert_eq!(bytes(&s, 2 * 0xfcfd_feff, 4), expect);
+    }
+
+    #[test]
+    fn the_last_words_of_a_stream_can_be_drawn_and_no_more() {
+        let s = Stream::new(PrfKey([9; 32]), Purpose::Split, 5);
+        let mut last = [0u64; 3];
+        s.fill(MAX_STREAM_WORDS - 3, &mut last);
+        let mut one = [0u64; 1];
+        s.fill(MAX_STREAM_WORDS - 1, &mut one);
+        assert_eq!(one[0], last[2]);
+        assert!(std::panic::catch_unwind(|| s.fill(MAX_STREAM_WORDS - 1, &mut [0u64; 2])).is_err());
+    }
+
+    #[test]
+    fn key_derivation_is_chacha20_rfc8439_a1() {
+        // One all-zero contribution and an all-zero label: the first 32 bytes of RFC 8439's A.1 keystream.
+        let expect = hex("76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7");
+        assert_eq!(PrfKey::derive(&[[0; 32]], &[0; 12]).0.to_vec(), expect);
     }
 
     #[test]

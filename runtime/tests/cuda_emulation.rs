@@ -248,3 +248,46 @@ fn the_emulation_exposes_reads_of_shared_memory_before_any_write() {
     }
     assert_ne!(good, bad, "the bug is visible in the output");
 }
+
+/// `out0[e] = cg_prg_word(streams + 11·(e mod p0), in0[e])` (`p0` streams): the emitted PRF word at arbitrary word indices.
+fn prg_at() -> CudaKernel {
+    let args = vec![Arg::Len, Arg::Param(0), Arg::Input(0), Arg::Output(0), Arg::Streams];
+    let source = format!(
+        "{PRELUDE}\nextern \"C\" __global__ void prg_at(u64 n, u64 p0, const u64* __restrict__ in0, \
+         u64* __restrict__ out0, const u32* __restrict__ streams) {{\n\
+         \x20   for (u64 e = (u64)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (u64)gridDim.x * blockDim.x)\n\
+         \x20       out0[e] = cg_prg_word(streams + 11 * (e % p0), in0[e]);\n\
+         }}\n"
+    );
+    CudaKernel { entry: "prg_at".into(), source, args, launch: Launch::Elements { elements: None, threads: 64 } }
+}
+
+#[test]
+fn the_emitted_prf_matches_the_runtime_streams_at_random_word_indices() {
+    let mut rng = rng();
+    let streams: Vec<Stream> = (0..7).map(|_| random_stream(&mut rng)).collect();
+    let last = cryptgpu_runtime::prg::MAX_STREAM_WORDS - 1;
+    // Random indices over the whole stream, both halves of a block, and the first and last words.
+    let mut indices: Vec<u64> = (0..1000).map(|_| rng.gen_range(0..=last)).collect();
+    indices.extend([0, 1, 2, 3, last - 1, last, 2 * 0xccdd_eeff, 2 * 0xccdd_eeff + 1]);
+    let expect: Vec<u64> = indices
+        .iter()
+        .enumerate()
+        .map(|(e, &i)| {
+            let mut w = [0u64];
+            streams[e % streams.len()].fill(i, &mut w);
+            w[0]
+        })
+        .collect();
+    let launch = EmulatedLaunch {
+        kernel: prg_at(),
+        scalars: vec![indices.len() as u64, streams.len() as u64],
+        inputs: vec![indices.clone()],
+        streams: cryptgpu_runtime::backend::recording::stream_words(&streams),
+        output_lens: vec![indices.len()],
+    };
+    let got = emulate(&[launch]).unwrap_or_else(|e| panic!("{e}")).remove(0).remove(0);
+    for (e, (g, x)) in got.iter().zip(&expect).enumerate() {
+        assert_eq!(g, x, "word {} of stream {}", indices[e], e % streams.len());
+    }
+}

@@ -402,6 +402,53 @@ mod tests {
         CudaKernel { entry: entry.into(), source, args, launch: Launch::Elements { elements: None, threads } }
     }
 
+    /// The emitted PRF word function at the given word indices of one stream (11 words: key, nonce).
+    fn prg_words(stream: Vec<u32>, indices: Vec<u64>) -> Vec<u64> {
+        let args = vec![Arg::Len, Arg::Input(0), Arg::Output(0), Arg::Streams];
+        let body = "for (u64 e = (u64)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (u64)gridDim.x * blockDim.x) \
+                    out0[e] = cg_prg_word(streams, in0[e]);";
+        let n = indices.len();
+        let l = EmulatedLaunch {
+            kernel: kernel("prg_at", body, args, 4),
+            scalars: vec![n as u64],
+            inputs: vec![indices],
+            streams: stream,
+            output_lens: vec![n],
+        };
+        emulate(&[l]).unwrap().remove(0).remove(0)
+    }
+
+    /// 11 stream words: the 16 AES key bytes (then 16 unused key bytes), the 12 nonce bytes, little endian.
+    fn stream(key: &str, nonce: &str) -> Vec<u32> {
+        let bytes: Vec<u8> = (0..key.len() + nonce.len())
+            .step_by(2)
+            .map(|i| {
+                let hex = if i < key.len() { &key[i..i + 2] } else { &nonce[i - key.len()..i - key.len() + 2] };
+                u8::from_str_radix(hex, 16).unwrap()
+            })
+            .collect();
+        let (k, n) = bytes.split_at(16);
+        let word = |c: &[u8]| u32::from_le_bytes(c.try_into().unwrap());
+        k.chunks(4).map(word).chain([0xdead_beef; 4]).chain(n.chunks(4).map(word)).collect()
+    }
+
+    #[test]
+    fn the_emitted_prf_is_aes128_ctr_fips197_and_sp800_38a() {
+        // FIPS-197 appendix C.1: AES-128 of 00112233…eeff under 000102…0f is 69c4e0d8…c55a; as a counter block,
+        // that is nonce 00112233…bb and block counter 0xccddeeff, i.e. words 2·0xccddeeff and the next.
+        let fips = stream("000102030405060708090a0b0c0d0e0f", "00112233445566778899aabb");
+        let e = 2 * 0xccdd_eeff_u64;
+        assert_eq!(prg_words(fips, vec![e, e + 1]), [0x3004_7b6a_d8e0_c469, 0x5ac5_b470_80b7_cdd8]);
+        // SP 800-38A F.5.1 (CTR-AES128): keystream blocks 1 and 2 (plaintext XOR ciphertext) from counter
+        // f0f1…fcfdfeff; out of order, to show any word is computed on its own.
+        let sp = stream("2b7e151628aed2a6abf7158809cf4f3c", "f0f1f2f3f4f5f6f7f8f9fafb");
+        let e = 2 * 0xfcfd_feff_u64;
+        assert_eq!(
+            prg_words(sp, vec![e + 3, e, e + 2, e + 1]),
+            [0xae73_50fc_d777_a018, 0xb07c_6098_73df_8cec, 0x6351_7367_3c7c_2b36, 0xe4a1_9eea_7516_d2f2]
+        );
+    }
+
     #[test]
     fn a_bad_launch_is_refused_before_compiling() {
         let k = kernel("copy", "out0[0] = in0[0];", vec![Arg::Len, Arg::Input(0), Arg::Output(0)], 1);
