@@ -3,12 +3,14 @@
 //! keeps ([`Tape`]), who plays which part ([`Roles`]) and the per-step record of time and communication both
 //! report. The executor and the trainer are drivers over it: sharing, checks, orchestration.
 
+mod fusion;
 mod inference_params;
 pub(crate) mod layers;
 mod roles;
 mod steps;
 mod tape;
 
+pub use fusion::Fusion;
 pub(crate) use inference_params::{inference_tensors, is_folded_bn};
 pub use roles::Roles;
 pub(crate) use steps::{merge, timed};
