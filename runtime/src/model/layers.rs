@@ -9,7 +9,11 @@
 //! | ReLU | [`Party::relu`] | [`Party::relu_with_mask`]; saves the mask |
 //! | MaxPool2d | [`Party::max_pool2d`] | [`Party::max_pool2d_with_argmax`]; saves the one-hot argmax |
 //! | BatchNorm2d | identity when folded, else `x·scale + shift` from the running statistics | batch statistics |
-//! | AvgPool2d, GlobalAvgPool, Flatten, Dropout | the same protocol calls in both modes (training saves input shapes) | |
+//! | AvgPool2d, GlobalAvgPool | the window sum, then the division — or, fused, the sum alone (the next product truncates the extra bits) | the same calls unfused; saves the input shape |
+//! | Flatten, Dropout | the same protocol calls in both modes (training saves input shapes) | |
+//!
+//! With [`Fusion::On`] (see the [model layer](super)) inference folds average pools into the next product and the
+//! backward runs a layer's `dW` and `dX` truncations in shared rounds.
 //!
 //! Where parameters come from is a [`ParamSource`]: the executor's shared model (tensors kept apart, linear
 //! weights stored transposed) or the trainer's flat state (sliced per use).
