@@ -168,9 +168,9 @@ fn lenet_fused_saves_exactly_the_pools_division() {
     }
 }
 
-/// One LeNet training step's gradients, revealed, with the rounds and bytes of its backward.
-fn lenet_gradients(fusion: Fusion, mode: TruncationMode) -> (Vec<(String, Vec<f64>)>, u64, u64) {
-    let graph = lenet(Pooling::Avg).expect("LeNet");
+/// One training step's gradients of `graph`, revealed, with the rounds and bytes of its backward.
+fn step_gradients(graph: &Graph, fusion: Fusion, mode: TruncationMode) -> (Vec<(String, Vec<f64>)>, u64, u64) {
+    let graph = graph.clone();
     let mut rng = StdRng::seed_from_u64(21);
     let params = Params::kaiming(&graph, &mut rng);
     let x = batch(&graph, 2, &mut rng);
@@ -198,23 +198,33 @@ fn lenet_gradients(fusion: Fusion, mode: TruncationMode) -> (Vec<(String, Vec<f6
     (revealed, rounds, bytes)
 }
 
-/// A LeNet training step: with fusion, conv2's, fc1's and fc2's `dW` and `dX` truncate in shared rounds (conv1
-/// computes no `dX`): the gradients are bit for bit the unfused ones, the backward has `3 × 2` fewer rounds in the
-/// exact mode (`3 × 1` under probabilistic truncation) and sends the same bytes.
+/// A training step of LeNet and of the residual test CNN: with fusion, every convolution's and linear layer's `dW`
+/// and `dX` truncate in shared rounds (the first convolution computes no `dX`): the gradients are bit for bit the
+/// unfused ones, the backward has 2 fewer rounds per such layer in the exact mode (1 under probabilistic
+/// truncation) — LeNet 3 layers, the residual CNN 6 — and sends the same bytes.
 #[test]
 fn backward_products_share_their_rounds_bit_for_bit() {
-    for (mode, per_layer) in [(TruncationMode::Exact, 2), (TruncationMode::Probabilistic, 1)] {
-        let (fused, fused_rounds, fused_bytes) = lenet_gradients(Fusion::On, mode);
-        let (unfused, unfused_rounds, unfused_bytes) = lenet_gradients(Fusion::Off, mode);
-        eprintln!("{mode:?} backward: fused {fused_rounds} rounds {fused_bytes} bytes, unfused {unfused_rounds} rounds {unfused_bytes} bytes");
+    let residual = every_layer_cnn(CnnWidths { input: 3, first: 4, second: 8, hidden: 8, classes: 10 });
+    for (graph, layers) in [(lenet(Pooling::Avg).expect("LeNet"), 3), (residual, 6)] {
+        for (mode, per_layer) in [(TruncationMode::Exact, 2), (TruncationMode::Probabilistic, 1)] {
+            backward_case(&graph, mode, layers * per_layer);
+        }
+    }
+}
+
+fn backward_case(graph: &Graph, mode: TruncationMode, saved_rounds: u64) {
+    {
+        let (fused, fused_rounds, fused_bytes) = step_gradients(graph, Fusion::On, mode);
+        let (unfused, unfused_rounds, unfused_bytes) = step_gradients(graph, Fusion::Off, mode);
+        eprintln!("{} {mode:?} backward: fused {fused_rounds} rounds {fused_bytes} bytes, unfused {unfused_rounds} rounds {unfused_bytes} bytes", graph.name());
         assert_eq!(fused.len(), unfused.len());
         for ((k, a), (k2, b)) in fused.iter().zip(&unfused) {
             assert_eq!(k, k2);
             let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-            assert!(same, "{mode:?}: gradient {k} differs between fused and unfused");
+            assert!(same, "{} {mode:?}: gradient {k} differs between fused and unfused", graph.name());
         }
-        assert_eq!(fused_rounds + 3 * per_layer, unfused_rounds, "{mode:?}");
-        assert_eq!(fused_bytes, unfused_bytes, "{mode:?}");
+        assert_eq!(fused_rounds + saved_rounds, unfused_rounds, "{} {mode:?}", graph.name());
+        assert_eq!(fused_bytes, unfused_bytes, "{} {mode:?}", graph.name());
     }
 }
 
