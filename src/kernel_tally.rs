@@ -14,6 +14,7 @@ use crate::runtime::backend::cpu::CpuBackend;
 use crate::runtime::backend::observed::{Launch, Observed, Observer};
 use crate::runtime::executor::{Executor, RangeCheck, Roles};
 use crate::runtime::training::{TrainConfig, Trainer};
+use crate::runtime::Fusion;
 use crate::{Config, PartyStats, Result, Session};
 use rand::SeedableRng;
 use std::collections::HashMap;
@@ -163,22 +164,23 @@ fn random_model_and_input(graph: &Graph, batch: usize) -> Result<(Params, DslTen
 }
 
 /// Every kernel of `graph`'s whole private inference at `batch` (sharing the weights and the input, every layer,
-/// revealing the logits) on random weights and inputs. The range check is off: only the kernels and their costs
-/// are wanted here, not the logits.
-pub fn inference(graph: &Graph, batch: usize, device: Device, link: Link) -> Result<KernelReport> {
+/// revealing the logits) on random weights and inputs, with the cross-layer fusions of `fusion`. The range check is
+/// off: only the kernels and their costs are wanted here, not the logits.
+pub fn inference(graph: &Graph, batch: usize, fusion: Fusion, device: Device, link: Link) -> Result<KernelReport> {
     let (params, input) = random_model_and_input(graph, batch)?;
     let roles = Roles { model_owner: 1, data_owner: 0, receiver: 0 };
-    let executor = Executor::new(graph.clone(), roles)?.with_range_check(RangeCheck::Off);
+    let executor = Executor::new(graph.clone(), roles)?.with_range_check(RangeCheck::Off).with_fusion(fusion);
     tallied(Config::default(), device, link, |s| executor.infer(s, &params, &input).map(drop))
 }
 
 /// Every kernel of one private SGD step of `graph` at `batch` (sharing the model and the batch, forward, loss
-/// gradient, backward, update, revealing the trained model) on random weights, inputs and labels.
-pub fn training_step(graph: &Graph, batch: usize, device: Device, link: Link) -> Result<KernelReport> {
+/// gradient, backward, update, revealing the trained model) on random weights, inputs and labels, with the
+/// cross-layer fusions of `fusion`.
+pub fn training_step(graph: &Graph, batch: usize, fusion: Fusion, device: Device, link: Link) -> Result<KernelReport> {
     let (params, input) = random_model_and_input(graph, batch)?;
     let classes = graph.output_shape().iter().product::<usize>().max(1);
     let labels: Vec<usize> = (0..batch).map(|i| i % classes).collect();
     let roles = Roles { model_owner: 1, data_owner: 0, receiver: 1 };
-    let trainer = Trainer::new(graph.clone(), roles, TrainConfig::new(0.01))?;
+    let trainer = Trainer::new(graph.clone(), roles, TrainConfig::new(0.01).with_fusion(fusion))?;
     tallied(Config::default(), device, link, |s| trainer.train(s, &params, &[(input, labels)]).map(drop))
 }

@@ -239,6 +239,11 @@ fn kernels_of_alexnet_include_relu_and_pooling() {
         assert!(names.iter().any(|n| n.contains(want)), "no `{want}` kernel in {names:?}");
     }
     assert!(stdout.contains("predicted per party"), "{stdout}");
+    // Its 2×2 pool is fused into the next convolution (a kernel of its own name); not with `--no-fusion`.
+    assert!(names.contains(&"avgpool_div_conv2d"), "no fused pool-into-conv kernel in {names:?}");
+    let (code, stdout, stderr) = cryptgpu(&["kernels", "--model", "alexnet", "--no-fusion"]);
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert!(!stdout.contains("avgpool_div_"), "{stdout}");
     // One training step: the backward's kernels too (col2im of the convolutions, the pooling gradient, softmax).
     let (code, stdout, stderr) = cryptgpu(&["kernels", "--model", "lenet", "--train", "--batch", "2"]);
     assert_eq!(code, Some(0), "stderr: {stderr}");

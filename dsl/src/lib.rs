@@ -4,13 +4,14 @@
 //! ([`graph`]), the shipped models LeNet to ResNet-152 ([`models`]), named tensors with Kaiming initialisation
 //! ([`params`]) over a minimal f64 tensor ([`tensor`]), weights I/O in safetensors with PyTorch names
 //! ([`weights`]) and the plaintext f64 reference forward/backward, loss and SGD ([`reference`](mod@reference)) that every private
-//! result is checked against, batch-norm folding for inference ([`fold`]) and the range analysis that bounds every value
+//! result is checked against, batch-norm folding for inference ([`fold`]), the cross-layer fusion plan ([`fuse`]) and the range analysis that bounds every value
 //! of a private inference ([`range`]). It is pure Rust and plaintext: no secret sharing happens here.
 
 #![warn(missing_docs)]
 
 pub mod error;
 pub mod fold;
+pub mod fuse;
 pub mod graph;
 pub mod layer;
 pub mod models;

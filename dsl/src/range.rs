@@ -9,6 +9,9 @@
 //!   added before the truncation, a linear layer's and a batch norm's shift after it);
 //! - AvgPool2d and GlobalAvgPool: a window sum at scale `2^t`, divided by the window size — a power of two is a
 //!   truncation (exact in the exact mode), any other divisor a division that is **always probabilistic**.
+//!   Under a [fusion plan](crate::fuse) ([`intervals_fused`], [`calibrate_fused`]) a fused pool keeps its window
+//!   sums (stored values `area`× the averages, through the ReLU/Flatten after it) and the product after it
+//!   truncates a value `area`× the unfused one.
 //!
 //! Exact truncation is right for `|z| < 2^62`; probabilistic truncation and division fail with probability
 //! `(|z| + 1)/2^64` per element. Every stored value `v` (layer outputs, residual sums, the input) must also satisfy
@@ -32,6 +35,7 @@
 
 use crate::error::{DslError, Result};
 use crate::fold::{bn_affine, conv_bn_pairs, conv_weights, Folds};
+use crate::fuse::FusionPlan;
 use crate::graph::Graph;
 use crate::layer::{Conv2d, Layer, Node, Pool2d};
 use crate::params::Params;
@@ -403,6 +407,7 @@ trait Domain: Sized + Clone {
 struct Walk<'a> {
     params: &'a Params,
     folds: Folds,
+    fusion: &'a FusionPlan,
     margin: f64,
     out: Vec<LayerRange>,
 }
@@ -431,19 +436,27 @@ impl Walk<'_> {
     fn layer<D: Domain>(&mut self, name: &str, layer: &Layer, x: D) -> Result<D> {
         let m = self.margin;
         let input = x.magnitudes();
+        // A product that takes over an average pool's division sees the window sums (`area`× the averages): its
+        // pre-truncation value is `area`× the unfused one (see [`crate::fuse`]).
+        let area = f64::from(self.fusion.extra_bits(name)).exp2();
         let (y, truncation) = match layer {
             Layer::Conv2d(c) => {
                 let (w, b) = conv_weights(self.params, name, c, self.folds.get(name))?;
+                let x = if area > 1.0 { x.divide(area) } else { x };
                 let y = x.conv(c, &w, b.as_deref())?;
-                let t = y.magnitudes().truncated(Rescale::Product, m);
+                let t = y.magnitudes().truncated(Rescale::Product, m * area);
                 (y, Some(t))
             }
             Layer::Linear(l) => {
+                let x = if area > 1.0 { x.divide(area) } else { x };
                 let z = x.linear(param(self.params, name, "weight")?)?;
-                let t = z.magnitudes().truncated(Rescale::Product, m);
+                let t = z.magnitudes().truncated(Rescale::Product, m * area);
                 let y = if l.bias { z.shift(param(self.params, name, "bias")?.data()) } else { z };
                 (y, Some(t))
             }
+            // A fused average pool keeps its window sums (no division, no truncation of its own).
+            Layer::AvgPool2d(p) if self.fusion.pool_bits(name).is_some() => (x.sum_pool(p)?, None),
+            Layer::GlobalAvgPool if self.fusion.pool_bits(name).is_some() => (x.global_sum()?, None),
             Layer::BatchNorm2d(_) if self.is_folded_bn(name) => (x, None),
             Layer::BatchNorm2d(b) => {
                 let (scale, shift) = bn_affine(self.params, name, b.eps)?;
@@ -496,12 +509,12 @@ fn run<D: Domain>(
     params: &Params,
     x: D,
     margin: f64,
-    fold: bool,
+    (fold, fusion): (bool, &FusionPlan),
     method: Method,
 ) -> Result<RangeReport> {
     params.check_present(graph, "parameters")?;
     let folds = if fold { conv_bn_pairs(graph) } else { Folds::new() };
-    let mut walk = Walk { params, folds, margin, out: Vec::new() };
+    let mut walk = Walk { params, folds, fusion, margin, out: Vec::new() };
     walk.record("input", "Input", None, &x.magnitudes(), &x.magnitudes());
     walk.seq(graph.nodes(), x)?;
     Ok(RangeReport { model: graph.name().to_string(), method, layers: walk.out })
@@ -510,8 +523,20 @@ fn run<D: Domain>(
 /// Guaranteed per-layer bounds for every input within `input`: see the [module documentation](self).
 /// `fold_batch_norm` must match the executor's setting (folding is its default).
 pub fn intervals(graph: &Graph, params: &Params, input: &InputBound, fold_batch_norm: bool) -> Result<RangeReport> {
+    intervals_fused(graph, params, input, fold_batch_norm, &FusionPlan::none())
+}
+
+/// [`intervals`] of the run with the average-pool fusions of `fusion` ([`crate::fuse`]): the window sums a fused
+/// pool keeps, and the products that take over its division, are bounded as they are computed.
+pub fn intervals_fused(
+    graph: &Graph,
+    params: &Params,
+    input: &InputBound,
+    fold_batch_norm: bool,
+    fusion: &FusionPlan,
+) -> Result<RangeReport> {
     let iv = Intervals::new(graph.input_shape().to_vec(), input.ends(graph)?);
-    run(graph, params, iv, 1.0, fold_batch_norm, Method::Interval { input_bound: input.max_abs() })
+    run(graph, params, iv, 1.0, (fold_batch_norm, fusion), Method::Interval { input_bound: input.max_abs() })
 }
 
 /// Per-layer magnitudes measured on `samples` `[N, …input]` through the f64 forward, times `margin` (≥ 1):
@@ -523,6 +548,18 @@ pub fn calibrate(
     margin: f64,
     fold_batch_norm: bool,
 ) -> Result<RangeReport> {
+    calibrate_fused(graph, params, samples, margin, fold_batch_norm, &FusionPlan::none())
+}
+
+/// [`calibrate`] of the run with the average-pool fusions of `fusion` ([`crate::fuse`]).
+pub fn calibrate_fused(
+    graph: &Graph,
+    params: &Params,
+    samples: &Tensor,
+    margin: f64,
+    fold_batch_norm: bool,
+    fusion: &FusionPlan,
+) -> Result<RangeReport> {
     check_margin(margin)?;
     let n = samples.shape().first().copied().unwrap_or(0);
     if samples.shape().get(1..) != Some(graph.input_shape()) || n == 0 {
@@ -533,7 +570,8 @@ pub fn calibrate(
         });
     }
     max_abs_finite(samples)?;
-    run(graph, params, Samples(samples.clone()), margin, fold_batch_norm, Method::Calibrated { samples: n, margin })
+    let method = Method::Calibrated { samples: n, margin };
+    run(graph, params, Samples(samples.clone()), margin, (fold_batch_norm, fusion), method)
 }
 
 /// [`calibrate`] on `n` inputs drawn uniformly within `input` (per channel) from a generator seeded with `seed`: a
@@ -547,6 +585,20 @@ pub fn calibrate_uniform(
     fold_batch_norm: bool,
     seed: u64,
 ) -> Result<RangeReport> {
+    calibrate_uniform_fused(graph, params, input, n, margin, (fold_batch_norm, &FusionPlan::none()), seed)
+}
+
+/// [`calibrate_uniform`] of the run with batch norm folded as `fold.0` says and the average-pool fusions of
+/// `fold.1` ([`crate::fuse`]).
+pub fn calibrate_uniform_fused(
+    graph: &Graph,
+    params: &Params,
+    input: &InputBound,
+    n: usize,
+    margin: f64,
+    (fold_batch_norm, fusion): (bool, &FusionPlan),
+    seed: u64,
+) -> Result<RangeReport> {
     use rand::{Rng, SeedableRng};
     let ends = input.ends(graph)?;
     let full = calibration_shape(graph, n)?; // checked before the allocation below
@@ -558,7 +610,7 @@ pub fn calibrate_uniform(
             data.extend((0..per_channel).map(|_| lo + (hi - lo) * rng.gen::<f64>()));
         }
     }
-    calibrate(graph, params, &Tensor::from_vec(&full, data)?, margin, fold_batch_norm)
+    calibrate_fused(graph, params, &Tensor::from_vec(&full, data)?, margin, fold_batch_norm, fusion)
 }
 
 /// Per-channel intervals of one sample: `shape` is the per-sample shape, channel = dimension 0 for `[C, H, W]`,

@@ -44,6 +44,7 @@ pub mod transport;
 
 pub use error::{Error, FailureRisk, FailureSource, RangeViolation, Result};
 pub use fixed::FixedPoint;
+pub use model::Fusion;
 pub use party::{Party, StepHook};
 pub use protocols::conv::Conv2dParams;
 pub use session::{Config, Session};

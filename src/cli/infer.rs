@@ -76,6 +76,9 @@ pub struct InferArgs {
     /// Print one JSON record of the result on stdout instead of the text report.
     #[arg(long)]
     json: bool,
+    /// Run every layer on its own: no cross-layer fusion (to compare rounds, bytes and results with the default).
+    #[arg(long)]
+    no_fusion: bool,
 }
 
 /// The session of `infer`: the embedded default, or one whose links are delayed (`--rtt-ms`, `--mbit-s`).
@@ -200,8 +203,11 @@ pub fn run(a: InferArgs) -> CmdResult {
     let config = Config { frac_bits: a.frac_bits, ..Config::default() };
     let (session, net_note) = infer_session(config, a.rtt_ms, a.mbit_s)?;
     let roles = Roles { model_owner: 1, data_owner: 0, receiver: 0 };
-    let mut executor =
-        Executor::new(graph.clone(), roles)?.with_range_check(a.range_check.check()).with_relu_bound(a.relu_bound.0);
+    let fusion = cryptgpu::runtime::Fusion::from_bool(!a.no_fusion);
+    let mut executor = Executor::new(graph.clone(), roles)?
+        .with_range_check(a.range_check.check())
+        .with_fusion(fusion)
+        .with_relu_bound(a.relu_bound.0);
     if let Some(p) = a.max_failure {
         executor = executor.allow_truncation_failures(p);
     }

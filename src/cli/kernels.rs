@@ -26,6 +26,9 @@ pub struct KernelsArgs {
     /// Only kernels whose name contains this.
     #[arg(long)]
     name: Option<String>,
+    /// Run every layer on its own: no cross-layer fusion (to compare rounds, bytes and results with the default).
+    #[arg(long)]
+    no_fusion: bool,
 }
 
 /// `cryptgpu kernels`: the kernels of a run with their predicted cost, by distinct kernel.
@@ -33,7 +36,8 @@ pub fn run(a: KernelsArgs) -> CmdResult {
     use cryptgpu::codegen::cost::{Link, H100_SXM};
     use cryptgpu::codegen::cuda::{emit, GemmPlan};
     use cryptgpu::{kernel_tally, progress};
-    let KernelsArgs { model, batch, train, matmul, source, name } = a;
+    let KernelsArgs { model, batch, train, matmul, source, name, no_fusion } = a;
+    let fusion = cryptgpu::runtime::Fusion::from_bool(!no_fusion);
     let (device, link) = (H100_SXM, Link::LAN_10G);
     let (what, report) = match matmul {
         Some(n) => {
@@ -49,10 +53,10 @@ pub fn run(a: KernelsArgs) -> CmdResult {
             let graph = model.graph()?;
             let (what, run): (String, Box<dyn FnOnce() -> cryptgpu::Result<_>>) = if train {
                 let what = format!("one private training step of {} at batch {batch}", graph.name());
-                (what, Box::new(|| kernel_tally::training_step(&graph, batch, device, link)))
+                (what, Box::new(|| kernel_tally::training_step(&graph, batch, fusion, device, link)))
             } else {
                 let what = format!("private inference of {} at batch {batch}", graph.name());
-                (what, Box::new(|| kernel_tally::inference(&graph, batch, device, link)))
+                (what, Box::new(|| kernel_tally::inference(&graph, batch, fusion, device, link)))
             };
             (what.clone(), progress::during(what, run)?)
         }

@@ -36,6 +36,9 @@ pub struct TrainArgs {
     /// Print JSON records on stdout (one per step, then one for the run) instead of the text report.
     #[arg(long)]
     json: bool,
+    /// Run every layer on its own: no cross-layer fusion (to compare rounds, bytes and results with the default).
+    #[arg(long)]
+    no_fusion: bool,
 }
 
 /// `cryptgpu train`: train privately and in plaintext, then report (text or JSON) and write the optional files.
@@ -45,7 +48,7 @@ pub fn run(a: TrainArgs) -> CmdResult {
     use cryptgpu::lenet_mnist as job;
     use cryptgpu::runtime::training::TrainConfig;
     use rand::SeedableRng;
-    let TrainArgs { steps, batch, lr, momentum, eval, dataset, data, loss_csv, save, json } = a;
+    let TrainArgs { steps, batch, lr, momentum, eval, dataset, data, loss_csv, save, json, no_fusion } = a;
     let graph = job::lenet()?;
     let init = Params::kaiming(&graph, &mut rand::rngs::StdRng::seed_from_u64(1));
     let source = dataset.source();
@@ -53,7 +56,8 @@ pub fn run(a: TrainArgs) -> CmdResult {
     let train_set = Dataset::load(source, &dir, Split::Train)?.shuffled(1);
     let test_set = Dataset::load(source, &dir, Split::Test)?;
     let test_set = test_set.subset(0..eval.min(test_set.len()));
-    let config = TrainConfig::new(lr).with_momentum(momentum);
+    let fusion = cryptgpu::runtime::Fusion::from_bool(!no_fusion);
+    let config = TrainConfig::new(lr).with_momentum(momentum).with_fusion(fusion);
     let planned = if steps == 0 { train_set.len() / batch.max(1) } else { steps };
     let bar = cryptgpu::progress::steps(planned as u64);
     let on_step = |s: job::StepProgress| {

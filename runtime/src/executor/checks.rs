@@ -87,9 +87,10 @@ impl Executor {
         let fold = !self.folds.is_empty();
         let report = match self.range_check {
             RangeCheck::Off => return Ok(None),
-            RangeCheck::Interval => range::intervals(&self.graph, params, &bound, fold),
+            RangeCheck::Interval => range::intervals_fused(&self.graph, params, &bound, fold, &self.fusion),
             RangeCheck::Calibrated { samples, margin } => {
-                range::calibrate_uniform(&self.graph, params, &bound, samples, margin, fold, 0x5eed)
+                let how = (fold, &self.fusion);
+                range::calibrate_uniform_fused(&self.graph, params, &bound, samples, margin, how, 0x5eed)
             }
         }
         .map_err(|e| dsl_err(&self.graph, e))?;

@@ -47,11 +47,13 @@
 //! Limits: convolution and pooling windows must use the same stride and the same padding on both axes (the
 //! protocols take one stride and one padding); a layer that does not is refused with an error naming it.
 
+use crate::model::Fusion;
 use crate::party::{Party, StepHook};
 use crate::protocols::{SignBits, TruncationMode};
 use crate::share::Share;
 use crate::stats::PartyStats;
 use crate::{Error, PartyId, Result, Session};
+use cryptgpu_dsl::fuse::{avg_pool_fusions, FusionPlan};
 use cryptgpu_dsl::range::{self, InputBound, RangeReport};
 use cryptgpu_dsl::{Graph, Node, Params};
 use std::collections::HashMap;
@@ -159,6 +161,8 @@ pub struct Executor {
     progress: Option<Progress>,
     /// Declared bound on every ReLU input, `|x| < 2^bits` (real units); `None`: the full 64-bit sign circuit.
     relu_bound: Option<u32>,
+    /// The cross-layer fusions the lowering runs (empty with [`Fusion::Off`]).
+    fusion: FusionPlan,
 }
 
 /// The default declared bound on ReLU inputs: `|x| < 2^20` (real units; `2^40` in the ring at `t = 20`), which
@@ -194,6 +198,7 @@ impl Executor {
             }
         }
         let folds = cryptgpu_dsl::fold::conv_bn_pairs(&graph);
+        let fusion = avg_pool_fusions(&graph);
         Ok(Executor {
             graph,
             roles,
@@ -203,7 +208,21 @@ impl Executor {
             max_failure: DEFAULT_MAX_FAILURE,
             progress: None,
             relu_bound: Some(DEFAULT_RELU_BOUND_BITS),
+            fusion,
         })
+    }
+
+    /// Whether the lowering fuses across layers ([`Fusion::On`], the default): an average pool with a power-of-two
+    /// window keeps its window sums and the next convolution or linear layer truncates `log2(area)` more bits, so
+    /// the pool costs no round (see the [model layer](crate::model)). [`Fusion::Off`] runs every layer on its own.
+    pub fn with_fusion(mut self, fusion: Fusion) -> Self {
+        self.fusion = if fusion.is_on() { avg_pool_fusions(&self.graph) } else { FusionPlan::none() };
+        self
+    }
+
+    /// The fusions the lowering runs ([`Executor::with_fusion`]).
+    pub fn fusion_plan(&self) -> &FusionPlan {
+        &self.fusion
     }
 
     /// Whether batch norms right after a convolution are folded into it (the default): the owner shares
@@ -352,7 +371,7 @@ impl Executor {
         steps: &mut Vec<StepStats>,
     ) -> Result<Share> {
         let folded = |name: &str| self.is_folded_bn(name);
-        let mode = layers::Mode::Inference { folded_bn: &folded };
+        let mode = layers::Mode::Inference { folded_bn: &folded, fusion: &self.fusion };
         let before = p.relu_bits();
         p.set_relu_bits(self.relu_sign_bits(p.fixed().frac_bits()))?;
         let out = layers::forward_nodes(p, mode, model, nodes, x, steps).map(|(y, _)| y);

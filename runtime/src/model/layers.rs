@@ -9,17 +9,23 @@
 //! | ReLU | [`Party::relu_with_mask`] over [`Party::relu_bits`] | [`Party::relu_for_backward`]; saves the mask and the injection's shared bit ([`Party::relu_backward`]) |
 //! | MaxPool2d | [`Party::max_pool2d`] | [`Party::max_pool2d_with_argmax`]; saves the one-hot argmax |
 //! | BatchNorm2d | identity when folded, else `x·scale + shift` from the running statistics | batch statistics |
-//! | AvgPool2d, GlobalAvgPool, Flatten, Dropout | the same protocol calls in both modes (training saves input shapes) | |
+//! | AvgPool2d, GlobalAvgPool | the window sum, then the division — or, fused, the sum alone (the next product truncates the extra bits) | the same calls unfused; saves the input shape |
+//! | Flatten, Dropout | the same protocol calls in both modes (training saves input shapes) | |
+//!
+//! With [`Fusion::On`] (see the [model layer](super)) inference folds average pools into the next product and the
+//! backward runs a layer's `dW` and `dX` truncations in shared rounds.
 //!
 //! Where parameters come from is a [`ParamSource`]: the executor's shared model (tensors kept apart, linear
 //! weights stored transposed) or the trainer's flat state (sliced per use).
 
+use super::fusion::Fusion;
 use super::steps::{timed, StepStats};
 use super::tape::{BatchNormSaved, Saved, TapeNode};
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Conv2dParams, Error, Result};
 use cryptgpu_codegen::{conv_out, Affine, GatherKernel};
+use cryptgpu_dsl::fuse::FusionPlan;
 use cryptgpu_dsl::{Layer, Node};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -28,8 +34,9 @@ use std::collections::HashMap;
 #[derive(Clone, Copy)]
 pub(crate) enum Mode<'a> {
     /// Inference: batch norm from the running statistics — nothing when `folded_bn(name)` (folded into the
-    /// convolution before it), else the shared `scale`/`shift`; nothing is saved.
-    Inference { folded_bn: &'a dyn Fn(&str) -> bool },
+    /// convolution before it), else the shared `scale`/`shift`; the average pools of `fusion` keep their window
+    /// sums and the products after them truncate the extra bits ([`cryptgpu_dsl::fuse`]); nothing is saved.
+    Inference { folded_bn: &'a dyn Fn(&str) -> bool, fusion: &'a FusionPlan },
     /// Training: batch norm from batch statistics; every layer saves what its backward needs.
     Training,
 }
@@ -83,6 +90,10 @@ pub(crate) fn forward_nodes(
 /// Runs the backward of `tape` (reverse order) from the upstream gradient `dy`, inserting every parameter
 /// gradient into `grads` under its key. Returns the gradient of the tape's input, computed only when
 /// `need_input_grad` (the first layer's input is the data).
+///
+/// With [`Fusion::On`] a convolution's or linear layer's `dW` and `dX` products truncate in shared rounds
+/// ([`Party::matmuls_jointly`]): bit for bit the unfused gradients, in half the truncation rounds.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_nodes(
     p: &mut Party,
     src: &dyn ParamSource,
@@ -91,22 +102,23 @@ pub(crate) fn backward_nodes(
     need_input_grad: bool,
     grads: &mut HashMap<String, Share>,
     steps: &mut Vec<StepStats>,
+    fusion: Fusion,
 ) -> Result<Option<Share>> {
     for (i, node) in tape.iter().enumerate().rev() {
         let need = need_input_grad || i > 0;
         let (dx, name) = match node {
             TapeNode::Layer { name, kind, saved } => {
                 let dx = timed(p, steps, &format!("{name}.backward"), kind, |p| {
-                    backward(p, src, name, saved, dy, need, grads)
+                    backward(p, src, name, saved, dy, need, grads, fusion)
                 })?;
                 (dx, name.as_str())
             }
-            TapeNode::Seq(children) => (backward_nodes(p, src, children, dy, need, grads, steps)?, "sequence"),
+            TapeNode::Seq(children) => (backward_nodes(p, src, children, dy, need, grads, steps, fusion)?, "sequence"),
             TapeNode::Residual { name, main, shortcut, post } => {
-                let dsum = backward_nodes(p, src, post, dy, true, grads, steps)?
+                let dsum = backward_nodes(p, src, post, dy, true, grads, steps, fusion)?
                     .ok_or_else(|| Error::Internal(format!("block `{name}`: no gradient")))?;
-                let dm = backward_nodes(p, src, main, dsum.clone(), need, grads, steps)?;
-                let ds = backward_nodes(p, src, shortcut, dsum, need, grads, steps)?;
+                let dm = backward_nodes(p, src, main, dsum.clone(), need, grads, steps, fusion)?;
+                let ds = backward_nodes(p, src, shortcut, dsum, need, grads, steps, fusion)?;
                 let dx = match (dm, ds) {
                     (Some(a), Some(b)) => {
                         Some(timed(p, steps, &format!("{name}.add.backward"), "ResidualAdd", |p| p.add(&a, &b))?)
@@ -136,18 +148,29 @@ fn forward(
 ) -> Result<(Share, Saved)> {
     let training = matches!(mode, Mode::Training);
     let keep = |s: Saved| if training { s } else { Saved::Inference };
+    // Bits of an average pool's division this product takes over; whether this pool keeps its window sums.
+    let (extra_bits, sum_only) = match mode {
+        Mode::Inference { fusion, .. } => (fusion.extra_bits(name), fusion.pool_bits(name).is_some()),
+        Mode::Training => (0, false),
+    };
     Ok(match layer {
         Layer::Conv2d(c) => {
             let params = square(name, "Conv2d", c.stride, c.padding)?;
             let w = src.param(&format!("{name}.weight"))?;
             let bias_key = format!("{name}.bias");
             let b = if c.bias || src.has(&bias_key) { Some(src.param(&bias_key)?) } else { None };
-            let y = p.conv2d(&x, &w, b.as_deref(), params)?;
+            let y = match extra_bits {
+                0 => p.conv2d(&x, &w, b.as_deref(), params)?,
+                e => p.conv2d_scaled(&x, &w, b.as_deref(), params, e, "avgpool_div_conv2d")?,
+            };
             (y, keep(Saved::Conv2d { x, params, bias: c.bias }))
         }
         Layer::Linear(l) => {
             let wt = src.linear_operand(p, &format!("{name}.weight"))?;
-            let mut y = p.matmul(&x, &wt)?;
+            let mut y = match extra_bits {
+                0 => p.matmul(&x, &wt)?,
+                e => p.matmul_scaled(&x, &wt, e, "avgpool_div_linear")?,
+            };
             if l.bias {
                 let b = p.broadcast_axis(&*src.param(&format!("{name}.bias"))?, y.shape(), 1)?;
                 y = p.add(&y, &b)?;
@@ -162,7 +185,7 @@ fn forward(
         Layer::AvgPool2d(pool) => {
             let params = square(name, "AvgPool2d", pool.stride, pool.padding)?;
             let kernel = [pool.kernel.0, pool.kernel.1];
-            let y = p.avg_pool2d(&x, kernel, params)?;
+            let y = if sum_only { p.sum_pool2d(&x, kernel, params)? } else { p.avg_pool2d(&x, kernel, params)? };
             (y, keep(Saved::AvgPool2d { in_shape: x.shape().to_vec(), kernel, params }))
         }
         Layer::MaxPool2d(pool) if training => {
@@ -177,7 +200,7 @@ fn forward(
         Layer::GlobalAvgPool => {
             let &[_, _, h, w] = x.shape() else { return Err(not_nchw(name, "GlobalAvgPool", &x)) };
             let sum = p.sum_pool2d(&x, [h, w], Conv2dParams { stride: 1, padding: 0 })?;
-            let y = p.div_public(&sum, (h * w) as u64)?;
+            let y = if sum_only { sum } else { p.div_public(&sum, (h * w) as u64)? };
             (y, keep(Saved::GlobalAvgPool { in_shape: x.shape().to_vec() }))
         }
         Layer::Flatten => {
@@ -189,7 +212,7 @@ fn forward(
         Layer::Dropout { .. } => (x, keep(Saved::Dropout)),
         Layer::BatchNorm2d(bn) => match mode {
             Mode::Training => batch_norm_train(p, src, name, bn.eps, x)?,
-            Mode::Inference { folded_bn } if folded_bn(name) => (x, Saved::Inference), // in the conv before it
+            Mode::Inference { folded_bn, .. } if folded_bn(name) => (x, Saved::Inference), // in the conv before it
             Mode::Inference { .. } => {
                 let scale = p.broadcast_axis(&*src.param(&format!("{name}.scale"))?, x.shape(), 1)?;
                 let shift = p.broadcast_axis(&*src.param(&format!("{name}.shift"))?, x.shape(), 1)?;
@@ -201,6 +224,7 @@ fn forward(
 }
 
 /// One layer's backward from `dy`: inserts its parameter gradients into `grads`, returns `dX` when `need_dx`.
+#[allow(clippy::too_many_arguments)]
 fn backward(
     p: &mut Party,
     src: &dyn ParamSource,
@@ -209,8 +233,20 @@ fn backward(
     dy: Share,
     need_dx: bool,
     grads: &mut HashMap<String, Share>,
+    fusion: Fusion,
 ) -> Result<Option<Share>> {
+    let joint = fusion.is_on() && need_dx;
     Ok(match saved {
+        Saved::Linear { x, bias } if joint => {
+            let w = src.param(&format!("{name}.weight"))?;
+            let dyt = p.permute(&dy, &[1, 0])?;
+            let [dw, dx] = two(p.matmuls_jointly(&[(&dyt, x), (&dy, &w)])?)?;
+            grads.insert(format!("{name}.weight"), dw);
+            if *bias {
+                grads.insert(format!("{name}.bias"), sum_except(p, &dy, 1)?);
+            }
+            Some(dx)
+        }
         Saved::Linear { x, bias } => {
             let w = src.param(&format!("{name}.weight"))?;
             let dyt = p.permute(&dy, &[1, 0])?;
@@ -239,6 +275,16 @@ fn backward(
             let dyt = reshaped(p.permute(&dy, &[1, 0, 2, 3])?, &[co, n * oh * ow], name)?;
             let colt = GatherKernel::im2col_transposed("conv_im2col_t", [n, ci, h, wd], [kh, kw], s, pad)?;
             let cols = p.gather_share(&colt, x, &[n * oh * ow, ci * kh * kw])?;
+            if joint {
+                // dW and dX's columns in one product call: their truncations share their rounds.
+                let wt = p.permute(&reshaped(w.into_owned(), &[co, ci * kh * kw], name)?, &[1, 0])?;
+                let [dw, dcols] = two(p.matmuls_jointly(&[(&dyt, &cols), (&wt, &dyt)])?)?;
+                grads.insert(format!("{name}.weight"), reshaped(dw, &[co, ci, kh, kw], name)?);
+                if *bias {
+                    grads.insert(format!("{name}.bias"), sum_except(p, &dy, 1)?);
+                }
+                return Ok(Some(col2im(p, &dcols, true, [n, ci, h, wd], [kh, kw], *params)?));
+            }
             let dw = p.matmul(&dyt, &cols)?;
             grads.insert(format!("{name}.weight"), reshaped(dw, &[co, ci, kh, kw], name)?);
             if *bias {
@@ -430,6 +476,11 @@ pub(crate) fn products<const N: usize>(p: &mut Party, pairs: [(&Share, &Share); 
         offset += a.len();
     }
     out.try_into().map_err(|_| Error::Internal("products: count".into()))
+}
+
+/// The two results of a two-product call.
+fn two(v: Vec<Share>) -> Result<[Share; 2]> {
+    v.try_into().map_err(|_| Error::Internal("two products expected".into()))
 }
 
 /// A share times a public integer (local, exact).

@@ -2,13 +2,30 @@
 //! of every layer kind to protocols, forward and backward side by side ([`layers`]), the tape a training forward
 //! keeps ([`Tape`]), who plays which part ([`Roles`]) and the per-step record of time and communication both
 //! report. The executor and the trainer are drivers over it: sharing, checks, orchestration.
+//!
+//! **Cross-layer fusion** ([`Fusion`], on by default; `Executor::with_fusion`, `TrainConfig::with_fusion`,
+//! `--no-fusion` on the command line) merges what consecutive layers allow:
+//! - *Average pool into the next product* (inference): an AvgPool2d or GlobalAvgPool whose window area is `2^e`
+//!   and whose output reaches a Conv2d or Linear through ReLU/Flatten/Dropout only keeps its window sums (local);
+//!   the product truncates by `t + e` bits (its GEMM kernel is named `avgpool_div_conv2d` / `avgpool_div_linear`),
+//!   a convolution's bias entering at the matching scale. The pool's division (2 rounds exact, 1 probabilistic)
+//!   disappears; one rounding replaces two, so the logits differ from the unfused ones by a few ulps times the
+//!   weights' norms (`runtime/tests/fusion.rs` states the bound). The plan is [`cryptgpu_dsl::fuse`]'s, which the
+//!   range analysis reads too: the stored window sums and the `2^e`× larger pre-truncation values are bounded, and a
+//!   run that would exceed the ring limit is refused. A non-power-of-two area (3×3 ÷ 9) or a pool that no product
+//!   follows (or a residual join in between) runs as before.
+//! - *`dW` and `dX` in shared rounds* (training backward): a convolution's or linear layer's two independent
+//!   products run their local GEMMs at their own steps, then truncate together
+//!   ([`crate::protocols::joint`]): the same words in half the rounds, gradients bit for bit the unfused ones.
 
+mod fusion;
 mod inference_params;
 pub(crate) mod layers;
 mod roles;
 mod steps;
 mod tape;
 
+pub use fusion::Fusion;
 pub(crate) use inference_params::{inference_tensors, is_folded_bn};
 pub use roles::Roles;
 pub(crate) use steps::{merge, timed};

@@ -31,6 +31,21 @@ impl Default for Conv2dParams {
 impl Party {
     /// `conv2d(x, w) + bias` for fixed-point `x` `[N, C, H, W]`, `w` `[Co, C, kh, kw]`, `bias` `[Co]`.
     pub fn conv2d(&mut self, x: &Share, w: &Share, bias: Option<&Share>, params: Conv2dParams) -> Result<Share> {
+        self.conv2d_scaled(x, w, bias, params, 0, "conv2d")
+    }
+
+    /// `conv2d(x, w)/2^extra_bits + bias`: the product truncated by `t + extra_bits` bits in one rounding (an average
+    /// pool's division by `2^extra_bits` fused into it; the bias enters before the truncation at the matching
+    /// scale), its GEMM kernel named `name`; `extra_bits = 0` is [`Party::conv2d`].
+    pub(crate) fn conv2d_scaled(
+        &mut self,
+        x: &Share,
+        w: &Share,
+        bias: Option<&Share>,
+        params: Conv2dParams,
+        extra_bits: u32,
+        name: &str,
+    ) -> Result<Share> {
         let shape_err = |expected: &str| Error::Shape {
             op: "conv2d".into(),
             expected: expected.into(),
@@ -49,7 +64,7 @@ impl Party {
         let cols = self.check_product("conv2d output", &[n, oh, ow])?;
         self.check_product("conv2d output", &[co, cols])?;
         self.check_product("conv2d im2col", &[c, kh, kw, cols])?;
-        let how = self.fixed_reshare();
+        let how = self.scaled_reshare(extra_bits)?;
         self.call(|p| {
             let im2col = GatherKernel::im2col("conv2d_im2col", [n, c, h, wd], [kh, kw], params.stride, params.padding)?;
             let col_mine = p.gather(&im2col, x.mine())?;
@@ -66,7 +81,7 @@ impl Party {
             let bias = bias.map(|share| Bias { share, load: Load::Row });
             let nchw = GatherKernel::permute("permute", &[co, n, oh, ow], &[1, 0, 2, 3])?;
             p.reorder_expected_relu(&nchw);
-            let y = p.secure_gemm("conv2d", &ops, bias, how, &[co, n, oh, ow])?;
+            let y = p.secure_gemm(name, &ops, bias, how, &[co, n, oh, ow])?;
             p.gather_share(&nchw, &y, &nchw.out_shape)
         })
     }

@@ -301,7 +301,7 @@ impl Party {
     }
 
     /// R0: arithmetic pieces `(a − p, p)` of its bit `a`, `p` a PRF word shared with R1.
-    fn share_r0_bit(&self, a: &[u64], step: u64) -> Result<(Vec<u64>, Vec<u64>)> {
+    pub(super) fn share_r0_bit(&self, a: &[u64], step: u64) -> Result<(Vec<u64>, Vec<u64>)> {
         let mut b = MapBuilder::new("exact_share_a");
         let (av, p) = (b.input(0), b.prg(0));
         let a0 = b.sub(av, p);
@@ -317,7 +317,7 @@ impl Party {
     }
 
     /// R1: its piece `p` of R0's bit.
-    fn peer_bit_piece(&self, n: usize, step: u64) -> Result<Vec<u64>> {
+    pub(super) fn peer_bit_piece(&self, n: usize, step: u64) -> Result<Vec<u64>> {
         let mut b = MapBuilder::new("exact_share_a_peer");
         let p = b.prg(0);
         b.output(p);
@@ -334,7 +334,7 @@ impl Party {
     }
 
     /// R1 and R2: `A = c1 + c2`, its unsigned quotient `⌊A/2^k⌋` and `msb(A)`.
-    fn unsigned_split(&self, c1: &[u64], c2: &[u64], k: u32) -> Result<(Vec<u64>, Vec<u64>)> {
+    pub(super) fn unsigned_split(&self, c1: &[u64], c2: &[u64], k: u32) -> Result<(Vec<u64>, Vec<u64>)> {
         let mut b = MapBuilder::new("exact_split_a");
         let (x, y) = (b.input(0), b.input(1));
         let a = b.add(x, y);

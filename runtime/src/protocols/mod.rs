@@ -19,7 +19,8 @@
 //!
 //! **Layers.** [`base`] holds what every protocol builds on (roles, public divisors, zero-share pieces, the local
 //! epilogue of a reshare) and imports no protocol module; [`reshare`] runs a reshare's messages; [`exact`] and
-//! [`divide`] are the two truncations; the other modules build on these.
+//! [`divide`] are the two truncations, [`joint`] runs several products' truncations in shared rounds; the other
+//! modules build on these.
 
 pub mod base;
 pub mod binary;
@@ -31,6 +32,7 @@ pub mod exact;
 pub mod exp;
 pub mod injection;
 pub mod input;
+pub mod joint;
 pub mod local;
 pub mod log;
 pub mod matmul;

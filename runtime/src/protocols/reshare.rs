@@ -68,7 +68,7 @@ impl Party {
     }
 
     /// `⌊(x + y) / d⌋` elementwise (R1's and R2's combine stage).
-    fn divide_sum(&self, d: Divisor, x: &[u64], y: &[u64]) -> Result<Vec<u64>> {
+    pub(super) fn divide_sum(&self, d: Divisor, x: &[u64], y: &[u64]) -> Result<Vec<u64>> {
         let mut b = MapBuilder::new("reshare_divide_sum");
         let (a0, a1) = (b.input(0), b.input(1));
         let s = b.add(a0, a1);

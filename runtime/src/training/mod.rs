@@ -365,7 +365,7 @@ impl Trainer {
     ) -> Result<Gradients> {
         let mut grads = HashMap::new();
         let src = TrainParams { trainer: self, state };
-        layers::backward_nodes(p, &src, &tape.nodes, dy, false, &mut grads, steps)?;
+        layers::backward_nodes(p, &src, &tape.nodes, dy, false, &mut grads, steps, self.config.fusion)?;
         let mut parts = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
             parts.push(grads.remove(&slot.key).ok_or_else(|| Error::ForeignState {

@@ -3,6 +3,7 @@
 
 use super::Trainer;
 use crate::model::layers::ParamSource;
+use crate::model::Fusion;
 use crate::party::Party;
 use crate::share::Share;
 use crate::{PartyId, Result};
@@ -19,12 +20,14 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// The party that learns the privately computed mean loss of every step (`None`: no loss is computed).
     pub loss_to: Option<PartyId>,
+    /// Whether the backward fuses across products (default [`Fusion::On`]): see [`TrainConfig::with_fusion`].
+    pub fusion: Fusion,
 }
 
 impl TrainConfig {
     /// Plain SGD with learning rate `lr`, no loss report.
     pub fn new(lr: f64) -> Self {
-        TrainConfig { lr, momentum: 0.0, weight_decay: 0.0, loss_to: None }
+        TrainConfig { lr, momentum: 0.0, weight_decay: 0.0, loss_to: None, fusion: Fusion::On }
     }
 
     /// Sets the momentum.
@@ -42,6 +45,15 @@ impl TrainConfig {
     /// Reveals each step's privately computed loss to `party`.
     pub fn with_loss_to(mut self, party: PartyId) -> Self {
         self.loss_to = Some(party);
+        self
+    }
+
+    /// Whether the backward fuses across products ([`Fusion::On`], the default): a convolution's or linear
+    /// layer's weight gradient and input gradient truncate in shared rounds — bit for bit the same gradients, in
+    /// half their truncation rounds (see the [model layer](crate::model)). [`Fusion::Off`] runs them one after
+    /// another.
+    pub fn with_fusion(mut self, fusion: Fusion) -> Self {
+        self.fusion = fusion;
         self
     }
 }

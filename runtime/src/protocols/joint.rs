@@ -1,0 +1,279 @@
+//! Several independent products' truncations in shared rounds (cross-layer fusion: a layer's weight gradient and
+//! input gradient in backward).
+//!
+//! Each product has already run its local stage (GEMM and reshare epilogue) at its own step, so its roles, masks
+//! and messages are exactly those of the product run alone. Here every round of every truncation is sent at once:
+//! per round, each party concatenates what it sends to each peer over all products (in product order) and splits
+//! what it receives the same way. The exact truncation ([`super::exact`]) keeps its two rounds — the reshare round
+//! with R0's wrap-bit piece riding along, then the wrap-bit re-replication — for all products together; the
+//! probabilistic reshare ([`super::reshare`]) its one. Every local stage is the one the product alone runs (the same
+//! kernels, streams and steps), so the results are bit for bit those of the products one after another; only the
+//! round grouping changes: rounds `2·N → 2` (exact) and `N → 1` (probabilistic), bytes unchanged. The parties see
+//! the same words as before, grouped differently, so the security argument of each product is unchanged.
+
+use super::base::{buffers, role, Reshare};
+use super::exact::WrapBits;
+use crate::party::{KeyWith, Party};
+use crate::prg::Purpose;
+use crate::share::Share;
+use crate::{Error, PartyId, Result};
+use cryptgpu_codegen::MapBuilder;
+
+/// One product after its local stage: the reshare epilogue's outputs, the output shape and its step.
+pub(crate) struct Pending {
+    pub outs: Vec<Vec<u64>>,
+    pub shape: Vec<usize>,
+    pub step: u64,
+}
+
+/// Messages of one shared round: `(peer, words)` to send and `(peer, length)` to receive, one entry per product
+/// part, in product order.
+#[derive(Default)]
+struct RoundPlan {
+    sends: Vec<(PartyId, Vec<u64>)>,
+    recvs: Vec<(PartyId, usize)>,
+}
+
+/// A product between the two rounds of its exact truncation: the reshared base and its wrap bits.
+struct Truncating {
+    base: Share,
+    bits: WrapBits,
+    step: u64,
+}
+
+impl Party {
+    /// Finishes the reshares of `items` (all with `how`) in shared rounds: see the [module documentation](self).
+    pub(crate) fn finish_reshares_jointly(&mut self, items: Vec<Pending>, how: Reshare) -> Result<Vec<Share>> {
+        match how {
+            Reshare::ExactTruncate(k) => self.exact_truncations_jointly(items, k),
+            Reshare::Divide(d) => {
+                let mut plan = RoundPlan::default();
+                let (prev, next) = (self.prev(), self.next());
+                for it in &items {
+                    let n = it.outs.first().map_or(0, Vec::len);
+                    match role(self.id(), it.step) {
+                        0 => plan.sends.push((prev, it.outs[0].clone())),
+                        1 => {
+                            plan.sends.push((next, it.outs[0].clone()));
+                            plan.recvs.push((next, n));
+                        }
+                        _ => {
+                            plan.sends.push((prev, it.outs[0].clone()));
+                            plan.recvs.extend([(prev, n), (next, n)]);
+                        }
+                    }
+                }
+                let mut got = self.joint_round(plan)?.into_iter();
+                let mut take = || got.next().ok_or_else(|| Error::Internal("joint reshare: missing message".into()));
+                let mut out = Vec::with_capacity(items.len());
+                for it in items {
+                    out.push(match role(self.id(), it.step) {
+                        0 => {
+                            let [msg, s] = buffers(it.outs)?;
+                            Share::from_pieces(&it.shape, msg, s)
+                        }
+                        1 => {
+                            let [c1, s] = buffers(it.outs)?;
+                            let a = self.divide_sum(d, &c1, &take()?)?;
+                            Share::from_pieces(&it.shape, s, a)
+                        }
+                        _ => {
+                            let [c2] = buffers(it.outs)?;
+                            let (c1, msg) = (take()?, take()?);
+                            let a = self.divide_sum(d, &c1, &c2)?;
+                            Share::from_pieces(&it.shape, a, msg)
+                        }
+                    });
+                }
+                Ok(out)
+            }
+            Reshare::Plain => {
+                items.into_iter().map(|it| self.finish_reshare(it.outs, &it.shape, how, it.step)).collect()
+            }
+        }
+    }
+
+    /// The exact truncations by `2^k` of `items`, their two rounds shared (the stages of
+    /// [`Party::finish_exact_truncate`] and its wrap correction, per product, around two joint rounds).
+    fn exact_truncations_jointly(&mut self, items: Vec<Pending>, k: u32) -> Result<Vec<Share>> {
+        let (prev, next) = (self.prev(), self.next());
+        // Round 1: the reshare (R0's message and its wrap-bit piece to R2; R1 and R2 swap their sums).
+        let mut plan = RoundPlan::default();
+        let mut local = Vec::with_capacity(items.len());
+        for mut it in items {
+            let n = it.outs.first().map_or(0, Vec::len);
+            match role(self.id(), it.step) {
+                0 => {
+                    let [msg, s, a] = buffers(std::mem::take(&mut it.outs))?;
+                    let (a0, a1) = self.share_r0_bit(&a, it.step)?;
+                    plan.sends.extend([(prev, msg.clone()), (prev, a0.clone())]);
+                    let base = Share::from_pieces(&it.shape, msg, s);
+                    local.push((Some(Truncating { base, bits: WrapBits::R0 { a0, a1 }, step: it.step }), it, n));
+                }
+                1 => {
+                    plan.sends.push((next, it.outs[0].clone()));
+                    plan.recvs.push((next, n));
+                    local.push((None, it, n));
+                }
+                _ => {
+                    plan.sends.push((prev, it.outs[0].clone()));
+                    plan.recvs.extend([(prev, n), (next, n), (next, n)]);
+                    local.push((None, it, n));
+                }
+            }
+        }
+        // R1's piece of R0's bit is drawn before the round, as alone.
+        let mut pieces = Vec::new();
+        for (_, it, n) in &local {
+            if role(self.id(), it.step) == 1 {
+                pieces.push(self.peer_bit_piece(*n, it.step)?);
+            }
+        }
+        let mut got = self.joint_round(plan)?.into_iter();
+        let mut pieces = pieces.into_iter();
+        let missing = || Error::Internal("joint exact truncation: missing message".into());
+        let mut truncating = Vec::with_capacity(local.len());
+        for (done, it, _) in local {
+            let t = match (done, role(self.id(), it.step)) {
+                (Some(t), _) => t,
+                (None, 1) => {
+                    let [c1, s] = buffers(it.outs)?;
+                    let c2 = got.next().ok_or_else(missing)?;
+                    let (q, b) = self.unsigned_split(&c1, &c2, k)?;
+                    let a_piece = pieces.next().ok_or_else(missing)?;
+                    let base = Share::from_pieces(&it.shape, s, q);
+                    Truncating { base, bits: WrapBits::Peer { a_piece, b_bit: b }, step: it.step }
+                }
+                (None, _) => {
+                    let [c2] = buffers(it.outs)?;
+                    let (c1, msg, a0) = (
+                        got.next().ok_or_else(missing)?,
+                        got.next().ok_or_else(missing)?,
+                        got.next().ok_or_else(missing)?,
+                    );
+                    let (q, b) = self.unsigned_split(&c1, &c2, k)?;
+                    let base = Share::from_pieces(&it.shape, q, msg);
+                    Truncating { base, bits: WrapBits::Peer { a_piece: a0, b_bit: b }, step: it.step }
+                }
+            };
+            truncating.push(t);
+        }
+        // Round 2: R1 and R2 re-replicate a·b for every product.
+        let mut plan = RoundPlan::default();
+        let mut terms = Vec::with_capacity(truncating.len());
+        for t in &truncating {
+            if let WrapBits::Peer { a_piece, b_bit } = &t.bits {
+                let r = role(self.id(), t.step);
+                let (key, peer) = if r == 1 { (KeyWith::Prev, next) } else { (KeyWith::Next, prev) };
+                let mut tb = MapBuilder::new("exact_wrap_term");
+                let (ap, bb, yk) = (tb.input(0), tb.input(1), tb.prg(0));
+                let term = tb.mul(bb, ap);
+                let sent = tb.sub(term, yk);
+                tb.output(sent).output(yk);
+                let stream = self.stream(key, Purpose::Wrap, t.step);
+                let [sent, y_known] =
+                    buffers(self.map(&tb.build(), &[a_piece, b_bit], &[], &[stream], a_piece.len())?)?;
+                plan.sends.push((peer, sent.clone()));
+                plan.recvs.push((peer, a_piece.len()));
+                terms.push(Some((sent, y_known)));
+            } else {
+                terms.push(None);
+            }
+        }
+        let mut got = self.joint_round(plan)?.into_iter();
+        let mut out = Vec::with_capacity(truncating.len());
+        for (t, term) in truncating.into_iter().zip(terms) {
+            let received = match term {
+                Some((sent, y_known)) => Some((sent, got.next().ok_or_else(missing)?, y_known)),
+                None => None,
+            };
+            out.push(self.wrap_correction(t, received, k)?);
+        }
+        Ok(out)
+    }
+
+    /// The wrap correction's last stage of one product (after the second round): `base − w·2^(64−k)` in one pass,
+    /// as [`Party::finish_exact_truncate`]'s wrap correction computes it; `received` holds a peer's sent and
+    /// received terms and its known PRF word (`None` for R0).
+    fn wrap_correction(
+        &self,
+        t: Truncating,
+        received: Option<(Vec<u64>, Vec<u64>, Vec<u64>)>,
+        k: u32,
+    ) -> Result<Share> {
+        let Truncating { base, bits, step } = t;
+        let n = base.len();
+        let shape = base.shape().to_vec();
+        let correct = |kb: &mut MapBuilder, base, w| {
+            if k == 0 {
+                base
+            } else {
+                let c = kb.shl(w, 64 - k);
+                kb.sub(base, c)
+            }
+        };
+        let mut kb = MapBuilder::new("exact_wrap_correction");
+        let (bm, bn) = (kb.input(0), kb.input(1));
+        let outs = match (bits, received) {
+            (WrapBits::R0 { a0, a1 }, None) => {
+                let (a0r, a1r, y0, y1) = (kb.input(2), kb.input(3), kb.prg(0), kb.prg(1));
+                let (w0, w1) = (kb.sub(a0r, y0), kb.sub(a1r, y1));
+                let (fm, f_n) = (correct(&mut kb, bm, w0), correct(&mut kb, bn, w1));
+                kb.output(fm).output(f_n);
+                let streams =
+                    [self.stream(KeyWith::Prev, Purpose::Wrap, step), self.stream(KeyWith::Next, Purpose::Wrap, step)];
+                self.map(&kb.build(), &[base.mine(), base.next(), &a0, &a1], &[], &streams, n)?
+            }
+            (WrapBits::Peer { a_piece, b_bit }, Some((sent, got, y_known))) => {
+                let (s0, s1, br, ar, yr) = (kb.input(2), kb.input(3), kb.input(4), kb.input(5), kb.input(6));
+                let y2 = kb.add(s0, s1);
+                let w2 = kb.sub(br, y2);
+                let wk = kb.sub(ar, yr);
+                let (wm, wn) = if role(self.id(), step) == 1 { (wk, w2) } else { (w2, wk) };
+                let (fm, f_n) = (correct(&mut kb, bm, wm), correct(&mut kb, bn, wn));
+                kb.output(fm).output(f_n);
+                let inputs: [&[u64]; 7] = [base.mine(), base.next(), &sent, &got, &b_bit, &a_piece, &y_known];
+                self.map(&kb.build(), &inputs, &[], &[], n)?
+            }
+            _ => return Err(Error::Internal("joint exact truncation: wrap bits and terms disagree".into())),
+        };
+        let [mine, next] = buffers(outs)?;
+        Ok(Share::from_pieces(&shape, mine, next))
+    }
+
+    /// One round carrying every entry of `plan`: the words for each peer concatenated in entry order, the words
+    /// received from each peer split back into the planned lengths; returns the received buffers in `plan.recvs`
+    /// order.
+    fn joint_round(&mut self, plan: RoundPlan) -> Result<Vec<Vec<u64>>> {
+        let mut sends: Vec<(PartyId, Vec<u64>)> = Vec::new();
+        for (to, words) in plan.sends {
+            match sends.iter_mut().find(|(t, _)| *t == to) {
+                Some((_, all)) => all.extend_from_slice(&words),
+                None => sends.push((to, words)),
+            }
+        }
+        let mut totals: Vec<(PartyId, usize)> = Vec::new();
+        for &(from, len) in &plan.recvs {
+            match totals.iter_mut().find(|(f, _)| *f == from) {
+                Some((_, total)) => *total += len,
+                None => totals.push((from, len)),
+            }
+        }
+        let got = self.round(sends, &totals)?;
+        let mut cursors: Vec<(PartyId, std::vec::IntoIter<u64>)> =
+            totals.iter().map(|(f, _)| *f).zip(got.into_iter().map(Vec::into_iter)).collect();
+        let mut out = Vec::with_capacity(plan.recvs.len());
+        for (from, len) in plan.recvs {
+            let (_, words) = cursors
+                .iter_mut()
+                .find(|(f, _)| *f == from)
+                .ok_or_else(|| Error::Internal("joint round: unplanned peer".into()))?;
+            let part: Vec<u64> = words.by_ref().take(len).collect();
+            if part.len() != len {
+                return Err(Error::Internal("joint round: short message".into()));
+            }
+            out.push(part);
+        }
+        Ok(out)
+    }
+}
