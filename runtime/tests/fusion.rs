@@ -145,7 +145,10 @@ fn lenet_fused_saves_exactly_the_pools_division() {
             let unfused = run(&graph, &params, &x, Fusion::Off, 9, mode);
             let pooled = [n * 20 * 12 * 12, n * 50 * 4 * 4];
             let saved_bytes: u64 = pooled.iter().map(|&e| cost.bytes_for(e).iter().sum::<u64>()).sum();
-            let saved_rounds = 2 * cost.rounds;
+            // The pools' divisions; and under exact truncation, each ReLU's first round rides in the truncation of
+            // the product before it (conv1, conv2, fc1: one round each, the bytes moving into the product's step).
+            let relus_fused = if mode == TruncationMode::Exact { 3 } else { 0 };
+            let saved_rounds = 2 * cost.rounds + relus_fused;
             eprintln!(
                 "LeNet {mode:?} batch {n}: fused {} rounds {} bytes, unfused {} rounds {} bytes",
                 fused.total.rounds(),
@@ -155,11 +158,20 @@ fn lenet_fused_saves_exactly_the_pools_division() {
             );
             assert_eq!(fused.total.rounds() + saved_rounds, unfused.total.rounds(), "{mode:?} batch {n}");
             assert_eq!(fused.total.total_bytes() + saved_bytes, unfused.total.total_bytes(), "{mode:?} batch {n}");
-            for (f, u) in fused.layers.iter().zip(&unfused.layers) {
+            let layers: Vec<_> = fused.layers.iter().zip(&unfused.layers).collect();
+            for (i, (f, u)) in layers.iter().enumerate() {
                 assert_eq!(f.name, u.name);
+                let relu_next = layers.get(i + 1).is_some_and(|(g, _)| g.kind == "ReLU");
                 if f.kind == "AvgPool2d" {
                     assert_eq!((f.rounds(), f.bytes()), (0, 0), "{}: a fused pool is local", f.name);
                     assert_eq!(u.rounds(), cost.rounds, "{}", u.name);
+                } else if relus_fused > 0 && f.kind == "ReLU" {
+                    // One round fewer; its first message went with the product before it.
+                    let (pf, pu) = layers[i - 1];
+                    assert_eq!(f.rounds() + 1, u.rounds(), "{}", f.name);
+                    assert_eq!(f.bytes() + pf.bytes(), u.bytes() + pu.bytes(), "{} and {}", pf.name, f.name);
+                } else if relus_fused > 0 && relu_next {
+                    assert_eq!(f.rounds(), u.rounds(), "{}", f.name);
                 } else {
                     assert_eq!((f.rounds(), f.bytes()), (u.rounds(), u.bytes()), "{}", f.name);
                 }
@@ -199,11 +211,11 @@ fn step_gradients(graph: &Graph, fusion: Fusion, mode: TruncationMode) -> (Vec<(
 }
 
 /// A training step of LeNet and of the residual test CNN: with fusion, every convolution's and linear layer's `dW`
-/// and `dX` truncate in shared rounds (the first convolution computes no `dX`): the gradients are bit for bit the
-/// unfused ones, the backward has 2 fewer rounds per such layer in the exact mode (1 under probabilistic
+/// and `dX` truncate in shared rounds (the first convolution computes no `dX`): the gradients agree with the
+/// unfused ones to the truncations' rounding, the backward has 2 fewer rounds per such layer in the exact mode (1 under probabilistic
 /// truncation) — LeNet 3 layers, the residual CNN 6 — and sends the same bytes.
 #[test]
-fn backward_products_share_their_rounds_bit_for_bit() {
+fn backward_products_share_their_rounds() {
     let residual = every_layer_cnn(CnnWidths { input: 3, first: 4, second: 8, hidden: 8, classes: 10 });
     for (graph, layers) in [(lenet(Pooling::Avg).expect("LeNet"), 3), (residual, 6)] {
         for (mode, per_layer) in [(TruncationMode::Exact, 2), (TruncationMode::Probabilistic, 1)] {
@@ -218,10 +230,17 @@ fn backward_case(graph: &Graph, mode: TruncationMode, saved_rounds: u64) {
         let (unfused, unfused_rounds, unfused_bytes) = step_gradients(graph, Fusion::Off, mode);
         eprintln!("{} {mode:?} backward: fused {fused_rounds} rounds {fused_bytes} bytes, unfused {unfused_rounds} rounds {unfused_bytes} bytes", graph.name());
         assert_eq!(fused.len(), unfused.len());
+        // With the ReLUs fused into their products' truncations the PRF draws shift, so each truncation rounds
+        // independently: the gradients agree to a few ulp of t = 20 (the joint rounds alone are bit for bit the
+        // separate products: `joint_products_are_bit_for_bit_the_separate_ones`).
         for ((k, a), (k2, b)) in fused.iter().zip(&unfused) {
             assert_eq!(k, k2);
-            let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-            assert!(same, "{} {mode:?}: gradient {k} differs between fused and unfused", graph.name());
+            let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+            assert!(
+                diff < 1e-4,
+                "{} {mode:?}: gradient {k} differs by {diff:e} between fused and unfused",
+                graph.name()
+            );
         }
         assert_eq!(fused_rounds + saved_rounds, unfused_rounds, "{} {mode:?}", graph.name());
         assert_eq!(fused_bytes, unfused_bytes, "{} {mode:?}", graph.name());
@@ -260,4 +279,42 @@ fn range_check_counts_the_fused_products_window_sums() {
     let ok = exec(Fusion::On).infer(&session, &model(w), &x).expect("just below the limit");
     let got = ok.logits(Roles::default().receiver).expect("logits").data()[0];
     assert!((got - w).abs() <= 4.0 * w * ULP + ULP, "fused logit {got} vs {w}");
+}
+
+/// `Party::matmuls_jointly`: independent products whose truncations share their rounds are bit for bit the same
+/// products run one after another (each local GEMM at the same step), in 2 rounds instead of 2 each, with the same
+/// bytes.
+#[test]
+fn joint_products_are_bit_for_bit_the_separate_ones() {
+    use cryptgpu_runtime::RingTensor;
+    use rand::Rng;
+    let mut rng = StdRng::seed_from_u64(12);
+    let mut tensor = |s: &[usize]| {
+        let n: usize = s.iter().product();
+        RingTensor::new(s, (0..n).map(|_| ((rng.gen::<f64>() - 0.5) * (1u64 << 21) as f64) as i64 as u64).collect())
+            .expect("tensor")
+    };
+    let (a, b, c, d) = (tensor(&[6, 5]), tensor(&[5, 7]), tensor(&[4, 6]), tensor(&[6, 3]));
+    let run = |joint: bool| {
+        seeded_session(31, TruncationMode::Exact)
+            .run(|p| {
+                let [xa, xb, xc, xd] = [(&a, 0), (&b, 1), (&c, 2), (&d, 0)]
+                    .map(|(t, o)| p.share(o, (p.id() == o).then_some(t), t.shape()).expect("share"));
+                let before = p.total_stats();
+                let out = if joint {
+                    p.matmuls_jointly(&[(&xa, &xb), (&xc, &xd)])?
+                } else {
+                    vec![p.matmul(&xa, &xb)?, p.matmul(&xc, &xd)?]
+                };
+                let used = p.total_stats() - before;
+                let pieces: Vec<Vec<u64>> = out.iter().flat_map(|s| [s.mine().to_vec(), s.next().to_vec()]).collect();
+                Ok((pieces, used))
+            })
+            .expect("run")
+    };
+    let (joint, separate) = (run(true), run(false));
+    for (j, s) in joint.iter().zip(&separate) {
+        assert_eq!(j.0, s.0, "the shares differ");
+        assert_eq!((j.1.rounds, j.1.bytes_sent), (s.1.rounds - 2, s.1.bytes_sent));
+    }
 }

@@ -163,6 +163,8 @@ pub struct Executor {
     relu_bound: Option<u32>,
     /// The cross-layer fusions the lowering runs (empty with [`Fusion::Off`]).
     fusion: FusionPlan,
+    /// Whether the lowering fuses (the pool plan above, and each ReLU into the product before it).
+    fusion_switch: Fusion,
 }
 
 /// The default declared bound on ReLU inputs: `|x| < 2^20` (real units; `2^40` in the ring at `t = 20`), which
@@ -209,6 +211,7 @@ impl Executor {
             progress: None,
             relu_bound: Some(DEFAULT_RELU_BOUND_BITS),
             fusion,
+            fusion_switch: Fusion::On,
         })
     }
 
@@ -217,6 +220,7 @@ impl Executor {
     /// the pool costs no round (see the [model layer](crate::model)). [`Fusion::Off`] runs every layer on its own.
     pub fn with_fusion(mut self, fusion: Fusion) -> Self {
         self.fusion = if fusion.is_on() { avg_pool_fusions(&self.graph) } else { FusionPlan::none() };
+        self.fusion_switch = fusion;
         self
     }
 
@@ -374,7 +378,7 @@ impl Executor {
         let mode = layers::Mode::Inference { folded_bn: &folded, fusion: &self.fusion };
         let before = p.relu_bits();
         p.set_relu_bits(self.relu_sign_bits(p.fixed().frac_bits()))?;
-        let out = layers::forward_nodes(p, mode, model, nodes, x, steps).map(|(y, _)| y);
+        let out = layers::forward_nodes(p, mode, self.fusion_switch, model, nodes, x, steps).map(|(y, _)| y);
         p.set_relu_bits(before)?;
         out
     }

@@ -53,31 +53,36 @@ pub(crate) trait ParamSource {
 
 /// Runs `nodes` forward on `x` in `mode`, recording one step per layer and residual add; returns the output and
 /// the tape (in inference mode a tape of [`Saved::Inference`] nodes, which the caller drops).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_nodes(
     p: &mut Party,
     mode: Mode<'_>,
+    fusion: Fusion,
     src: &dyn ParamSource,
     nodes: &[Node],
     mut x: Share,
     steps: &mut Vec<StepStats>,
 ) -> Result<(Share, Vec<TapeNode>)> {
     let mut tape = Vec::with_capacity(nodes.len());
-    for node in nodes {
+    for (i, node) in nodes.iter().enumerate() {
         let (y, t) = match node {
             Node::Layer { name, layer } => {
                 let kind = layer.kind_name();
-                let (y, saved) = timed(p, steps, name, kind, |p| forward(p, mode, src, name, layer, x))?;
+                // A ReLU right after a product starts in the product's truncation ([`Party::expect_relu`]).
+                let relu_next =
+                    fusion.is_on() && matches!(nodes.get(i + 1), Some(Node::Layer { layer: Layer::Relu, .. }));
+                let (y, saved) = timed(p, steps, name, kind, |p| forward(p, mode, src, name, layer, x, relu_next))?;
                 (y, TapeNode::Layer { name: name.clone(), kind, saved })
             }
             Node::Sequential { children, .. } => {
-                let (y, t) = forward_nodes(p, mode, src, children, x, steps)?;
+                let (y, t) = forward_nodes(p, mode, fusion, src, children, x, steps)?;
                 (y, TapeNode::Seq(t))
             }
             Node::Residual { name, main, shortcut, post } => {
-                let (m, main) = forward_nodes(p, mode, src, main, x.clone(), steps)?;
-                let (s, shortcut) = forward_nodes(p, mode, src, shortcut, x, steps)?;
+                let (m, main) = forward_nodes(p, mode, fusion, src, main, x.clone(), steps)?;
+                let (s, shortcut) = forward_nodes(p, mode, fusion, src, shortcut, x, steps)?;
                 let sum = timed(p, steps, &format!("{name}.add"), "ResidualAdd", |p| p.add(&m, &s))?;
-                let (y, post) = forward_nodes(p, mode, src, post, sum, steps)?;
+                let (y, post) = forward_nodes(p, mode, fusion, src, post, sum, steps)?;
                 (y, TapeNode::Residual { name: name.clone(), main, shortcut, post })
             }
         };
@@ -138,6 +143,7 @@ pub(crate) fn backward_nodes(
 }
 
 /// One layer's forward in `mode`: its output and what its backward needs.
+/// One layer forward; `relu_next`: a ReLU follows a product, which announces it ([`Party::expect_relu`]).
 fn forward(
     p: &mut Party,
     mode: Mode<'_>,
@@ -145,6 +151,7 @@ fn forward(
     name: &str,
     layer: &Layer,
     x: Share,
+    relu_next: bool,
 ) -> Result<(Share, Saved)> {
     let training = matches!(mode, Mode::Training);
     let keep = |s: Saved| if training { s } else { Saved::Inference };
@@ -159,6 +166,9 @@ fn forward(
             let w = src.param(&format!("{name}.weight"))?;
             let bias_key = format!("{name}.bias");
             let b = if c.bias || src.has(&bias_key) { Some(src.param(&bias_key)?) } else { None };
+            if relu_next {
+                p.expect_relu(p.relu_bits(), None)?;
+            }
             let y = match extra_bits {
                 0 => p.conv2d(&x, &w, b.as_deref(), params)?,
                 e => p.conv2d_scaled(&x, &w, b.as_deref(), params, e, "avgpool_div_conv2d")?,
@@ -167,21 +177,28 @@ fn forward(
         }
         Layer::Linear(l) => {
             let wt = src.linear_operand(p, &format!("{name}.weight"))?;
+            let out_shape = [x.shape().first().copied().unwrap_or(0), wt.shape().get(1).copied().unwrap_or(0)];
+            let bias = match l.bias {
+                true => Some(p.broadcast_axis(&*src.param(&format!("{name}.bias"))?, &out_shape, 1)?),
+                false => None,
+            };
+            if relu_next {
+                p.expect_relu(p.relu_bits(), bias.clone())?;
+            }
             let mut y = match extra_bits {
                 0 => p.matmul(&x, &wt)?,
                 e => p.matmul_scaled(&x, &wt, e, "avgpool_div_linear")?,
             };
-            if l.bias {
-                let b = p.broadcast_axis(&*src.param(&format!("{name}.bias"))?, y.shape(), 1)?;
-                y = p.add(&y, &b)?;
+            if let Some(b) = &bias {
+                y = p.add(&y, b)?;
             }
             (y, keep(Saved::Linear { x, bias: l.bias }))
         }
-        Layer::Relu if training => {
-            let (y, mask) = p.relu_for_backward(&x, p.relu_bits())?;
-            (y, Saved::Relu(mask))
+        Layer::Relu => {
+            // Finishes the ReLU the product before announced, if its truncation started it.
+            let (y, mask) = p.relu_expected(&x, p.relu_bits())?;
+            (y, keep(Saved::Relu(mask)))
         }
-        Layer::Relu => (p.relu_with_mask(&x, p.relu_bits())?.0, Saved::Inference),
         Layer::AvgPool2d(pool) => {
             let params = square(name, "AvgPool2d", pool.stride, pool.padding)?;
             let kernel = [pool.kernel.0, pool.kernel.1];

@@ -127,7 +127,7 @@ impl Party {
     /// step, exactly as the same [`Party::matmul`] calls one after another would (so the results are bit for bit
     /// theirs), then [`Party::finish_reshares_jointly`] sends every product's messages together — 2 rounds for all
     /// of them under exact truncation (1 under probabilistic) instead of 2 (1) each. Bytes are unchanged.
-    pub(crate) fn matmuls_jointly(&mut self, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
+    pub fn matmuls_jointly(&mut self, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
         let how = self.fixed_reshare();
         // The joint rounds run the staged plan of the exact truncation (bit for bit the fused one's shares).
         let fused = std::mem::replace(&mut self.fused_truncation, false);

@@ -350,7 +350,8 @@ impl Trainer {
         steps: &mut Vec<StepStats>,
     ) -> Result<(Share, Tape)> {
         let src = TrainParams { trainer: self, state };
-        let (y, nodes) = layers::forward_nodes(p, layers::Mode::Training, &src, self.graph.nodes(), x, steps)?;
+        let (y, nodes) =
+            layers::forward_nodes(p, layers::Mode::Training, self.config.fusion, &src, self.graph.nodes(), x, steps)?;
         Ok((y, Tape { nodes }))
     }
 
