@@ -352,56 +352,80 @@ impl Party {
     /// R2 swapping their terms minus those). Only R1 and R2 send: one word per element each. Each party computes its
     /// pieces of `w` and the corrected result in ONE pass after the round.
     fn wrap_correct(&mut self, step: u64, base: Share, bits: WrapBits, k: u32) -> Result<Share> {
-        let n = base.len();
-        let shape = base.shape().to_vec();
-        let (prev, next) = (self.prev(), self.next());
-        let y = |p: &Party, key| p.stream(key, Purpose::Wrap, step);
-        // base − w·2^(64−k); for k = 0 (division by 1) the correction is a multiple of 2^64, i.e. zero.
-        let correct = |kb: &mut MapBuilder, base: Reg, w: Reg| {
-            if k == 0 {
-                base
-            } else {
-                let c = kb.shl(w, 64 - k);
-                kb.sub(base, c)
+        let received = match &bits {
+            WrapBits::R0 { .. } => {
+                self.round(vec![], &[])?;
+                None
+            }
+            WrapBits::Peer { a_piece, b_bit } => {
+                let (sent, y_known, peer) = self.wrap_term_out(a_piece, b_bit, step)?;
+                let got = single(self.round(vec![(peer, sent.clone())], &[(peer, a_piece.len())])?)?;
+                Some((sent, got, y_known))
             }
         };
+        self.wrap_correction(base, bits, received, k, step)
+    }
+
+    /// R1 and R2 before the wrap product's round: the term they send (R1 `b·p − y_R1` to R2, R2 `b·(a − p) − y_R0`
+    /// to R1), their known PRF word `y`, and the peer it goes to.
+    pub(super) fn wrap_term_out(
+        &self,
+        a_piece: &[u64],
+        b_bit: &[u64],
+        step: u64,
+    ) -> Result<(Vec<u64>, Vec<u64>, crate::PartyId)> {
+        // R1: p = a's piece R1, y_R1 with R0 (Prev); R2: a − p = a's piece R0, y_R0 with R0 (Next).
+        let (key, peer) =
+            if role(self.id(), step) == 1 { (KeyWith::Prev, self.next()) } else { (KeyWith::Next, self.prev()) };
+        let mut tb = MapBuilder::new("exact_wrap_term");
+        let (ap, bb, yk) = (tb.input(0), tb.input(1), tb.prg(0));
+        let term = tb.mul(bb, ap);
+        let sent = tb.sub(term, yk);
+        tb.output(sent).output(yk);
+        let stream = self.stream(key, Purpose::Wrap, step);
+        let [sent, y_known] = buffers(self.map(&tb.build(), &[a_piece, b_bit], &[], &[stream], a_piece.len())?)?;
+        Ok((sent, y_known, peer))
+    }
+
+    /// After the wrap product's round: `base − w·2^(64−k)` in one pass. `received`: a peer's sent and received
+    /// terms and its known PRF word (`None` for R0, whose pieces of `w` need no message).
+    pub(super) fn wrap_correction(
+        &self,
+        base: Share,
+        bits: WrapBits,
+        received: Option<(Vec<u64>, Vec<u64>, Vec<u64>)>,
+        k: u32,
+        step: u64,
+    ) -> Result<Share> {
+        let n = base.len();
+        let shape = base.shape().to_vec();
         let mut kb = MapBuilder::new("exact_wrap_correction");
         let (bm, bn) = (kb.input(0), kb.input(1));
-        let outs = match bits {
-            WrapBits::R0 { a0, a1 } => {
+        let outs = match (bits, received) {
+            (WrapBits::R0 { a0, a1 }, None) => {
                 // w_R0 = (a − p) − y_R0, w_R1 = p − y_R1.
                 let (a0r, a1r, y0, y1) = (kb.input(2), kb.input(3), kb.prg(0), kb.prg(1));
                 let (w0, w1) = (kb.sub(a0r, y0), kb.sub(a1r, y1));
-                let (fm, f_n) = (correct(&mut kb, bm, w0), correct(&mut kb, bn, w1));
+                let (fm, f_n) = (wrap_corrected(&mut kb, bm, w0, k), wrap_corrected(&mut kb, bn, w1, k));
                 kb.output(fm).output(f_n);
-                self.round(vec![], &[])?;
-                let streams = [y(self, KeyWith::Prev), y(self, KeyWith::Next)];
+                let streams =
+                    [self.stream(KeyWith::Prev, Purpose::Wrap, step), self.stream(KeyWith::Next, Purpose::Wrap, step)];
                 self.map(&kb.build(), &[base.mine(), base.next(), &a0, &a1], &[], &streams, n)?
             }
-            WrapBits::Peer { a_piece, b_bit } => {
-                // R1: its term b·p with p = a's piece R1, y_R1 with R0 (Prev); sends to R2 (next).
-                // R2: its term b·(a − p) with a − p = a's piece R0, y_R0 with R0 (Next); sends to R1 (prev).
-                let role = role(self.id(), step);
-                let (key, peer) = if role == 1 { (KeyWith::Prev, next) } else { (KeyWith::Next, prev) };
-                let mut tb = MapBuilder::new("exact_wrap_term");
-                let (ap, bb, yk) = (tb.input(0), tb.input(1), tb.prg(0));
-                let term = tb.mul(bb, ap);
-                let sent = tb.sub(term, yk);
-                tb.output(sent).output(yk);
-                let [sent, y_known] = buffers(self.map(&tb.build(), &[&a_piece, &b_bit], &[], &[y(self, key)], n)?)?;
-                let got = single(self.round(vec![(peer, sent.clone())], &[(peer, n)])?)?;
+            (WrapBits::Peer { a_piece, b_bit }, Some((sent, got, y_known))) => {
                 // y_R2 = both sent terms; w_R2 = b − y_R2; the other piece is a's known piece minus the known y.
                 let (s0, s1, br, ar, yr) = (kb.input(2), kb.input(3), kb.input(4), kb.input(5), kb.input(6));
                 let y2 = kb.add(s0, s1);
                 let w2 = kb.sub(br, y2);
                 let wk = kb.sub(ar, yr);
                 // R1 holds (piece R1, piece R2) = (wk, w2); R2 holds (piece R2, piece R0) = (w2, wk).
-                let (wm, wn) = if role == 1 { (wk, w2) } else { (w2, wk) };
-                let (fm, f_n) = (correct(&mut kb, bm, wm), correct(&mut kb, bn, wn));
+                let (wm, wn) = if role(self.id(), step) == 1 { (wk, w2) } else { (w2, wk) };
+                let (fm, f_n) = (wrap_corrected(&mut kb, bm, wm, k), wrap_corrected(&mut kb, bn, wn, k));
                 kb.output(fm).output(f_n);
                 let inputs: [&[u64]; 7] = [base.mine(), base.next(), &sent, &got, &b_bit, &a_piece, &y_known];
                 self.map(&kb.build(), &inputs, &[], &[], n)?
             }
+            _ => return Err(Error::Internal("exact truncation: the wrap bits and the received terms disagree".into())),
         };
         let [mine, next] = buffers(outs)?;
         Ok(Share::from_pieces(&shape, mine, next))

@@ -13,11 +13,9 @@
 
 use super::base::{buffers, role, Reshare};
 use super::exact::WrapBits;
-use crate::party::{KeyWith, Party};
-use crate::prg::Purpose;
+use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, PartyId, Result};
-use cryptgpu_codegen::MapBuilder;
 
 /// One product after its local stage: the reshare epilogue's outputs, the output shape and its step.
 pub(crate) struct Pending {
@@ -163,16 +161,7 @@ impl Party {
         let mut terms = Vec::with_capacity(truncating.len());
         for t in &truncating {
             if let WrapBits::Peer { a_piece, b_bit } = &t.bits {
-                let r = role(self.id(), t.step);
-                let (key, peer) = if r == 1 { (KeyWith::Prev, next) } else { (KeyWith::Next, prev) };
-                let mut tb = MapBuilder::new("exact_wrap_term");
-                let (ap, bb, yk) = (tb.input(0), tb.input(1), tb.prg(0));
-                let term = tb.mul(bb, ap);
-                let sent = tb.sub(term, yk);
-                tb.output(sent).output(yk);
-                let stream = self.stream(key, Purpose::Wrap, t.step);
-                let [sent, y_known] =
-                    buffers(self.map(&tb.build(), &[a_piece, b_bit], &[], &[stream], a_piece.len())?)?;
+                let (sent, y_known, peer) = self.wrap_term_out(a_piece, b_bit, t.step)?;
                 plan.sends.push((peer, sent.clone()));
                 plan.recvs.push((peer, a_piece.len()));
                 terms.push(Some((sent, y_known)));
@@ -187,58 +176,10 @@ impl Party {
                 Some((sent, y_known)) => Some((sent, got.next().ok_or_else(missing)?, y_known)),
                 None => None,
             };
-            out.push(self.wrap_correction(t, received, k)?);
+            let Truncating { base, bits, step } = t;
+            out.push(self.wrap_correction(base, bits, received, k, step)?);
         }
         Ok(out)
-    }
-
-    /// The wrap correction's last stage of one product (after the second round): `base − w·2^(64−k)` in one pass,
-    /// as [`Party::finish_exact_truncate`]'s wrap correction computes it; `received` holds a peer's sent and
-    /// received terms and its known PRF word (`None` for R0).
-    fn wrap_correction(
-        &self,
-        t: Truncating,
-        received: Option<(Vec<u64>, Vec<u64>, Vec<u64>)>,
-        k: u32,
-    ) -> Result<Share> {
-        let Truncating { base, bits, step } = t;
-        let n = base.len();
-        let shape = base.shape().to_vec();
-        let correct = |kb: &mut MapBuilder, base, w| {
-            if k == 0 {
-                base
-            } else {
-                let c = kb.shl(w, 64 - k);
-                kb.sub(base, c)
-            }
-        };
-        let mut kb = MapBuilder::new("exact_wrap_correction");
-        let (bm, bn) = (kb.input(0), kb.input(1));
-        let outs = match (bits, received) {
-            (WrapBits::R0 { a0, a1 }, None) => {
-                let (a0r, a1r, y0, y1) = (kb.input(2), kb.input(3), kb.prg(0), kb.prg(1));
-                let (w0, w1) = (kb.sub(a0r, y0), kb.sub(a1r, y1));
-                let (fm, f_n) = (correct(&mut kb, bm, w0), correct(&mut kb, bn, w1));
-                kb.output(fm).output(f_n);
-                let streams =
-                    [self.stream(KeyWith::Prev, Purpose::Wrap, step), self.stream(KeyWith::Next, Purpose::Wrap, step)];
-                self.map(&kb.build(), &[base.mine(), base.next(), &a0, &a1], &[], &streams, n)?
-            }
-            (WrapBits::Peer { a_piece, b_bit }, Some((sent, got, y_known))) => {
-                let (s0, s1, br, ar, yr) = (kb.input(2), kb.input(3), kb.input(4), kb.input(5), kb.input(6));
-                let y2 = kb.add(s0, s1);
-                let w2 = kb.sub(br, y2);
-                let wk = kb.sub(ar, yr);
-                let (wm, wn) = if role(self.id(), step) == 1 { (wk, w2) } else { (w2, wk) };
-                let (fm, f_n) = (correct(&mut kb, bm, wm), correct(&mut kb, bn, wn));
-                kb.output(fm).output(f_n);
-                let inputs: [&[u64]; 7] = [base.mine(), base.next(), &sent, &got, &b_bit, &a_piece, &y_known];
-                self.map(&kb.build(), &inputs, &[], &[], n)?
-            }
-            _ => return Err(Error::Internal("joint exact truncation: wrap bits and terms disagree".into())),
-        };
-        let [mine, next] = buffers(outs)?;
-        Ok(Share::from_pieces(&shape, mine, next))
     }
 
     /// One round carrying every entry of `plan`: the words for each peer concatenated in entry order, the words
