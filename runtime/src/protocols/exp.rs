@@ -18,8 +18,8 @@
 //! **Range**: `|x| < 2^(62−t)` (the comparisons). The products stay below `max(1, e^max_input)·2^(2t)` before
 //! truncation.
 //!
-//! **Cost**: [`cost::exp_rounds`](super::cost::exp_rounds) — one truncation, one ReLU (10 rounds), `n` products:
-//! 19 rounds in the probabilistic mode, 28 in the exact mode, for `n = 8`.
+//! **Cost**: [`cost::exp_rounds`](super::cost::exp_rounds) — one truncation, one ReLU (7 rounds), `n` products:
+//! 16 rounds in the probabilistic mode, 25 in the exact mode, for `n = 8`.
 
 use super::local::{row, stack};
 use crate::party::Party;

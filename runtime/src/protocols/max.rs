@@ -3,7 +3,7 @@
 //! **Tournament.** The `k` candidates of every independent instance sit as rows of a `[k, M]` share (a gather moves
 //! the axis to the front; max pooling gathers its windows there directly). A level pairs rows `2j` and `2j + 1`
 //! (stride-2 gathers; an odd last row passes through) and computes, for all pairs of all instances in ONE batched
-//! call, `max(a, b) = b + ReLU(a − b)` ([`Party::relu_with_mask`], 10 rounds). `⌈log2 k⌉` levels; everything but
+//! call, `max(a, b) = b + ReLU(a − b)` ([`Party::relu_with_mask`], 7 rounds). `⌈log2 k⌉` levels; everything but
 //! the ReLU is local. The protocol is exact in the ring (no truncation) whenever `|a − b| < 2^63`, e.g. for inputs
 //! in `[−2^62, 2^62)`. Ties go to the lower index (DReLU(0) = 1), so the winner is the first maximum, as in
 //! PyTorch and NumPy.
@@ -11,10 +11,10 @@
 //! **Argmax** as a one-hot share in ring integers (`0`/`1`, not fixed-point scaled, so multiplying it by a
 //! fixed-point share is [`Party::mul_ring`], exact). Each candidate carries the one-hot of its group of leaves,
 //! `[cands, g, M]` with `g = 2^level` (the last group zero-padded). A level computes the selection bit
-//! `β = DReLU(a − b)` (8 rounds) and then ONE [`Party::mul_bit`] (3 rounds) over the concatenation of the value
+//! `β = DReLU(a − b)` (6 rounds) and then ONE [`Party::mul_bit`] (3 rounds) over the concatenation of the value
 //! differences and the pairs' one-hots: `max = b + β·(a − b)`, the merged one-hot `[β·o_a ‖ ¬β·o_b]` (a plain
 //! reshape of the product). The bits are broadcast to the one-hot rows by gathers on element-major words
-//! (bit-plane transposes around an affine gather). This is 11 rounds per level, not 10 + 3: DReLU plus one
+//! (bit-plane transposes around an affine gather). This is 9 rounds per level, not 7 + 3: DReLU plus one
 //! batched bit injection instead of ReLU followed by a second injection for the one-hots.
 //!
 //! **Max pooling** `[N, C, H, W]` → `[N, C, OH, OW]`: an im2col-like gather to windows

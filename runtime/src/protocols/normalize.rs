@@ -80,7 +80,7 @@ pub(crate) fn check_frac_bits(op: &str, t: u32) -> Result<()> {
 }
 
 impl Party {
-    /// The exponent bits of `a` over classes `−1..=top` (`top ≤ 62`): 11 rounds (DReLU, then bit injection).
+    /// The exponent bits of `a` over classes `−1..=top` (`top ≤ 62`): 9 rounds (DReLU, then bit injection).
     pub(crate) fn exponent_bits(&mut self, a: &Share, top: u32) -> Result<ExponentBits> {
         if top > 62 || a.is_empty() {
             return Err(Error::Invalid(format!("exponent classes up to {top} of {} elements", a.len())));
