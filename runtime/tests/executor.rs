@@ -2,44 +2,17 @@
 
 use cryptgpu_dsl::models::{lenet, Pooling};
 use cryptgpu_dsl::reference::infer;
-use cryptgpu_dsl::{BatchNorm2d, Builder, Conv2d, Graph, Layer, Linear, Params, Tensor};
+use cryptgpu_dsl::{BatchNorm2d, Builder, Conv2d, Layer, Linear, Params, Tensor};
 use cryptgpu_runtime::executor::{Executor, Inference, Roles};
 use cryptgpu_runtime::{Config, Session};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 mod common;
-use common::{every_layer_cnn, CnnWidths};
+use common::{batch, every_layer_cnn, random_params, CnnWidths};
 
 fn session() -> Session {
     Session::new(Config::default()).expect("session")
-}
-
-/// Every layer kind: conv (+bias, strided, padded, bias-free), batch norm, ReLU, residual blocks with an identity
-/// and a projection shortcut, average and max pooling, global average pooling, flatten, linear, dropout.
-/// Kaiming weights, then random biases and batch-norm affine maps and running statistics (Kaiming leaves them
-/// trivial, which would not test the folding).
-fn random_params(graph: &Graph, rng: &mut StdRng) -> Params {
-    let mut params = Params::kaiming(graph, rng);
-    for spec in graph.parameters() {
-        let (lo, hi) = if spec.name.ends_with(".running_var") {
-            (0.5, 2.0)
-        } else if spec.shape.len() == 1 && spec.name.ends_with(".weight") {
-            (0.5, 1.5)
-        } else if spec.name.ends_with(".bias") || spec.name.ends_with(".running_mean") {
-            (-0.2, 0.2)
-        } else {
-            continue;
-        };
-        params.insert(&spec.name, Tensor::uniform(&spec.shape, lo, hi, rng));
-    }
-    params
-}
-
-fn batch(graph: &Graph, n: usize, rng: &mut StdRng) -> Tensor {
-    let mut shape = vec![n];
-    shape.extend_from_slice(graph.input_shape());
-    Tensor::randn(&shape, 1.0, rng)
 }
 
 fn argmax(row: &[f64]) -> usize {

@@ -16,37 +16,13 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 mod common;
-use common::{every_layer_cnn, CnnWidths};
+use common::{batch, every_layer_cnn, random_params, CnnWidths};
 
 /// One unit in the last place at the default `t = 20`.
 const ULP: f64 = 1.0 / (1u64 << 20) as f64;
 
 fn seeded_session(seed: u64, truncation: TruncationMode) -> Session {
     Session::new(Config { insecure_test_seed: Some(seed), truncation, ..Config::default() }).expect("session")
-}
-
-/// Kaiming weights with random biases and batch-norm statistics (as the executor tests use).
-fn random_params(graph: &Graph, rng: &mut StdRng) -> Params {
-    let mut params = Params::kaiming(graph, rng);
-    for spec in graph.parameters() {
-        let (lo, hi) = if spec.name.ends_with(".running_var") {
-            (0.5, 2.0)
-        } else if spec.shape.len() == 1 && spec.name.ends_with(".weight") {
-            (0.5, 1.5)
-        } else if spec.name.ends_with(".bias") || spec.name.ends_with(".running_mean") {
-            (-0.2, 0.2)
-        } else {
-            continue;
-        };
-        params.insert(&spec.name, Tensor::uniform(&spec.shape, lo, hi, rng));
-    }
-    params
-}
-
-fn batch(graph: &Graph, n: usize, rng: &mut StdRng) -> Tensor {
-    let mut shape = vec![n];
-    shape.extend_from_slice(graph.input_shape());
-    Tensor::randn(&shape, 1.0, rng)
 }
 
 /// The stated bound on |fused − unfused| per logit, for a model whose layers after the first fused pool run in a
