@@ -83,15 +83,13 @@ pub fn mul_bit_bytes(n: usize) -> [u64; 3] {
 
 /// ReLU bytes by the role each party plays at the call's first step (the injection's R0, R1, R2). The sign's step
 /// follows the injection's, so the injection's R0 is the sign's R2, its R1 the sign's R0 (which sends the one-hot
-/// codes) and its R2 the sign's R1. With two or more digits the sign's last AND (a plane each) is replaced by the
-/// merged reveal (R0 two planes, R1 and R2 one) and R0 sends R2 the mask's piece (a plane) with the re-replication.
+/// codes) and its R2 the sign's R1. The injection adds `r`'s piece, the product's reshare, the reveal of `c` (R0 two
+/// planes) and the re-replication. With two or more digits the sign's last AND (a plane each) goes into the reveal
+/// instead of its own round, and R0 sends R2 the mask's piece (a plane): the same bytes, one round fewer.
 pub fn relu_bytes_by_role(n: usize, bits: super::SignBits) -> [u64; 3] {
     let (nn, w) = (n as u64, n.div_ceil(64) as u64);
     let [s0, s1, s2] = drelu_bytes(n, bits);
-    if bits.digits() == 1 {
-        return [8 * (2 * nn + 2 * w) + s2, 16 * nn + s0, 16 * nn + s1];
-    }
-    [8 * (2 * nn + 3 * w) - 8 * w + s2, 16 * nn + s0, 16 * nn + s1]
+    [8 * (2 * nn + 2 * w) + s2, 16 * nn + s0, 16 * nn + s1]
 }
 
 /// Rounds of ReLU over `bits`: the sign circuit, then the reveal of the injection's masked bit (merged with the
