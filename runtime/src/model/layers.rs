@@ -22,6 +22,7 @@ use super::fusion::Fusion;
 use super::steps::{timed, StepStats};
 use super::tape::{BatchNormSaved, Saved, TapeNode};
 use crate::party::Party;
+use crate::protocols::matmul::JointProduct;
 use crate::share::Share;
 use crate::{Conv2dParams, Error, Result};
 use cryptgpu_codegen::{conv_out, Affine, GatherKernel};
@@ -292,28 +293,35 @@ fn backward(
             let dyt = reshaped(p.permute(&dy, &[1, 0, 2, 3])?, &[co, n * oh * ow], name)?;
             let colt = GatherKernel::im2col_transposed("conv_im2col_t", [n, ci, h, wd], [kh, kw], s, pad)?;
             let cols = p.gather_share(&colt, x, &[n * oh * ow, ci * kh * kw])?;
-            if joint {
-                // dW and dX's columns in one product call: their truncations share their rounds.
-                let wt = p.permute(&reshaped(w.into_owned(), &[co, ci * kh * kw], name)?, &[1, 0])?;
-                let [dw, dcols] = two(p.matmuls_jointly(&[(&dyt, &cols), (&wt, &dyt)])?)?;
-                grads.insert(format!("{name}.weight"), reshaped(dw, &[co, ci, kh, kw], name)?);
-                if *bias {
-                    grads.insert(format!("{name}.bias"), sum_except(p, &dy, 1)?);
-                }
-                return Ok(Some(col2im(p, &dcols, true, [n, ci, h, wd], [kh, kw], *params)?));
-            }
-            let dw = p.matmul(&dyt, &cols)?;
+            // dX = col2im(Wᵀ·dY), the col2im on the untruncated product: one truncation of input-sized values.
+            let onto_input = GatherKernel::col2im("col2im", [n, ci, h, wd], [kh, kw], s, pad, true)?;
+            let wt = |p: &mut Party, w: Cow<'_, Share>| {
+                p.permute(&reshaped(w.into_owned(), &[co, ci * kh * kw], name)?, &[1, 0])
+            };
+            let (dw, dx) = if joint {
+                // dW and dX in one product call: their truncations share their rounds.
+                let wt = wt(p, w)?;
+                let [dw, dx] = two(p.products_jointly(&[
+                    JointProduct { x: &dyt, y: &cols, then: &[] },
+                    JointProduct { x: &wt, y: &dyt, then: &onto_input },
+                ])?)?;
+                (dw, Some(dx))
+            } else {
+                let dw = p.matmul(&dyt, &cols)?;
+                let dx = match need_dx {
+                    true => {
+                        let wt = wt(p, w)?;
+                        Some(p.matmul_gathered(&wt, &dyt, &onto_input)?)
+                    }
+                    false => None,
+                };
+                (dw, dx)
+            };
             grads.insert(format!("{name}.weight"), reshaped(dw, &[co, ci, kh, kw], name)?);
             if *bias {
                 grads.insert(format!("{name}.bias"), sum_except(p, &dy, 1)?);
             }
-            if need_dx {
-                let wt = p.permute(&reshaped(w.into_owned(), &[co, ci * kh * kw], name)?, &[1, 0])?;
-                let dcols = p.matmul(&wt, &dyt)?;
-                Some(col2im(p, &dcols, true, [n, ci, h, wd], [kh, kw], *params)?)
-            } else {
-                None
-            }
+            dx
         }
         Saved::Relu(mask) => Some(p.relu_backward(&dy, mask)?),
         Saved::AvgPool2d { in_shape, kernel: [kh, kw], params } => {

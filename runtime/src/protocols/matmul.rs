@@ -12,7 +12,7 @@ use super::base::{single, Divisor, Reshare};
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, Result};
-use cryptgpu_codegen::{GemmKernel, Load, MapBuilder, Op};
+use cryptgpu_codegen::{GatherKernel, GemmKernel, Load, MapBuilder, Op};
 
 /// A per-row or per-column vector added to the product before truncation.
 pub(crate) struct Bias<'a> {
@@ -97,15 +97,8 @@ impl Party {
         let step = self.next_step();
         let mut b = MapBuilder::new(format!("{name}_epilogue"));
         let mut acc = b.acc();
-        // Sum the smaller operand's pieces.
-        let sum;
-        let mut inputs: Vec<&[u64]> = if ops.m <= ops.n {
-            sum = self.add_pieces(ops.x_mine, ops.x_next)?;
-            vec![&sum, ops.x_mine, ops.y_mine, ops.y_next]
-        } else {
-            sum = self.add_pieces(ops.y_mine, ops.y_next)?;
-            vec![ops.x_mine, ops.x_next, &sum, ops.y_mine]
-        };
+        let mut sum = Vec::new();
+        let mut inputs = self.cross_term_inputs(ops, &mut sum)?;
         if let Some(bias) = &bias {
             // Each party adds its own piece; the pieces sum to the bias. Scale t → 2t before the truncation.
             let v = b.op(Op::Input { buf: 0, load: bias.load });
@@ -123,28 +116,108 @@ impl Party {
         Ok((outs, step))
     }
 
+    /// The GEMM inputs of party `i`'s cross terms `x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i` as ONE product over the
+    /// inner dimension 2K, summing the smaller operand's pieces into `sum`.
+    fn cross_term_inputs<'a>(&self, ops: &GemmOperands<'a>, sum: &'a mut Vec<u64>) -> Result<Vec<&'a [u64]>> {
+        Ok(if ops.m <= ops.n {
+            *sum = self.add_pieces(ops.x_mine, ops.x_next)?;
+            vec![sum, ops.x_mine, ops.y_mine, ops.y_next]
+        } else {
+            *sum = self.add_pieces(ops.y_mine, ops.y_next)?;
+            vec![ops.x_mine, ops.x_next, sum, ops.y_mine]
+        })
+    }
+
+    /// The local stage of a product followed by linear gathers: `x·y`'s cross terms (this party's piece of the
+    /// 3-out-of-3 sum, never sent as such), then `gathers` in order on that piece (a gather is linear, so the pieces
+    /// of the gathered sum are the gathered pieces), then the reshare epilogue at its step. Returns the outputs for
+    /// [`Party::finish_reshare`] and the step. A convolution's input gradient `col2im(Wᵀ·dY)` so truncates and
+    /// sends its `N·C·H·W` input-sized values, not the `C·kh·kw·N·OH·OW` columns.
+    pub(crate) fn secure_gemm_gathered_local(
+        &mut self,
+        name: &str,
+        ops: &GemmOperands<'_>,
+        gathers: &[GatherKernel],
+        how: Reshare,
+    ) -> Result<(Vec<Vec<u64>>, u64)> {
+        self.check_product(&format!("{name} product"), &[ops.m, ops.n])?;
+        let mut b = MapBuilder::new(format!("{name}_cross_terms"));
+        let acc = b.acc();
+        b.output(acc);
+        let kernel =
+            GemmKernel { name: name.into(), m: ops.m, n: ops.n, k_blocks: vec![ops.k, ops.k], epilogue: b.build() };
+        let mut sum = Vec::new();
+        let inputs = self.cross_term_inputs(ops, &mut sum)?;
+        let mut piece = single(self.gemm(&kernel, &inputs, &[], &[])?)?;
+        for g in gathers {
+            piece = self.gather(g, &piece)?;
+        }
+        let step = self.next_step();
+        let mut b = MapBuilder::new(format!("{name}_reshare"));
+        let v = b.input(0);
+        self.reshare_epilogue(&mut b, v, how, step);
+        let params = Party::reshare_params(how);
+        let outs = self.map(&b.build(), &[&piece], &params, &self.reshare_streams(how, step), piece.len())?;
+        Ok((outs, step))
+    }
+
+    /// `gathers(x · y)` for fixed-point `x` (m×k) and `y` (k×n): the gathers (linear, e.g. col2im) run on the
+    /// untruncated product before its one truncation and reshare (see [`Party::secure_gemm_gathered_local`]).
+    pub(crate) fn matmul_gathered(&mut self, x: &Share, y: &Share, gathers: &[GatherKernel]) -> Result<Share> {
+        let (m, k, n) = matmul_dims(x.shape(), y.shape())?;
+        let how = self.fixed_reshare();
+        let shape = gathered_shape(gathers, &[m, n]);
+        self.call(|p| {
+            let ops = GemmOperands { m, n, k, x_mine: x.mine(), x_next: x.next(), y_mine: y.mine(), y_next: y.next() };
+            let (outs, step) = p.secure_gemm_gathered_local("matmul_gathered", &ops, gathers, how)?;
+            p.finish_reshare(outs, &shape, how, step)
+        })
+    }
+
     /// Independent fixed-point matmuls `x·y` whose truncations share their rounds: each local GEMM runs at its own
     /// step, exactly as the same [`Party::matmul`] calls one after another would (so the results are bit for bit
     /// theirs), then [`Party::finish_reshares_jointly`] sends every product's messages together — 2 rounds for all
     /// of them under exact truncation (1 under probabilistic) instead of 2 (1) each. Bytes are unchanged.
     pub fn matmuls_jointly(&mut self, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
+        let products: Vec<JointProduct<'_>> = pairs.iter().map(|&(x, y)| JointProduct { x, y, then: &[] }).collect();
+        self.products_jointly(&products)
+    }
+
+    /// [`Party::matmuls_jointly`] for products that may each be followed by linear gathers before their truncation
+    /// (as [`Party::matmul_gathered`]).
+    pub(crate) fn products_jointly(&mut self, products: &[JointProduct<'_>]) -> Result<Vec<Share>> {
         let how = self.fixed_reshare();
         // The joint rounds run the staged plan of the exact truncation (bit for bit the fused one's shares).
         let fused = std::mem::replace(&mut self.fused_truncation, false);
         let out = self.call(|p| {
-            let mut pending = Vec::with_capacity(pairs.len());
-            for (x, y) in pairs {
+            let mut pending = Vec::with_capacity(products.len());
+            for JointProduct { x, y, then } in products {
                 let (m, k, n) = matmul_dims(x.shape(), y.shape())?;
                 let ops =
                     GemmOperands { m, n, k, x_mine: x.mine(), x_next: x.next(), y_mine: y.mine(), y_next: y.next() };
-                let (outs, step) = p.secure_gemm_local("matmul", &ops, None, how)?;
-                pending.push(super::joint::Pending { outs, shape: vec![m, n], step });
+                let (outs, step) = match then.is_empty() {
+                    true => p.secure_gemm_local("matmul", &ops, None, how)?,
+                    false => p.secure_gemm_gathered_local("matmul_gathered", &ops, then, how)?,
+                };
+                pending.push(super::joint::Pending { outs, shape: gathered_shape(then, &[m, n]), step });
             }
             p.finish_reshares_jointly(pending, how)
         });
         self.fused_truncation = fused;
         out
     }
+}
+
+/// One product of [`Party::products_jointly`]: `x·y`, then the gathers `then` (none for a plain matmul).
+pub(crate) struct JointProduct<'a> {
+    pub x: &'a Share,
+    pub y: &'a Share,
+    pub then: &'a [GatherKernel],
+}
+
+/// The shape after `gathers` of a product of shape `shape`.
+fn gathered_shape(gathers: &[GatherKernel], shape: &[usize]) -> Vec<usize> {
+    gathers.last().map_or_else(|| shape.to_vec(), |g| g.out_shape.clone())
 }
 
 fn matmul_dims(x: &[usize], y: &[usize]) -> Result<(usize, usize, usize)> {
