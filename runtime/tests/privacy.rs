@@ -45,6 +45,11 @@ fn conv2d_is_private() {
 }
 
 #[test]
+fn conv2d_backward_is_private() {
+    run("conv2d backward");
+}
+
+#[test]
 fn truncation_division_and_average_pooling_are_private() {
     run("exact truncation");
 }
@@ -108,6 +113,7 @@ fn every_suite_case_has_a_test() {
         "mul with probabilistic",
         "matmul",
         "conv2d",
+        "conv2d backward",
         "exact truncation",
         "DReLU",
         "ReLU",

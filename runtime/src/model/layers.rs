@@ -4,16 +4,17 @@
 //!
 //! | layer | inference | training (saves for the backward) |
 //! |---|---|---|
-//! | Conv2d | conv with bias (batch norm folded in when it follows) | the same conv; saves the input |
+//! | Conv2d | conv with bias (batch norm folded in when it follows) | the same conv; saves the input; backward [`Party::conv2d_backward`] (`dX = col2im(Wᵀ·dY)` truncated once, at the input's size) |
 //! | Linear | matmul by the weights transposed once at sharing time | the weights transposed per step; saves the input |
 //! | ReLU | [`Party::relu_with_mask`] over [`Party::relu_bits`] | [`Party::relu_for_backward`]; saves the mask and the injection's shared bit ([`Party::relu_backward`]) |
 //! | MaxPool2d | [`Party::max_pool2d`] | [`Party::max_pool2d_with_argmax`]; saves the one-hot argmax |
 //! | BatchNorm2d | identity when folded, else `x·scale + shift` from the running statistics | batch statistics |
-//! | AvgPool2d, GlobalAvgPool | the window sum, then the division — or, fused, the sum alone (the next product truncates the extra bits) | the same calls unfused; saves the input shape |
+//! | AvgPool2d, GlobalAvgPool | the window sum, then the division — or, fused, the sum alone (the next product truncates the extra bits) | the same; fused, the product after it also truncates the extra bits in both its gradients and the pool's backward divides nothing; saves the input shape |
 //! | Flatten, Dropout | the same protocol calls in both modes (training saves input shapes) | |
 //!
-//! With [`Fusion::On`] (see the [model layer](super)) inference folds average pools into the next product and the
-//! backward runs a layer's `dW` and `dX` truncations in shared rounds.
+//! With [`Fusion::On`] (see the [model layer](super)) inference and training fold average pools into the next
+//! product (forward, and in training both of that product's gradients) and the backward runs a layer's `dW` and
+//! `dX` truncations in shared rounds.
 //!
 //! Where parameters come from is a [`ParamSource`]: the executor's shared model (tensors kept apart, linear
 //! weights stored transposed) or the trainer's flat state (sliced per use).
@@ -22,10 +23,11 @@ use super::fusion::Fusion;
 use super::steps::{timed, StepStats};
 use super::tape::{BatchNormSaved, Saved, TapeNode};
 use crate::party::Party;
+use crate::protocols::conv::ConvGrads;
 use crate::protocols::matmul::JointProduct;
 use crate::share::Share;
 use crate::{Conv2dParams, Error, Result};
-use cryptgpu_codegen::{conv_out, Affine, GatherKernel};
+use cryptgpu_codegen::{Affine, GatherKernel};
 use cryptgpu_dsl::fuse::FusionPlan;
 use cryptgpu_dsl::{Layer, Node};
 use std::borrow::Cow;
@@ -38,8 +40,10 @@ pub(crate) enum Mode<'a> {
     /// convolution before it), else the shared `scale`/`shift`; the average pools of `fusion` keep their window
     /// sums and the products after them truncate the extra bits ([`cryptgpu_dsl::fuse`]); nothing is saved.
     Inference { folded_bn: &'a dyn Fn(&str) -> bool, fusion: &'a FusionPlan },
-    /// Training: batch norm from batch statistics; every layer saves what its backward needs.
-    Training,
+    /// Training: batch norm from batch statistics; every layer saves what its backward needs; the average pools
+    /// of `fusion` keep their window sums as in inference, and the products after them truncate the extra bits
+    /// forward and in both their gradients (the backward's [`FusionPlan`] is the same).
+    Training { fusion: &'a FusionPlan },
 }
 
 /// Where a layer's parameter shares come from.
@@ -93,6 +97,16 @@ pub(crate) fn forward_nodes(
     Ok((x, tape))
 }
 
+/// What a backward fuses: the switch (a product's `dW` and `dX` in shared rounds) and the forward's average-pool
+/// plan (a fused pool's division is in the product after it, for both its gradients).
+#[derive(Clone, Copy)]
+pub(crate) struct BackwardFusion<'a> {
+    /// Whether products share their truncation rounds.
+    pub on: Fusion,
+    /// The average pools whose divisions the products after them took over.
+    pub plan: &'a FusionPlan,
+}
+
 /// Runs the backward of `tape` (reverse order) from the upstream gradient `dy`, inserting every parameter
 /// gradient into `grads` under its key. Returns the gradient of the tape's input, computed only when
 /// `need_input_grad` (the first layer's input is the data).
@@ -108,7 +122,7 @@ pub(crate) fn backward_nodes(
     need_input_grad: bool,
     grads: &mut HashMap<String, Share>,
     steps: &mut Vec<StepStats>,
-    fusion: Fusion,
+    fusion: BackwardFusion<'_>,
 ) -> Result<Option<Share>> {
     for (i, node) in tape.iter().enumerate().rev() {
         let need = need_input_grad || i > 0;
@@ -154,13 +168,11 @@ fn forward(
     x: Share,
     relu_next: bool,
 ) -> Result<(Share, Saved)> {
-    let training = matches!(mode, Mode::Training);
+    let training = matches!(mode, Mode::Training { .. });
     let keep = |s: Saved| if training { s } else { Saved::Inference };
     // Bits of an average pool's division this product takes over; whether this pool keeps its window sums.
-    let (extra_bits, sum_only) = match mode {
-        Mode::Inference { fusion, .. } => (fusion.extra_bits(name), fusion.pool_bits(name).is_some()),
-        Mode::Training => (0, false),
-    };
+    let (Mode::Inference { fusion, .. } | Mode::Training { fusion }) = mode;
+    let (extra_bits, sum_only) = (fusion.extra_bits(name), fusion.pool_bits(name).is_some());
     Ok(match layer {
         Layer::Conv2d(c) => {
             let params = square(name, "Conv2d", c.stride, c.padding)?;
@@ -229,7 +241,7 @@ fn forward(
         }
         Layer::Dropout { .. } => (x, keep(Saved::Dropout)),
         Layer::BatchNorm2d(bn) => match mode {
-            Mode::Training => batch_norm_train(p, src, name, bn.eps, x)?,
+            Mode::Training { .. } => batch_norm_train(p, src, name, bn.eps, x)?,
             Mode::Inference { folded_bn, .. } if folded_bn(name) => (x, Saved::Inference), // in the conv before it
             Mode::Inference { .. } => {
                 let scale = p.broadcast_axis(&*src.param(&format!("{name}.scale"))?, x.shape(), 1)?;
@@ -251,73 +263,42 @@ fn backward(
     dy: Share,
     need_dx: bool,
     grads: &mut HashMap<String, Share>,
-    fusion: Fusion,
+    fusion: BackwardFusion<'_>,
 ) -> Result<Option<Share>> {
-    let joint = fusion.is_on() && need_dx;
+    let joint = fusion.on.is_on() && need_dx;
+    // The bits of a fused average pool's division this product takes over (in both gradients, as forward).
+    let e = fusion.plan.extra_bits(name);
+    let pool_fused = fusion.plan.pool_bits(name).is_some();
     Ok(match saved {
-        Saved::Linear { x, bias } if joint => {
+        Saved::Linear { x, bias } => {
             let w = src.param(&format!("{name}.weight"))?;
             let dyt = p.permute(&dy, &[1, 0])?;
-            let [dw, dx] = two(p.matmuls_jointly(&[(&dyt, x), (&dy, &w)])?)?;
+            let (dw, dx) = if joint {
+                let [dw, dx] = two(p.products_jointly(&[
+                    JointProduct { x: &dyt, y: x, then: &[], extra_bits: e },
+                    JointProduct { x: &dy, y: &w, then: &[], extra_bits: e },
+                ])?)?;
+                (dw, Some(dx))
+            } else {
+                let dw = p.matmul_scaled(&dyt, x, e, "matmul")?;
+                (dw, if need_dx { Some(p.matmul_scaled(&dy, &w, e, "matmul")?) } else { None })
+            };
             grads.insert(format!("{name}.weight"), dw);
             if *bias {
                 grads.insert(format!("{name}.bias"), sum_except(p, &dy, 1)?);
             }
-            Some(dx)
-        }
-        Saved::Linear { x, bias } => {
-            let w = src.param(&format!("{name}.weight"))?;
-            let dyt = p.permute(&dy, &[1, 0])?;
-            grads.insert(format!("{name}.weight"), p.matmul(&dyt, x)?);
-            if *bias {
-                grads.insert(format!("{name}.bias"), sum_except(p, &dy, 1)?);
-            }
-            if need_dx {
-                Some(p.matmul(&dy, &w)?)
-            } else {
-                None
-            }
+            dx
         }
         Saved::Conv2d { x, params, bias } => {
             let w = src.param(&format!("{name}.weight"))?;
-            let (&[n, ci, h, wd], &[co, _, kh, kw]) = (x.shape(), w.shape()) else {
-                return Err(Error::Shape {
-                    op: format!("layer `{name}` (Conv2d backward)"),
-                    expected: "an input [N, C, H, W] and weights [Co, C, kh, kw]".into(),
-                    found: format!("{:?} and {:?}", x.shape(), w.shape()),
-                });
-            };
-            let (s, pad) = (params.stride, params.padding);
-            let (oh, ow) = conv_out("conv2d backward", [h, wd], [kh, kw], s, pad)?;
-            // dY as [Co, N·OH·OW]; the transposed im2col of the input [N·OH·OW, C·kh·kw].
-            let dyt = reshaped(p.permute(&dy, &[1, 0, 2, 3])?, &[co, n * oh * ow], name)?;
-            let colt = GatherKernel::im2col_transposed("conv_im2col_t", [n, ci, h, wd], [kh, kw], s, pad)?;
-            let cols = p.gather_share(&colt, x, &[n * oh * ow, ci * kh * kw])?;
-            // dX = col2im(Wᵀ·dY), the col2im on the untruncated product: one truncation of input-sized values.
-            let onto_input = GatherKernel::col2im("col2im", [n, ci, h, wd], [kh, kw], s, pad, true)?;
-            let wt = |p: &mut Party, w: Cow<'_, Share>| {
-                p.permute(&reshaped(w.into_owned(), &[co, ci * kh * kw], name)?, &[1, 0])
-            };
-            let (dw, dx) = if joint {
-                // dW and dX in one product call: their truncations share their rounds.
-                let wt = wt(p, w)?;
-                let [dw, dx] = two(p.products_jointly(&[
-                    JointProduct { x: &dyt, y: &cols, then: &[] },
-                    JointProduct { x: &wt, y: &dyt, then: &onto_input },
-                ])?)?;
-                (dw, Some(dx))
-            } else {
-                let dw = p.matmul(&dyt, &cols)?;
-                let dx = match need_dx {
-                    true => {
-                        let wt = wt(p, w)?;
-                        Some(p.matmul_gathered(&wt, &dyt, &onto_input)?)
-                    }
-                    false => None,
-                };
-                (dw, dx)
-            };
-            grads.insert(format!("{name}.weight"), reshaped(dw, &[co, ci, kh, kw], name)?);
+            let how = ConvGrads { input_grad: need_dx, joint, extra_bits: e };
+            let (dw, dx) = p.conv2d_grads(x, &w, &dy, *params, how).map_err(|e| match e {
+                Error::Shape { op, expected, found } => {
+                    Error::Shape { op: format!("layer `{name}` ({op})"), expected, found }
+                }
+                e => e,
+            })?;
+            grads.insert(format!("{name}.weight"), dw);
             if *bias {
                 grads.insert(format!("{name}.bias"), sum_except(p, &dy, 1)?);
             }
@@ -332,7 +313,8 @@ fn backward(
                     found: format!("{in_shape:?} and {:?}", dy.shape()),
                 });
             };
-            let scaled = p.div_public(&dy, (kh * kw) as u64)?;
+            // Fused, the forward kept the window sums: the product after it already divided the gradient.
+            let scaled = if pool_fused { dy } else { p.div_public(&dy, (kh * kw) as u64)? };
             let spread = GatherKernel {
                 name: "avg_pool_grad_spread".into(),
                 in_shape: vec![n, c, oh, ow],
@@ -352,7 +334,7 @@ fn backward(
                     found: format!("{in_shape:?}"),
                 });
             };
-            let scaled = p.div_public(&dy, (h * w) as u64)?;
+            let scaled = if pool_fused { dy } else { p.div_public(&dy, (h * w) as u64)? };
             let zero = Affine { offset: 0, terms: vec![] };
             let spread = GatherKernel {
                 name: "global_avg_pool_grad_spread".into(),

@@ -5,7 +5,7 @@
 //!
 //! **Cross-layer fusion** ([`Fusion`], on by default; `Executor::with_fusion`, `TrainConfig::with_fusion`,
 //! `--no-fusion` on the command line) merges what consecutive layers allow:
-//! - *Average pool into the next product* (inference): an AvgPool2d or GlobalAvgPool whose window area is `2^e`
+//! - *Average pool into the next product* (inference and training): an AvgPool2d or GlobalAvgPool whose window area is `2^e`
 //!   and whose output reaches a Conv2d or Linear through ReLU/Flatten/Dropout only keeps its window sums (local);
 //!   the product truncates by `t + e` bits (its GEMM kernel is named `avgpool_div_conv2d` / `avgpool_div_linear`),
 //!   a convolution's bias entering at the matching scale. The pool's division (2 rounds exact, 1 probabilistic)
@@ -13,7 +13,10 @@
 //!   weights' norms (`runtime/tests/fusion.rs` states the bound). The plan is [`cryptgpu_dsl::fuse`]'s, which the
 //!   range analysis reads too: the stored window sums and the `2^e`× larger pre-truncation values are bounded, and a
 //!   run that would exceed the ring limit is refused. A non-power-of-two area (3×3 ÷ 9) or a pool that no product
-//!   follows (or a residual join in between) runs as before.
+//!   follows (or a residual join in between) runs as before. In training the product saves the window sums as
+//!   its input, so both its gradients truncate the same `t + e` bits (`dW = dYᵀ·S/2^e`, and `dY·W/2^e` is the
+//!   gradient with respect to the sums), and the pool's backward only spreads it: the backward division goes too.
+//!   Training has no range analysis: the sums take `e` bits of the ring's headroom there.
 //! - *`dW` and `dX` in shared rounds* (training backward): a convolution's or linear layer's two independent
 //!   products run their local GEMMs at their own steps, then truncate together
 //!   ([`crate::protocols::joint`]): the same words in half the rounds, gradients bit for bit the unfused ones.

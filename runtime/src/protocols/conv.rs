@@ -7,11 +7,21 @@
 //! Cost per output element: [`cost::MUL_EXACT`](super::cost::MUL_EXACT) under the default exact truncation,
 //! [`cost::MUL`](super::cost::MUL) under the probabilistic mode.
 
-use super::matmul::{Bias, GemmOperands};
+use super::matmul::{Bias, GemmOperands, JointProduct};
+use crate::model::Fusion;
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, Result};
 use cryptgpu_codegen::{conv_out, GatherKernel, Load};
+
+/// How [`Party::conv2d_grads`] runs: whether it computes `dX`, whether `dW` and `dX` truncate in shared rounds, and
+/// the extra truncation bits of both.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvGrads {
+    pub input_grad: bool,
+    pub joint: bool,
+    pub extra_bits: u32,
+}
 
 /// Stride and zero padding of a convolution or pooling window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +94,82 @@ impl Party {
             let y = p.secure_gemm(name, &ops, bias, how, &[co, n, oh, ow])?;
             p.gather_share(&nchw, &y, &nchw.out_shape)
         })
+    }
+
+    /// The gradients of `conv2d(x, w)` for the output gradient `dy` `[N, Co, OH, OW]`: `dW = dY·im2col(X)ᵀ`
+    /// `[Co, C, kh, kw]` and `dX = col2im(Wᵀ·dY)` `[N, C, H, W]`. The col2im runs on the untruncated product, so
+    /// `dX` truncates and sends `N·C·H·W` values, not the `C·kh·kw·N·OH·OW` columns. With [`Fusion::On`] the two
+    /// truncations share their rounds (2 for both under exact truncation; the same words, grouped), with
+    /// [`Fusion::Off`] they run one after the other.
+    pub fn conv2d_backward(
+        &mut self,
+        x: &Share,
+        w: &Share,
+        dy: &Share,
+        params: Conv2dParams,
+        fusion: Fusion,
+    ) -> Result<[Share; 2]> {
+        let how = ConvGrads { input_grad: true, joint: fusion.is_on(), extra_bits: 0 };
+        match self.conv2d_grads(x, w, dy, params, how)? {
+            (dw, Some(dx)) => Ok([dw, dx]),
+            _ => Err(Error::Internal("conv2d_backward: no input gradient".into())),
+        }
+    }
+
+    /// [`Party::conv2d_backward`] as `how` says: with or without `dX`, in shared or separate rounds, both products
+    /// truncated by `extra_bits` more than `t` (an average pool before the convolution fused into it).
+    pub(crate) fn conv2d_grads(
+        &mut self,
+        x: &Share,
+        w: &Share,
+        dy: &Share,
+        params: Conv2dParams,
+        how: ConvGrads,
+    ) -> Result<(Share, Option<Share>)> {
+        let shape_err = || Error::Shape {
+            op: "conv2d backward".into(),
+            expected: "an input [N, C, H, W], weights [Co, C, kh, kw] and a gradient [N, Co, OH, OW]".into(),
+            found: format!("{:?}, {:?} and {:?}", x.shape(), w.shape(), dy.shape()),
+        };
+        let (&[n, ci, h, wd], &[co, c2, kh, kw]) = (x.shape(), w.shape()) else { return Err(shape_err()) };
+        let (s, pad) = (params.stride, params.padding);
+        let (oh, ow) = conv_out("conv2d backward", [h, wd], [kh, kw], s, pad)?;
+        if c2 != ci || dy.shape() != [n, co, oh, ow] {
+            return Err(shape_err());
+        }
+        let e = how.extra_bits;
+        // dY as [Co, N·OH·OW]; the transposed im2col of the input [N·OH·OW, C·kh·kw].
+        let dyt = self.permute(dy, &[1, 0, 2, 3])?.reshaped(&[co, n * oh * ow]).ok_or_else(shape_err)?;
+        let colt = GatherKernel::im2col_transposed("conv_im2col_t", [n, ci, h, wd], [kh, kw], s, pad)?;
+        let cols = self.gather_share(&colt, x, &[n * oh * ow, ci * kh * kw])?;
+        // dX = col2im(Wᵀ·dY), the col2im on the untruncated product.
+        let onto_input = GatherKernel::col2im("col2im", [n, ci, h, wd], [kh, kw], s, pad, true)?;
+        let wt = |p: &mut Party| p.permute(&w.clone().reshaped(&[co, ci * kh * kw]).ok_or_else(shape_err)?, &[1, 0]);
+        let (dw, dx) = match (how.input_grad, how.joint) {
+            (true, true) => {
+                let wt = wt(self)?;
+                let mut both = self.products_jointly(&[
+                    JointProduct { x: &dyt, y: &cols, then: &[], extra_bits: e },
+                    JointProduct { x: &wt, y: &dyt, then: &onto_input, extra_bits: e },
+                ])?;
+                let (Some(dx), Some(dw)) = (both.pop(), both.pop()) else {
+                    return Err(Error::Internal("conv2d backward: two products expected".into()));
+                };
+                (dw, Some(dx))
+            }
+            (input_grad, _) => {
+                let dw = self.matmul_scaled(&dyt, &cols, e, "matmul")?;
+                let dx = match input_grad {
+                    true => {
+                        let wt = wt(self)?;
+                        Some(self.matmul_gathered(&wt, &dyt, &onto_input, e)?)
+                    }
+                    false => None,
+                };
+                (dw, dx)
+            }
+        };
+        Ok((dw.reshaped(&[co, ci, kh, kw]).ok_or_else(shape_err)?, dx))
     }
 
     /// Permute the axes of a share (local): output axis `a` is input axis `perm[a]`.

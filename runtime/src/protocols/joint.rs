@@ -17,11 +17,13 @@ use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, PartyId, Result};
 
-/// One product after its local stage: the reshare epilogue's outputs, the output shape and its step.
+/// One product after its local stage: the reshare epilogue's outputs, the output shape, its step and its reshare
+/// (all products of one joint call reshare the same way; the truncation bits may differ).
 pub(crate) struct Pending {
     pub outs: Vec<Vec<u64>>,
     pub shape: Vec<usize>,
     pub step: u64,
+    pub how: Reshare,
 }
 
 /// Messages of one shared round: `(peer, words)` to send and `(peer, length)` to receive, one entry per product
@@ -32,19 +34,28 @@ struct RoundPlan {
     recvs: Vec<(PartyId, usize)>,
 }
 
-/// A product between the two rounds of its exact truncation: the reshared base and its wrap bits.
+/// A product between the two rounds of its exact truncation by `2^k`: the reshared base and its wrap bits.
 struct Truncating {
     base: Share,
     bits: WrapBits,
     step: u64,
+    k: u32,
 }
 
 impl Party {
-    /// Finishes the reshares of `items` (all with `how`) in shared rounds: see the [module documentation](self).
-    pub(crate) fn finish_reshares_jointly(&mut self, items: Vec<Pending>, how: Reshare) -> Result<Vec<Share>> {
-        match how {
-            Reshare::ExactTruncate(k) => self.exact_truncations_jointly(items, k),
-            Reshare::Divide(d) => {
+    /// Finishes the reshares of `items` in shared rounds: see the [module documentation](self). Every item must
+    /// reshare the same way (exact truncations, divisions or plain reshares; the bits or divisors may differ).
+    pub(crate) fn finish_reshares_jointly(&mut self, items: Vec<Pending>) -> Result<Vec<Share>> {
+        let kind = |how: &Reshare| std::mem::discriminant(how);
+        if let Some(first) = items.first() {
+            if items.iter().any(|it| kind(&it.how) != kind(&first.how)) {
+                return Err(Error::Internal("joint reshare: products reshare in different ways".into()));
+            }
+        }
+        match items.first().map(|it| it.how) {
+            None => Ok(Vec::new()),
+            Some(Reshare::ExactTruncate(_)) => self.exact_truncations_jointly(items),
+            Some(Reshare::Divide(_)) => {
                 let mut plan = RoundPlan::default();
                 let (prev, next) = (self.prev(), self.next());
                 for it in &items {
@@ -65,6 +76,9 @@ impl Party {
                 let mut take = || got.next().ok_or_else(|| Error::Internal("joint reshare: missing message".into()));
                 let mut out = Vec::with_capacity(items.len());
                 for it in items {
+                    let Reshare::Divide(d) = it.how else {
+                        return Err(Error::Internal("joint reshare: a product that does not divide".into()));
+                    };
                     out.push(match role(self.id(), it.step) {
                         0 => {
                             let [msg, s] = buffers(it.outs)?;
@@ -85,44 +99,48 @@ impl Party {
                 }
                 Ok(out)
             }
-            Reshare::Plain => {
-                items.into_iter().map(|it| self.finish_reshare(it.outs, &it.shape, how, it.step)).collect()
+            Some(Reshare::Plain) => {
+                items.into_iter().map(|it| self.finish_reshare(it.outs, &it.shape, it.how, it.step)).collect()
             }
         }
     }
 
-    /// The exact truncations by `2^k` of `items`, their two rounds shared (the stages of
+    /// The exact truncations of `items` (each by its own `2^k`), their two rounds shared (the stages of
     /// [`Party::finish_exact_truncate`] and its wrap correction, per product, around two joint rounds).
-    fn exact_truncations_jointly(&mut self, items: Vec<Pending>, k: u32) -> Result<Vec<Share>> {
+    fn exact_truncations_jointly(&mut self, items: Vec<Pending>) -> Result<Vec<Share>> {
         let (prev, next) = (self.prev(), self.next());
         // Round 1: the reshare (R0's message and its wrap-bit piece to R2; R1 and R2 swap their sums).
         let mut plan = RoundPlan::default();
         let mut local = Vec::with_capacity(items.len());
         for mut it in items {
             let n = it.outs.first().map_or(0, Vec::len);
+            let Reshare::ExactTruncate(k) = it.how else {
+                return Err(Error::Internal("joint exact truncation: a product that does not truncate exactly".into()));
+            };
             match role(self.id(), it.step) {
                 0 => {
                     let [msg, s, a] = buffers(std::mem::take(&mut it.outs))?;
                     let (a0, a1) = self.share_r0_bit(&a, it.step)?;
                     plan.sends.extend([(prev, msg.clone()), (prev, a0.clone())]);
                     let base = Share::from_pieces(&it.shape, msg, s);
-                    local.push((Some(Truncating { base, bits: WrapBits::R0 { a0, a1 }, step: it.step }), it, n));
+                    let bits = WrapBits::R0 { a0, a1 };
+                    local.push((Some(Truncating { base, bits, step: it.step, k }), it, n, k));
                 }
                 1 => {
                     plan.sends.push((next, it.outs[0].clone()));
                     plan.recvs.push((next, n));
-                    local.push((None, it, n));
+                    local.push((None, it, n, k));
                 }
                 _ => {
                     plan.sends.push((prev, it.outs[0].clone()));
                     plan.recvs.extend([(prev, n), (next, n), (next, n)]);
-                    local.push((None, it, n));
+                    local.push((None, it, n, k));
                 }
             }
         }
         // R1's piece of R0's bit is drawn before the round, as alone.
         let mut pieces = Vec::new();
-        for (_, it, n) in &local {
+        for (_, it, n, _) in &local {
             if role(self.id(), it.step) == 1 {
                 pieces.push(self.peer_bit_piece(*n, it.step)?);
             }
@@ -131,7 +149,7 @@ impl Party {
         let mut pieces = pieces.into_iter();
         let missing = || Error::Internal("joint exact truncation: missing message".into());
         let mut truncating = Vec::with_capacity(local.len());
-        for (done, it, _) in local {
+        for (done, it, _, k) in local {
             let t = match (done, role(self.id(), it.step)) {
                 (Some(t), _) => t,
                 (None, 1) => {
@@ -140,7 +158,7 @@ impl Party {
                     let (q, b) = self.unsigned_split(&c1, &c2, k)?;
                     let a_piece = pieces.next().ok_or_else(missing)?;
                     let base = Share::from_pieces(&it.shape, s, q);
-                    Truncating { base, bits: WrapBits::Peer { a_piece, b_bit: b }, step: it.step }
+                    Truncating { base, bits: WrapBits::Peer { a_piece, b_bit: b }, step: it.step, k }
                 }
                 (None, _) => {
                     let [c2] = buffers(it.outs)?;
@@ -151,7 +169,7 @@ impl Party {
                     );
                     let (q, b) = self.unsigned_split(&c1, &c2, k)?;
                     let base = Share::from_pieces(&it.shape, q, msg);
-                    Truncating { base, bits: WrapBits::Peer { a_piece: a0, b_bit: b }, step: it.step }
+                    Truncating { base, bits: WrapBits::Peer { a_piece: a0, b_bit: b }, step: it.step, k }
                 }
             };
             truncating.push(t);
@@ -176,7 +194,7 @@ impl Party {
                 Some((sent, y_known)) => Some((sent, got.next().ok_or_else(missing)?, y_known)),
                 None => None,
             };
-            let Truncating { base, bits, step } = t;
+            let Truncating { base, bits, step, k } = t;
             out.push(self.wrap_correction(base, bits, received, k, step)?);
         }
         Ok(out)

@@ -163,9 +163,16 @@ impl Party {
 
     /// `gathers(x · y)` for fixed-point `x` (m×k) and `y` (k×n): the gathers (linear, e.g. col2im) run on the
     /// untruncated product before its one truncation and reshare (see [`Party::secure_gemm_gathered_local`]).
-    pub(crate) fn matmul_gathered(&mut self, x: &Share, y: &Share, gathers: &[GatherKernel]) -> Result<Share> {
+    /// The product is truncated by `extra_bits` more than `t`, as [`Party::matmul_scaled`].
+    pub(crate) fn matmul_gathered(
+        &mut self,
+        x: &Share,
+        y: &Share,
+        gathers: &[GatherKernel],
+        extra_bits: u32,
+    ) -> Result<Share> {
         let (m, k, n) = matmul_dims(x.shape(), y.shape())?;
-        let how = self.fixed_reshare();
+        let how = self.scaled_reshare(extra_bits)?;
         let shape = gathered_shape(gathers, &[m, n]);
         self.call(|p| {
             let ops = GemmOperands { m, n, k, x_mine: x.mine(), x_next: x.next(), y_mine: y.mine(), y_next: y.next() };
@@ -179,40 +186,44 @@ impl Party {
     /// theirs), then [`Party::finish_reshares_jointly`] sends every product's messages together — 2 rounds for all
     /// of them under exact truncation (1 under probabilistic) instead of 2 (1) each. Bytes are unchanged.
     pub fn matmuls_jointly(&mut self, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
-        let products: Vec<JointProduct<'_>> = pairs.iter().map(|&(x, y)| JointProduct { x, y, then: &[] }).collect();
+        let products: Vec<JointProduct<'_>> =
+            pairs.iter().map(|&(x, y)| JointProduct { x, y, then: &[], extra_bits: 0 }).collect();
         self.products_jointly(&products)
     }
 
     /// [`Party::matmuls_jointly`] for products that may each be followed by linear gathers before their truncation
     /// (as [`Party::matmul_gathered`]).
     pub(crate) fn products_jointly(&mut self, products: &[JointProduct<'_>]) -> Result<Vec<Share>> {
-        let how = self.fixed_reshare();
         // The joint rounds run the staged plan of the exact truncation (bit for bit the fused one's shares).
         let fused = std::mem::replace(&mut self.fused_truncation, false);
         let out = self.call(|p| {
             let mut pending = Vec::with_capacity(products.len());
-            for JointProduct { x, y, then } in products {
+            for &JointProduct { x, y, then, extra_bits } in products {
                 let (m, k, n) = matmul_dims(x.shape(), y.shape())?;
+                let how = p.scaled_reshare(extra_bits)?;
                 let ops =
                     GemmOperands { m, n, k, x_mine: x.mine(), x_next: x.next(), y_mine: y.mine(), y_next: y.next() };
                 let (outs, step) = match then.is_empty() {
                     true => p.secure_gemm_local("matmul", &ops, None, how)?,
                     false => p.secure_gemm_gathered_local("matmul_gathered", &ops, then, how)?,
                 };
-                pending.push(super::joint::Pending { outs, shape: gathered_shape(then, &[m, n]), step });
+                pending.push(super::joint::Pending { outs, shape: gathered_shape(then, &[m, n]), step, how });
             }
-            p.finish_reshares_jointly(pending, how)
+            p.finish_reshares_jointly(pending)
         });
         self.fused_truncation = fused;
         out
     }
 }
 
-/// One product of [`Party::products_jointly`]: `x·y`, then the gathers `then` (none for a plain matmul).
+/// One product of [`Party::products_jointly`]: `x·y`, then the gathers `then` (none for a plain matmul), truncated
+/// by `extra_bits` more than `t` (an average pool's division fused into it).
+#[derive(Clone, Copy)]
 pub(crate) struct JointProduct<'a> {
     pub x: &'a Share,
     pub y: &'a Share,
     pub then: &'a [GatherKernel],
+    pub extra_bits: u32,
 }
 
 /// The shape after `gathers` of a product of shape `shape`.

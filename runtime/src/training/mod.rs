@@ -71,6 +71,7 @@ use crate::party::Party;
 use crate::share::Share;
 use crate::stats::PartyStats;
 use crate::{Error, PartyId, Result, Session};
+use cryptgpu_dsl::fuse::{avg_pool_fusions, FusionPlan};
 use cryptgpu_dsl::{BatchNorm2d, Graph, Layer, ParamKind, Params};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -138,6 +139,8 @@ pub struct Trainer {
     stat_total: usize,
     /// The batch-norm layers (name, hyper-parameters), in the order of `stat_slots`.
     batch_norms: Vec<(String, BatchNorm2d)>,
+    /// The average pools whose divisions the products after them take over (empty with [`Fusion::Off`](crate::Fusion::Off)).
+    fusion_plan: FusionPlan,
 }
 
 impl Trainer {
@@ -183,7 +186,8 @@ impl Trainer {
         }
         let offset = slots.last().map_or(0, |s| s.offset + s.len());
         let stat_total = stat_slots.last().map_or(0, |s| s.offset + s.len());
-        Ok(Trainer { graph, roles, config, slots, total: offset, stat_slots, stat_total, batch_norms })
+        let fusion_plan = if config.fusion.is_on() { avg_pool_fusions(&graph) } else { FusionPlan::none() };
+        Ok(Trainer { graph, roles, config, slots, total: offset, stat_slots, stat_total, batch_norms, fusion_plan })
     }
 
     /// The model graph.
@@ -350,8 +354,8 @@ impl Trainer {
         steps: &mut Vec<StepStats>,
     ) -> Result<(Share, Tape)> {
         let src = TrainParams { trainer: self, state };
-        let (y, nodes) =
-            layers::forward_nodes(p, layers::Mode::Training, self.config.fusion, &src, self.graph.nodes(), x, steps)?;
+        let mode = layers::Mode::Training { fusion: &self.fusion_plan };
+        let (y, nodes) = layers::forward_nodes(p, mode, self.config.fusion, &src, self.graph.nodes(), x, steps)?;
         Ok((y, Tape { nodes }))
     }
 
@@ -366,7 +370,8 @@ impl Trainer {
     ) -> Result<Gradients> {
         let mut grads = HashMap::new();
         let src = TrainParams { trainer: self, state };
-        layers::backward_nodes(p, &src, &tape.nodes, dy, false, &mut grads, steps, self.config.fusion)?;
+        let fusion = layers::BackwardFusion { on: self.config.fusion, plan: &self.fusion_plan };
+        layers::backward_nodes(p, &src, &tape.nodes, dy, false, &mut grads, steps, fusion)?;
         let mut parts = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
             parts.push(grads.remove(&slot.key).ok_or_else(|| Error::ForeignState {

@@ -4,7 +4,7 @@
 use super::view::{check_view, secrets, Held, ViewCheck};
 use cryptgpu_runtime::mutation::Mutation;
 use cryptgpu_runtime::protocols::{SignBits, TruncationMode};
-use cryptgpu_runtime::{Conv2dParams, Party, PartyId, Result, Share};
+use cryptgpu_runtime::{Conv2dParams, Fusion, Party, PartyId, Result, Share};
 
 /// One check of the suite.
 pub struct Case {
@@ -83,6 +83,23 @@ pub fn suite() -> Vec<Case> {
             run: |m| {
                 check("conv2d", [&[1, 2, 8, 8], &[2, 2, 3, 3]], 8, [0, 1], m, |p, x, w| {
                     thrice(|| p.conv2d(x, w, None, Conv2dParams { stride: 1, padding: 1 }))
+                })
+            },
+        },
+        Case {
+            name: "conv2d backward: dW and dX (col2im before the truncation), one product after the other",
+            run: |m| {
+                check("conv2d backward", [&[1, 2, 6, 6], &[2, 2, 3, 3]], 8, [0, 1], m, |p, x, w| {
+                    let params = Conv2dParams { stride: 1, padding: 1 };
+                    // Three gradients (each party plays each role), all different. Unfused: the view checker takes
+                    // each product's message pieces apart (fused, the same words travel grouped in shared rounds).
+                    let dy = p.conv2d(x, w, None, params)?;
+                    let dys = [dy.clone(), x.clone(), p.add(&dy, x)?];
+                    let mut held = vec![Held::Arith(dy)];
+                    for dy in &dys {
+                        held.extend(p.conv2d_backward(x, w, dy, params, Fusion::Off)?.map(Held::Arith));
+                    }
+                    Ok(held)
                 })
             },
         },
