@@ -329,3 +329,40 @@ fn each_layer_alone_forward_and_backward_match_reference() {
         check_gradients_with_std(b.build(kind, &[2, 6, 6]).expect("graph"), 3, 0.2, rand::random());
     }
 }
+
+/// A training ReLU right after a convolution reads the sign over the `62 − t` bits that the convolution's exact
+/// truncation already bounds (`|z| < 2^62` before it; 11 digits at t = 20), and after a linear layer (whose bias is
+/// added after the truncation) over the full range: each ReLU step sends exactly the declared bytes for its bits
+/// (unfused, so that the ReLU's first message stays in its own step), and the gradients still match the reference.
+#[test]
+fn training_relu_after_a_conv_reads_the_truncations_bound() {
+    use cryptgpu_runtime::protocols::{cost, SignBits};
+    use cryptgpu_runtime::Fusion;
+    let mut b = Builder::new();
+    b.layer("conv", Conv2d::new(1, 2, 3)).layer("relu1", Layer::Relu).layer("flatten", Layer::Flatten);
+    b.layer("fc1", Linear::new(2 * 4 * 4, 5)).layer("relu2", Layer::Relu).layer("fc2", Linear::new(5, 3));
+    let graph = b.build("ConvLinear", &[1, 6, 6]).expect("graph");
+    let mut rng = StdRng::seed_from_u64(rand::random());
+    let params = init(&graph, &mut rng);
+    let (x, labels) = batch(&graph, 3, &mut rng);
+    let roles = Roles::default();
+    let trainer = Trainer::new(graph, roles, TrainConfig::new(0.1).with_fusion(Fusion::Off)).expect("trainer");
+    let runs = session()
+        .run(|p| {
+            let state = trainer.share_params(p, (p.id() == roles.model_owner).then_some(&params))?;
+            let data = (p.id() == roles.data_owner).then_some((&x, labels.as_slice()));
+            let mut steps = Vec::new();
+            trainer.gradients_party(p, &state, data, 3, &mut steps)?;
+            Ok(steps)
+        })
+        .expect("private step");
+    let sent = |layer: &str| -> u64 {
+        runs.iter().flat_map(|s| s.iter().filter(|s| s.name == layer)).map(|s| s.stats.bytes_sent).sum()
+    };
+    let t = Config::default().frac_bits;
+    let bounded = SignBits::for_bound(62 - t).expect("bits");
+    assert_eq!(bounded.digits(), 11);
+    assert_eq!(sent("relu1"), cost::relu_bytes(3 * 2 * 4 * 4, bounded).iter().sum::<u64>());
+    assert_eq!(sent("relu2"), cost::relu_bytes(3 * 5, SignBits::default()).iter().sum::<u64>());
+    assert!(sent("relu1") < cost::relu_bytes(3 * 2 * 4 * 4, SignBits::default()).iter().sum::<u64>());
+}

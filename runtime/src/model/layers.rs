@@ -25,6 +25,7 @@ use super::tape::{BatchNormSaved, Saved, TapeNode};
 use crate::party::Party;
 use crate::protocols::conv::ConvGrads;
 use crate::protocols::matmul::JointProduct;
+use crate::protocols::SignBits;
 use crate::share::Share;
 use crate::{Conv2dParams, Error, Result};
 use cryptgpu_codegen::{Affine, GatherKernel};
@@ -76,7 +77,14 @@ pub(crate) fn forward_nodes(
                 // A ReLU right after a product starts in the product's truncation ([`Party::expect_relu`]).
                 let relu_next =
                     fusion.is_on() && matches!(nodes.get(i + 1), Some(Node::Layer { layer: Layer::Relu, .. }));
-                let (y, saved) = timed(p, steps, name, kind, |p| forward(p, mode, src, name, layer, x, relu_next))?;
+                // The sign bits of this layer if it is a ReLU, or of the ReLU it announces.
+                let after_conv =
+                    |j: usize| j > 0 && matches!(nodes.get(j - 1), Some(Node::Layer { layer: Layer::Conv2d(_), .. }));
+                let relu_at = if matches!(layer, Layer::Relu) { i } else { i + 1 };
+                let bits = relu_bits(p, mode, after_conv(relu_at))?;
+                let (y, saved) = timed(p, steps, name, kind, |p| {
+                    forward(p, mode, src, name, layer, x, relu_next.then_some(bits), bits)
+                })?;
                 (y, TapeNode::Layer { name: name.clone(), kind, saved })
             }
             Node::Sequential { children, .. } => {
@@ -157,8 +165,23 @@ pub(crate) fn backward_nodes(
     Ok(Some(dy))
 }
 
-/// One layer's forward in `mode`: its output and what its backward needs.
-/// One layer forward; `relu_next`: a ReLU follows a product, which announces it ([`Party::expect_relu`]).
+/// The sign bits of a ReLU. Inference: the declared or analysed bound ([`Party::relu_bits`]). Training, right
+/// after a convolution: the bound that convolution's truncation already needs — its value before truncation is
+/// below 2^62 (else the truncation itself is wrong; the bias enters before it), so its output is below 2^(62 − t)
+/// in the ring and the sign of bit 62 − t is exact for every value the truncation got right. Elsewhere in training
+/// (after a linear layer, which adds its bias after the truncation, a residual add, a batch norm): the full range.
+fn relu_bits(p: &Party, mode: Mode<'_>, after_conv: bool) -> Result<SignBits> {
+    match mode {
+        Mode::Inference { .. } => Ok(p.relu_bits()),
+        Mode::Training { .. } if after_conv => SignBits::for_bound(62 - p.fixed().frac_bits()),
+        Mode::Training { .. } => Ok(SignBits::default()),
+    }
+}
+
+/// One layer's forward in `mode`: its output and what its backward needs. `relu_next`: the sign bits of the ReLU
+/// that follows this product, which it announces ([`Party::expect_relu`]); `bits`: this layer's own sign bits if it
+/// is a ReLU.
+#[allow(clippy::too_many_arguments)]
 fn forward(
     p: &mut Party,
     mode: Mode<'_>,
@@ -166,7 +189,8 @@ fn forward(
     name: &str,
     layer: &Layer,
     x: Share,
-    relu_next: bool,
+    relu_next: Option<SignBits>,
+    bits: SignBits,
 ) -> Result<(Share, Saved)> {
     let training = matches!(mode, Mode::Training { .. });
     let keep = |s: Saved| if training { s } else { Saved::Inference };
@@ -179,8 +203,8 @@ fn forward(
             let w = src.param(&format!("{name}.weight"))?;
             let bias_key = format!("{name}.bias");
             let b = if c.bias || src.has(&bias_key) { Some(src.param(&bias_key)?) } else { None };
-            if relu_next {
-                p.expect_relu(p.relu_bits(), None)?;
+            if let Some(bits) = relu_next {
+                p.expect_relu(bits, None)?;
             }
             let y = match extra_bits {
                 0 => p.conv2d(&x, &w, b.as_deref(), params)?,
@@ -195,8 +219,8 @@ fn forward(
                 true => Some(p.broadcast_axis(&*src.param(&format!("{name}.bias"))?, &out_shape, 1)?),
                 false => None,
             };
-            if relu_next {
-                p.expect_relu(p.relu_bits(), bias.clone())?;
+            if let Some(bits) = relu_next {
+                p.expect_relu(bits, bias.clone())?;
             }
             let mut y = match extra_bits {
                 0 => p.matmul(&x, &wt)?,
@@ -209,7 +233,7 @@ fn forward(
         }
         Layer::Relu => {
             // Finishes the ReLU the product before announced, if its truncation started it.
-            let (y, mask) = p.relu_expected(&x, p.relu_bits())?;
+            let (y, mask) = p.relu_expected(&x, bits)?;
             (y, keep(Saved::Relu(mask)))
         }
         Layer::AvgPool2d(pool) => {
