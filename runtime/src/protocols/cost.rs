@@ -72,24 +72,22 @@ pub fn drelu_bytes(n: usize, bits: super::SignBits) -> [u64; 3] {
 }
 
 /// Bytes each party sends in a multiplication by a shared bit of `n` elements, largest first: the injection's R0
-/// sends `r`'s piece, `c` twice (a plane each) and its product part; R1 and R2 their product part and the
-/// re-replication word.
+/// sends `r`'s piece, its masked part of the product and `c` twice (a plane each); R1 and R2 the re-replication
+/// word.
 pub fn mul_bit_bytes(n: usize) -> [u64; 3] {
     let (n, w) = (n as u64, n.div_ceil(64) as u64);
-    let mut b = [8 * (2 * n + 2 * w), 16 * n, 16 * n];
-    b.sort_unstable_by(|x, y| y.cmp(x));
-    b
+    [8 * (2 * n + 2 * w), 8 * n, 8 * n]
 }
 
 /// ReLU bytes by the role each party plays at the call's first step (the injection's R0, R1, R2). The sign's step
 /// follows the injection's, so the injection's R0 is the sign's R2, its R1 the sign's R0 (which sends the one-hot
-/// codes) and its R2 the sign's R1. The injection adds `r`'s piece, the product's reshare, the reveal of `c` (R0 two
-/// planes) and the re-replication. With two or more digits the sign's last AND (a plane each) goes into the reveal
-/// instead of its own round, and R0 sends R2 the mask's piece (a plane): the same bytes, one round fewer.
+/// codes) and its R2 the sign's R1. The injection adds `r`'s piece and R0's part of the product, the reveal of `c`
+/// (R0 two planes) and the re-replication. With two or more digits the sign's last AND (a plane each) goes into the
+/// reveal instead of its own round, and R0 sends R2 the mask's piece (a plane): the same bytes, one round fewer.
 pub fn relu_bytes_by_role(n: usize, bits: super::SignBits) -> [u64; 3] {
     let (nn, w) = (n as u64, n.div_ceil(64) as u64);
     let [s0, s1, s2] = drelu_bytes(n, bits);
-    [8 * (2 * nn + 2 * w) + s2, 16 * nn + s0, 16 * nn + s1]
+    [8 * (2 * nn + 2 * w) + s2, 8 * nn + s0, 8 * nn + s1]
 }
 
 /// Rounds of ReLU over `bits`: the sign circuit, then the reveal of the injection's masked bit (merged with the
@@ -98,15 +96,15 @@ pub fn relu_rounds_for(bits: super::SignBits) -> u64 {
     sign_rounds(bits) + if bits.digits() == 1 { 2 } else { 1 }
 }
 
-/// Rounds of [`Party::relu_backward`](crate::Party::relu_backward): the product with the shared bit, the
-/// re-replication.
+/// Rounds of [`Party::relu_backward`](crate::Party::relu_backward): R0's part of the product with the shared bit,
+/// the re-replication.
 pub const RELU_BACKWARD_ROUNDS: u64 = 2;
 
 /// Bytes each party sends in [`Party::relu_backward`](crate::Party::relu_backward) of `n` elements, largest first:
-/// everyone its product part; R1 and R2 also the re-replication word.
+/// the forward's R0 its masked part of the product; R1 and R2 the re-replication word.
 pub fn relu_backward_bytes(n: usize) -> [u64; 3] {
     let n = n as u64;
-    [16 * n, 16 * n, 8 * n]
+    [8 * n, 8 * n, 8 * n]
 }
 
 /// Bytes each party sends in ReLU of `n` elements, largest first.

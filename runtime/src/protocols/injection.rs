@@ -1,16 +1,18 @@
 //! Multiplication by a shared bit (bit injection fused with the product, `v·β`).
 //!
 //! A party that will not see the result (R0 of its own roles) draws a private random bit `r`, shares it
-//! arithmetically (one word to R2) and the parties compute `z = v·r` (one ring product); `c = β ⊕ r` is revealed to
-//! R1 and R2 only (R0 sends `β_{R0} ⊕ β_{R1} ⊕ r`, a bit per element); then `v·β = c·v + (1 − 2c)·z` is a
-//! 2-out-of-2 sharing between R1 and R2, re-replicated in one round. The sharing of `r` and the product `z` do not
+//! arithmetically (one word to R2) and the parties compute `z = v·r` as a 2-out-of-2 sharing between R1 and R2
+//! (R0 sends R2 one more word per element, its part of the product, masked; see [`Party::injection_product`]);
+//! `c = β ⊕ r` is revealed to R1 and R2 only (R0 sends `β_{R0} ⊕ β_{R1} ⊕ r`, a bit per element); then
+//! `v·β = c·v + (1 − 2c)·z` is a 2-out-of-2 sharing between R1 and R2, re-replicated in one round. Bytes per
+//! element: R0 two words and two bit planes' worth, R1 and R2 one word each (the re-replication). The sharing of `r` and the product `z` do not
 //! depend on `β`, so [`Party::relu`](super::sign) runs them in the first two rounds of the sign circuit; on its own
 //! ([`Party::mul_bit`]) it is 3 rounds.
 //!
 //! The stages are separate methods so that a protocol can interleave them with its own rounds (their messages
 //! ride along, [`Party::ride_along`]).
 
-use super::base::{buffers, emit_zero, role, single, ZeroKind};
+use super::base::{buffers, role, single};
 use super::binary::BinShare;
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
@@ -26,9 +28,9 @@ pub(crate) struct Injection {
     r_plane: Vec<u64>,
     /// The arithmetic sharing of `r`.
     r_share: Option<Share>,
-    /// `z = v · r`.
-    z: Option<Share>,
-    /// This party's local part of the product `z` until its round.
+    /// R1 and R2: this party's piece of the 2-out-of-2 sharing of `z = v · r`.
+    z: Option<Vec<u64>>,
+    /// R2: its local part of `z` until R0's part arrives.
     z_local: Vec<u64>,
     /// Elements.
     n: usize,
@@ -65,9 +67,9 @@ pub(crate) struct OpenMask {
 }
 
 impl Party {
-    /// `dy · [x > 0]` for the mask a ReLU saved: the ring product `z = dy·r` with the forward's sharing of `r` (one
-    /// round), then `c·dy + (1 − 2c)·z` re-replicated (one round); `c` is not revealed again. Bytes per element: 8 from
-    /// the forward's R0, 16 from R1 and R2.
+    /// `dy · [x > 0]` for the mask a ReLU saved: the product `z = dy·r` with the forward's sharing of `r`, as a
+    /// 2-out-of-2 sharing between R1 and R2 (R0's part rides to R2: one round), then `c·dy + (1 − 2c)·z`
+    /// re-replicated (one round); `c` is not revealed again. Bytes per element: 8 from each party.
     pub fn relu_backward(&mut self, dy: &Share, m: &ReluMask) -> Result<Share> {
         if dy.len() != m.r_share.len() {
             return Err(Error::Shape {
@@ -89,7 +91,7 @@ impl Party {
                 c: m.c.clone(),
             };
             p.injection_product(&mut inj, dy)?;
-            p.round(vec![], &[])?; // z's reshare
+            p.round(vec![], &[])?; // R0's part of z
             let mut rides = p.take_rides();
             p.injection_z(&mut inj, &mut rides)?;
             p.injection_finish(&mut inj, dy)
@@ -112,7 +114,7 @@ impl Party {
             let mut rides = p.take_rides();
             p.injection_shared(&mut inj, v, &mut rides)?;
             p.injection_c(&mut inj, &mut rides)?;
-            p.round(vec![], &[])?; // z's reshare
+            p.round(vec![], &[])?; // R0's part of z
             let mut rides = p.take_rides();
             p.injection_z(&mut inj, &mut rides)?;
             p.injection_finish(&mut inj, v)
@@ -207,37 +209,64 @@ impl Party {
         self.injection_product(inj, v)
     }
 
-    /// The local product `z = v·r` (plus a fresh zero share), registered to ride to the previous party in the next
-    /// round (the next party's part is expected from it).
+    /// The product `z = v·r` as a 2-out-of-2 sharing between R1 and R2 (all that the last stage needs). With `r`'s
+    /// pieces `s_0` (R0, R2) and `s_1` (R0, R1) and `v`'s pieces `p_0` (R0, R2), `p_1` (R0, R1), `p_2` (R1, R2):
+    /// R1 holds `s_1·(p_1 + p_2) + ρ`, R2 `s_0·(p_2 + p_0)` plus R0's `s_1·p_0 + s_0·p_1 − ρ`, which rides to R2 in
+    /// the next round (`ρ` from the key R0 and R1 share, fresh at this step): one word per element from R0.
     fn injection_product(&mut self, inj: &mut Injection, v: &Share) -> Result<()> {
         let n = v.len();
         let r = inj.r_share.as_ref().ok_or_else(|| Error::Internal("the injection's r is not shared yet".into()))?;
         let zstep = self.next_step();
+        let rho = |p: &Party, key| p.stream(key, Purpose::Reshare, zstep);
         let mut k = MapBuilder::new("inject_product");
         let (vm, vn, rm, rn) = (k.input(0), k.input(1), k.input(2), k.input(3));
-        let s = k.add(rm, rn);
-        let t0 = k.mul(vm, s);
-        let t1 = k.mul(vn, rm);
-        let t = k.add(t0, t1);
-        let z = emit_zero(&mut k, ZeroKind::Arithmetic, 0, 1);
-        let c = k.add(t, z);
-        k.output(c);
-        let streams = [
-            self.stream(KeyWith::Prev, Purpose::ZeroShare, zstep),
-            self.stream(KeyWith::Next, Purpose::ZeroShare, zstep),
-        ];
-        inj.z_local = single(self.map(&k.build(), &[v.mine(), v.next(), r.mine(), r.next()], &[], &streams, n)?)?;
-        let (prev, next) = (self.prev(), self.next());
-        self.ride_along(prev, inj.z_local.clone());
-        self.expect_ride(next, n);
+        let (part, stream) = match inj.role {
+            0 => {
+                let (t0, t1) = (k.mul(rn, vm), k.mul(rm, vn));
+                let u = k.add(t0, t1);
+                let mask = k.prg(0);
+                (k.sub(u, mask), Some(rho(self, KeyWith::Next)))
+            }
+            1 => {
+                let vs = k.add(vm, vn);
+                let t = k.mul(rm, vs);
+                let mask = k.prg(0);
+                (k.add(t, mask), Some(rho(self, KeyWith::Prev)))
+            }
+            _ => {
+                let vs = k.add(vm, vn);
+                (k.mul(rn, vs), None)
+            }
+        };
+        k.output(part);
+        let streams: Vec<_> = stream.into_iter().collect();
+        let part = single(self.map(&k.build(), &[v.mine(), v.next(), r.mine(), r.next()], &[], &streams, n)?)?;
+        match inj.role {
+            0 => self.ride_along(self.prev(), part),
+            1 => inj.z = Some(part),
+            _ => {
+                self.expect_ride(self.next(), n);
+                inj.z_local = part;
+            }
+        }
         Ok(())
     }
 
-    /// Injection stage 3: after the round that carried the product's reshare, `z` is a replicated sharing.
+    /// Injection stage 3: after the round that carried R0's part of the product, R2 completes its piece of `z`.
     pub(crate) fn injection_z(&mut self, inj: &mut Injection, rides: &mut Vec<Vec<u64>>) -> Result<()> {
+        if inj.role != 2 {
+            return Ok(());
+        }
+        if rides.is_empty() {
+            return Err(Error::Internal("R0's part of the injection's product did not ride along".into()));
+        }
         let got = rides.remove(0);
-        let shape = inj.r_share.as_ref().expect("set").shape().to_vec();
-        inj.z = Some(Share::from_pieces(&shape, std::mem::take(&mut inj.z_local), got));
+        let mut k = MapBuilder::new("inject_product_piece");
+        let (a, b) = (k.input(0), k.input(1));
+        let sum = k.add(a, b);
+        k.output(sum);
+        inj.z = Some(single(self.map(&k.build(), &[&inj.z_local, &got], &[], &[], got.len())?)?);
+        inj.z_local = Vec::new();
         Ok(())
     }
 
@@ -289,7 +318,7 @@ impl Party {
     pub(crate) fn injection_finish(&mut self, inj: &mut Injection, v: &Share) -> Result<Share> {
         let n = v.len();
         let (prev, next) = (self.prev(), self.next());
-        let z = inj.z.take().expect("z computed");
+        let z = inj.z.take();
         let ystep = self.next_step();
         let y_stream = |p: &Party, key| p.stream(key, Purpose::Reshare, ystep);
         let mut k = MapBuilder::new("inject_piece");
@@ -305,8 +334,9 @@ impl Party {
         // R1 adds pieces R1 and R2 (mine, next) and subtracts y_{R1} (key with R0 = Prev);
         // R2 adds piece R0 (next) and subtracts y_{R0} (key with R0 = Next).
         let r1 = inj.role == 1;
-        let (cv, vm, vn, zm, zn) = (k.input(0), k.input(1), k.input(2), k.input(3), k.input(4));
-        let (vs, zs) = if r1 { (k.add(vm, vn), k.add(zm, zn)) } else { (vn, zn) };
+        let z = z.ok_or_else(|| Error::Internal("the injection's product is not computed".into()))?;
+        let (cv, vm, vn, zs) = (k.input(0), k.input(1), k.input(2), k.input(3));
+        let vs = if r1 { k.add(vm, vn) } else { vn };
         let one = k.constant(1);
         let two_c = k.shl(cv, 1);
         let f = k.sub(one, two_c);
@@ -317,7 +347,7 @@ impl Party {
         let masked = k.sub(part, known);
         k.output(masked).output(known);
         let key = if r1 { KeyWith::Prev } else { KeyWith::Next };
-        let inputs: [&[u64]; 5] = [&inj.c, v.mine(), v.next(), z.mine(), z.next()];
+        let inputs: [&[u64]; 4] = [&inj.c, v.mine(), v.next(), &z];
         let [masked, known] = buffers(self.map(&k.build(), &inputs, &[], &[y_stream(self, key)], n)?)?;
         let peer = if r1 { next } else { prev };
         let other = single(self.round(vec![(peer, masked.clone())], &[(peer, n)])?)?;
