@@ -240,8 +240,8 @@ impl Executor {
 
     /// Declare that every ReLU input satisfies `|x| < 2^bits` (real units; default
     /// [`DEFAULT_RELU_BOUND_BITS`]), so that the ReLUs' sign circuits read only the bits that bound needs (at
-    /// `t = 20` and the default: 40 bits, 10 digits, 8 rounds and ≈ 26 bytes per element and party instead of
-    /// 63 bits, 8 rounds and ≈ 33 bytes). The bound is public. With a range check on, the model owner refuses a run
+    /// `t = 20` and the default: 40 bits, 10 digits, 8 rounds and ≈ 21 bytes per element and party instead of
+    /// 63 bits, 8 rounds and ≈ 27 bytes). The bound is public. With a range check on, the model owner refuses a run
     /// whose analysed ReLU inputs could reach it ([`Error::ReluBound`]): a value outside the range would get a wrong
     /// sign. With [`RangeCheck::Off`] the declaration is trusted. `None` runs the full, exact 64-bit circuit.
     pub fn with_relu_bound(mut self, bits: Option<u32>) -> Self {

@@ -1,11 +1,11 @@
 //! ReLU: `x·[x > 0]`, the sign of `−x` ([`super::sign`]) followed by the multiplication by that shared bit
 //! ([`super::injection`]).
 //!
-//! The injection's input-independent first stages (sharing R0's random bit `r`, the product `z = x·r`) ride in the
+//! The injection's first stages (sharing R0's random bit `r`, R0's part of the product `z = x·r`) ride in the
 //! sign's first two rounds; with two or more digits the sign's last AND is not re-replicated but sent straight into
 //! the reveal of `c = β ⊕ r` (one round for both). **Rounds**: the sign's + 1 — 7 for the full range and for values
 //! bounded by `2^40` ([`cost::relu_rounds_for`](super::cost::relu_rounds_for)); **bytes**
-//! ([`cost::relu_bytes`](super::cost::relu_bytes)): ≈ 33 per element and party over the full range, ≈ 26 at `2^40`.
+//! ([`cost::relu_bytes`](super::cost::relu_bytes)): ≈ 27.4 per element and party over the full range, ≈ 20.9 at `2^40`.
 //!
 //! **Fused with the producing layer's truncation** ([`Party::expect_relu`]): after a product with exact truncation
 //! (fused plan), R0 knows its pieces of the result before the truncation's second round — it finishes them in the
@@ -13,7 +13,7 @@
 //! truncation's) and the injection's `r` ride in that round, and the ReLU costs one round fewer (6).
 //!
 //! **Backward** ([`Party::relu_backward`]): the saved injection (`r` shared, `c` known to R1 and R2) turns
-//! `dy·[x > 0]` into one ring product and a re-replication: 2 rounds.
+//! `dy·[x > 0]` into R0's part of the product `dy·r` and a re-replication: 2 rounds, 8 bytes per element and party.
 
 use super::base::{role, single};
 use super::binary::BinShare;
