@@ -179,6 +179,9 @@ pub fn check_folding(graph: &Graph, folded: &[(&str, &str)], affine: &[&str]) {
         assert!(step_cost(&fused, bn).0 > 0, "{}: `{bn}` runs on shares", graph.name());
         assert_eq!(step_cost(&fused, bn), step_cost(&nofold, bn), "{}: `{bn}`", graph.name());
     }
+    for (what, r) in [("fused", &fused), ("fusion off", &off), ("no batch-norm folding", &nofold)] {
+        eprintln!("{} {what}: {} rounds, {} bytes", graph.name(), r.total.rounds(), r.total.total_bytes());
+    }
     assert_eq!(fused.total.rounds() + rounds, nofold.total.rounds(), "{}: rounds", graph.name());
     let layer_bytes = |r: &Inference| r.layers.iter().map(|l| l.bytes()).sum::<u64>();
     assert_eq!(layer_bytes(&fused) + bytes, layer_bytes(&nofold), "{}: bytes", graph.name());
