@@ -18,7 +18,8 @@ use crate::graph::Graph;
 use crate::layer::{BatchNorm2d, Layer, Node};
 use std::collections::HashMap;
 
-/// Which average pools fold their division into which product: see the [module documentation](self).
+/// Which average pools fold their division into which product, and which batch norms fold into the product after
+/// them: see the [module documentation](self).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FusionPlan {
     /// Average pool name → `e = log2(area)`: the pool keeps the window sum.
