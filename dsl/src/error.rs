@@ -141,6 +141,21 @@ pub enum DslError {
         /// The margin given.
         margin: f64,
     },
+    /// A batch norm's per-channel map does not fit the product it is to be folded into (its `scale`/`shift`, or
+    /// the product's weights or bias, do not have the batch norm's channels).
+    #[error("batch norm `{batch_norm}` ({channels} channels) cannot be folded into layer `{layer}`: expected {expected}, found {found:?}")]
+    FoldShape {
+        /// Full name of the batch norm.
+        batch_norm: String,
+        /// Its declared channel count.
+        channels: usize,
+        /// Full name of the convolution or linear layer.
+        layer: String,
+        /// What the fold needs, in words.
+        expected: String,
+        /// The shape (or length) that was found.
+        found: Vec<usize>,
+    },
     /// Reading or writing a weights file failed.
     #[error("{}: {source}", path.display())]
     Io {

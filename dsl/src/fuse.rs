@@ -8,18 +8,27 @@
 //! by `t + e` bits instead of `t`: `W·(Σx)/2^(t+e) = W·(Σx/a)/2^t`. The division's own truncation (its rounds and
 //! rounding) disappears; the values in between are `a`× the unfused ones, which the range analysis accounts for.
 //! A residual block is a barrier (its input feeds two branches).
+//!
+//! The plan of an inference ([`inference_fusions`]) also folds every batch norm whose output reaches a product
+//! through shape-only layers (a batch norm after a ReLU, typically) into that product's weights and bias
+//! ([`crate::fold::bn_input_folds`]): the batch norm costs nothing.
 
+use crate::fold::{bn_input_folds, Folds};
 use crate::graph::Graph;
-use crate::layer::{Layer, Node};
+use crate::layer::{BatchNorm2d, Layer, Node};
 use std::collections::HashMap;
 
-/// Which average pools fold their division into which product: see the [module documentation](self).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Which average pools fold their division into which product, and which batch norms fold into the product after
+/// them: see the [module documentation](self).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FusionPlan {
     /// Average pool name → `e = log2(area)`: the pool keeps the window sum.
     pub pools: HashMap<String, u32>,
     /// Conv2d/Linear name → (the fused pool's name, `e`): the product truncates by `t + e` bits.
     pub consumers: HashMap<String, (String, u32)>,
+    /// Conv2d/Linear name → the batch norm on its input folded into its weights and bias
+    /// ([`crate::fold::bn_input_folds`]); that batch norm is the identity in the run.
+    pub batch_norms: Folds,
 }
 
 impl FusionPlan {
@@ -38,10 +47,30 @@ impl FusionPlan {
         self.pools.get(name).copied()
     }
 
+    /// The batch norm folded into the input of product `name`, if any.
+    pub fn input_fold(&self, name: &str) -> Option<&(String, BatchNorm2d)> {
+        self.batch_norms.get(name)
+    }
+
+    /// Whether batch norm `name` is folded into the product after it (so it is the identity in the run).
+    pub fn folds_batch_norm(&self, name: &str) -> bool {
+        self.batch_norms.values().any(|(bn, _)| bn == name)
+    }
+
     /// Whether nothing is fused.
     pub fn is_empty(&self) -> bool {
-        self.pools.is_empty()
+        self.pools.is_empty() && self.batch_norms.is_empty()
     }
+}
+
+/// The fusions of an inference of `graph`: the average pools of [`avg_pool_fusions`] and, when
+/// `fold_batch_norm`, the batch norms folded into the product after them ([`crate::fold::bn_input_folds`]).
+pub fn inference_fusions(graph: &Graph, fold_batch_norm: bool) -> FusionPlan {
+    let mut plan = avg_pool_fusions(graph);
+    if fold_batch_norm {
+        plan.batch_norms = bn_input_folds(graph);
+    }
+    plan
 }
 
 /// The average-pool fusions of `graph`: every AvgPool2d or GlobalAvgPool with a power-of-two area whose output
@@ -53,10 +82,8 @@ pub fn avg_pool_fusions(graph: &Graph) -> FusionPlan {
         .iter()
         .map(|info| (info.name.as_str(), info.input.get(1..).map_or(0, |hw| hw.iter().product())))
         .collect();
-    let mut streams = vec![Vec::new()];
-    collect_streams(graph.nodes(), &mut streams);
     let mut plan = FusionPlan::default();
-    for stream in &streams {
+    for stream in &streams(graph) {
         for (i, &(name, layer)) in stream.iter().enumerate() {
             let area = match layer {
                 Layer::AvgPool2d(p) => p.kernel.0 * p.kernel.1,
@@ -79,8 +106,16 @@ pub fn avg_pool_fusions(graph: &Graph) -> FusionPlan {
     plan
 }
 
-/// Splits the node tree into straight runs of layers in execution order; a residual block ends the run before it
-/// and each of its branches (and its post list) is a run of its own.
+/// The node tree as straight runs of layers `(name, layer)` in execution order: a residual block ends the run
+/// before it and each of its branches (and its post list) is a run of its own, so within a run every layer's output
+/// feeds only the next layer.
+pub(crate) fn streams(graph: &Graph) -> Vec<Vec<(&str, &Layer)>> {
+    let mut streams = vec![Vec::new()];
+    collect_streams(graph.nodes(), &mut streams);
+    streams
+}
+
+/// Splits the node tree into straight runs of layers (see [`streams`]).
 fn collect_streams<'a>(nodes: &'a [Node], streams: &mut Vec<Vec<(&'a str, &'a Layer)>>) {
     for node in nodes {
         match node {

@@ -11,7 +11,10 @@
 //!   truncation (exact in the exact mode), any other divisor a division that is **always probabilistic**.
 //!   Under a [fusion plan](crate::fuse) ([`intervals_fused`], [`calibrate_fused`]) a fused pool keeps its window
 //!   sums (stored values `area`× the averages, through the ReLU/Flatten after it) and the product after it
-//!   truncates a value `area`× the unfused one.
+//!   truncates a value `area`× the unfused one. A batch norm the plan folds into the product after it
+//!   ([`crate::fold::bn_input_folds`]) is the identity (its recorded output is its input, which is what the run
+//!   stores) and the product is bounded with the folded weights `W·scale` and bias `b + W*shift`: its values are
+//!   those of the unfolded batch norm → product chain.
 //!
 //! Exact truncation is right for `|z| < 2^62`; probabilistic truncation and division fail with probability
 //! `(|z| + 1)/2^64` per element. Every stored value `v` (layer outputs, residual sums, the input) must also satisfy
@@ -34,7 +37,7 @@
 //! last place, `2^−t` each) is not included, which matters only for a bound within a few ulps of the limit.
 
 use crate::error::{DslError, Result};
-use crate::fold::{bn_affine, conv_bn_pairs, conv_weights, Folds};
+use crate::fold::{bn_affine, conv_bn_pairs, conv_weights_folded, linear_weights, Folds};
 use crate::fuse::FusionPlan;
 use crate::graph::Graph;
 use crate::layer::{Conv2d, Layer, Node, Pool2d};
@@ -412,10 +415,6 @@ struct Walk<'a> {
     out: Vec<LayerRange>,
 }
 
-fn param<'a>(params: &'a Params, layer: &str, suffix: &str) -> Result<&'a Tensor> {
-    params.require(&format!("{layer}.{suffix}"))
-}
-
 impl Walk<'_> {
     fn is_folded_bn(&self, name: &str) -> bool {
         self.folds.values().any(|(bn, _)| bn == name)
@@ -441,7 +440,8 @@ impl Walk<'_> {
         let area = f64::from(self.fusion.extra_bits(name)).exp2();
         let (y, truncation) = match layer {
             Layer::Conv2d(c) => {
-                let (w, b) = conv_weights(self.params, name, c, self.folds.get(name))?;
+                let input_fold = self.fusion.input_fold(name);
+                let (w, b) = conv_weights_folded(self.params, name, c, input_fold, self.folds.get(name))?;
                 let x = if area > 1.0 { x.divide(area) } else { x };
                 let y = x.conv(c, &w, b.as_deref())?;
                 let t = y.magnitudes().truncated(Rescale::Product, m * area);
@@ -449,15 +449,20 @@ impl Walk<'_> {
             }
             Layer::Linear(l) => {
                 let x = if area > 1.0 { x.divide(area) } else { x };
-                let z = x.linear(param(self.params, name, "weight")?)?;
+                let (w, b) = linear_weights(self.params, name, l, self.fusion.input_fold(name))?;
+                let z = x.linear(&Tensor::from_vec(&[l.out_features, l.in_features], w)?)?;
                 let t = z.magnitudes().truncated(Rescale::Product, m * area);
-                let y = if l.bias { z.shift(param(self.params, name, "bias")?.data()) } else { z };
+                let y = match b {
+                    Some(b) => z.shift(&b),
+                    None => z,
+                };
                 (y, Some(t))
             }
             // A fused average pool keeps its window sums (no division, no truncation of its own).
             Layer::AvgPool2d(p) if self.fusion.pool_bits(name).is_some() => (x.sum_pool(p)?, None),
             Layer::GlobalAvgPool if self.fusion.pool_bits(name).is_some() => (x.global_sum()?, None),
-            Layer::BatchNorm2d(_) if self.is_folded_bn(name) => (x, None),
+            // Folded into the convolution before it or the product after it: the run stores its input as is.
+            Layer::BatchNorm2d(_) if self.is_folded_bn(name) || self.fusion.folds_batch_norm(name) => (x, None),
             Layer::BatchNorm2d(b) => {
                 let (scale, shift) = bn_affine(self.params, name, b.eps)?;
                 let z = x.scale(&scale);

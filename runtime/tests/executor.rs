@@ -4,7 +4,7 @@ use cryptgpu_dsl::models::{lenet, Pooling};
 use cryptgpu_dsl::reference::infer;
 use cryptgpu_dsl::{BatchNorm2d, Builder, Conv2d, Layer, Linear, Params, Tensor};
 use cryptgpu_runtime::executor::{Executor, Inference, Roles};
-use cryptgpu_runtime::{Config, Session};
+use cryptgpu_runtime::{Config, Fusion, Session};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -157,7 +157,8 @@ fn mis_shaped_input_and_missing_parameters_are_clear_errors() {
 }
 
 /// A batch norm right after a convolution is folded into it (exact in real arithmetic: the same logits within the
-/// fixed-point error, and the batch norm costs nothing); one after a ReLU stays an affine map on shares.
+/// fixed-point error, and the batch norm costs nothing); with cross-layer fusion off, one after a ReLU stays an
+/// affine map on shares (fused, it folds into `fc`: `tests/bn_fold.rs`).
 #[test]
 fn batch_norm_after_a_convolution_is_folded_and_elsewhere_is_an_affine_map() {
     let mut b = Builder::new();
@@ -170,9 +171,14 @@ fn batch_norm_after_a_convolution_is_folded_and_elsewhere_is_an_affine_map() {
     let x = batch(&graph, 4, &mut rng);
     let plain = infer(&graph, &params, &x).expect("reference");
     let roles = Roles::default();
-    let folded = Executor::new(graph.clone(), roles).expect("executor").infer(&session(), &params, &x).expect("run");
+    let folded = Executor::new(graph.clone(), roles)
+        .expect("executor")
+        .with_fusion(Fusion::Off)
+        .infer(&session(), &params, &x)
+        .expect("run");
     let unfolded = Executor::new(graph, roles)
         .expect("executor")
+        .with_fusion(Fusion::Off)
         .with_batch_norm_folding(false)
         .infer(&session(), &params, &x)
         .expect("run");

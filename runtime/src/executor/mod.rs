@@ -13,8 +13,10 @@
 //!    from the running statistics (inference semantics). A batch norm right after a convolution (same node list,
 //!    so the convolution's output goes nowhere else) is **folded** into it — `W·scale`, `b·scale + shift` are
 //!    shared and the batch norm costs nothing — which is exact in real arithmetic and rounds once instead of
-//!    twice; any other batch norm shares `scale` and `shift` ([`Executor::with_batch_norm_folding`] turns
-//!    folding off).
+//!    twice. With [`Fusion::On`] a batch norm whose output reaches a convolution without padding or a linear layer
+//!    through shape-only layers (after a ReLU, typically) is folded into that product's input the same way
+//!    (`W·scale[c]`, `b + W*shift`; [`cryptgpu_dsl::fold::bn_input_folds`]). Any other batch norm shares `scale`
+//!    and `shift` ([`Executor::with_batch_norm_folding`] turns folding off).
 //! 2. [`Executor::forward`]: the data owner's batch is shared (one round) and every node of the graph runs in
 //!    order — Conv2d (+ bias fused into the GEMM), Linear (matmul, then the bias broadcast over the batch by a
 //!    gather and added locally), ReLU, AvgPool2d, MaxPool2d, global average pooling (sum pooling over `H × W`,
@@ -53,7 +55,7 @@ use crate::protocols::{SignBits, TruncationMode};
 use crate::share::Share;
 use crate::stats::PartyStats;
 use crate::{Error, PartyId, Result, Session};
-use cryptgpu_dsl::fuse::{avg_pool_fusions, FusionPlan};
+use cryptgpu_dsl::fuse::{inference_fusions, FusionPlan};
 use cryptgpu_dsl::range::{self, InputBound, RangeReport};
 use cryptgpu_dsl::{Graph, Node, Params};
 use std::collections::HashMap;
@@ -152,6 +154,8 @@ pub struct Executor {
     roles: Roles,
     /// Conv2d name → the BatchNorm2d right after it (name, hyper-parameters), folded into its weights and bias.
     folds: cryptgpu_dsl::fold::Folds,
+    /// Whether batch norms are folded ([`Executor::with_batch_norm_folding`]).
+    fold_batch_norm: bool,
     /// Declared public bound |x| ≤ B on the input; `None`: the batch's max |x|.
     input_bound: Option<f64>,
     range_check: RangeCheck,
@@ -161,7 +165,8 @@ pub struct Executor {
     progress: Option<Progress>,
     /// Declared bound on every ReLU input, `|x| < 2^bits` (real units); `None`: the full 64-bit sign circuit.
     relu_bound: Option<u32>,
-    /// The cross-layer fusions the lowering runs (empty with [`Fusion::Off`]).
+    /// The cross-layer fusions the lowering runs (empty with [`Fusion::Off`]): average pools into the next
+    /// product, batch norms into the product after them.
     fusion: FusionPlan,
     /// Whether the lowering fuses (the pool plan above, and each ReLU into the product before it).
     fusion_switch: Fusion,
@@ -200,11 +205,12 @@ impl Executor {
             }
         }
         let folds = cryptgpu_dsl::fold::conv_bn_pairs(&graph);
-        let fusion = avg_pool_fusions(&graph);
+        let fusion = inference_fusions(&graph, true);
         Ok(Executor {
             graph,
             roles,
             folds,
+            fold_batch_norm: true,
             input_bound: None,
             range_check: RangeCheck::Interval,
             max_failure: DEFAULT_MAX_FAILURE,
@@ -217,11 +223,21 @@ impl Executor {
 
     /// Whether the lowering fuses across layers ([`Fusion::On`], the default): an average pool with a power-of-two
     /// window keeps its window sums and the next convolution or linear layer truncates `log2(area)` more bits, so
-    /// the pool costs no round (see the [model layer](crate::model)). [`Fusion::Off`] runs every layer on its own.
+    /// the pool costs no round; a batch norm whose output reaches a convolution without padding or a linear layer
+    /// through shape-only layers (a batch norm after a ReLU) is folded into that product's weights and bias, so it
+    /// costs nothing (see the [model layer](crate::model)). [`Fusion::Off`] runs every layer on its own.
     pub fn with_fusion(mut self, fusion: Fusion) -> Self {
-        self.fusion = if fusion.is_on() { avg_pool_fusions(&self.graph) } else { FusionPlan::none() };
         self.fusion_switch = fusion;
+        self.fusion = self.fusion_plan_for(fusion, self.fold_batch_norm);
         self
+    }
+
+    fn fusion_plan_for(&self, fusion: Fusion, fold_batch_norm: bool) -> FusionPlan {
+        if fusion.is_on() {
+            inference_fusions(&self.graph, fold_batch_norm)
+        } else {
+            FusionPlan::none()
+        }
     }
 
     /// The fusions the lowering runs ([`Executor::with_fusion`]).
@@ -229,12 +245,15 @@ impl Executor {
         &self.fusion
     }
 
-    /// Whether batch norms right after a convolution are folded into it (the default): the owner shares
-    /// `W·scale` and `b·scale + shift` instead of `W`, `b`, `scale`, `shift`, which saves the batch norm's product
-    /// (its rounds, bytes and rounding) and is exact in real arithmetic. `false` runs every batch norm as an
-    /// affine map on shares.
+    /// Whether batch norms are folded (the default): one right after a convolution into it — the owner shares
+    /// `W·scale` and `b·scale + shift` instead of `W`, `b`, `scale`, `shift` — and, with [`Fusion::On`], one
+    /// before a product into that product (`W·scale[c]`, `b + W*shift`; see the [model layer](crate::model)).
+    /// Either saves the batch norm's product (its rounds, bytes and rounding) and is exact in real arithmetic.
+    /// `false` runs every batch norm as an affine map on shares.
     pub fn with_batch_norm_folding(mut self, fold: bool) -> Self {
         self.folds = if fold { cryptgpu_dsl::fold::conv_bn_pairs(&self.graph) } else { HashMap::new() };
+        self.fold_batch_norm = fold;
+        self.fusion = self.fusion_plan_for(self.fusion_switch, fold);
         self
     }
 
@@ -270,8 +289,9 @@ impl Executor {
         self
     }
 
+    /// Whether batch norm `name` is folded, into the convolution before it or the product after it.
     fn is_folded_bn(&self, name: &str) -> bool {
-        crate::model::is_folded_bn(&self.folds, name)
+        crate::model::is_folded_bn(&self.folds, name) || self.fusion.folds_batch_norm(name)
     }
 
     /// The model graph.
@@ -299,8 +319,8 @@ impl Executor {
         if let Some(params) = params {
             params.check_present(&self.graph, "parameters").map_err(|e| dsl_err(&self.graph, e))?;
         }
-        let slots =
-            crate::model::inference_tensors(&self.graph, &self.folds, params).map_err(|e| dsl_err(&self.graph, e))?;
+        let slots = crate::model::inference_tensors(&self.graph, &self.folds, &self.fusion, params)
+            .map_err(|e| dsl_err(&self.graph, e))?;
         let mut total = 0usize;
         for s in &slots {
             total = total.checked_add(crate::tensor::numel(&s.shape)?).ok_or_else(|| Error::Overflow {

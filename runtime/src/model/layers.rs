@@ -4,17 +4,17 @@
 //!
 //! | layer | inference | training (saves for the backward) |
 //! |---|---|---|
-//! | Conv2d | conv with bias (batch norm folded in when it follows) | the same conv; saves the input; backward [`Party::conv2d_backward`] (`dX = col2im(Wᵀ·dY)` truncated once, at the input's size) |
-//! | Linear | matmul by the weights transposed once at sharing time | the weights transposed per step; saves the input |
+//! | Conv2d | conv with bias (batch norm folded in when it follows; fused, a batch norm before it folded in too) | the same conv; saves the input; backward [`Party::conv2d_backward`] (`dX = col2im(Wᵀ·dY)` truncated once, at the input's size) |
+//! | Linear | matmul by the weights transposed once at sharing time (fused, a batch norm before it folded in) | the weights transposed per step; saves the input |
 //! | ReLU | [`Party::relu_with_mask`] over [`Party::relu_bits`] | [`Party::relu_for_backward`]; saves the mask and the injection's shared bit ([`Party::relu_backward`]) |
 //! | MaxPool2d | [`Party::max_pool2d`] | [`Party::max_pool2d_with_argmax`]; saves the one-hot argmax |
-//! | BatchNorm2d | identity when folded, else `x·scale + shift` from the running statistics | batch statistics |
+//! | BatchNorm2d | identity when folded (into the conv before it, or fused into the product after it), else `x·scale + shift` from the running statistics | batch statistics |
 //! | AvgPool2d, GlobalAvgPool | the window sum, then the division — or, fused, the sum alone (the next product truncates the extra bits) | the same; fused, the product after it also truncates the extra bits in both its gradients and the pool's backward divides nothing; saves the input shape |
 //! | Flatten, Dropout | the same protocol calls in both modes (training saves input shapes) | |
 //!
-//! With [`Fusion::On`] (see the [model layer](super)) inference and training fold average pools into the next
-//! product (forward, and in training both of that product's gradients) and the backward runs a layer's `dW` and
-//! `dX` truncations in shared rounds.
+//! With [`Fusion::On`] (see the [model layer](super)) inference folds average pools and batch norms into the next
+//! product, training folds average pools into the next product (forward, and both of that product's gradients),
+//! and the backward runs a layer's `dW` and `dX` truncations in shared rounds.
 //!
 //! Where parameters come from is a [`ParamSource`]: the executor's shared model (tensors kept apart, linear
 //! weights stored transposed) or the trainer's flat state (sliced per use).
@@ -38,7 +38,7 @@ use std::collections::HashMap;
 #[derive(Clone, Copy)]
 pub(crate) enum Mode<'a> {
     /// Inference: batch norm from the running statistics — nothing when `folded_bn(name)` (folded into the
-    /// convolution before it), else the shared `scale`/`shift`; the average pools of `fusion` keep their window
+    /// convolution before it or the product after it), else the shared `scale`/`shift`; the average pools of `fusion` keep their window
     /// sums and the products after them truncate the extra bits ([`cryptgpu_dsl::fuse`]); nothing is saved.
     Inference { folded_bn: &'a dyn Fn(&str) -> bool, fusion: &'a FusionPlan },
     /// Training: batch norm from batch statistics; every layer saves what its backward needs; the average pools
@@ -215,8 +215,10 @@ fn forward(
         Layer::Linear(l) => {
             let wt = src.linear_operand(p, &format!("{name}.weight"))?;
             let out_shape = [x.shape().first().copied().unwrap_or(0), wt.shape().get(1).copied().unwrap_or(0)];
-            let bias = match l.bias {
-                true => Some(p.broadcast_axis(&*src.param(&format!("{name}.bias"))?, &out_shape, 1)?),
+            // A batch norm folded into the input gives a bias-less layer one (`b + W·shift`).
+            let bias_key = format!("{name}.bias");
+            let bias = match l.bias || src.has(&bias_key) {
+                true => Some(p.broadcast_axis(&*src.param(&bias_key)?, &out_shape, 1)?),
                 false => None,
             };
             if let Some(bits) = relu_next {
@@ -266,7 +268,8 @@ fn forward(
         Layer::Dropout { .. } => (x, keep(Saved::Dropout)),
         Layer::BatchNorm2d(bn) => match mode {
             Mode::Training { .. } => batch_norm_train(p, src, name, bn.eps, x)?,
-            Mode::Inference { folded_bn, .. } if folded_bn(name) => (x, Saved::Inference), // in the conv before it
+            // Folded into the conv before it or the product after it.
+            Mode::Inference { folded_bn, .. } if folded_bn(name) => (x, Saved::Inference),
             Mode::Inference { .. } => {
                 let scale = p.broadcast_axis(&*src.param(&format!("{name}.scale"))?, x.shape(), 1)?;
                 let shift = p.broadcast_axis(&*src.param(&format!("{name}.shift"))?, x.shape(), 1)?;

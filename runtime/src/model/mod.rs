@@ -17,6 +17,20 @@
 //!   its input, so both its gradients truncate the same `t + e` bits (`dW = dYᵀ·S/2^e`, and `dY·W/2^e` is the
 //!   gradient with respect to the sums), and the pool's backward only spreads it: the backward division goes too.
 //!   Training has no range analysis: the sums take `e` bits of the ring's headroom there.
+//! - *Batch norm into the next product* (inference): a BatchNorm2d (running statistics, `y = scale⊙x + shift`
+//!   per channel) whose output reaches a Conv2d **without padding** or a Linear layer through Flatten, Dropout,
+//!   unpadded AvgPool2d and GlobalAvgPool only — typically a batch norm after a ReLU — is folded by the model owner
+//!   into that product's plaintext weights: `W·diag(scale)` and `b + W*shift` (a linear layer's feature
+//!   `c·H·W + i` belongs to channel `c`) are shared instead of `W`, `b`, `scale`, `shift`, and the batch norm is
+//!   the identity: no round, no byte. Exact in real arithmetic; one rounding of the products replaces the batch
+//!   norm's, so the logits differ from the unfused ones by a few ulps times the weights' norms
+//!   (`runtime/tests/bn_fold.rs` states the bound). Not folded (the batch norm runs as an affine map on shares):
+//!   a padded convolution after it (a border window would see 0 where the unfolded run has `shift`), a max pool,
+//!   a padded average pool, a ReLU or another batch norm in between, or a residual fork or join (the value feeds
+//!   two consumers). [`cryptgpu_dsl::fold::bn_input_folds`] finds the pairs; the range analysis bounds the folded
+//!   products with the folded weights, whose values are those of the unfolded chain. A batch norm right after a
+//!   convolution is folded into it whether fusion is on or not (`Executor::with_batch_norm_folding` turns both
+//!   off).
 //! - *`dW` and `dX` in shared rounds* (training backward): a convolution's or linear layer's two independent
 //!   products run their local GEMMs at their own steps, then truncate together
 //!   ([`crate::protocols::joint`]): the same words in half the rounds, gradients bit for bit the unfused ones.
