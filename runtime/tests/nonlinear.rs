@@ -235,7 +235,7 @@ fn a_relu_fused_into_its_products_truncation_saves_a_round() {
             assert_eq!(rounds, vec![want; 3], "fused {fused}, rep {rep}");
             let total: u64 = out.iter().map(|o| o.2.bytes_sent).sum();
             let mut relu: u64 = cryptgpu_runtime::protocols::cost::relu_bytes(m * n, bits).iter().sum();
-            relu += 48 * (m * n) as u64; // the product with exact truncation
+            relu += cryptgpu_runtime::protocols::cost::MUL_EXACT.bytes_for(m * n, 20).iter().sum::<u64>(); // the product
             assert_eq!(total, relu, "fused {fused}, rep {rep}");
         }
     }

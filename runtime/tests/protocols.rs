@@ -18,12 +18,13 @@ fn sorted_bytes(stats: &[Stats; 3]) -> [u64; 3] {
     b
 }
 
-/// Assert that the three parties' stats of one call equal the declared cost for `elements` elements.
-fn assert_cost(stats: &[Stats; 3], cost: Cost, elements: usize) {
+/// Assert that the three parties' stats of one call equal the declared cost for `elements` elements (`k`: the bits
+/// an exact truncation divides by, which size its packed wrap terms; 20 elsewhere).
+fn assert_cost(stats: &[Stats; 3], cost: Cost, elements: usize, k: u32) {
     for s in stats {
         assert_eq!(s.rounds, cost.rounds, "rounds: {stats:?}");
     }
-    assert_eq!(sorted_bytes(stats), cost.bytes_for(elements), "bytes: {stats:?}");
+    assert_eq!(sorted_bytes(stats), cost.bytes_for(elements, k), "bytes: {stats:?}");
 }
 
 /// Values spanning the ring, with zero, ±1 and the extremes mixed in.
@@ -68,9 +69,9 @@ proptest! {
             if let Some(v) = one { prop_assert_eq!(v.data(), &data[..]); }
         }
         let stats = |k: usize| [out[0].2[k], out[1].2[k], out[2].2[k]];
-        assert_cost(&stats(0), cost::SHARE, 37);
-        assert_cost(&stats(1), cost::REVEAL_ALL, 37);
-        assert_cost(&stats(2), cost::REVEAL_TO_ONE, 37);
+        assert_cost(&stats(0), cost::SHARE, 37, 20);
+        assert_cost(&stats(1), cost::REVEAL_ALL, 37, 20);
+        assert_cost(&stats(2), cost::REVEAL_TO_ONE, 37, 20);
         prop_assert_eq!(out[owner].2[0].bytes_sent, 16 * 37); // the owner is the one who sends
     }
 
@@ -133,8 +134,8 @@ proptest! {
         prop_assert!(tally.wraps <= 2, "{tally:?}");
         let ring: Vec<u64> = xv.iter().zip(&yv).map(|(&a, &b)| (a as u64).wrapping_mul(b as u64)).collect();
         prop_assert_eq!(out[0].1.data(), &ring[..]);
-        assert_cost(&[out[0].2, out[1].2, out[2].2], cost::MUL_EXACT, 64);
-        assert_cost(&[out[0].4, out[1].4, out[2].4], cost::MUL, 64);
+        assert_cost(&[out[0].2, out[1].2, out[2].2], cost::MUL_EXACT, 64, 20);
+        assert_cost(&[out[0].4, out[1].4, out[2].4], cost::MUL, 64, 20);
     }
 
     #[test]
@@ -158,7 +159,7 @@ proptest! {
         }).collect();
         let tally = check_quotients(out[0].0.data(), &floor, 1 << T);
         prop_assert_eq!(tally.wraps, 0, "{:?}", tally);
-        assert_cost(&[out[0].1, out[1].1, out[2].1], cost::MUL_EXACT, m * n);
+        assert_cost(&[out[0].1, out[1].1, out[2].1], cost::MUL_EXACT, m * n, 20);
     }
 
     #[test]
@@ -197,7 +198,7 @@ proptest! {
         }}}}
         let tally = check_quotients(out[0].0.data(), &floor, 1 << T);
         prop_assert_eq!(tally.wraps, 0, "{:?}", tally);
-        assert_cost(&[out[0].1, out[1].1, out[2].1], cost::MUL_EXACT, n * co * oh * oh);
+        assert_cost(&[out[0].1, out[1].1, out[2].1], cost::MUL_EXACT, n * co * oh * oh, 20);
     }
 
     #[test]
@@ -216,9 +217,9 @@ proptest! {
         prop_assert!(tally.wraps <= 2, "{tally:?}");
         if d.is_power_of_two() {
             prop_assert_eq!(tally.wraps, 0, "powers of two use the exact mode");
-            assert_cost(&[out[0].1, out[1].1, out[2].1], cost::DIVIDE_EXACT, 50);
+            assert_cost(&[out[0].1, out[1].1, out[2].1], cost::DIVIDE_EXACT, 50, d.trailing_zeros());
         } else {
-            assert_cost(&[out[0].1, out[1].1, out[2].1], cost::DIVIDE, 50);
+            assert_cost(&[out[0].1, out[1].1, out[2].1], cost::DIVIDE, 50, 20);
         }
     }
 
@@ -252,9 +253,9 @@ proptest! {
         let floor: Vec<i128> = sums.iter().map(|&z| z.div_euclid((k * k) as i128)).collect();
         let tally = check_quotients(out[0].1.data(), &floor, (k * k) as u128);
         prop_assert!(tally.wraps <= 2, "{tally:?}");
-        assert_cost(&[out[0].2, out[1].2, out[2].2], cost::LOCAL, 0);
+        assert_cost(&[out[0].2, out[1].2, out[2].2], cost::LOCAL, 0, 20);
         let declared = if (k * k).is_power_of_two() { cost::DIVIDE_EXACT } else { cost::DIVIDE };
-        assert_cost(&[out[0].3, out[1].3, out[2].3], declared, n * c * oh * oh);
+        assert_cost(&[out[0].3, out[1].3, out[2].3], declared, n * c * oh * oh, (k * k).trailing_zeros());
     }
 }
 

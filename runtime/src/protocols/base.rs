@@ -202,3 +202,85 @@ pub(crate) fn single(v: Vec<Vec<u64>>) -> Result<Vec<u64>> {
     let [x] = buffers(v)?;
     Ok(x)
 }
+
+/// Values per message word when only their low `k` bits travel: the exact truncation's wrap terms are multiplied by
+/// `2^(64−k)` before use, so their bits from `k` up never matter — 3 per word for `k ≤ 21`, 2 for `k ≤ 32`, else 1.
+pub(crate) fn low_bits_per_word(k: u32) -> usize {
+    match k {
+        0..=21 => 3,
+        22..=32 => 2,
+        _ => 1,
+    }
+}
+
+/// Words of a message of `n` values of which only the low `k` bits travel.
+pub fn packed_len(n: usize, k: u32) -> usize {
+    n.div_ceil(low_bits_per_word(k))
+}
+
+impl Party {
+    /// Pack the low `k` bits of every value of `v` ([`low_bits_per_word`] per word; value `j·m + i` in slot `j` of
+    /// word `i`, `m` the packed length).
+    pub(crate) fn pack_low_bits(&self, v: &[u64], k: u32) -> Result<Vec<u64>> {
+        let per = low_bits_per_word(k);
+        if per == 1 {
+            return Ok(v.to_vec());
+        }
+        let m = packed_len(v.len(), k);
+        let padded;
+        let v = if v.len() == m * per {
+            v
+        } else {
+            padded = {
+                let mut p = v.to_vec();
+                p.resize(m * per, 0);
+                p
+            };
+            &padded
+        };
+        let mut b = MapBuilder::new("pack_low_bits");
+        let mask = b.constant(low_mask(k));
+        let mut word = None;
+        for j in 0..per {
+            let x = b.input(j as u16);
+            let lo = b.and(x, mask);
+            let placed = if j == 0 { lo } else { b.shl(lo, j as u32 * k) };
+            word = Some(match word {
+                None => placed,
+                Some(w) => b.op(cryptgpu_codegen::Op::Or(w, placed)),
+            });
+        }
+        let word = word.ok_or_else(|| Error::Internal("packing into zero slots".into()))?;
+        b.output(word);
+        let inputs: Vec<&[u64]> = (0..per).map(|j| &v[j * m..(j + 1) * m]).collect();
+        single(self.map(&b.build(), &inputs, &[], &[], m)?)
+    }
+
+    /// The `n` values [`Party::pack_low_bits`] packed (their low `k` bits; the rest zero).
+    pub(crate) fn unpack_low_bits(&self, w: &[u64], n: usize, k: u32) -> Result<Vec<u64>> {
+        let per = low_bits_per_word(k);
+        if per == 1 {
+            return Ok(w.to_vec());
+        }
+        let mut b = MapBuilder::new("unpack_low_bits");
+        let x = b.input(0);
+        let mask = b.constant(low_mask(k));
+        for j in 0..per {
+            let s = if j == 0 { x } else { b.op(cryptgpu_codegen::Op::Shr(x, j as u32 * k)) };
+            let lo = b.and(s, mask);
+            b.output(lo);
+        }
+        let mut v = self.map(&b.build(), &[w], &[], &[], w.len())?.concat();
+        v.truncate(n);
+        Ok(v)
+    }
+}
+
+/// `2^k − 1`.
+fn low_mask(k: u32) -> u64 {
+    if k >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << k) - 1
+    }
+}

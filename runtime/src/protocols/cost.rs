@@ -1,46 +1,54 @@
 //! Declared communication costs (rounds, bytes per element per party) of every protocol, as data.
 
-/// What a protocol call costs: rounds, and the bytes each party sends per element, largest first (which party
-/// plays which role rotates from call to call, so the declaration is of the multiset).
+/// What a protocol call costs: rounds, the bytes each party sends per element, and the exact truncation's wrap terms
+/// each party sends per element, which travel as `k`-bit values packed into words ([`super::base::packed_len`]);
+/// largest first (which party plays which role rotates from call to call, so the declaration is of the multiset).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cost {
     /// Sequential communication rounds.
     pub rounds: u64,
-    /// Bytes sent per element by each party, sorted largest first.
+    /// Bytes sent per element by each party (full words), sorted largest first.
     pub bytes_per_elt: [u64; 3],
+    /// Wrap terms sent per element by each party, packed `k` bits each (exact truncations only).
+    pub wrap_terms: [u64; 3],
 }
 
 impl Cost {
-    /// Bytes each party sends for `elements` elements, largest first.
-    pub fn bytes_for(&self, elements: usize) -> [u64; 3] {
-        self.bytes_per_elt.map(|b| b * elements as u64)
+    const fn words(rounds: u64, bytes_per_elt: [u64; 3]) -> Cost {
+        Cost { rounds, bytes_per_elt, wrap_terms: [0, 0, 0] }
     }
-    /// Largest per-party bytes per element.
-    pub fn max_bytes_per_elt(&self) -> u64 {
-        self.bytes_per_elt[0]
+
+    /// Bytes each party sends for `elements` elements under a truncation by `k` bits (which sizes the packed wrap
+    /// terms of an exact truncation; irrelevant for every other cost), largest first.
+    pub fn bytes_for(&self, elements: usize, k: u32) -> [u64; 3] {
+        core::array::from_fn(|i| {
+            let packed = super::base::packed_len(self.wrap_terms[i] as usize * elements, k) as u64;
+            self.bytes_per_elt[i] * elements as u64 + 8 * packed
+        })
     }
 }
 
 /// Sharing a tensor from its owner.
-pub const SHARE: Cost = Cost { rounds: 1, bytes_per_elt: [16, 0, 0] };
+pub const SHARE: Cost = Cost::words(1, [16, 0, 0]);
 /// Revealing to all three parties.
-pub const REVEAL_ALL: Cost = Cost { rounds: 1, bytes_per_elt: [8, 8, 8] };
+pub const REVEAL_ALL: Cost = Cost::words(1, [8, 8, 8]);
 /// Revealing to one party.
-pub const REVEAL_TO_ONE: Cost = Cost { rounds: 1, bytes_per_elt: [8, 0, 0] };
+pub const REVEAL_TO_ONE: Cost = Cost::words(1, [8, 0, 0]);
 /// Multiplication (elementwise, matmul, conv2d) in the ring or with the probabilistic truncation fused, per output
 /// element.
-pub const MUL: Cost = Cost { rounds: 1, bytes_per_elt: [8, 8, 8] };
+pub const MUL: Cost = Cost::words(1, [8, 8, 8]);
 /// Truncation or division of a share by a public integer, per output element (average pooling too), in the
 /// probabilistic mode (and for every divisor that is not a power of two).
-pub const DIVIDE: Cost = Cost { rounds: 1, bytes_per_elt: [8, 0, 0] };
+pub const DIVIDE: Cost = Cost::words(1, [8, 0, 0]);
 /// Multiplication with exact truncation (the default mode), per output element: R0 its message and its wrap bit's
-/// piece; R1 and R2 their sums and their term of the wrap product.
-pub const MUL_EXACT: Cost = Cost { rounds: 2, bytes_per_elt: [16, 16, 16] };
+/// piece, R1 and R2 their sums and their term of the wrap product — the wrap values as `k`-bit packed terms (at
+/// `t = 20`: 8 + 8/3 bytes each).
+pub const MUL_EXACT: Cost = Cost { rounds: 2, bytes_per_elt: [8, 8, 8], wrap_terms: [1, 1, 1] };
 /// Exact truncation of a share by a power of two (the default mode), per element: R0 its message and its wrap bit's
-/// piece; R1 and R2 their term of the wrap product.
-pub const DIVIDE_EXACT: Cost = Cost { rounds: 2, bytes_per_elt: [16, 8, 8] };
+/// piece; R1 and R2 their term of the wrap product (the wrap values packed as for [`MUL_EXACT`]).
+pub const DIVIDE_EXACT: Cost = Cost { rounds: 2, bytes_per_elt: [8, 0, 0], wrap_terms: [1, 1, 1] };
 /// Local operations.
-pub const LOCAL: Cost = Cost { rounds: 0, bytes_per_elt: [0, 0, 0] };
+pub const LOCAL: Cost = Cost::words(0, [0, 0, 0]);
 
 /// Words every party sends in the sign circuit's carry tree for `n` elements (`D` digits: per level, a carry AND
 /// per pair of groups and a propagate AND per pair but the lowest).

@@ -31,7 +31,7 @@
 //! The messages, rounds, bytes and resulting shares are bit for bit those of the staged reference plan (one kernel
 //! per stage: [`Party::set_truncation_fusion`] switches it on, for comparison; the standalone truncation uses it).
 
-use super::base::{buffers, emit_r0_message, r0_message, role, single, Divisor};
+use super::base::{buffers, emit_r0_message, packed_len, r0_message, role, single, Divisor};
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
@@ -147,6 +147,7 @@ impl Party {
         match role(self.id(), step) {
             0 => {
                 let [msg, a0, fm, f_n] = buffers(outs)?;
+                let a0 = self.pack_low_bits(&a0, k)?; // only its low k bits matter
                 self.ride_along(prev, a0);
                 self.round(vec![(prev, msg)], &[])?;
                 let y = Share::from_pieces(shape, fm, f_n);
@@ -169,9 +170,10 @@ impl Party {
             }
             _ => {
                 let [c2, yk] = buffers(outs)?;
-                self.expect_ride(next, n);
+                self.expect_ride(next, packed_len(n, k));
                 let [c1, msg] = buffers(self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?)?;
-                let a0 = self.take_rides().remove(0);
+                let ride = self.take_rides().remove(0);
+                let a0 = self.unpack_low_bits(&ride, n, k)?;
                 // as R1 with a's piece a − p; and R2's piece R0 = msg − (a − p − y_R0)·2^(64−k)
                 let mut kb = MapBuilder::new("exact_wrap_term_r2");
                 let (x, y, ar, yr, mr) = (kb.input(0), kb.input(1), kb.input(2), kb.input(3), kb.input(4));
@@ -191,7 +193,9 @@ impl Party {
     /// `spare`, a buffer no longer needed).
     fn add_wrap_term(&mut self, sent: Vec<u64>, t: Vec<u64>, peer: usize, k: u32, spare: Vec<u64>) -> Result<Vec<u64>> {
         let n = t.len();
-        let got = single(self.round(vec![(peer, sent)], &[(peer, n)])?)?;
+        let packed = self.pack_low_bits(&sent, k)?;
+        let got = single(self.round(vec![(peer, packed)], &[(peer, packed_len(n, k))])?)?;
+        let got = self.unpack_low_bits(&got, n, k)?;
         if k == 0 {
             return Ok(t);
         }
@@ -212,7 +216,7 @@ impl Party {
             0 => {
                 let [msg, s, a] = buffers(outs)?;
                 let (a0, a1) = self.share_r0_bit(&a, step)?;
-                self.ride_along(prev, a0.clone());
+                self.ride_along(prev, self.pack_low_bits(&a0, k)?);
                 self.round(vec![(prev, msg.clone())], &[])?;
                 self.wrap_correct(step, Share::from_pieces(shape, msg, s), WrapBits::R0 { a0, a1 }, k)
             }
@@ -225,9 +229,10 @@ impl Party {
             }
             _ => {
                 let [c2] = buffers(outs)?;
-                self.expect_ride(next, n);
+                self.expect_ride(next, packed_len(n, k));
                 let [c1, msg] = buffers(self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?)?;
-                let a0 = self.take_rides().remove(0);
+                let ride = self.take_rides().remove(0);
+                let a0 = self.unpack_low_bits(&ride, n, k)?;
                 let (q, b) = self.unsigned_split(&c1, &c2, k)?;
                 self.wrap_correct(step, Share::from_pieces(shape, q, msg), WrapBits::Peer { a_piece: a0, b_bit: b }, k)
             }
@@ -257,7 +262,7 @@ impl Party {
                 let mask = self.stream(KeyWith::Next, Purpose::TruncMask, step);
                 let [msg, s, a] = buffers(self.map(&b.build(), &[x.mine(), x.next()], &[], &[rho, rho, mask], n)?)?;
                 let (a0, a1) = self.share_r0_bit(&a, step)?;
-                self.ride_along(prev, a0.clone());
+                self.ride_along(prev, self.pack_low_bits(&a0, k)?);
                 self.round(vec![(prev, msg.clone())], &[])?;
                 self.wrap_correct(step, Share::from_pieces(&shape, msg, s), WrapBits::R0 { a0, a1 }, k)
             }
@@ -290,9 +295,10 @@ impl Party {
                     let bits = WrapBits::Peer { a_piece: a1, b_bit: bit };
                     self.wrap_correct(step, Share::from_pieces(&shape, s, q), bits, k)
                 } else {
-                    self.expect_ride(next, n);
+                    self.expect_ride(next, packed_len(n, k));
                     let msg = single(self.round(vec![], &[(next, n)])?)?;
-                    let a0 = self.take_rides().remove(0);
+                    let ride = self.take_rides().remove(0);
+                    let a0 = self.unpack_low_bits(&ride, n, k)?;
                     let bits = WrapBits::Peer { a_piece: a0, b_bit: bit };
                     self.wrap_correct(step, Share::from_pieces(&shape, q, msg), bits, k)
                 }
@@ -359,8 +365,10 @@ impl Party {
             }
             WrapBits::Peer { a_piece, b_bit } => {
                 let (sent, y_known, peer) = self.wrap_term_out(a_piece, b_bit, step)?;
-                let got = single(self.round(vec![(peer, sent.clone())], &[(peer, a_piece.len())])?)?;
-                Some((sent, got, y_known))
+                let n = a_piece.len();
+                let packed = self.pack_low_bits(&sent, k)?;
+                let got = single(self.round(vec![(peer, packed)], &[(peer, packed_len(n, k))])?)?;
+                Some((sent, self.unpack_low_bits(&got, n, k)?, y_known))
             }
         };
         self.wrap_correction(base, bits, received, k, step)

@@ -11,7 +11,7 @@
 //! round grouping changes: rounds `2·N → 2` (exact) and `N → 1` (probabilistic), bytes unchanged. The parties see
 //! the same words as before, grouped differently, so the security argument of each product is unchanged.
 
-use super::base::{buffers, role, Reshare};
+use super::base::{buffers, packed_len, role, Reshare};
 use super::exact::WrapBits;
 use crate::party::Party;
 use crate::share::Share;
@@ -121,7 +121,7 @@ impl Party {
                 0 => {
                     let [msg, s, a] = buffers(std::mem::take(&mut it.outs))?;
                     let (a0, a1) = self.share_r0_bit(&a, it.step)?;
-                    plan.sends.extend([(prev, msg.clone()), (prev, a0.clone())]);
+                    plan.sends.extend([(prev, msg.clone()), (prev, self.pack_low_bits(&a0, k)?)]);
                     let base = Share::from_pieces(&it.shape, msg, s);
                     let bits = WrapBits::R0 { a0, a1 };
                     local.push((Some(Truncating { base, bits, step: it.step, k }), it, n, k));
@@ -133,7 +133,7 @@ impl Party {
                 }
                 _ => {
                     plan.sends.push((prev, it.outs[0].clone()));
-                    plan.recvs.extend([(prev, n), (next, n), (next, n)]);
+                    plan.recvs.extend([(prev, n), (next, n), (next, packed_len(n, k))]);
                     local.push((None, it, n, k));
                 }
             }
@@ -168,6 +168,7 @@ impl Party {
                         got.next().ok_or_else(missing)?,
                     );
                     let (q, b) = self.unsigned_split(&c1, &c2, k)?;
+                    let a0 = self.unpack_low_bits(&a0, c2.len(), k)?;
                     let base = Share::from_pieces(&it.shape, q, msg);
                     Truncating { base, bits: WrapBits::Peer { a_piece: a0, b_bit: b }, step: it.step, k }
                 }
@@ -180,8 +181,8 @@ impl Party {
         for t in &truncating {
             if let WrapBits::Peer { a_piece, b_bit } = &t.bits {
                 let (sent, y_known, peer) = self.wrap_term_out(a_piece, b_bit, t.step)?;
-                plan.sends.push((peer, sent.clone()));
-                plan.recvs.push((peer, a_piece.len()));
+                plan.sends.push((peer, self.pack_low_bits(&sent, t.k)?));
+                plan.recvs.push((peer, packed_len(a_piece.len(), t.k)));
                 terms.push(Some((sent, y_known)));
             } else {
                 terms.push(None);
@@ -191,7 +192,10 @@ impl Party {
         let mut out = Vec::with_capacity(truncating.len());
         for (t, term) in truncating.into_iter().zip(terms) {
             let received = match term {
-                Some((sent, y_known)) => Some((sent, got.next().ok_or_else(missing)?, y_known)),
+                Some((sent, y_known)) => {
+                    let n = sent.len();
+                    Some((sent, self.unpack_low_bits(&got.next().ok_or_else(missing)?, n, t.k)?, y_known))
+                }
                 None => None,
             };
             let Truncating { base, bits, step, k } = t;

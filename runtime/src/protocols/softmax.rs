@@ -92,19 +92,21 @@ pub fn softmax_rounds(len: usize, iterations: u32, mode: TruncationMode) -> u64 
         + fixed_mul_rounds(mode)
 }
 
-/// Bytes sent by all three parties together for `elements` elements of a declared per-element cost.
-fn total(c: Cost, elements: usize) -> u64 {
-    c.bytes_for(elements).iter().sum()
+/// Bytes sent by all three parties together for `elements` elements of a declared per-element cost, truncating by
+/// `k` bits.
+fn total(c: Cost, elements: usize, k: u32) -> u64 {
+    c.bytes_for(elements, k).iter().sum()
 }
 
-/// Total bytes (all parties) of a fixed-point product or power-of-two truncation of `elements` under `mode`.
-fn fixed_total(mode: TruncationMode, mul: bool, elements: usize) -> u64 {
+/// Total bytes (all parties) of a fixed-point product or power-of-two truncation by `k` bits of `elements` under
+/// `mode`.
+fn fixed_total(mode: TruncationMode, mul: bool, elements: usize, k: u32) -> u64 {
     use TruncationMode::{Exact, Probabilistic};
     match (mode, mul) {
-        (Exact, true) => total(MUL_EXACT, elements),
-        (Exact, false) => total(DIVIDE_EXACT, elements),
-        (Probabilistic, true) => total(MUL, elements),
-        (Probabilistic, false) => total(DIVIDE, elements),
+        (Exact, true) => total(MUL_EXACT, elements, k),
+        (Exact, false) => total(DIVIDE_EXACT, elements, k),
+        (Probabilistic, true) => total(MUL, elements, k),
+        (Probabilistic, false) => total(DIVIDE, elements, k),
     }
 }
 
@@ -119,18 +121,19 @@ pub fn softmax_total_bytes(rows: usize, m: usize, iterations: u32, frac_bits: u3
     let sum3 = |b: [u64; 3]| b.iter().sum::<u64>();
     let bits = SignBits::default();
     let max = sum3(max_bytes(m, rows));
-    let exp = fixed_total(mode, false, n)
+    let t = frac_bits;
+    let exp = fixed_total(mode, false, n, iterations)
         + sum3(relu_bytes(2 * n, bits))
-        + u64::from(iterations) * fixed_total(mode, true, n);
+        + u64::from(iterations) * fixed_total(mode, true, n, t);
     let classes = reciprocal::reciprocal_top(frac_bits) as usize + 1;
     let levels = normalize::levels(frac_bits, &reciprocal::reciprocal_exponents(frac_bits)) as usize;
     let steps = reciprocal::RECIPROCAL_NEWTON_STEPS as usize;
     let recip = sum3(drelu_bytes(classes * rows, bits))
         + sum3(mul_bit_bytes(classes * rows))
-        + (levels as u64 - 1) * fixed_total(mode, false, rows)
-        + fixed_total(mode, true, levels * rows)
-        + 2 * steps as u64 * fixed_total(mode, true, rows)
-        + fixed_total(mode, true, rows)
-        + total(MUL, rows);
-    max + exp + recip + fixed_total(mode, true, n)
+        + (levels as u64 - 1) * fixed_total(mode, false, rows, t)
+        + fixed_total(mode, true, levels * rows, t)
+        + 2 * steps as u64 * fixed_total(mode, true, rows, t)
+        + fixed_total(mode, true, rows, t)
+        + total(MUL, rows, t);
+    max + exp + recip + fixed_total(mode, true, n, t)
 }
