@@ -67,6 +67,8 @@ pub struct Party {
     pub(crate) truncation: crate::protocols::TruncationMode,
     /// The bits the model layer's ReLUs read (see [`Party::set_relu_bits`]).
     pub(crate) relu_bits: crate::protocols::SignBits,
+    /// Packed message words filled so far (the counter of this party's [`crate::prg::Purpose::Padding`] stream).
+    pub(crate) padding_draws: u64,
     /// A ReLU announced for the next exact-truncated product ([`Party::expect_relu`]).
     pub(crate) pending_relu: Option<crate::protocols::relu::PendingRelu>,
     /// That ReLU once its first round has ridden in the truncation's second.
@@ -119,6 +121,7 @@ impl Party {
             ride_in: Vec::new(),
             truncation: crate::protocols::TruncationMode::default(),
             relu_bits: crate::protocols::SignBits::default(),
+            padding_draws: 0,
             pending_relu: None,
             early_relu: None,
             fused_truncation: true,

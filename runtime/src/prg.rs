@@ -71,6 +71,9 @@ pub enum Purpose {
     Reshare = 6,
     /// Re-replication of the wrap bit's product in exact truncation.
     Wrap = 7,
+    /// A sender's private bits filling the unused top of a packed message word (its own key, a counter only it
+    /// advances).
+    Padding = 8,
 }
 
 /// One PRF stream: a key and a 96-bit nonce.

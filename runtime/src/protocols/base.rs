@@ -221,7 +221,10 @@ pub fn packed_len(n: usize, k: u32) -> usize {
 impl Party {
     /// Pack the low `k` bits of every value of `v` ([`low_bits_per_word`] per word; value `j·m + i` in slot `j` of
     /// word `i`, `m` the packed length).
-    pub(crate) fn pack_low_bits(&self, v: &[u64], k: u32) -> Result<Vec<u64>> {
+    ///
+    /// The bits above the last slot carry fresh private PRF bits (the receiver ignores them), so that no bit of a
+    /// message word is constant.
+    pub(crate) fn pack_low_bits(&mut self, v: &[u64], k: u32) -> Result<Vec<u64>> {
         let per = low_bits_per_word(k);
         if per == 1 {
             return Ok(v.to_vec());
@@ -231,11 +234,14 @@ impl Party {
         let v = if v.len() == m * per {
             v
         } else {
-            padded = {
-                let mut p = v.to_vec();
-                p.resize(m * per, 0);
-                p
-            };
+            // The slots past the last value carry private random bits too.
+            self.padding_draws += 1;
+            let stream = self.stream(KeyWith::Own, Purpose::Padding, self.padding_draws);
+            let mut b = MapBuilder::new("pack_padding");
+            let r = b.prg(0);
+            b.output(r);
+            let fill = single(self.map(&b.build(), &[], &[], &[stream], m * per - v.len())?)?;
+            padded = [v, &fill[..]].concat();
             &padded
         };
         let mut b = MapBuilder::new("pack_low_bits");
@@ -250,10 +256,19 @@ impl Party {
                 Some(w) => b.op(cryptgpu_codegen::Op::Or(w, placed)),
             });
         }
-        let word = word.ok_or_else(|| Error::Internal("packing into zero slots".into()))?;
+        let mut word = word.ok_or_else(|| Error::Internal("packing into zero slots".into()))?;
+        let used = per as u32 * k;
+        let mut streams = Vec::new();
+        if used < 64 {
+            self.padding_draws += 1;
+            streams.push(self.stream(KeyWith::Own, Purpose::Padding, self.padding_draws));
+            let (r, top) = (b.prg(0), b.constant(!low_mask(used)));
+            let pad = b.and(r, top);
+            word = b.op(cryptgpu_codegen::Op::Or(word, pad));
+        }
         b.output(word);
         let inputs: Vec<&[u64]> = (0..per).map(|j| &v[j * m..(j + 1) * m]).collect();
-        single(self.map(&b.build(), &inputs, &[], &[], m)?)
+        single(self.map(&b.build(), &inputs, &[], &streams, m)?)
     }
 
     /// The `n` values [`Party::pack_low_bits`] packed (their low `k` bits; the rest zero).

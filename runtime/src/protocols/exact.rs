@@ -216,7 +216,8 @@ impl Party {
             0 => {
                 let [msg, s, a] = buffers(outs)?;
                 let (a0, a1) = self.share_r0_bit(&a, step)?;
-                self.ride_along(prev, self.pack_low_bits(&a0, k)?);
+                let packed = self.pack_low_bits(&a0, k)?;
+                self.ride_along(prev, packed);
                 self.round(vec![(prev, msg.clone())], &[])?;
                 self.wrap_correct(step, Share::from_pieces(shape, msg, s), WrapBits::R0 { a0, a1 }, k)
             }
@@ -262,7 +263,8 @@ impl Party {
                 let mask = self.stream(KeyWith::Next, Purpose::TruncMask, step);
                 let [msg, s, a] = buffers(self.map(&b.build(), &[x.mine(), x.next()], &[], &[rho, rho, mask], n)?)?;
                 let (a0, a1) = self.share_r0_bit(&a, step)?;
-                self.ride_along(prev, self.pack_low_bits(&a0, k)?);
+                let packed = self.pack_low_bits(&a0, k)?;
+                self.ride_along(prev, packed);
                 self.round(vec![(prev, msg.clone())], &[])?;
                 self.wrap_correct(step, Share::from_pieces(&shape, msg, s), WrapBits::R0 { a0, a1 }, k)
             }
