@@ -10,8 +10,11 @@
 //! rides in the first round) and a second round in which R1 and R2 re-replicate `a·b = b·p + b·(a − p)`, each of
 //! them knowing one term.
 //!
-//! **Cost**: 2 rounds; per output element every party sends 16 bytes in a product (the probabilistic mode: 1 round,
-//! 8 each); a standalone truncation costs R0 16 bytes and R1, R2 8.
+//! **Cost**: 2 rounds; per output element every party sends one word and one wrap value in a product (the
+//! probabilistic mode: 1 round, one word each); a standalone truncation costs R0 a word and a wrap value, R1 and R2 a
+//! wrap value. Wrap values matter only mod `2^k` (they are multiplied by `2^(64−k)`), so they travel as `k`-bit values
+//! packed three to a word for `k ≤ 21` (two for `k ≤ 32`), the unused bits filled with the sender's private random
+//! bits ([`super::base::packed_len`]): at `t = 20` a product costs 8 + 8/3 bytes per output and party, not 16.
 //! **Range**: exact for `−2^62 ≤ z < 2^62`; outside it the result is wrong (as a fixed-point product of such values
 //! has no meaning anyway). Division by a public integer that is not a power of two stays probabilistic.
 //!

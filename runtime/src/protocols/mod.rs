@@ -7,9 +7,9 @@
 //! | reveal to all / to one | [`reveal`] | 1 | 8, 8, 8 / 8, 0, 0 |
 //! | add, sub, neg, public add/scale, sum pooling | [`local`], [`pool`] | 0 | 0 |
 //! | ring mul, matmul, conv2d | [`mul`], [`matmul`], [`conv`] | 1 | 8, 8, 8 per output |
-//! | fixed-point mul, matmul, conv2d, truncation fused (default: exact) | [`mul`], [`matmul`], [`conv`], [`exact`] | 2 | 16, 16, 16 per output |
+//! | fixed-point mul, matmul, conv2d, truncation fused (default: exact) | [`mul`], [`matmul`], [`conv`], [`exact`] | 2 | 8 + 8/3 each per output (`t ≤ 21`) |
 //! | … with probabilistic truncation ([`TruncationMode::Probabilistic`]) | same | 1 | 8, 8, 8 per output |
-//! | truncation by `2^k` (default: exact) | [`exact`] | 2 | 16, 8, 8 per output |
+//! | truncation by `2^k` (default: exact) | [`exact`] | 2 | 8 + 8/3, 8/3, 8/3 per output (`k ≤ 21`) |
 //! | division by a public non-power of two, average pooling (any mode), probabilistic truncation | [`divide`], [`pool`] | 1 | 8, 0, 0 per output |
 //!
 //! The non-linear protocols declare their rounds and bytes in [`cost`]: the sign circuit (DReLU), ReLU and

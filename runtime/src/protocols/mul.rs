@@ -5,7 +5,7 @@
 //! fixed-point values. Cost of a ring product: [`cost::MUL`](super::cost::MUL) — 1 round, 8 bytes per element per
 //! party (CryptGPU's release: 3 exchanges, 24 bytes). A fixed-point product under the default exact truncation
 //! ([`TruncationMode::Exact`](super::TruncationMode)): [`cost::MUL_EXACT`](super::cost::MUL_EXACT) — 2 rounds,
-//! 16 bytes, never failing for `|x·y·2^(2t)| < 2^62`; under the probabilistic mode 1 round, failing with probability
+//! 8 + 8/3 bytes at `t ≤ 21`, never failing for `|x·y·2^(2t)| < 2^62`; under the probabilistic mode 1 round, failing with probability
 //! `≈ |x·y|·2^(2t)/2^64` per element (see [`reshare`](super::reshare)).
 
 use super::base::Reshare;
