@@ -35,6 +35,10 @@ pub struct ViewEntry {
     pub received: bool,
     /// The words.
     pub words: Vec<u64>,
+    /// `Some(k)`: not a message on the wire but the `k`-bit values this party read out of the packed piece it
+    /// received just before from `peer` (the exact truncation's wrap terms, see [`crate::protocols::exact`]), one per
+    /// element; only their low `k` bits carry anything. `None` for the words of a message as they travelled.
+    pub unpacked_bits: Option<u32>,
 }
 
 /// A party's recorded view, in order (see [`Party::record_view`]).
@@ -164,7 +168,24 @@ impl Party {
 
     fn log_view(&self, peer: PartyId, received: bool, words: &[u64]) {
         if let (Some(log), false) = (&self.view, words.is_empty()) {
-            let entry = ViewEntry { round: self.total.rounds, peer, received, words: words.to_vec() };
+            let entry =
+                ViewEntry { round: self.total.rounds, peer, received, words: words.to_vec(), unpacked_bits: None };
+            log.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+        }
+    }
+
+    /// Record in the view the `k`-bit values this party unpacked from a piece received from `peer` (see
+    /// [`ViewEntry::unpacked_bits`]): what it reads per element, so a privacy check can combine them with the
+    /// element's other words.
+    pub(crate) fn log_unpacked(&self, peer: PartyId, k: u32, values: &[u64]) {
+        if let (Some(log), false) = (&self.view, values.is_empty()) {
+            let entry = ViewEntry {
+                round: self.total.rounds,
+                peer,
+                received: true,
+                words: values.to_vec(),
+                unpacked_bits: Some(k),
+            };
             log.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
         }
     }

@@ -6,7 +6,7 @@
 
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
-use crate::{Error, Result};
+use crate::{Error, PartyId, Result};
 use cryptgpu_codegen::{MapBuilder, Reg};
 
 /// Largest supported public divisor.
@@ -271,8 +271,9 @@ impl Party {
         single(self.map(&b.build(), &inputs, &[], &streams, m)?)
     }
 
-    /// The `n` values [`Party::pack_low_bits`] packed (their low `k` bits; the rest zero).
-    pub(crate) fn unpack_low_bits(&self, w: &[u64], n: usize, k: u32) -> Result<Vec<u64>> {
+    /// The `n` values [`Party::pack_low_bits`] packed (their low `k` bits; the rest zero), received from `from`
+    /// (recorded in the view as what this party reads, see [`crate::party::ViewEntry::unpacked_bits`]).
+    pub(crate) fn unpack_low_bits(&self, w: &[u64], n: usize, k: u32, from: PartyId) -> Result<Vec<u64>> {
         let per = low_bits_per_word(k);
         if per == 1 {
             return Ok(w.to_vec());
@@ -287,6 +288,7 @@ impl Party {
         }
         let mut v = self.map(&b.build(), &[w], &[], &[], w.len())?.concat();
         v.truncate(n);
+        self.log_unpacked(from, k, &v);
         Ok(v)
     }
 }

@@ -176,7 +176,7 @@ impl Party {
                 self.expect_ride(next, packed_len(n, k));
                 let [c1, msg] = buffers(self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?)?;
                 let ride = self.take_rides().remove(0);
-                let a0 = self.unpack_low_bits(&ride, n, k)?;
+                let a0 = self.unpack_low_bits(&ride, n, k, next)?;
                 // as R1 with a's piece a − p; and R2's piece R0 = msg − (a − p − y_R0)·2^(64−k)
                 let mut kb = MapBuilder::new("exact_wrap_term_r2");
                 let (x, y, ar, yr, mr) = (kb.input(0), kb.input(1), kb.input(2), kb.input(3), kb.input(4));
@@ -198,7 +198,7 @@ impl Party {
         let n = t.len();
         let packed = self.pack_low_bits(&sent, k)?;
         let got = single(self.round(vec![(peer, packed)], &[(peer, packed_len(n, k))])?)?;
-        let got = self.unpack_low_bits(&got, n, k)?;
+        let got = self.unpack_low_bits(&got, n, k, peer)?;
         if k == 0 {
             return Ok(t);
         }
@@ -236,7 +236,7 @@ impl Party {
                 self.expect_ride(next, packed_len(n, k));
                 let [c1, msg] = buffers(self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?)?;
                 let ride = self.take_rides().remove(0);
-                let a0 = self.unpack_low_bits(&ride, n, k)?;
+                let a0 = self.unpack_low_bits(&ride, n, k, next)?;
                 let (q, b) = self.unsigned_split(&c1, &c2, k)?;
                 self.wrap_correct(step, Share::from_pieces(shape, q, msg), WrapBits::Peer { a_piece: a0, b_bit: b }, k)
             }
@@ -303,7 +303,7 @@ impl Party {
                     self.expect_ride(next, packed_len(n, k));
                     let msg = single(self.round(vec![], &[(next, n)])?)?;
                     let ride = self.take_rides().remove(0);
-                    let a0 = self.unpack_low_bits(&ride, n, k)?;
+                    let a0 = self.unpack_low_bits(&ride, n, k, next)?;
                     let bits = WrapBits::Peer { a_piece: a0, b_bit: bit };
                     self.wrap_correct(step, Share::from_pieces(&shape, q, msg), bits, k)
                 }
@@ -373,7 +373,7 @@ impl Party {
                 let n = a_piece.len();
                 let packed = self.pack_low_bits(&sent, k)?;
                 let got = single(self.round(vec![(peer, packed)], &[(peer, packed_len(n, k))])?)?;
-                Some((sent, self.unpack_low_bits(&got, n, k)?, y_known))
+                Some((sent, self.unpack_low_bits(&got, n, k, peer)?, y_known))
             }
         };
         self.wrap_correction(base, bits, received, k, step)

@@ -168,7 +168,7 @@ impl Party {
                         got.next().ok_or_else(missing)?,
                     );
                     let (q, b) = self.unsigned_split(&c1, &c2, k)?;
-                    let a0 = self.unpack_low_bits(&a0, c2.len(), k)?;
+                    let a0 = self.unpack_low_bits(&a0, c2.len(), k, next)?;
                     let base = Share::from_pieces(&it.shape, q, msg);
                     Truncating { base, bits: WrapBits::Peer { a_piece: a0, b_bit: b }, step: it.step, k }
                 }
@@ -183,7 +183,7 @@ impl Party {
                 let (sent, y_known, peer) = self.wrap_term_out(a_piece, b_bit, t.step)?;
                 plan.sends.push((peer, self.pack_low_bits(&sent, t.k)?));
                 plan.recvs.push((peer, packed_len(a_piece.len(), t.k)));
-                terms.push(Some((sent, y_known)));
+                terms.push(Some((sent, y_known, peer)));
             } else {
                 terms.push(None);
             }
@@ -192,9 +192,9 @@ impl Party {
         let mut out = Vec::with_capacity(truncating.len());
         for (t, term) in truncating.into_iter().zip(terms) {
             let received = match term {
-                Some((sent, y_known)) => {
+                Some((sent, y_known, peer)) => {
                     let n = sent.len();
-                    Some((sent, self.unpack_low_bits(&got.next().ok_or_else(missing)?, n, t.k)?, y_known))
+                    Some((sent, self.unpack_low_bits(&got.next().ok_or_else(missing)?, n, t.k, peer)?, y_known))
                 }
                 None => None,
             };

@@ -16,6 +16,14 @@
 //!    2^(64 − t) (a truncated value whose top bits are lost is still a leak; small integers exactly), binary bit for
 //!    bit (99% of bits).
 //!
+//! **Packed pieces.** The exact truncation's wrap terms travel as `k`-bit values packed several to a word (see
+//! `cryptgpu_runtime::protocols::exact`): an element's wrap value and its other words then sit at different positions.
+//! The receiver records what it reads out of such a piece — its `k`-bit values, one per element
+//! ([`cryptgpu_runtime::party::ViewEntry::unpacked_bits`]) — and those take part in every check like a received piece,
+//! on their low `k` bits: check 1 tests those bits, check 2 combines them with the element's other words modulo
+//! `2^k`, and the probe compares modulo `2^min(k, 44)` (arithmetic targets only). The packed words themselves are
+//! checked as received (check 1 covers their padding bits too).
+//!
 //! A failure names the party, the piece (its index in the view, its round and peer) and what was found, so the
 //! leaking message can be read off. The checks return errors instead of panicking so the mutation tests can assert
 //! that a deliberate break fails them.
@@ -72,6 +80,17 @@ pub fn secrets(shape: &[usize], log_mag: u32, seed_salt: u64) -> [RingTensor; 2]
 struct Piece {
     label: String,
     words: Vec<u64>,
+    /// The low bits that carry anything: 64, or `k` for the values read out of a packed piece.
+    bits: u32,
+}
+
+/// `2^bits − 1`.
+fn low_mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1 << bits) - 1
+    }
 }
 
 /// One party's view in one run.
@@ -121,8 +140,11 @@ fn run_once(c: &ViewCheck, secret: usize) -> std::result::Result<Run, String> {
         let (mut received, mut sent) = (Vec::new(), Vec::new());
         for (i, e) in entries.into_iter().enumerate() {
             let dir = if e.received { "from" } else { "to" };
-            let piece =
-                Piece { label: format!("piece #{i} (round {}, {dir} party {})", e.round, e.peer), words: e.words };
+            let label = match e.unpacked_bits {
+                Some(k) => format!("piece #{i} (round {}, {k}-bit values unpacked, from party {})", e.round, e.peer),
+                None => format!("piece #{i} (round {}, {dir} party {})", e.round, e.peer),
+            };
+            let piece = Piece { label, words: e.words, bits: e.unpacked_bits.unwrap_or(64) };
             if e.received {
                 received.push(piece)
             } else {
@@ -133,8 +155,8 @@ fn run_once(c: &ViewCheck, secret: usize) -> std::result::Result<Run, String> {
         let mut mine = Vec::new();
         for (k, s) in inputs.iter().enumerate() {
             let name = ["x", "y"][k];
-            hp.push(Piece { label: format!("held {name}.mine"), words: s.mine().to_vec() });
-            hp.push(Piece { label: format!("held {name}.next"), words: s.next().to_vec() });
+            hp.push(Piece { label: format!("held {name}.mine"), words: s.mine().to_vec(), bits: 64 });
+            hp.push(Piece { label: format!("held {name}.next"), words: s.next().to_vec(), bits: 64 });
             mine.push((s.mine().to_vec(), false));
         }
         for (k, h) in held.iter().enumerate() {
@@ -142,8 +164,8 @@ fn run_once(c: &ViewCheck, secret: usize) -> std::result::Result<Run, String> {
                 Held::Arith(s) => (s.mine(), s.next(), false),
                 Held::Bin(b) => (b.mine(), b.next(), true),
             };
-            hp.push(Piece { label: format!("held result {k}.mine"), words: m.to_vec() });
-            hp.push(Piece { label: format!("held result {k}.next"), words: n.to_vec() });
+            hp.push(Piece { label: format!("held result {k}.mine"), words: m.to_vec(), bits: 64 });
+            hp.push(Piece { label: format!("held result {k}.next"), words: n.to_vec(), bits: 64 });
             mine.push((m.to_vec(), binary));
         }
         parties.push(PartyRun { received, sent, held: hp, in_protocol });
@@ -219,9 +241,9 @@ impl Stats {
             *o |= v;
         }
     }
-    /// Whether no bit of any word has been the same in every run so far.
-    fn all_vary(&self) -> bool {
-        self.and.iter().zip(&self.or).all(|(a, o)| !(a ^ o) == 0)
+    /// Whether no bit of `mask` of any word has been the same in every run so far.
+    fn all_vary(&self, mask: u64) -> bool {
+        self.and.iter().zip(&self.or).all(|(a, o)| !(a ^ o) & mask == 0)
     }
     /// Bits that were the same in every run.
     fn constant(&self, i: usize) -> u64 {
@@ -291,6 +313,8 @@ fn check_party(name: &str, party: usize, runs: &[Vec<Run>; 2]) -> std::result::R
     // 1. Each received piece alone: uniform under both secrets.
     for k in 0..received {
         let label = &pv(&runs[0][0], party).received[k].label;
+        let bits = pv(&runs[0][0], party).received[k].bits;
+        let mask = low_mask(bits);
         let mut st = [Stats::new(0), Stats::new(0)];
         let mut counts = [([0u64; 64], 0u64); 2];
         for s in 0..2 {
@@ -300,15 +324,15 @@ fn check_party(name: &str, party: usize, runs: &[Vec<Run>; 2]) -> std::result::R
                 st[s].add(pv(r, party).received[k].words.iter().copied());
             }
             counts[s] = bit_counts(&runs[s], |r| &pv(r, party).received[k].words);
-            if let Some(i) = (0..len).find(|&i| st[s].constant(i) != 0) {
+            if let Some(i) = (0..len).find(|&i| st[s].constant(i) & mask != 0) {
                 return Err(format!(
                     "{name}: party {party}, received {label}: word {i} has bits {:#018x} that are the same in all \
                      {RUNS} runs under secret {}: not masked by fresh randomness",
-                    st[s].constant(i),
+                    st[s].constant(i) & mask,
                     ["A", "B"][s]
                 ));
             }
-            for (b, &ones) in counts[s].0.iter().enumerate() {
+            for (b, &ones) in counts[s].0.iter().enumerate().take(bits as usize) {
                 let n = counts[s].1 as f64;
                 let z = (ones as f64 - n / 2.0) / (n / 4.0).sqrt();
                 if z.abs() > Z_LIMIT {
@@ -320,7 +344,7 @@ fn check_party(name: &str, party: usize, runs: &[Vec<Run>; 2]) -> std::result::R
                 }
             }
         }
-        for b in 0..64 {
+        for b in 0..bits as usize {
             let (na, nb) = (counts[0].1 as f64, counts[1].1 as f64);
             let (pa, pb) = (counts[0].0[b] as f64 / na, counts[1].0[b] as f64 / nb);
             let p = (counts[0].0[b] + counts[1].0[b]) as f64 / (na + nb);
@@ -340,33 +364,36 @@ fn check_party(name: &str, party: usize, runs: &[Vec<Run>; 2]) -> std::result::R
         runs[s].iter().map(|r| others(r, party).into_iter().map(|p| p.words.as_slice()).collect()).collect()
     });
     let labels: Vec<&str> = others(&runs[0][0], party).iter().map(|p| p.label.as_str()).collect();
+    let bits: Vec<u32> = others(&runs[0][0], party).iter().map(|p| p.bits).collect();
     for k in 0..received {
         for j in k + 1..labels.len() {
             let len = views[0][0][k].len();
             if views[0][0][j].len() != len {
                 continue;
             }
+            // Values read out of a packed piece matter modulo 2^k: so does any combination with them.
+            let mask = low_mask(bits[k].min(bits[j]));
             for op in [Op::Add, Op::Sub, Op::Xor] {
                 // Most combinations vary in every bit after a few runs: stop early then, as nothing can differ.
                 let stats = |s: usize| {
                     let mut st = Stats::new(len);
                     for (i, v) in views[s].iter().enumerate() {
-                        st.add(v[k].iter().zip(v[j]).map(|(&u, &w)| combine(op, u, w)));
-                        if i >= 2 && st.all_vary() {
+                        st.add(v[k].iter().zip(v[j]).map(|(&u, &w)| combine(op, u, w) & mask));
+                        if i >= 2 && st.all_vary(mask) {
                             break;
                         }
                     }
                     st
                 };
                 let (a, b) = (stats(0), stats(1));
-                if a.all_vary() && b.all_vary() {
+                if a.all_vary(mask) && b.all_vary(mask) {
                     continue;
                 }
                 // Constant bits found: recount over every run of both secrets.
                 let full = |s: usize| {
                     let mut st = Stats::new(len);
                     for v in &views[s] {
-                        st.add(v[k].iter().zip(v[j]).map(|(&u, &w)| combine(op, u, w)));
+                        st.add(v[k].iter().zip(v[j]).map(|(&u, &w)| combine(op, u, w) & mask));
                     }
                     st
                 };
@@ -390,7 +417,8 @@ fn check_party(name: &str, party: usize, runs: &[Vec<Run>; 2]) -> std::result::R
 }
 
 /// Whether the candidate (element `i` is `cand(i)`) reveals `t` in one run.
-fn matches(cand: impl Fn(usize) -> u64, t: &Target) -> bool {
+/// Arithmetic targets are compared on their low `bits` bits (at most [`PROBE_BITS`]).
+fn matches(cand: impl Fn(usize) -> u64, t: &Target, bits: u32) -> bool {
     if t.binary {
         let bits = 64 * t.words.len() as u64;
         let ones: u64 = t.words.iter().map(|w| w.count_ones() as u64).sum();
@@ -403,7 +431,7 @@ fn matches(cand: impl Fn(usize) -> u64, t: &Target) -> bool {
         let wrong: u64 = (0..t.words.len()).map(|i| (cand(i) ^ t.words[i]).count_ones() as u64).sum();
         wrong * 100 <= bits
     } else {
-        let mask = (1u64 << PROBE_BITS) - 1;
+        let mask = low_mask(bits.min(PROBE_BITS));
         // Fixed-point values may be off by a few ulps after truncation; small integers (indices, bits) must match
         // exactly, or a piece that is all zeros would "match" them.
         let magnitude = |w: u64| {
@@ -446,6 +474,8 @@ fn probe(name: &str, party: usize, runs: &[Run]) -> std::result::Result<(), Stri
         }
         out
     };
+    // The low bits a candidate carries: the fewest of its terms'.
+    let cand_bits = |(k, a, b): Terms| [a, b].into_iter().flatten().fold(pool[k].bits, |m, (_, j)| m.min(pool[j].bits));
     let describe = |(k, a, b): Terms| {
         let mut s = pool[k].label.clone();
         for (op, j) in [a, b].into_iter().flatten() {
@@ -477,13 +507,15 @@ fn probe(name: &str, party: usize, runs: &[Run]) -> std::result::Result<(), Stri
     for &t in &targets {
         let len = first.targets[t].words.len();
         for &c in &candidates {
-            if pool[c.0].words.len() != len {
+            let bits = cand_bits(c);
+            // A candidate made of k-bit values read out of packed pieces is an arithmetic value modulo 2^k.
+            if pool[c.0].words.len() != len || (bits < 64 && first.targets[t].binary) {
                 continue;
             }
             // A leak matches in (nearly) every run: stop counting once a tenth of the runs missed.
             let (mut hits, mut misses) = (0, 0);
             for r in runs {
-                if matches(|i| value(r, c, i), &r.targets[t]) {
+                if matches(|i| value(r, c, i), &r.targets[t], bits) {
                     hits += 1;
                 } else {
                     misses += 1;
