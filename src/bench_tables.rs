@@ -4,6 +4,7 @@
 
 use crate::progress::during;
 use crate::runtime::backend::cpu::gemm::{block_gemm, ring_gemm, Kernel};
+use crate::runtime::fixed::DEFAULT_FRAC_BITS;
 use crate::runtime::protocols::{cost, softmax, TruncationMode};
 use crate::{workloads, Config, Conv2dParams, Session};
 use serde_json::json;
@@ -121,7 +122,7 @@ pub fn run(reps: usize, max_size: usize, json: bool) -> Result<(), Box<dyn std::
                 "size": n, "truncation": format!("{mode:?}"), "secure_ms": ms(secure),
                 "ratio_to_local_gemm": secure.as_secs_f64() / local.as_secs_f64(), "max_abs_err": r.max_abs_err,
                 "truncation_failures": r.failures, "outputs": r.outputs, "rounds": r.stats.rounds(),
-                "bytes_per_party": measured, "declared_bytes_per_party": declared.bytes_for(n * n, 20),
+                "bytes_per_party": measured, "declared_bytes_per_party": declared.bytes_for(n * n, DEFAULT_FRAC_BITS),
             }),
         );
         say!(
@@ -134,7 +135,7 @@ pub fn run(reps: usize, max_size: usize, json: bool) -> Result<(), Box<dyn std::
             r.outputs,
             r.stats.rounds(),
             measured,
-            declared.bytes_for(n * n, 20)
+            declared.bytes_for(n * n, DEFAULT_FRAC_BITS)
         );
     }
 
@@ -153,7 +154,7 @@ pub fn run(reps: usize, max_size: usize, json: bool) -> Result<(), Box<dyn std::
             "secure_ms": ms(r.secure), "plaintext_ms": ms(r.plaintext), "ratio": r.slowdown(),
             "max_abs_err": r.max_abs_err, "truncation_failures": r.failures, "outputs": r.outputs,
             "rounds": r.stats.rounds(), "bytes": r.stats.total_bytes(),
-            "declared_bytes": cost::MUL_EXACT.bytes_for(r.outputs, 20).iter().sum::<u64>(),
+            "declared_bytes": cost::MUL_EXACT.bytes_for(r.outputs, DEFAULT_FRAC_BITS).iter().sum::<u64>(),
         }),
     );
     say!(
@@ -172,7 +173,7 @@ pub fn run(reps: usize, max_size: usize, json: bool) -> Result<(), Box<dyn std::
         r.outputs,
         r.stats.rounds(),
         r.stats.total_bytes() as f64 / 1e6,
-        cost::MUL_EXACT.bytes_for(r.outputs, 20).iter().sum::<u64>() as f64 / 1e6
+        cost::MUL_EXACT.bytes_for(r.outputs, DEFAULT_FRAC_BITS).iter().sum::<u64>() as f64 / 1e6
     );
 
     nonlinear(out, reps)?;

@@ -13,8 +13,20 @@
 //! **Cost**: 2 rounds; per output element every party sends one word and one wrap value in a product (the
 //! probabilistic mode: 1 round, one word each); a standalone truncation costs R0 a word and a wrap value, R1 and R2 a
 //! wrap value. Wrap values matter only mod `2^k` (they are multiplied by `2^(64−k)`), so they travel as `k`-bit values
-//! packed three to a word for `k ≤ 21` (two for `k ≤ 32`), the unused bits filled with the sender's private random
-//! bits ([`super::base::packed_len`]): at `t = 20` a product costs 8 + 8/3 bytes per output and party, not 16.
+//! packed three to a word for `k ≤ 21` (two for `k ≤ 32`, one above), value `j·m + i` in slot `j` of word `i` (`m`
+//! words), the bits above the last slot and the slots past the last value filled with the sender's private random
+//! bits ([`super::base::packed_len`]). Those come from the sender's own key (never shared) under their own purpose
+//! and a counter only the sender advances, so the receiver cannot predict them and no shared PRF stream, nor the
+//! lock-step counter, is touched. Per element and party, `n` elements, at `t = 20` (three per word):
+//!
+//! | role | product | standalone truncation |
+//! |---|---|---|
+//! | R0 | message word + `a − p` (8 + 8/3 bytes) | the same |
+//! | R1 | `c_1` + wrap term (8 + 8/3) | wrap term (8/3) |
+//! | R2 | `c_2` + wrap term (8 + 8/3) | wrap term (8/3) |
+//!
+//! (exactly `8·n + 8·⌈n/3⌉` bytes for a product, `8·⌈n/3⌉` for each packed message), not 16 per element as unpacked.
+//!
 //! **Range**: exact for `−2^62 ≤ z < 2^62`; outside it the result is wrong (as a fixed-point product of such values
 //! has no meaning anyway). Division by a public integer that is not a power of two stays probabilistic.
 //!
@@ -360,8 +372,9 @@ impl Party {
     /// `(a − p, p, 0)`; `b` is the bit R1 and R2 both know, shared as `(0, 0, b)`. The product needs no
     /// multiplication protocol: `a·b = b·p + b·(a − p)`, R1 knowing the first term and R2 the second, a 2-out-of-2
     /// sharing they re-replicate in one round (pieces `y_{R0}`, `y_{R1}` from the PRF keys R0 shares with each, R1 and
-    /// R2 swapping their terms minus those). Only R1 and R2 send: one word per element each. Each party computes its
-    /// pieces of `w` and the corrected result in ONE pass after the round.
+    /// R2 swapping their terms minus those). Only R1 and R2 send: one `k`-bit term per element each, packed
+    /// ([`Party::pack_low_bits`]). Each party computes its pieces of `w` and the corrected result in ONE pass after
+    /// the round.
     fn wrap_correct(&mut self, step: u64, base: Share, bits: WrapBits, k: u32) -> Result<Share> {
         let received = match &bits {
             WrapBits::R0 { .. } => {
