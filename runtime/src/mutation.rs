@@ -18,7 +18,8 @@ pub enum Mutation {
     /// opens the secret bit `β` to R1 and R2.
     InjectionBitZero,
     /// Exact truncation: R0's piece `a − p` of its wrap bit is masked with the same PRF words `s` as its other
-    /// message to R2, so R2 can cancel the masks and recover the truncated product.
+    /// message to R2, so R2 can cancel the masks and recover the truncated product (modulo `2^k`: the piece travels
+    /// as a packed `k`-bit value).
     TruncationMaskReuse,
     /// Input sharing: the owner's PRF pads are drawn at a fixed step instead of a fresh one, so two inputs shared by
     /// the same owner are masked alike and their difference is opened to the other parties.
