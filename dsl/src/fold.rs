@@ -262,7 +262,7 @@ mod tests {
     use crate::reference::infer;
     use crate::tensor::Tensor;
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
 
     /// `conv → ReLU → bn → between… → last…` on `[3, 6, 6]`, the batch norm named `bn`.
     fn after_relu(between: &[Layer], last: &[(&str, Layer)]) -> Graph {
@@ -345,25 +345,6 @@ mod tests {
         assert_eq!(conv_bn_pairs(&g).get("conv").map(|(bn, _)| bn.as_str()), Some("bn"));
     }
 
-    /// Random weights and batch-norm statistics with both signs of `γ`.
-    fn random_params(graph: &Graph, rng: &mut StdRng) -> Params {
-        let mut p = Params::kaiming(graph, rng);
-        for spec in graph.parameters() {
-            let t = if spec.name.ends_with(".running_var") {
-                Tensor::uniform(&spec.shape, 0.5, 2.0, rng)
-            } else if spec.name.ends_with(".bias") || spec.name.ends_with(".running_mean") {
-                Tensor::uniform(&spec.shape, -0.5, 0.5, rng)
-            } else if spec.shape.len() == 1 && spec.name.ends_with(".weight") {
-                let v = (0..spec.shape[0]).map(|_| rng.gen_range(0.5..1.5) * if rng.gen() { 1.0 } else { -1.0 });
-                Tensor::from_vec(&spec.shape, v.collect()).expect("gamma")
-            } else {
-                continue;
-            };
-            p.insert(&spec.name, t);
-        }
-        p
-    }
-
     /// The f64 reference of `bn → between → product` equals that of `between → product` with the folded weights,
     /// for a convolution (with and without its own bias) and a linear layer after a flatten, on fresh inputs.
     #[test]
@@ -398,7 +379,7 @@ mod tests {
             );
             let fold = bn_input_folds(&graph);
             assert_eq!(fold.get("product").map(|(bn, _)| bn.as_str()), Some("bn"), "{between:?} {product:?}");
-            let params = random_params(&graph, &mut rng);
+            let params = Params::random(&graph, &mut rng, 0.5, true);
             let (w, b) = match &product {
                 Layer::Conv2d(c) => conv_weights_folded(&params, "product", c, fold.get("product"), None),
                 Layer::Linear(l) => linear_weights(&params, "product", l, fold.get("product")),

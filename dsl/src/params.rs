@@ -40,6 +40,32 @@ impl Params {
         Params { map }
     }
 
+    /// [`Params::kaiming`] weights with the rest drawn at random, for tests and benchmarks where Kaiming's trivial
+    /// values (zero biases, `γ = 1`, `β = 0`, unit statistics) would hide a mistake: biases, batch-norm `β` and
+    /// running means uniform in `[−spread, spread)`, running variances in `[0.5, 2)`, `|γ|` in `[0.5, 1.5)`, negative
+    /// for about half the channels when `signed_gamma`.
+    pub fn random<R: Rng + ?Sized>(graph: &Graph, rng: &mut R, spread: f64, signed_gamma: bool) -> Self {
+        let mut params = Params::kaiming(graph, rng);
+        for spec in graph.parameters() {
+            let is_gamma = spec.shape.len() == 1 && spec.name.ends_with(".weight");
+            let t = if spec.name.ends_with(".running_var") {
+                Tensor::uniform(&spec.shape, 0.5, 2.0, rng)
+            } else if is_gamma {
+                let mut gamma = Tensor::uniform(&spec.shape, 0.5, 1.5, rng);
+                if signed_gamma {
+                    gamma.data_mut().iter_mut().filter(|_| rng.gen::<bool>()).for_each(|g| *g = -*g);
+                }
+                gamma
+            } else if spec.name.ends_with(".bias") || spec.name.ends_with(".running_mean") {
+                Tensor::uniform(&spec.shape, -spread, spread, rng)
+            } else {
+                continue;
+            };
+            params.insert(&spec.name, t);
+        }
+        params
+    }
+
     /// The tensor named `name`, if present.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.map.get(name)

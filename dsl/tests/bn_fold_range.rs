@@ -7,7 +7,7 @@ use cryptgpu_dsl::fuse::inference_fusions;
 use cryptgpu_dsl::range::{self, InputBound, RangeReport};
 use cryptgpu_dsl::{BatchNorm2d, Builder, Conv2d, Graph, Layer, Linear, Params, Pool2d, Tensor};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 /// `conv → ReLU → bn → conv (no padding) → ReLU → flatten → fc`.
 fn bn_conv() -> Graph {
@@ -28,25 +28,6 @@ fn bn_pools() -> Graph {
     b.layer("gap", Layer::GlobalAvgPool).layer("flatten", Layer::Flatten);
     b.layer("fc", Linear::new(6, 5).bias(false));
     b.build("BnPools", &[3, 8, 8]).expect("graph")
-}
-
-/// Random weights and batch-norm statistics, `γ` of both signs.
-fn params(graph: &Graph, rng: &mut StdRng) -> Params {
-    let mut p = Params::kaiming(graph, rng);
-    for spec in graph.parameters() {
-        let t = if spec.name.ends_with(".running_var") {
-            Tensor::uniform(&spec.shape, 0.5, 2.0, rng)
-        } else if spec.name.ends_with(".bias") || spec.name.ends_with(".running_mean") {
-            Tensor::uniform(&spec.shape, -0.5, 0.5, rng)
-        } else if spec.shape.len() == 1 && spec.name.ends_with(".weight") {
-            let v = (0..spec.shape[0]).map(|_| rng.gen_range(0.5..1.5) * if rng.gen() { 1.0 } else { -1.0 });
-            Tensor::from_vec(&spec.shape, v.collect()).expect("gamma")
-        } else {
-            continue;
-        };
-        p.insert(&spec.name, t);
-    }
-    p
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -99,7 +80,7 @@ fn folded_reports_equal_the_unfolded_chain() {
     eprintln!("seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     for (graph, folds) in [(bn_conv(), vec![("bn", "conv2")]), (bn_pools(), vec![("bn1", "conv2"), ("bn2", "fc")])] {
-        let p = params(&graph, &mut rng);
+        let p = Params::random(&graph, &mut rng, 0.5, true);
         let (plan, plain) = (inference_fusions(&graph, true), inference_fusions(&graph, false));
         let mut found: Vec<_> = plan.batch_norms.iter().map(|(p, (bn, _))| (bn.as_str(), p.as_str())).collect();
         found.sort();

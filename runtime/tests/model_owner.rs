@@ -28,17 +28,7 @@ fn graph() -> Graph {
 
 /// Kaiming weights with random biases and batch-norm statistics (Kaiming leaves them trivial).
 fn random_params(graph: &Graph, rng: &mut StdRng) -> Params {
-    let mut params = Params::kaiming(graph, rng);
-    for spec in graph.parameters() {
-        let (lo, hi) = match spec.name.rsplit('.').next() {
-            Some("running_var") => (0.5, 2.0),
-            Some("weight") if spec.shape.len() == 1 => (0.5, 1.5),
-            Some("bias" | "running_mean") => (-0.2, 0.2),
-            _ => continue,
-        };
-        params.insert(&spec.name, Tensor::uniform(&spec.shape, lo, hi, rng));
-    }
-    params
+    Params::random(graph, rng, 0.2, false)
 }
 
 fn input(graph: &Graph, n: usize, rng: &mut StdRng) -> Tensor {

@@ -13,7 +13,7 @@ use cryptgpu_runtime::executor::{Executor, Inference, Roles};
 use cryptgpu_runtime::protocols::TruncationMode;
 use cryptgpu_runtime::{Config, Fusion, Session};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 /// One unit in the last place at the default `t = 20`.
 pub const ULP: f64 = 1.0 / (1u64 << 20) as f64;
@@ -21,21 +21,7 @@ pub const ULP: f64 = 1.0 / (1u64 << 20) as f64;
 /// Kaiming weights, biases and batch-norm statistics drawn at random, `γ` of both signs (so the shifts and the
 /// signs of the folded weights matter).
 pub fn random_params(graph: &Graph, rng: &mut StdRng) -> Params {
-    let mut p = Params::kaiming(graph, rng);
-    for spec in graph.parameters() {
-        let t = if spec.name.ends_with(".running_var") {
-            Tensor::uniform(&spec.shape, 0.5, 2.0, rng)
-        } else if spec.name.ends_with(".bias") || spec.name.ends_with(".running_mean") {
-            Tensor::uniform(&spec.shape, -0.5, 0.5, rng)
-        } else if spec.shape.len() == 1 && spec.name.ends_with(".weight") {
-            let v = (0..spec.shape[0]).map(|_| rng.gen_range(0.5..1.5) * if rng.gen() { 1.0 } else { -1.0 });
-            Tensor::from_vec(&spec.shape, v.collect()).expect("gamma")
-        } else {
-            continue;
-        };
-        p.insert(&spec.name, t);
-    }
-    p
+    Params::random(graph, rng, 0.5, true)
 }
 
 fn executor(graph: &Graph, fusion: Fusion, fold_batch_norm: bool) -> Executor {

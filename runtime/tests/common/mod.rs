@@ -116,20 +116,7 @@ pub fn every_layer_cnn(w: CnnWidths) -> cryptgpu_dsl::Graph {
 
 /// Kaiming weights with random biases and batch-norm statistics (as the executor tests use).
 pub fn random_params(graph: &cryptgpu_dsl::Graph, rng: &mut rand::rngs::StdRng) -> cryptgpu_dsl::Params {
-    let mut params = cryptgpu_dsl::Params::kaiming(graph, rng);
-    for spec in graph.parameters() {
-        let (lo, hi) = if spec.name.ends_with(".running_var") {
-            (0.5, 2.0)
-        } else if spec.shape.len() == 1 && spec.name.ends_with(".weight") {
-            (0.5, 1.5)
-        } else if spec.name.ends_with(".bias") || spec.name.ends_with(".running_mean") {
-            (-0.2, 0.2)
-        } else {
-            continue;
-        };
-        params.insert(&spec.name, cryptgpu_dsl::Tensor::uniform(&spec.shape, lo, hi, rng));
-    }
-    params
+    cryptgpu_dsl::Params::random(graph, rng, 0.2, false)
 }
 
 /// A batch of `n` standard-normal inputs of `graph`.
