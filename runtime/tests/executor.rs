@@ -171,15 +171,20 @@ fn batch_norm_after_a_convolution_is_folded_and_elsewhere_is_an_affine_map() {
     let x = batch(&graph, 4, &mut rng);
     let plain = infer(&graph, &params, &x).expect("reference");
     let roles = Roles::default();
+    // The 6×6 global pool divides by 36, probabilistically in every mode: with random weights and an announced
+    // input bound of 4 its predicted failure probability can pass the default 1e-9, which is not what this test is
+    // about, so it allows 1e-6.
     let folded = Executor::new(graph.clone(), roles)
         .expect("executor")
         .with_fusion(Fusion::Off)
+        .allow_truncation_failures(1e-6)
         .infer(&session(), &params, &x)
         .expect("run");
     let unfolded = Executor::new(graph, roles)
         .expect("executor")
         .with_fusion(Fusion::Off)
         .with_batch_norm_folding(false)
+        .allow_truncation_failures(1e-6)
         .infer(&session(), &params, &x)
         .expect("run");
     check(&folded, roles.receiver, &plain);
