@@ -418,6 +418,18 @@ impl Party {
         Ok(outs)
     }
 
+    /// Launch a map writing into slices of buffers (e.g. consecutive parts of one buffer).
+    pub(crate) fn map_slices(
+        &self,
+        k: &MapKernel,
+        inputs: &[&[u64]],
+        params: &[u64],
+        streams: &[Stream],
+        outs: &mut [&mut [u64]],
+    ) -> Result<()> {
+        self.backend.map(k, inputs, params, streams, outs)
+    }
+
     /// Launch a GEMM, returning its outputs.
     pub(crate) fn gemm(
         &self,

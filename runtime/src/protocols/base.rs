@@ -230,9 +230,25 @@ impl Party {
             return Ok(v.to_vec());
         }
         let m = packed_len(v.len(), k);
-        let padded;
-        let v = if v.len() == m * per {
+        // Slot j packs v[j·m ..][..m]; the last slot may be short: only it is copied and padded (a value count of 1
+        // with three slots, the only case where padding reaches an earlier slot, is padded whole).
+        let padded_all;
+        let v = if v.len() < (per - 1) * m {
+            self.padding_draws += 1;
+            let stream = self.stream(KeyWith::Own, Purpose::Padding, self.padding_draws);
+            let mut b = MapBuilder::new("pack_padding");
+            let r = b.prg(0);
+            b.output(r);
+            let fill = single(self.map(&b.build(), &[], &[], &[stream], m * per - v.len())?)?;
+            padded_all = [v, &fill[..]].concat();
+            &padded_all[..]
+        } else {
             v
+        };
+        let last = &v[(per - 1) * m..];
+        let padded_last;
+        let last = if last.len() == m {
+            last
         } else {
             // The slots past the last value carry private random bits too.
             self.padding_draws += 1;
@@ -240,9 +256,9 @@ impl Party {
             let mut b = MapBuilder::new("pack_padding");
             let r = b.prg(0);
             b.output(r);
-            let fill = single(self.map(&b.build(), &[], &[], &[stream], m * per - v.len())?)?;
-            padded = [v, &fill[..]].concat();
-            &padded
+            let fill = single(self.map(&b.build(), &[], &[], &[stream], m - last.len())?)?;
+            padded_last = [last, &fill[..]].concat();
+            &padded_last[..]
         };
         let mut b = MapBuilder::new("pack_low_bits");
         let mask = b.constant(low_mask(k));
@@ -267,7 +283,7 @@ impl Party {
             word = b.op(cryptgpu_codegen::Op::Or(word, pad));
         }
         b.output(word);
-        let inputs: Vec<&[u64]> = (0..per).map(|j| &v[j * m..(j + 1) * m]).collect();
+        let inputs: Vec<&[u64]> = (0..per).map(|j| if j + 1 == per { last } else { &v[j * m..(j + 1) * m] }).collect();
         single(self.map(&b.build(), &inputs, &[], &streams, m)?)
     }
 
@@ -286,7 +302,14 @@ impl Party {
             let lo = b.and(s, mask);
             b.output(lo);
         }
-        let mut v = self.map(&b.build(), &[w], &[], &[], w.len())?.concat();
+        // Slot j's values are v[j·m ..][..m]: the map writes them in place, no copy.
+        let m = w.len();
+        if m == 0 {
+            return Ok(Vec::new());
+        }
+        let mut v = vec![0u64; per * m];
+        let mut slots: Vec<&mut [u64]> = v.chunks_mut(m.max(1)).collect();
+        self.map_slices(&b.build(), &[w], &[], &[], &mut slots)?;
         v.truncate(n);
         self.log_unpacked(from, k, &v);
         Ok(v)

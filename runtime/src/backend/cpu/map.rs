@@ -8,6 +8,11 @@ use rayon::prelude::*;
 /// Elements per chunk: registers of a chunk stay in L1/L2.
 const CHUNK: usize = 1024;
 
+thread_local! {
+    /// This thread's registers, kept across chunks and launches (allocated once per thread and program size).
+    static REGS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Everything a map reads.
 pub(super) struct Operands<'a> {
     pub inputs: &'a [&'a [u64]],
@@ -33,17 +38,20 @@ pub(super) fn run(k: &MapKernel, ops: &Operands<'_>, outputs: &mut [&mut [u64]])
             per_chunk[j].push(c);
         }
     }
-    per_chunk.into_par_iter().enumerate().for_each_init(
-        || vec![0u64; k.insts.len() * CHUNK],
-        |regs, (j, mut outs)| {
+    per_chunk.into_par_iter().enumerate().for_each(|(j, mut outs)| {
+        REGS.with_borrow_mut(|regs| {
+            let need = k.insts.len() * CHUNK;
+            if regs.len() < need {
+                regs.resize(need, 0);
+            }
             let start = j * CHUNK;
             let len = outs[0].len();
             eval_chunk(k, ops, start, len, regs);
             for (out, &r) in outs.iter_mut().zip(&k.outputs) {
                 out.copy_from_slice(read(k, ops, regs, r, start, len));
             }
-        },
-    );
+        })
+    });
 }
 
 fn eval_chunk(k: &MapKernel, ops: &Operands<'_>, start: usize, len: usize, regs: &mut [u64]) {
