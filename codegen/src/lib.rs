@@ -16,7 +16,8 @@ pub mod ir;
 
 pub use error::Error;
 pub use ir::{
-    conv_out, Affine, BitKernel, BitOp, GatherKernel, GemmKernel, Kernel, Load, MapBuilder, MapKernel, Op, Reg,
+    conv_out, packed_value, packed_words, values_per_word, Affine, BitKernel, BitOp, GatherKernel, GemmKernel, Kernel,
+    Load, MapBuilder, MapKernel, Op, Reg,
 };
 
 /// Result with this crate's [`Error`].

@@ -174,6 +174,11 @@ impl Party {
         }
     }
 
+    /// Whether this party records its view (privacy tests).
+    pub(crate) fn records_view(&self) -> bool {
+        self.view.is_some()
+    }
+
     /// Record in the view the `k`-bit values this party unpacked from a piece received from `peer` (see
     /// [`ViewEntry::unpacked_bits`]): what it reads per element, so a privacy check can combine them with the
     /// element's other words.
@@ -416,18 +421,6 @@ impl Party {
         let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
         self.backend.map(k, inputs, params, streams, &mut refs)?;
         Ok(outs)
-    }
-
-    /// Launch a map writing into slices of buffers (e.g. consecutive parts of one buffer).
-    pub(crate) fn map_slices(
-        &self,
-        k: &MapKernel,
-        inputs: &[&[u64]],
-        params: &[u64],
-        streams: &[Stream],
-        outs: &mut [&mut [u64]],
-    ) -> Result<()> {
-        self.backend.map(k, inputs, params, streams, outs)
     }
 
     /// Launch a GEMM, returning its outputs.

@@ -45,7 +45,7 @@ fn launch_random(backend: &dyn Backend, kernel: &Kernel, rng: &mut StdRng) {
     match kernel {
         Kernel::Map(k) => {
             let n = 1000;
-            let inputs: Vec<Vec<u64>> = (0..k.inputs).map(|_| words(rng, n)).collect();
+            let inputs: Vec<Vec<u64>> = (0..k.inputs).map(|i| words(rng, k.input_len(i, n).unwrap_or(n))).collect();
             let params: Vec<u64> = (0..k.params).map(|_| divisor(rng)).collect();
             let streams: Vec<Stream> = (0..k.prg_streams).map(|_| random_stream(rng)).collect();
             let mut outs = vec![vec![0u64; n]; k.outputs.len()];

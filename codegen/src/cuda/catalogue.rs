@@ -31,6 +31,18 @@ pub fn every_op_map() -> MapKernel {
     b.build()
 }
 
+/// A map that reads packed inputs at each packing width (three, two and one value per word) beside an element input.
+pub fn packed_load_map() -> MapKernel {
+    let mut b = MapBuilder::new("packed_load_map");
+    let x = b.input(0);
+    let (p3, p2, p1) = (b.packed_input(1, 20), b.packed_input(2, 30), b.packed_input(3, 40));
+    let s = b.add(x, p3);
+    let t = b.shl(p2, 7);
+    let u = b.xor(s, t);
+    b.output(u).output(p1).output(p3);
+    b.build()
+}
+
 /// A GEMM epilogue that reads the accumulator, a per-row and a per-column vector, a PRF stream and a parameter.
 fn epilogue(name: &str) -> MapKernel {
     let mut b = MapBuilder::new(name);
@@ -49,7 +61,8 @@ fn epilogue(name: &str) -> MapKernel {
 
 /// Every representative kernel with the GEMM plan it is emitted under.
 pub fn kernels() -> Result<Vec<(Kernel, GemmPlan)>> {
-    let mut out = vec![(Kernel::Map(every_op_map()), GemmPlan::Native64)];
+    let mut out =
+        vec![(Kernel::Map(every_op_map()), GemmPlan::Native64), (Kernel::Map(packed_load_map()), GemmPlan::Native64)];
     for (n, c, hw, k, stride, pad) in [(2, 3, 7, 3, 1, 1), (1, 4, 8, 2, 2, 0), (3, 2, 5, 3, 2, 2)] {
         out.push((
             Kernel::Gather(GatherKernel::im2col(

@@ -13,6 +13,8 @@ pub(crate) struct Ctx<'a> {
     pub col: &'a str,
     /// The accumulator expression (GEMM epilogues).
     pub acc: &'a str,
+    /// The element count expression (standalone maps: packed loads).
+    pub len: &'a str,
     /// Offset added to input numbers (a GEMM's epilogue inputs follow its A and B blocks).
     pub input_base: usize,
 }
@@ -28,6 +30,17 @@ pub(crate) fn emit_body(out: &mut String, k: &MapKernel, ctx: &Ctx<'_>, indent: 
                     Load::Elem => format!("in{b}[{}]", ctx.elem),
                     Load::Row => format!("in{b}[{}]", ctx.row),
                     Load::Col => format!("in{b}[{}]", ctx.col),
+                    Load::Packed { bits } => {
+                        let per = crate::values_per_word(bits as u32) as u64;
+                        let (e, n) = (ctx.elem, ctx.len);
+                        let m = format!("(({n} + {}ull) / {per}ull)", per - 1);
+                        if per == 1 {
+                            format!("in{b}[{e}]")
+                        } else {
+                            let mask = (1u64 << bits) - 1;
+                            format!("(in{b}[{e} % {m}] >> (({e} / {m}) * {bits}ull)) & 0x{mask:x}ull")
+                        }
+                    }
                 }
             }
             Op::Param(p) => format!("p{p}"),

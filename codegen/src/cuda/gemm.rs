@@ -82,7 +82,7 @@ pub(super) fn emit(k: &GemmKernel, plan: GemmPlan) -> Result<CudaKernel> {
         emit_body(
             &mut s,
             &k.epilogue,
-            &Ctx { elem: "e", row: "row", col: "col", acc: "acc_v", input_base: 2 * blocks },
+            &Ctx { elem: "e", row: "row", col: "col", acc: "acc_v", len: "", input_base: 2 * blocks },
             "            ",
         );
         s.push_str("        }\n    }\n}\n");
@@ -112,7 +112,7 @@ pub(super) fn emit(k: &GemmKernel, plan: GemmPlan) -> Result<CudaKernel> {
     emit_body(
         &mut s,
         &k.epilogue,
-        &Ctx { elem: "e", row: "row", col: "col", acc: "acc_v", input_base: 2 * blocks },
+        &Ctx { elem: "e", row: "row", col: "col", acc: "acc_v", len: "", input_base: 2 * blocks },
         "            ",
     );
     s.push_str("        }\n    }\n}\n");

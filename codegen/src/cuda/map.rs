@@ -18,7 +18,7 @@ pub(super) fn emit(k: &MapKernel) -> Result<CudaKernel> {
     s.push_str(
         "    for (u64 e = (u64)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (u64)gridDim.x * blockDim.x) {\n",
     );
-    emit_body(&mut s, k, &Ctx { elem: "e", row: "", col: "", acc: "", input_base: 0 }, "        ");
+    emit_body(&mut s, k, &Ctx { elem: "e", row: "", col: "", acc: "", len: "n", input_base: 0 }, "        ");
     s.push_str("    }\n}\n");
     Ok(CudaKernel { entry, source: s, args, launch: Launch::Elements { elements: None, threads: 256 } })
 }

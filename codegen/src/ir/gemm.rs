@@ -62,6 +62,8 @@ impl GemmKernel {
                     Load::Elem => self.m.saturating_mul(self.n),
                     Load::Row => self.m,
                     Load::Col => self.n,
+                    // Invalid in an epilogue (validation refuses it); its length as in a map over m·n elements.
+                    Load::Packed { bits } => super::map::packed_words(self.m.saturating_mul(self.n), bits as u32),
                 });
             }
         }

@@ -3,7 +3,8 @@
 //! Every value is an element of Z_2^64; arithmetic wraps. A map reads element `e` of each input buffer, scalar
 //! launch parameters, and word `e` of PRG streams (a counter-based PRF: word `e` depends only on the stream's key,
 //! nonce and `e`, so any backend can compute any element independently). Used in a GEMM epilogue, a map can also
-//! read the accumulator and broadcast per-row or per-column vectors.
+//! read the accumulator and broadcast per-row or per-column vectors; a standalone map can read an input whose values
+//! travel as packed low bits ([`Load::Packed`]), unpacking them as it reads.
 
 use crate::{Error, Result};
 
@@ -20,6 +21,39 @@ pub enum Load {
     Row,
     /// `buf[e % n]`: one value per output column (GEMM epilogue only).
     Col,
+    /// The low `bits` bits of value `e` of `n` values packed [`values_per_word`]`(bits)` to a word, value `j·m + i`
+    /// in bits `j·bits ..` of word `i` (`m = `[`packed_words`]`(n, bits)` words; maps only). With one value per word
+    /// (`bits > 32`) the word is read whole.
+    Packed {
+        /// Bits per value (at most 64).
+        bits: u8,
+    },
+}
+
+/// Values per word when only their low `bits` bits are kept: 3 for `bits ≤ 21`, 2 for `bits ≤ 32`, else 1.
+pub fn values_per_word(bits: u32) -> usize {
+    match bits {
+        0..=21 => 3,
+        22..=32 => 2,
+        _ => 1,
+    }
+}
+
+/// Words that hold `n` values of `bits` bits packed [`values_per_word`] to a word.
+pub fn packed_words(n: usize, bits: u32) -> usize {
+    n.div_ceil(values_per_word(bits))
+}
+
+/// Value `e` of `n` packed values (see [`Load::Packed`]), from word `e mod m`, slot `⌊e/m⌋`.
+pub fn packed_value(words: &[u64], n: usize, bits: u32, e: usize) -> u64 {
+    let per = values_per_word(bits);
+    let m = packed_words(n, bits);
+    let w = words[e % m];
+    if per == 1 {
+        w
+    } else {
+        (w >> ((e / m) as u32 * bits)) & ((1u64 << bits) - 1)
+    }
 }
 
 /// One instruction; its result is the register with its index.
@@ -120,8 +154,25 @@ impl MapKernel {
                     if buf >= self.inputs {
                         return bad(format!("instruction {i} reads input {buf} of {}", self.inputs));
                     }
-                    if load != Load::Elem && !epilogue {
-                        return bad(format!("instruction {i}: row/column loads exist only in GEMM epilogues"));
+                    match load {
+                        Load::Row | Load::Col if !epilogue => {
+                            return bad(format!("instruction {i}: row/column loads exist only in GEMM epilogues"));
+                        }
+                        Load::Packed { .. } if epilogue => {
+                            return bad(format!("instruction {i}: packed loads exist only in standalone maps"));
+                        }
+                        Load::Packed { bits } if bits > 64 => {
+                            return bad(format!("instruction {i}: packed values of {bits} > 64 bits"));
+                        }
+                        _ => {}
+                    }
+                    if let Some(other) = self.insts[..i].iter().find_map(|op| match *op {
+                        Op::Input { buf: b, load: l } if b == buf && l != load => Some(l),
+                        _ => None,
+                    }) {
+                        return bad(format!(
+                            "instruction {i} reads input {buf} as {load:?}, an earlier one as {other:?}"
+                        ));
                     }
                 }
                 Op::Param(p) if p >= self.params => {
@@ -143,6 +194,17 @@ impl MapKernel {
             return bad(format!("output register {} is not defined", r.0));
         }
         Ok(())
+    }
+
+    /// Elements input `buf` must have when the map runs over `n` elements (`None` when no instruction reads it).
+    pub fn input_len(&self, buf: u16, n: usize) -> Option<usize> {
+        self.insts.iter().find_map(|op| match *op {
+            Op::Input { buf: b, load } if b == buf => Some(match load {
+                Load::Packed { bits } => packed_words(n, bits as u32),
+                _ => n,
+            }),
+            _ => None,
+        })
     }
 
     /// True when some instruction reads the GEMM accumulator.
@@ -187,6 +249,11 @@ impl MapBuilder {
     /// Element `e` of input buffer `buf`.
     pub fn input(&mut self, buf: u16) -> Reg {
         self.op(Op::Input { buf, load: Load::Elem })
+    }
+    /// Value `e` of input buffer `buf`, which holds the values' low `bits` bits packed (see [`Load::Packed`]).
+    pub fn packed_input(&mut self, buf: u16, bits: u32) -> Reg {
+        let bits = u8::try_from(bits).unwrap_or(u8::MAX);
+        self.op(Op::Input { buf, load: Load::Packed { bits } })
     }
     /// Scalar parameter `p`.
     pub fn param(&mut self, p: u16) -> Reg {

@@ -8,7 +8,7 @@ mod map;
 pub use bits::{BitKernel, BitOp};
 pub use gather::{conv_out, Affine, GatherKernel};
 pub use gemm::GemmKernel;
-pub use map::{Load, MapBuilder, MapKernel, Op, Reg};
+pub use map::{packed_value, packed_words, values_per_word, Load, MapBuilder, MapKernel, Op, Reg};
 
 /// Any kernel a protocol stage can launch.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -142,9 +142,14 @@ pub fn check_map(
     k.validate(false)?;
     check_counts(k, inputs.len(), params, streams, outputs.len())?;
     let n = outputs.first().map_or(0, |o| o.len());
-    let lens: Vec<usize> = inputs.iter().map(|b| b.len()).chain(outputs.iter().map(|b| b.len())).collect();
-    if lens.iter().any(|&l| l != n) {
-        return Err(launch_error(&k.name, format!("every buffer with {n} elements"), format!("lengths {lens:?}")));
+    if let Some(o) = outputs.iter().find(|o| o.len() != n) {
+        return Err(launch_error(&k.name, format!("every output with {n} elements"), format!("{}", o.len())));
+    }
+    for (i, b) in inputs.iter().enumerate() {
+        let want = k.input_len(i as u16, n).unwrap_or(n);
+        if b.len() != want {
+            return Err(launch_error(&k.name, format!("input {i} with {want} elements"), format!("{}", b.len())));
+        }
     }
     Ok(Checked { elements: n })
 }

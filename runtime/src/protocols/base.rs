@@ -206,16 +206,12 @@ pub(crate) fn single(v: Vec<Vec<u64>>) -> Result<Vec<u64>> {
 /// Values per message word when only their low `k` bits travel: the exact truncation's wrap terms are multiplied by
 /// `2^(64−k)` before use, so their bits from `k` up never matter — 3 per word for `k ≤ 21`, 2 for `k ≤ 32`, else 1.
 pub(crate) fn low_bits_per_word(k: u32) -> usize {
-    match k {
-        0..=21 => 3,
-        22..=32 => 2,
-        _ => 1,
-    }
+    cryptgpu_codegen::values_per_word(k)
 }
 
 /// Words of a message of `n` values of which only the low `k` bits travel.
 pub fn packed_len(n: usize, k: u32) -> usize {
-    n.div_ceil(low_bits_per_word(k))
+    cryptgpu_codegen::packed_words(n, k)
 }
 
 impl Party {
@@ -295,24 +291,20 @@ impl Party {
             return Ok(w.to_vec());
         }
         let mut b = MapBuilder::new("unpack_low_bits");
-        let x = b.input(0);
-        let mask = b.constant(low_mask(k));
-        for j in 0..per {
-            let s = if j == 0 { x } else { b.op(cryptgpu_codegen::Op::Shr(x, j as u32 * k)) };
-            let lo = b.and(s, mask);
-            b.output(lo);
-        }
-        // Slot j's values are v[j·m ..][..m]: the map writes them in place, no copy.
-        let m = w.len();
-        if m == 0 {
-            return Ok(Vec::new());
-        }
-        let mut v = vec![0u64; per * m];
-        let mut slots: Vec<&mut [u64]> = v.chunks_mut(m.max(1)).collect();
-        self.map_slices(&b.build(), &[w], &[], &[], &mut slots)?;
-        v.truncate(n);
+        let x = b.packed_input(0, k);
+        b.output(x);
+        let v = single(self.map(&b.build(), &[w], &[], &[], n)?)?;
         self.log_unpacked(from, k, &v);
         Ok(v)
+    }
+
+    /// Record in the view what a map that reads `w` through a packed load ([`cryptgpu_codegen::Load::Packed`])
+    /// reads: the `n` values [`Party::unpack_low_bits`] would return (nothing is computed unless a view is kept).
+    pub(crate) fn note_packed_read(&self, w: &[u64], n: usize, k: u32, from: PartyId) -> Result<()> {
+        if self.records_view() {
+            self.unpack_low_bits(w, n, k, from)?;
+        }
+        Ok(())
     }
 }
 

@@ -188,15 +188,16 @@ impl Party {
                 self.expect_ride(next, packed_len(n, k));
                 let [c1, msg] = buffers(self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?)?;
                 let ride = self.take_rides().remove(0);
-                let a0 = self.unpack_low_bits(&ride, n, k, next)?;
-                // as R1 with a's piece a − p; and R2's piece R0 = msg − (a − p − y_R0)·2^(64−k)
+                self.note_packed_read(&ride, n, k, next)?;
+                // as R1 with a's piece a − p (read from R0's packed ride); and R2's piece R0 = msg − (a − p −
+                // y_R0)·2^(64−k)
                 let mut kb = MapBuilder::new("exact_wrap_term_r2");
-                let (x, y, ar, yr, mr) = (kb.input(0), kb.input(1), kb.input(2), kb.input(3), kb.input(4));
+                let (x, y, ar, yr, mr) = (kb.input(0), kb.input(1), kb.packed_input(2, k), kb.input(3), kb.input(4));
                 let (sent, t) = wrap_term(&mut kb, x, y, ar, yr, k);
                 let wk = kb.sub(ar, yr);
                 let f_n = wrap_corrected(&mut kb, mr, wk, k);
                 kb.output(sent).output(t).output(f_n);
-                let [sent, t, f_n] = buffers(self.map(&kb.build(), &[&c1, &c2, &a0, &yk, &msg], &[], &[], n)?)?;
+                let [sent, t, f_n] = buffers(self.map(&kb.build(), &[&c1, &c2, &ride, &yk, &msg], &[], &[], n)?)?;
                 self.start_expected_relu(None, shape, step)?;
                 let fm = self.add_wrap_term(sent, t, prev, k, c2)?;
                 Ok(Share::from_pieces(shape, fm, f_n))
@@ -205,17 +206,17 @@ impl Party {
     }
 
     /// R1 and R2, round 2: send `sent` to `peer`, receive its term and return `t + got·2^(64−k)` (written into
-    /// `spare`, a buffer no longer needed).
+    /// `spare`, a buffer no longer needed; the term is read packed, as it travelled).
     fn add_wrap_term(&mut self, sent: Vec<u64>, t: Vec<u64>, peer: usize, k: u32, spare: Vec<u64>) -> Result<Vec<u64>> {
         let n = t.len();
         let packed = self.pack_low_bits(&sent, k)?;
         let got = single(self.round(vec![(peer, packed)], &[(peer, packed_len(n, k))])?)?;
-        let got = self.unpack_low_bits(&got, n, k, peer)?;
+        self.note_packed_read(&got, n, k, peer)?;
         if k == 0 {
             return Ok(t);
         }
         let mut kb = MapBuilder::new("exact_wrap_add");
-        let (tr, g) = (kb.input(0), kb.input(1));
+        let (tr, g) = (kb.input(0), kb.packed_input(1, k));
         let shifted = kb.shl(g, 64 - k);
         let f = kb.add(tr, shifted);
         kb.output(f);

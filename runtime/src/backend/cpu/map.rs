@@ -22,6 +22,31 @@ pub(super) struct Operands<'a> {
     pub acc: Option<&'a [u64]>,
     /// Columns of the GEMM output (row/column loads).
     pub n_cols: usize,
+    /// Elements of the launch (packed loads; set by [`run`]).
+    pub elements: usize,
+}
+
+/// Fill `out` with values `start ..` of `n` packed ones (see [`Load::Packed`]): word `e mod m`, slot `⌊e/m⌋`, one
+/// contiguous run of words per slot the chunk touches.
+fn unpack_into(out: &mut [u64], words: &[u64], n: usize, bits: u32, start: usize) {
+    let per = cryptgpu_codegen::values_per_word(bits);
+    let m = cryptgpu_codegen::packed_words(n, bits);
+    let mut e = start;
+    let mut rest = out;
+    while !rest.is_empty() {
+        let (slot, i) = (e / m, e % m);
+        let take = rest.len().min(m - i);
+        let (now, later) = rest.split_at_mut(take);
+        let src = &words[i..i + take];
+        if per == 1 {
+            now.copy_from_slice(src);
+        } else {
+            let (shift, mask) = (slot as u32 * bits, (1u64 << bits) - 1);
+            now.iter_mut().zip(src).for_each(|(o, &w)| *o = (w >> shift) & mask);
+        }
+        rest = later;
+        e += take;
+    }
 }
 
 /// Run `k` (already validated) writing every output.
@@ -38,6 +63,7 @@ pub(super) fn run(k: &MapKernel, ops: &Operands<'_>, outputs: &mut [&mut [u64]])
             per_chunk[j].push(c);
         }
     }
+    let ops = &Operands { elements: n, ..*ops };
     per_chunk.into_par_iter().enumerate().for_each(|(j, mut outs)| {
         REGS.with_borrow_mut(|regs| {
             let need = k.insts.len() * CHUNK;
@@ -69,6 +95,7 @@ fn eval_chunk(k: &MapKernel, ops: &Operands<'_>, start: usize, len: usize, regs:
                     Load::Elem => unreachable!("aliased"),
                     Load::Row => out.iter_mut().enumerate().for_each(|(e, o)| *o = b[(start + e) / ops.n_cols]),
                     Load::Col => out.iter_mut().enumerate().for_each(|(e, o)| *o = b[(start + e) % ops.n_cols]),
+                    Load::Packed { bits } => unpack_into(out, b, ops.elements, bits as u32, start),
                 }
             }
             Op::Acc => unreachable!("aliased"),
@@ -120,4 +147,45 @@ fn unary(out: &mut [u64], a: &[u64], f: impl Fn(u64) -> u64) {
 #[inline(always)]
 fn binary(out: &mut [u64], a: &[u64], b: &[u64], f: impl Fn(u64, u64) -> u64) {
     out.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| *o = f(x, y));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptgpu_codegen::{packed_value, packed_words, values_per_word, MapBuilder};
+    use rand::{Rng, SeedableRng};
+
+    /// Pack `values` as [`Load::Packed`] documents it: value `j·m + i` in bits `j·bits ..` of word `i`.
+    fn pack(values: &[u64], bits: u32) -> Vec<u64> {
+        let (per, m) = (values_per_word(bits), packed_words(values.len(), bits));
+        let mut words = vec![0u64; m];
+        for (e, &v) in values.iter().enumerate() {
+            let shift = (e / m.max(1)) as u32 * bits;
+            words[e % m] |= if per == 1 { v } else { v << shift };
+        }
+        words
+    }
+
+    #[test]
+    fn packed_loads_read_every_value_back_at_every_width_and_chunk_boundary() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for bits in [0u32, 1, 20, 21, 22, 31, 32, 33, 62, 64] {
+            for n in (0..=13).chain([1023, 1024, 1025, 3 * 1024 + 1, 5000]) {
+                let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+                let values: Vec<u64> = (0..n).map(|_| rng.gen::<u64>() & mask).collect();
+                let words = pack(&values, bits);
+                let mut b = MapBuilder::new("read_packed");
+                let x = b.packed_input(0, bits);
+                b.output(x);
+                let k = b.build();
+                let mut out = vec![u64::MAX; n];
+                let ops = Operands { inputs: &[&words], params: &[], streams: &[], acc: None, n_cols: 1, elements: 0 };
+                run(&k, &ops, &mut [&mut out]);
+                assert_eq!(out, values, "bits {bits}, n {n}");
+                for (e, &v) in values.iter().enumerate() {
+                    assert_eq!(packed_value(&words, n, bits, e), v, "bits {bits}, n {n}, e {e}");
+                }
+            }
+        }
+    }
 }

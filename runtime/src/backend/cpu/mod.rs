@@ -30,7 +30,7 @@ impl Backend for CpuBackend {
         streams: &[Stream],
         outputs: &mut [&mut [u64]],
     ) -> Result<()> {
-        map::run(k, &map::Operands { inputs, params, streams, acc: None, n_cols: 1 }, outputs);
+        map::run(k, &map::Operands { inputs, params, streams, acc: None, n_cols: 1, elements: 0 }, outputs);
         Ok(())
     }
 
@@ -45,7 +45,14 @@ impl Backend for CpuBackend {
     ) -> Result<()> {
         let blocks = k.k_blocks.len();
         let acc = gemm::block_gemm(k.m, k.n, &inputs[..blocks], &inputs[blocks..2 * blocks]);
-        let ops = map::Operands { inputs: &inputs[2 * blocks..], params, streams, acc: Some(&acc), n_cols: k.n.max(1) };
+        let ops = map::Operands {
+            inputs: &inputs[2 * blocks..],
+            params,
+            streams,
+            acc: Some(&acc),
+            n_cols: k.n.max(1),
+            elements: 0,
+        };
         map::run(&k.epilogue, &ops, outputs);
         Ok(())
     }
