@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod buffer_pool;
 pub mod checkpoint;
 mod error;
 pub mod executor;

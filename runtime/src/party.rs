@@ -80,6 +80,8 @@ pub struct Party {
     /// Whether the exact truncation of a product runs fused into the product's kernel (the default) or as the
     /// separate stages of the reference plan (see [`crate::protocols::exact`]).
     pub(crate) fused_truncation: bool,
+    /// Buffers this party has finished with, for its next kernel outputs.
+    pool: crate::buffer_pool::BufferPool,
     /// Where this party's view is recorded, if anywhere.
     view: Option<ViewLog>,
     /// Told the name and kind of every model step (layer) as it starts, if set.
@@ -129,6 +131,7 @@ impl Party {
             pending_relu: None,
             early_relu: None,
             fused_truncation: true,
+            pool: Default::default(),
             view: None,
             step_hook: None,
             #[cfg(feature = "mutations")]
@@ -405,7 +408,23 @@ impl Party {
         streams: &[Stream],
         n: usize,
     ) -> Result<Vec<Vec<u64>>> {
-        self.map_into(k, inputs, params, streams, vec![vec![0; n]; k.outputs.len()])
+        let outs = (0..k.outputs.len()).map(|_| self.pool.take(n)).collect();
+        self.map_into(k, inputs, params, streams, outs)
+    }
+
+    /// Hand buffers this party has finished with to its pool (see [`crate::buffer_pool`]): the next kernel outputs
+    /// are written into them instead of fresh allocations.
+    pub(crate) fn recycle(&self, buffers: impl IntoIterator<Item = Vec<u64>>) {
+        for b in buffers {
+            self.pool.give(b);
+        }
+    }
+
+    /// A copy of `v` in a pooled buffer (a message to send while keeping `v`).
+    pub(crate) fn copy_of(&self, v: &[u64]) -> Vec<u64> {
+        let mut c = self.pool.take(v.len());
+        c.copy_from_slice(v);
+        c
     }
 
     /// Launch a map writing into `outs` (buffers no longer needed, reused instead of fresh allocations: their
@@ -433,7 +452,7 @@ impl Party {
     ) -> Result<Vec<Vec<u64>>> {
         // The size check before allocating; the backend validates the kernel itself (once, for every backend).
         let n = self.check_product(&format!("{} output", k.name), &[k.m, k.n])?;
-        let mut outs: Vec<Vec<u64>> = vec![vec![0; n]; k.epilogue.outputs.len()];
+        let mut outs: Vec<Vec<u64>> = (0..k.epilogue.outputs.len()).map(|_| self.pool.take(n)).collect();
         let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
         self.backend.gemm(k, inputs, params, streams, &mut refs)?;
         Ok(outs)

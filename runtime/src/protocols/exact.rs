@@ -162,7 +162,9 @@ impl Party {
         match role(self.id(), step) {
             0 => {
                 let [msg, a0, fm, f_n] = buffers(outs)?;
-                let a0 = self.pack_low_bits(&a0, k)?; // only its low k bits matter
+                let packed = self.pack_low_bits(&a0, k)?; // only its low k bits matter
+                self.recycle([a0]);
+                let a0 = packed;
                 self.ride_along(prev, a0);
                 self.round(vec![(prev, msg)], &[])?;
                 let y = Share::from_pieces(shape, fm, f_n);
@@ -172,13 +174,14 @@ impl Party {
             }
             1 => {
                 let [c1, fm, p, yk] = buffers(outs)?;
-                let c2 = single(self.round(vec![(next, c1.clone())], &[(next, n)])?)?;
+                let c2 = single(self.round(vec![(next, self.copy_of(&c1))], &[(next, n)])?)?;
                 // A = c1 + c2; b = msb(A); sent = b·p − y_R1; t = ⌊A/2^k⌋ − (b − sent)·2^(64−k)
                 let mut kb = MapBuilder::new("exact_wrap_term_r1");
                 let (x, y, pr, yr) = (kb.input(0), kb.input(1), kb.input(2), kb.input(3));
                 let (sent, t) = wrap_term(&mut kb, x, y, pr, yr, k);
                 kb.output(sent).output(t);
                 let [sent, t] = buffers(self.map(&kb.build(), &[&c1, &c2, &p, &yk], &[], &[], n)?)?;
+                self.recycle([c1, p, yk]);
                 self.start_expected_relu(None, shape, step)?;
                 let f_n = self.add_wrap_term(sent, t, next, k, c2)?;
                 Ok(Share::from_pieces(shape, fm, f_n))
@@ -186,7 +189,7 @@ impl Party {
             _ => {
                 let [c2, yk] = buffers(outs)?;
                 self.expect_ride(next, packed_len(n, k));
-                let [c1, msg] = buffers(self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?)?;
+                let [c1, msg] = buffers(self.round(vec![(prev, self.copy_of(&c2))], &[(prev, n), (next, n)])?)?;
                 let ride = self.take_rides().remove(0);
                 self.note_packed_read(&ride, n, k, next)?;
                 // as R1 with a's piece a − p (read from R0's packed ride); and R2's piece R0 = msg − (a − p −
@@ -198,6 +201,7 @@ impl Party {
                 let f_n = wrap_corrected(&mut kb, mr, wk, k);
                 kb.output(sent).output(t).output(f_n);
                 let [sent, t, f_n] = buffers(self.map(&kb.build(), &[&c1, &c2, &ride, &yk, &msg], &[], &[], n)?)?;
+                self.recycle([c1, yk, msg, ride]);
                 self.start_expected_relu(None, shape, step)?;
                 let fm = self.add_wrap_term(sent, t, prev, k, c2)?;
                 Ok(Share::from_pieces(shape, fm, f_n))
@@ -210,9 +214,11 @@ impl Party {
     fn add_wrap_term(&mut self, sent: Vec<u64>, t: Vec<u64>, peer: usize, k: u32, spare: Vec<u64>) -> Result<Vec<u64>> {
         let n = t.len();
         let packed = self.pack_low_bits(&sent, k)?;
+        self.recycle([sent]);
         let got = single(self.round(vec![(peer, packed)], &[(peer, packed_len(n, k))])?)?;
         self.note_packed_read(&got, n, k, peer)?;
         if k == 0 {
+            self.recycle([spare]);
             return Ok(t);
         }
         let mut kb = MapBuilder::new("exact_wrap_add");
@@ -220,7 +226,9 @@ impl Party {
         let shifted = kb.shl(g, 64 - k);
         let f = kb.add(tr, shifted);
         kb.output(f);
-        single(self.map_into(&kb.build(), &[&t, &got], &[], &[], vec![spare])?)
+        let f = single(self.map_into(&kb.build(), &[&t, &got], &[], &[], vec![spare])?)?;
+        self.recycle([t, got]);
+        Ok(f)
     }
 
     /// After the exact-truncation epilogue, staged: the reshare round (R0's message and `a`'s piece ride to R2; R1 and

@@ -52,14 +52,16 @@ impl Party {
                 }
                 1 => {
                     let [c1, s] = buffers(outs)?;
-                    let c2 = single(self.round(vec![(next, c1.clone())], &[(next, n)])?)?;
+                    let c2 = single(self.round(vec![(next, self.copy_of(&c1))], &[(next, n)])?)?;
                     let a = self.divide_sum(d, &c1, &c2)?;
+                    self.recycle([c1, c2]);
                     Ok(Share::from_pieces(shape, s, a))
                 }
                 _ => {
                     let [c2] = buffers(outs)?;
-                    let [c1, msg] = buffers(self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?)?;
+                    let [c1, msg] = buffers(self.round(vec![(prev, self.copy_of(&c2))], &[(prev, n), (next, n)])?)?;
                     let a = self.divide_sum(d, &c1, &c2)?;
+                    self.recycle([c1, c2]);
                     Ok(Share::from_pieces(shape, a, msg))
                 }
             },

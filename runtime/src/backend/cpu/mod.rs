@@ -54,6 +54,7 @@ impl Backend for CpuBackend {
             elements: 0,
         };
         map::run(&k.epilogue, &ops, outputs);
+        gemm::give_back(acc);
         Ok(())
     }
 
