@@ -38,7 +38,11 @@
 //! |---|---|---|---|
 //! | R0 | message, `a − p`, both corrected pieces | — | — |
 //! | R1 | `c_1`, its corrected piece R1, `p`, `y_R1` | `b·p − y_R1` (sent), `t = ⌊A/2^k⌋ − (b − sent)·2^(64−k)` | `t + got·2^(64−k)` |
-//! | R2 | `c_2`, `y_R0` | `b·(a − p) − y_R0` (sent), `t`, its corrected piece R0 | `t + got·2^(64−k)` |
+//! | R2 | `c_2` | `y_R0` drawn, `b·(a − p) − y_R0` (sent), `t`, its corrected piece R0 | `t + got·2^(64−k)` |
+//!
+//! Values that travel packed (R0's `a − p`, the wrap terms) are read packed by the pass that uses them
+//! ([`cryptgpu_codegen::Load::Packed`]), and the passes write into buffers the party has finished with
+//! ([`crate::buffer_pool`]).
 //!
 //! Between its rounds the fused plan starts a ReLU announced for its result ([`Party::expect_relu`]): R0 already
 //! holds its pieces, so that ReLU's first message rides in round 2.
@@ -113,19 +117,26 @@ impl Party {
         }
     }
 
-    /// The PRF streams the fused epilogue adds after the reshare's (slots 3–5 for R0, 2–3 for R1, 1 for R2): R0 and
-    /// R1 the piece `p` of R0's wrap bit, and every party its words `y` of the wrap product's re-replication.
+    /// The PRF streams the fused epilogue adds after the reshare's (slots 3–5 for R0, 2–3 for R1, none for R2): R0
+    /// and R1 the piece `p` of R0's wrap bit, and their words `y` of the wrap product's re-replication.
     pub(crate) fn fused_exact_streams(&self, role: usize, step: u64) -> Vec<crate::prg::Stream> {
         let y = |key| self.stream(key, Purpose::Wrap, step);
         match role {
             0 => vec![self.stream(KeyWith::Next, self.wrap_piece_purpose(), step), y(KeyWith::Prev), y(KeyWith::Next)],
             1 => vec![self.stream(KeyWith::Prev, self.wrap_piece_purpose(), step), y(KeyWith::Prev)],
-            _ => vec![y(KeyWith::Next)],
+            // R2 draws its y_R0 where it uses it, in the pass after round 1 (see `wrap_y_r0`).
+            _ => vec![],
         }
     }
 
+    /// R2's word `y_R0` of the wrap product (the PRF key it shares with R0, R0 being its next party).
+    fn wrap_y_r0(&self, step: u64) -> crate::prg::Stream {
+        self.stream(KeyWith::Next, Purpose::Wrap, step)
+    }
+
     /// The fused epilogue on the masked local value `c` (the module docs' table): R0 outputs its message, `a − p`
-    /// and both pieces of its result; R1 `c_1`, its result piece R1, `p` and `y_R1`; R2 `c_2` and `y_R0`.
+    /// and both pieces of its result; R1 `c_1`, its result piece R1, `p` and `y_R1`; R2 `c_2` alone (it draws `y_R0`
+    /// after round 1, where it first needs it).
     pub(crate) fn fused_exact_epilogue(b: &mut MapBuilder, c: Reg, k: u32, role: usize) {
         match role {
             0 => {
@@ -146,9 +157,8 @@ impl Party {
                 b.output(c).output(fm).output(p).output(yk);
             }
             _ => {
-                // slot 0: zero share, 1: y_R0
-                let yk = b.prg(1);
-                b.output(c).output(yk);
+                // slot 0: zero share
+                b.output(c);
             }
         }
     }
@@ -187,7 +197,7 @@ impl Party {
                 Ok(Share::from_pieces(shape, fm, f_n))
             }
             _ => {
-                let [c2, yk] = buffers(outs)?;
+                let [c2] = buffers(outs)?;
                 self.expect_ride(next, packed_len(n, k));
                 let [c1, msg] = buffers(self.round(vec![(prev, self.copy_of(&c2))], &[(prev, n), (next, n)])?)?;
                 let ride = self.take_rides().remove(0);
@@ -195,13 +205,14 @@ impl Party {
                 // as R1 with a's piece a − p (read from R0's packed ride); and R2's piece R0 = msg − (a − p −
                 // y_R0)·2^(64−k)
                 let mut kb = MapBuilder::new("exact_wrap_term_r2");
-                let (x, y, ar, yr, mr) = (kb.input(0), kb.input(1), kb.packed_input(2, k), kb.input(3), kb.input(4));
+                let (x, y, ar, yr, mr) = (kb.input(0), kb.input(1), kb.packed_input(2, k), kb.prg(0), kb.input(3));
                 let (sent, t) = wrap_term(&mut kb, x, y, ar, yr, k);
                 let wk = kb.sub(ar, yr);
                 let f_n = wrap_corrected(&mut kb, mr, wk, k);
                 kb.output(sent).output(t).output(f_n);
-                let [sent, t, f_n] = buffers(self.map(&kb.build(), &[&c1, &c2, &ride, &yk, &msg], &[], &[], n)?)?;
-                self.recycle([c1, yk, msg, ride]);
+                let streams = [self.wrap_y_r0(step)];
+                let [sent, t, f_n] = buffers(self.map(&kb.build(), &[&c1, &c2, &ride, &msg], &[], &streams, n)?)?;
+                self.recycle([c1, msg, ride]);
                 self.start_expected_relu(None, shape, step)?;
                 let fm = self.add_wrap_term(sent, t, prev, k, c2)?;
                 Ok(Share::from_pieces(shape, fm, f_n))
