@@ -43,6 +43,21 @@ impl BufferPool {
         vec![0; n]
     }
 
+    /// Make sure at least `count` buffers that [`BufferPool::take`]`(n)` would use are kept, allocating the missing
+    /// ones now (so that their zeroing and page faults happen here, not in the step that needs them).
+    pub fn reserve(&self, count: usize, n: usize) {
+        if n < MIN_WORDS {
+            return;
+        }
+        let have = {
+            let free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            free.iter().filter(|v| (n..=n.saturating_mul(2)).contains(&v.capacity())).count()
+        };
+        for _ in have..count {
+            self.give(vec![0; n]);
+        }
+    }
+
     /// Keep `v` for a later [`BufferPool::take`] (or drop it: too small, or the pool is full).
     pub fn give(&self, v: Vec<u64>) {
         if v.capacity() < MIN_WORDS {
@@ -82,6 +97,14 @@ mod tests {
             pool.give(vec![0; MIN_WORDS]);
         }
         assert_eq!(pool.kept().0, MAX_BUFFERS);
+        let r = BufferPool::default();
+        r.give(vec![1; 2 * MIN_WORDS]);
+        r.reserve(3, 2 * MIN_WORDS); // one kept already: two more allocated
+        assert_eq!(r.kept(), (3, 6 * MIN_WORDS));
+        r.reserve(2, 2 * MIN_WORDS); // enough already
+        assert_eq!(r.kept().0, 3);
+        r.reserve(4, 10); // too small to keep: nothing
+        assert_eq!(r.kept().0, 3);
         let big = BufferPool::default();
         big.give(vec![0; MAX_WORDS]);
         big.give(vec![0; MIN_WORDS]);

@@ -420,6 +420,11 @@ impl Party {
         }
     }
 
+    /// Make sure this party's pool holds `count` buffers of `n` words (see [`crate::buffer_pool::BufferPool::reserve`]).
+    pub(crate) fn reserve_buffers(&self, count: usize, n: usize) {
+        self.pool.reserve(count, n);
+    }
+
     /// A copy of `v` in a pooled buffer (a message to send while keeping `v`).
     pub(crate) fn copy_of(&self, v: &[u64]) -> Vec<u64> {
         let mut c = self.pool.take(v.len());

@@ -38,16 +38,27 @@ impl Party {
     ) -> Result<Share> {
         let n = outs.first().map_or(0, Vec::len);
         let (prev, next) = (self.prev(), self.next());
+        // The buffers of the stages to come, allocated now: a party that is not the last to finish its product does
+        // this while the others still compute theirs (see `crate::buffer_pool`).
+        let needed = match (how, role(self.id(), step)) {
+            (Reshare::Plain, _) => 1,
+            (Reshare::ExactTruncate(_), 0) => 0,
+            (Reshare::Divide(_), 0) => 1,
+            (Reshare::Divide(_), _) => 2,
+            (Reshare::ExactTruncate(_), 1) => 3,
+            (Reshare::ExactTruncate(_), _) => 4,
+        };
+        self.reserve_buffers(needed, n);
         match how {
             Reshare::Plain => {
                 let [c] = buffers(outs)?;
-                let got = self.round(vec![(prev, c.clone())], &[(next, n)])?;
+                let got = self.round(vec![(prev, self.copy_of(&c))], &[(next, n)])?;
                 Ok(Share::from_pieces(shape, c, single(got)?))
             }
             Reshare::Divide(d) => match role(self.id(), step) {
                 0 => {
                     let [msg, s] = buffers(outs)?;
-                    self.round(vec![(prev, msg.clone())], &[])?;
+                    self.round(vec![(prev, self.copy_of(&msg))], &[])?;
                     Ok(Share::from_pieces(shape, msg, s))
                 }
                 1 => {
