@@ -447,6 +447,20 @@ impl Party {
         Ok(outs)
     }
 
+    /// Launch a map that updates `outs` in place: its inputs are buffers or the outputs' contents before the launch
+    /// ([`crate::backend::Source::Prior`]), so values a stage no longer needs are overwritten by its results.
+    pub(crate) fn map_updating(
+        &self,
+        k: &MapKernel,
+        inputs: &[crate::backend::Source<'_>],
+        streams: &[Stream],
+        mut outs: Vec<Vec<u64>>,
+    ) -> Result<Vec<Vec<u64>>> {
+        let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        self.backend.map_updating(k, inputs, &[], streams, &mut refs)?;
+        Ok(outs)
+    }
+
     /// Launch a GEMM, returning its outputs.
     pub(crate) fn gemm(
         &self,

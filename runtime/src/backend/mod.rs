@@ -25,6 +25,16 @@ impl Checked {
     }
 }
 
+/// Where an input of [`Backend::map_updating`] comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// A buffer.
+    Buf(&'a [u64]),
+    /// Output `j` as it was before the launch: the map updates that buffer in place, element `e` read before element
+    /// `e` is written (an element-indexed load only).
+    Prior(usize),
+}
+
 /// Executes kernels. Buffers are host slices in this version. The checked entry points (`map`, `gemm`, `gather`,
 /// `bits`) are provided: they check the launch against the kernel's declaration once, here, and hand the proof to
 /// the backend's `run_*`.
@@ -42,6 +52,35 @@ pub trait Backend: Send + Sync {
         streams: &[Stream],
         outputs: &mut [&mut [u64]],
     ) -> Result<()>;
+
+    /// Run a checked map whose inputs may be its own outputs' prior contents ([`Source::Prior`]). The default
+    /// copies those outputs, then runs [`Backend::run_map`]; a backend that can update in place overrides it.
+    fn run_map_updating(
+        &self,
+        checked: Checked,
+        k: &MapKernel,
+        inputs: &[Source<'_>],
+        params: &[u64],
+        streams: &[Stream],
+        outputs: &mut [&mut [u64]],
+    ) -> Result<()> {
+        let copies: Vec<Vec<u64>> = inputs
+            .iter()
+            .map(|s| match *s {
+                Source::Prior(j) => outputs[j].to_vec(),
+                Source::Buf(_) => Vec::new(),
+            })
+            .collect();
+        let ins: Vec<&[u64]> = inputs
+            .iter()
+            .zip(&copies)
+            .map(|(s, c)| match *s {
+                Source::Buf(b) => b,
+                Source::Prior(_) => c.as_slice(),
+            })
+            .collect();
+        self.run_map(checked, k, &ins, params, streams, outputs)
+    }
 
     /// Run a checked GEMM: `inputs` are the A blocks, the B blocks, then the epilogue's inputs.
     fn run_gemm(
@@ -71,6 +110,44 @@ pub trait Backend: Send + Sync {
     ) -> Result<()> {
         let checked = check_map(k, inputs, params, streams, outputs)?;
         self.run_map(checked, k, inputs, params, streams, outputs)
+    }
+
+    /// Check, then run a map that updates its outputs in place: inputs are buffers or outputs' prior contents
+    /// ([`Source`]); each output and each buffer input has `n` elements.
+    fn map_updating(
+        &self,
+        k: &MapKernel,
+        inputs: &[Source<'_>],
+        params: &[u64],
+        streams: &[Stream],
+        outputs: &mut [&mut [u64]],
+    ) -> Result<()> {
+        let checked = {
+            let mut ins: Vec<&[u64]> = Vec::with_capacity(inputs.len());
+            for (i, s) in inputs.iter().enumerate() {
+                ins.push(match *s {
+                    Source::Buf(b) => b,
+                    Source::Prior(j) => {
+                        let packed = k.insts.iter().any(|op| {
+                            matches!(*op, cryptgpu_codegen::Op::Input { buf, load } if buf as usize == i
+                                && load != cryptgpu_codegen::Load::Elem)
+                        });
+                        match outputs.get(j) {
+                            Some(o) if !packed => &o[..],
+                            _ => {
+                                return Err(launch_error(
+                                    &k.name,
+                                    format!("input {i} as the prior contents of one of {} outputs", outputs.len()),
+                                    format!("output {j}{}", if packed { ", read packed" } else { "" }),
+                                ))
+                            }
+                        }
+                    }
+                });
+            }
+            check_map(k, &ins, params, streams, outputs)?
+        };
+        self.run_map_updating(checked, k, inputs, params, streams, outputs)
     }
 
     /// Check, then run a GEMM: `inputs` are the A blocks, the B blocks, then the epilogue's inputs; each output has

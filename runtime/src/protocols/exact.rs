@@ -41,8 +41,9 @@
 //! | R2 | `c_2` | `y_R0` drawn, `b·(a − p) − y_R0` (sent), `t`, its corrected piece R0 | `t + got·2^(64−k)` |
 //!
 //! Values that travel packed (R0's `a − p`, the wrap terms) are read packed by the pass that uses them
-//! ([`cryptgpu_codegen::Load::Packed`]), and the passes write into buffers the party has finished with
-//! ([`crate::buffer_pool`]).
+//! ([`cryptgpu_codegen::Load::Packed`]), and R1's and R2's passes update their inputs in place
+//! ([`crate::backend::Source::Prior`]: `sent` and `t` over `c_1`, `p`, `y` or the message, the final piece over `t`),
+//! so the tail of the product allocates nothing but the packed message.
 //!
 //! Between its rounds the fused plan starts a ReLU announced for its result ([`Party::expect_relu`]): R0 already
 //! holds its pieces, so that ReLU's first message rides in round 2.
@@ -51,6 +52,7 @@
 //! per stage: [`Party::set_truncation_fusion`] switches it on, for comparison; the standalone truncation uses it).
 
 use super::base::{buffers, emit_r0_message, packed_len, r0_message, role, single, Divisor};
+use crate::backend::Source::{Buf, Prior};
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
@@ -190,10 +192,13 @@ impl Party {
                 let (x, y, pr, yr) = (kb.input(0), kb.input(1), kb.input(2), kb.input(3));
                 let (sent, t) = wrap_term(&mut kb, x, y, pr, yr, k);
                 kb.output(sent).output(t);
-                let [sent, t] = buffers(self.map(&kb.build(), &[&c1, &c2, &p, &yk], &[], &[], n)?)?;
-                self.recycle([c1, p, yk]);
+                // sent over p, t over y_R1 (element by element, read before written)
+                let ins = [Buf(&c1), Buf(&c2), Prior(0), Prior(1)];
+                let [sent, t] = buffers(self.map_updating(&kb.build(), &ins, &[], vec![p, yk])?)?;
+                self.recycle([c1]);
                 self.start_expected_relu(None, shape, step)?;
-                let f_n = self.add_wrap_term(sent, t, next, k, c2)?;
+                self.recycle([c2]);
+                let f_n = self.add_wrap_term(sent, t, next, k)?;
                 Ok(Share::from_pieces(shape, fm, f_n))
             }
             _ => {
@@ -210,26 +215,27 @@ impl Party {
                 let wk = kb.sub(ar, yr);
                 let f_n = wrap_corrected(&mut kb, mr, wk, k);
                 kb.output(sent).output(t).output(f_n);
+                // sent over c_1, t over the message, the piece R0 over c_2 (element by element, read before written)
+                let ins = [Prior(0), Prior(2), Buf(&ride), Prior(1)];
                 let streams = [self.wrap_y_r0(step)];
-                let [sent, t, f_n] = buffers(self.map(&kb.build(), &[&c1, &c2, &ride, &msg], &[], &streams, n)?)?;
-                self.recycle([c1, msg, ride]);
+                let [sent, t, f_n] = buffers(self.map_updating(&kb.build(), &ins, &streams, vec![c1, msg, c2])?)?;
+                self.recycle([ride]);
                 self.start_expected_relu(None, shape, step)?;
-                let fm = self.add_wrap_term(sent, t, prev, k, c2)?;
+                let fm = self.add_wrap_term(sent, t, prev, k)?;
                 Ok(Share::from_pieces(shape, fm, f_n))
             }
         }
     }
 
-    /// R1 and R2, round 2: send `sent` to `peer`, receive its term and return `t + got·2^(64−k)` (written into
-    /// `spare`, a buffer no longer needed; the term is read packed, as it travelled).
-    fn add_wrap_term(&mut self, sent: Vec<u64>, t: Vec<u64>, peer: usize, k: u32, spare: Vec<u64>) -> Result<Vec<u64>> {
+    /// R1 and R2, round 2: send `sent` to `peer`, receive its term and return `t + got·2^(64−k)` (written over `t`;
+    /// the term is read packed, as it travelled).
+    fn add_wrap_term(&mut self, sent: Vec<u64>, t: Vec<u64>, peer: usize, k: u32) -> Result<Vec<u64>> {
         let n = t.len();
         let packed = self.pack_low_bits(&sent, k)?;
         self.recycle([sent]);
         let got = single(self.round(vec![(peer, packed)], &[(peer, packed_len(n, k))])?)?;
         self.note_packed_read(&got, n, k, peer)?;
         if k == 0 {
-            self.recycle([spare]);
             return Ok(t);
         }
         let mut kb = MapBuilder::new("exact_wrap_add");
@@ -237,8 +243,8 @@ impl Party {
         let shifted = kb.shl(g, 64 - k);
         let f = kb.add(tr, shifted);
         kb.output(f);
-        let f = single(self.map_into(&kb.build(), &[&t, &got], &[], &[], vec![spare])?)?;
-        self.recycle([t, got]);
+        let f = single(self.map_updating(&kb.build(), &[Prior(0), Buf(&got)], &[], vec![t])?)?;
+        self.recycle([got]);
         Ok(f)
     }
 

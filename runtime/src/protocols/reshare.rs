@@ -45,8 +45,7 @@ impl Party {
             (Reshare::ExactTruncate(_), 0) => 0,
             (Reshare::Divide(_), 0) => 1,
             (Reshare::Divide(_), _) => 2,
-            (Reshare::ExactTruncate(_), 1) => 3,
-            (Reshare::ExactTruncate(_), _) => 4,
+            (Reshare::ExactTruncate(_), _) => 1,
         };
         self.reserve_buffers(needed, n);
         match how {

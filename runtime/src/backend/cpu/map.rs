@@ -24,6 +24,16 @@ pub(super) struct Operands<'a> {
     pub n_cols: usize,
     /// Elements of the launch (packed loads; set by [`run`]).
     pub elements: usize,
+    /// Per input: `Some(j)` when it is output `j` as it was before the launch (see
+    /// [`crate::backend::Source::Prior`]); its entry in `inputs` is then unused. Empty: no such input.
+    pub priors: &'a [Option<usize>],
+}
+
+impl Operands<'_> {
+    /// The output whose prior contents input `buf` reads, if any.
+    fn prior(&self, buf: u16) -> Option<usize> {
+        self.priors.get(buf as usize).copied().flatten()
+    }
 }
 
 /// Fill `out` with values `start ..` of `n` packed ones (see [`Load::Packed`]): word `e mod m`, slot `⌊e/m⌋`, one
@@ -72,7 +82,12 @@ pub(super) fn run(k: &MapKernel, ops: &Operands<'_>, outputs: &mut [&mut [u64]])
             }
             let start = j * CHUNK;
             let len = outs[0].len();
-            eval_chunk(k, ops, start, len, regs);
+            {
+                // Inputs that are outputs' prior contents read this chunk of them before anything is written.
+                let prior_chunks: Vec<&[u64]> =
+                    if ops.priors.is_empty() { Vec::new() } else { outs.iter().map(|o| &**o).collect() };
+                eval_chunk(k, ops, &prior_chunks, start, len, regs);
+            }
             for (out, &r) in outs.iter_mut().zip(&k.outputs) {
                 out.copy_from_slice(read(k, ops, regs, r, start, len));
             }
@@ -80,9 +95,9 @@ pub(super) fn run(k: &MapKernel, ops: &Operands<'_>, outputs: &mut [&mut [u64]])
     });
 }
 
-fn eval_chunk(k: &MapKernel, ops: &Operands<'_>, start: usize, len: usize, regs: &mut [u64]) {
+fn eval_chunk(k: &MapKernel, ops: &Operands<'_>, priors: &[&[u64]], start: usize, len: usize, regs: &mut [u64]) {
     for (i, op) in k.insts.iter().enumerate() {
-        if in_place(op) {
+        if in_place(op, ops) {
             continue;
         }
         let (done, rest) = regs.split_at_mut(i * CHUNK);
@@ -92,7 +107,10 @@ fn eval_chunk(k: &MapKernel, ops: &Operands<'_>, start: usize, len: usize, regs:
             Op::Input { buf, load } => {
                 let b = ops.inputs[buf as usize];
                 match load {
-                    Load::Elem => unreachable!("aliased"),
+                    Load::Elem => match ops.prior(buf) {
+                        Some(j) => out.copy_from_slice(&priors[j][..len]),
+                        None => unreachable!("read in place"),
+                    },
                     Load::Row => out.iter_mut().enumerate().for_each(|(e, o)| *o = b[(start + e) / ops.n_cols]),
                     Load::Col => out.iter_mut().enumerate().for_each(|(e, o)| *o = b[(start + e) % ops.n_cols]),
                     Load::Packed { bits } => unpack_into(out, b, ops.elements, bits as u32, start),
@@ -118,9 +136,14 @@ fn eval_chunk(k: &MapKernel, ops: &Operands<'_>, start: usize, len: usize, regs:
     }
 }
 
-/// Element-indexed inputs and the accumulator are read in place, not copied into registers.
-fn in_place(op: &Op) -> bool {
-    matches!(op, Op::Input { load: Load::Elem, .. } | Op::Acc)
+/// Element-indexed inputs (but outputs' prior contents, copied first) and the accumulator are read in place, not
+/// copied into registers.
+fn in_place(op: &Op, ops: &Operands<'_>) -> bool {
+    match *op {
+        Op::Input { buf, load: Load::Elem } => ops.prior(buf).is_none(),
+        Op::Acc => true,
+        _ => false,
+    }
 }
 
 /// Chunk `len` of register `r`, wherever it lives (`regs` holds at least the registers before `r`).
@@ -133,7 +156,9 @@ fn read<'a>(
     len: usize,
 ) -> &'a [u64] {
     match k.insts[r.0 as usize] {
-        Op::Input { buf, load: Load::Elem } => &ops.inputs[buf as usize][start..start + len],
+        Op::Input { buf, load: Load::Elem } if ops.prior(buf).is_none() => {
+            &ops.inputs[buf as usize][start..start + len]
+        }
         Op::Acc => &ops.acc.expect("validated: epilogue has an accumulator")[start..start + len],
         _ => &regs[r.0 as usize * CHUNK..][..len],
     }
@@ -179,7 +204,15 @@ mod tests {
                 b.output(x);
                 let k = b.build();
                 let mut out = vec![u64::MAX; n];
-                let ops = Operands { inputs: &[&words], params: &[], streams: &[], acc: None, n_cols: 1, elements: 0 };
+                let ops = Operands {
+                    inputs: &[&words],
+                    params: &[],
+                    streams: &[],
+                    acc: None,
+                    n_cols: 1,
+                    elements: 0,
+                    priors: &[],
+                };
                 run(&k, &ops, &mut [&mut out]);
                 assert_eq!(out, values, "bits {bits}, n {n}");
                 for (e, &v) in values.iter().enumerate() {
@@ -187,5 +220,95 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The CPU backend with the trait's default `run_map_updating` (copies the prior outputs first).
+    struct Copying;
+    impl crate::backend::Backend for Copying {
+        fn name(&self) -> &'static str {
+            "copying"
+        }
+        fn run_map(
+            &self,
+            c: crate::backend::Checked,
+            k: &MapKernel,
+            i: &[&[u64]],
+            p: &[u64],
+            s: &[Stream],
+            o: &mut [&mut [u64]],
+        ) -> crate::Result<()> {
+            crate::backend::cpu::CpuBackend.run_map(c, k, i, p, s, o)
+        }
+        fn run_gemm(
+            &self,
+            c: crate::backend::Checked,
+            k: &cryptgpu_codegen::GemmKernel,
+            i: &[&[u64]],
+            p: &[u64],
+            s: &[Stream],
+            o: &mut [&mut [u64]],
+        ) -> crate::Result<()> {
+            crate::backend::cpu::CpuBackend.run_gemm(c, k, i, p, s, o)
+        }
+        fn run_gather(
+            &self,
+            c: crate::backend::Checked,
+            k: &cryptgpu_codegen::GatherKernel,
+            i: &[u64],
+            o: &mut [u64],
+        ) -> crate::Result<()> {
+            crate::backend::cpu::CpuBackend.run_gather(c, k, i, o)
+        }
+        fn run_bits(
+            &self,
+            c: crate::backend::Checked,
+            k: &cryptgpu_codegen::BitKernel,
+            i: &[u64],
+            o: &mut [u64],
+        ) -> crate::Result<()> {
+            crate::backend::cpu::CpuBackend.run_bits(c, k, i, o)
+        }
+    }
+
+    #[test]
+    fn updating_in_place_matches_copying_the_prior_outputs_first() {
+        use crate::backend::{Backend, Source};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        // out0 = prior1 + x, out1 = prior0 · prior1 − x, out2 = prior2 ⊕ prior0: every output reads another's prior.
+        let mut b = MapBuilder::new("update");
+        let (p0, p1, x, p2) = (b.input(0), b.input(1), b.input(2), b.input(3));
+        let o0 = b.add(p1, x);
+        let m = b.mul(p0, p1);
+        let o1 = b.sub(m, x);
+        let o2 = b.xor(p2, p0);
+        b.output(o0).output(o1).output(o2);
+        let k = b.build();
+        for n in [1usize, 1000, 1024, 5000] {
+            let x: Vec<u64> = (0..n).map(|_| rng.gen()).collect();
+            let start: Vec<Vec<u64>> = (0..3).map(|_| (0..n).map(|_| rng.gen()).collect()).collect();
+            let ins = [Source::Prior(0), Source::Prior(1), Source::Buf(&x), Source::Prior(2)];
+            let run = |backend: &dyn Backend| {
+                let mut outs = start.clone();
+                let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+                backend.map_updating(&k, &ins, &[], &[], &mut refs).unwrap();
+                outs
+            };
+            let (in_place, copied) = (run(&crate::backend::cpu::CpuBackend), run(&Copying));
+            assert_eq!(in_place, copied, "n {n}");
+            let want0: Vec<u64> = (0..n).map(|e| start[1][e].wrapping_add(x[e])).collect();
+            assert_eq!(in_place[0], want0);
+        }
+        // A prior that names no output, or is read packed, is refused before anything runs.
+        let mut out = vec![0u64; 8];
+        let bad = [Source::Prior(5), Source::Prior(1), Source::Buf(&[0; 8]), Source::Prior(2)];
+        let err = crate::backend::cpu::CpuBackend.map_updating(&k, &bad, &[], &[], &mut [&mut out]).unwrap_err();
+        assert!(err.to_string().contains("prior contents"), "{err}");
+        let mut pb = MapBuilder::new("packed_prior");
+        let v = pb.packed_input(0, 20);
+        pb.output(v);
+        let err = crate::backend::cpu::CpuBackend
+            .map_updating(&pb.build(), &[Source::Prior(0)], &[], &[], &mut [&mut out])
+            .unwrap_err();
+        assert!(err.to_string().contains("read packed"), "{err}");
     }
 }

@@ -7,7 +7,7 @@ pub mod gemm;
 mod map;
 mod ring_gemm;
 
-use super::{Backend, Checked};
+use super::{Backend, Checked, Source};
 use crate::prg::Stream;
 use crate::Result;
 use cryptgpu_codegen::{BitKernel, GatherKernel, GemmKernel, MapKernel};
@@ -30,7 +30,29 @@ impl Backend for CpuBackend {
         streams: &[Stream],
         outputs: &mut [&mut [u64]],
     ) -> Result<()> {
-        map::run(k, &map::Operands { inputs, params, streams, acc: None, n_cols: 1, elements: 0 }, outputs);
+        map::run(
+            k,
+            &map::Operands { inputs, params, streams, acc: None, n_cols: 1, elements: 0, priors: &[] },
+            outputs,
+        );
+        Ok(())
+    }
+
+    fn run_map_updating(
+        &self,
+        _: Checked,
+        k: &MapKernel,
+        inputs: &[Source<'_>],
+        params: &[u64],
+        streams: &[Stream],
+        outputs: &mut [&mut [u64]],
+    ) -> Result<()> {
+        // In place: chunk by chunk, each prior input is copied out of its output before the chunk is written.
+        let priors: Vec<Option<usize>> =
+            inputs.iter().map(|s| if let Source::Prior(j) = *s { Some(j) } else { None }).collect();
+        let bufs: Vec<&[u64]> = inputs.iter().map(|s| if let Source::Buf(b) = *s { b } else { &[] }).collect();
+        let ops = map::Operands { inputs: &bufs, params, streams, acc: None, n_cols: 1, elements: 0, priors: &priors };
+        map::run(k, &ops, outputs);
         Ok(())
     }
 
@@ -52,6 +74,7 @@ impl Backend for CpuBackend {
             acc: Some(&acc),
             n_cols: k.n.max(1),
             elements: 0,
+            priors: &[],
         };
         map::run(&k.epilogue, &ops, outputs);
         gemm::give_back(acc);
