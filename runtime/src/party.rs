@@ -453,11 +453,12 @@ impl Party {
         &self,
         k: &MapKernel,
         inputs: &[crate::backend::Source<'_>],
+        params: &[u64],
         streams: &[Stream],
         mut outs: Vec<Vec<u64>>,
     ) -> Result<Vec<Vec<u64>>> {
         let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-        self.backend.map_updating(k, inputs, &[], streams, &mut refs)?;
+        self.backend.map_updating(k, inputs, params, streams, &mut refs)?;
         Ok(outs)
     }
 

@@ -194,7 +194,7 @@ impl Party {
                 kb.output(sent).output(t);
                 // sent over p, t over y_R1 (element by element, read before written)
                 let ins = [Buf(&c1), Buf(&c2), Prior(0), Prior(1)];
-                let [sent, t] = buffers(self.map_updating(&kb.build(), &ins, &[], vec![p, yk])?)?;
+                let [sent, t] = buffers(self.map_updating(&kb.build(), &ins, &[], &[], vec![p, yk])?)?;
                 self.recycle([c1]);
                 self.start_expected_relu(None, shape, step)?;
                 self.recycle([c2]);
@@ -218,7 +218,8 @@ impl Party {
                 // sent over c_1, t over the message, the piece R0 over c_2 (element by element, read before written)
                 let ins = [Prior(0), Prior(2), Buf(&ride), Prior(1)];
                 let streams = [self.wrap_y_r0(step)];
-                let [sent, t, f_n] = buffers(self.map_updating(&kb.build(), &ins, &streams, vec![c1, msg, c2])?)?;
+                let [sent, t, f_n] =
+                    buffers(self.map_updating(&kb.build(), &ins, &[], &streams, vec![c1, msg, c2])?)?;
                 self.recycle([ride]);
                 self.start_expected_relu(None, shape, step)?;
                 let fm = self.add_wrap_term(sent, t, prev, k)?;
@@ -243,7 +244,7 @@ impl Party {
         let shifted = kb.shl(g, 64 - k);
         let f = kb.add(tr, shifted);
         kb.output(f);
-        let f = single(self.map_updating(&kb.build(), &[Prior(0), Buf(&got)], &[], vec![t])?)?;
+        let f = single(self.map_updating(&kb.build(), &[Prior(0), Buf(&got)], &[], &[], vec![t])?)?;
         self.recycle([got]);
         Ok(f)
     }

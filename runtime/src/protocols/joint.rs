@@ -86,13 +86,13 @@ impl Party {
                         }
                         1 => {
                             let [c1, s] = buffers(it.outs)?;
-                            let a = self.divide_sum(d, &c1, &take()?)?;
+                            let a = self.divide_sum(d, &c1, take()?)?;
                             Share::from_pieces(&it.shape, s, a)
                         }
                         _ => {
                             let [c2] = buffers(it.outs)?;
                             let (c1, msg) = (take()?, take()?);
-                            let a = self.divide_sum(d, &c1, &c2)?;
+                            let a = self.divide_sum(d, &c1, c2)?;
                             Share::from_pieces(&it.shape, a, msg)
                         }
                     });

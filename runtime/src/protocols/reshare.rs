@@ -43,8 +43,7 @@ impl Party {
         let needed = match (how, role(self.id(), step)) {
             (Reshare::Plain, _) => 1,
             (Reshare::ExactTruncate(_), 0) => 0,
-            (Reshare::Divide(_), 0) => 1,
-            (Reshare::Divide(_), _) => 2,
+            (Reshare::Divide(_), _) => 1,
             (Reshare::ExactTruncate(_), _) => 1,
         };
         self.reserve_buffers(needed, n);
@@ -63,15 +62,15 @@ impl Party {
                 1 => {
                     let [c1, s] = buffers(outs)?;
                     let c2 = single(self.round(vec![(next, self.copy_of(&c1))], &[(next, n)])?)?;
-                    let a = self.divide_sum(d, &c1, &c2)?;
-                    self.recycle([c1, c2]);
+                    let a = self.divide_sum(d, &c1, c2)?;
+                    self.recycle([c1]);
                     Ok(Share::from_pieces(shape, s, a))
                 }
                 _ => {
                     let [c2] = buffers(outs)?;
                     let [c1, msg] = buffers(self.round(vec![(prev, self.copy_of(&c2))], &[(prev, n), (next, n)])?)?;
-                    let a = self.divide_sum(d, &c1, &c2)?;
-                    self.recycle([c1, c2]);
+                    let a = self.divide_sum(d, &c2, c1)?;
+                    self.recycle([c2]);
                     Ok(Share::from_pieces(shape, a, msg))
                 }
             },
@@ -79,13 +78,14 @@ impl Party {
         }
     }
 
-    /// `⌊(x + y) / d⌋` elementwise (R1's and R2's combine stage).
-    pub(super) fn divide_sum(&self, d: Divisor, x: &[u64], y: &[u64]) -> Result<Vec<u64>> {
+    /// `⌊(x + y) / d⌋` elementwise (R1's and R2's combine stage), written over `y`.
+    pub(super) fn divide_sum(&self, d: Divisor, x: &[u64], y: Vec<u64>) -> Result<Vec<u64>> {
         let mut b = MapBuilder::new("reshare_divide_sum");
         let (a0, a1) = (b.input(0), b.input(1));
         let s = b.add(a0, a1);
         let q = d.emit(&mut b, s);
         b.output(q);
-        single(self.map(&b.build(), &[x, y], &d.params(), &[], x.len())?)
+        let ins = [crate::backend::Source::Buf(x), crate::backend::Source::Prior(0)];
+        single(self.map_updating(&b.build(), &ins, &d.params(), &[], vec![y])?)
     }
 }
