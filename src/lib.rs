@@ -23,8 +23,9 @@ pub use cryptgpu_runtime::{
 
 /// The allocator of every binary that links this crate: mimalloc (feature `mimalloc`, on by default). The protocols
 /// allocate and free buffers of megabytes at every step; glibc's malloc hands each one back to the kernel, so every
-/// reuse pays page faults, zeroing and TLB shootdowns across cores. A secure 1024³ matmul (three parties, two
-/// cores) measured about 25% faster under mimalloc (BENCHMARKS.md, "Exact truncation: the allocator"). Turn the
+/// reuse pays page faults, zeroing and TLB shootdowns across cores (the runtime's buffer pool,
+/// `cryptgpu_runtime::buffer_pool`, avoids most of them within a run). A secure 1024³ matmul (three parties, two
+/// cores) measured about 10% faster under mimalloc (BENCHMARKS.md, "Exact truncation within 1.1×"). Turn the
 /// feature off (`--no-default-features`) to keep the system allocator; an application that embeds
 /// `cryptgpu-runtime` chooses its own.
 #[cfg(feature = "mimalloc")]
