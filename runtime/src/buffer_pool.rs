@@ -20,12 +20,23 @@ pub const MAX_BUFFERS: usize = 16;
 pub const MAX_WORDS: usize = 1 << 25;
 
 /// A party's free buffers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BufferPool {
     free: Mutex<Vec<Vec<u64>>>,
 }
 
+impl Default for BufferPool {
+    fn default() -> BufferPool {
+        BufferPool::new()
+    }
+}
+
 impl BufferPool {
+    /// An empty pool (`const`, so a process-wide pool can be a `static`).
+    pub const fn new() -> BufferPool {
+        BufferPool { free: Mutex::new(Vec::new()) }
+    }
+
     /// A buffer of `n` words with unspecified contents: a kept one of capacity `n ..= 2n` (the smallest), else a
     /// fresh zeroed one.
     pub fn take(&self, n: usize) -> Vec<u64> {

@@ -408,8 +408,10 @@ impl Party {
         streams: &[Stream],
         n: usize,
     ) -> Result<Vec<Vec<u64>>> {
-        let outs = (0..k.outputs.len()).map(|_| self.pool.take(n)).collect();
-        self.map_into(k, inputs, params, streams, outs)
+        let mut outs: Vec<Vec<u64>> = (0..k.outputs.len()).map(|_| self.pool.take(n)).collect();
+        let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        self.backend.map(k, inputs, params, streams, &mut refs)?;
+        Ok(outs)
     }
 
     /// Hand buffers this party has finished with to its pool (see [`crate::buffer_pool`]): the next kernel outputs
@@ -430,21 +432,6 @@ impl Party {
         let mut c = self.pool.take(v.len());
         c.copy_from_slice(v);
         c
-    }
-
-    /// Launch a map writing into `outs` (buffers no longer needed, reused instead of fresh allocations: their
-    /// contents are overwritten), returning them.
-    pub(crate) fn map_into(
-        &self,
-        k: &MapKernel,
-        inputs: &[&[u64]],
-        params: &[u64],
-        streams: &[Stream],
-        mut outs: Vec<Vec<u64>>,
-    ) -> Result<Vec<Vec<u64>>> {
-        let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-        self.backend.map(k, inputs, params, streams, &mut refs)?;
-        Ok(outs)
     }
 
     /// Launch a map that updates `outs` in place: its inputs are buffers or the outputs' contents before the launch

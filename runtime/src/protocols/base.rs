@@ -203,25 +203,19 @@ pub(crate) fn single(v: Vec<Vec<u64>>) -> Result<Vec<u64>> {
     Ok(x)
 }
 
-/// Values per message word when only their low `k` bits travel: the exact truncation's wrap terms are multiplied by
-/// `2^(64−k)` before use, so their bits from `k` up never matter — 3 per word for `k ≤ 21`, 2 for `k ≤ 32`, else 1.
-pub(crate) fn low_bits_per_word(k: u32) -> usize {
-    cryptgpu_codegen::values_per_word(k)
-}
-
 /// Words of a message of `n` values of which only the low `k` bits travel.
 pub fn packed_len(n: usize, k: u32) -> usize {
     cryptgpu_codegen::packed_words(n, k)
 }
 
 impl Party {
-    /// Pack the low `k` bits of every value of `v` ([`low_bits_per_word`] per word; value `j·m + i` in slot `j` of
+    /// Pack the low `k` bits of every value of `v` ([`cryptgpu_codegen::values_per_word`] per word; value `j·m + i` in slot `j` of
     /// word `i`, `m` the packed length).
     ///
     /// The bits above the last slot carry fresh private PRF bits (the receiver ignores them), so that no bit of a
     /// message word is constant.
     pub(crate) fn pack_low_bits(&mut self, v: &[u64], k: u32) -> Result<Vec<u64>> {
-        let per = low_bits_per_word(k);
+        let per = cryptgpu_codegen::values_per_word(k);
         if per == 1 {
             return Ok(v.to_vec());
         }
@@ -286,7 +280,7 @@ impl Party {
     /// The `n` values [`Party::pack_low_bits`] packed (their low `k` bits; the rest zero), received from `from`
     /// (recorded in the view as what this party reads, see [`crate::party::ViewEntry::unpacked_bits`]).
     pub(crate) fn unpack_low_bits(&self, w: &[u64], n: usize, k: u32, from: PartyId) -> Result<Vec<u64>> {
-        let per = low_bits_per_word(k);
+        let per = cryptgpu_codegen::values_per_word(k);
         if per == 1 {
             return Ok(w.to_vec());
         }
