@@ -8,7 +8,8 @@
 //! party that holds it.
 //!
 //! Bounds: buffers under [`MIN_WORDS`] words are not kept (the allocator serves them well); at most [`MAX_BUFFERS`]
-//! buffers and [`MAX_WORDS`] words (256 MiB) per party, kept until the party is dropped.
+//! buffers and [`MAX_WORDS`] words (256 MiB) per pool, kept until the pool is dropped. Each party has one; the CPU
+//! backend keeps one more, process-wide, for its GEMM accumulators.
 
 use std::sync::Mutex;
 
