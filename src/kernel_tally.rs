@@ -104,6 +104,9 @@ impl Observer for KernelTally {
     fn observe(&self, launch: &Launch<'_>) {
         self.tally(launch.kernel.to_kernel(), launch.checked.elements());
     }
+    fn needs_buffers(&self) -> bool {
+        false
+    }
 }
 
 /// The kernels of one private run and its predicted time.
@@ -146,9 +149,20 @@ pub fn tallied(
     link: Link,
     f: impl FnOnce(&Session) -> Result<()>,
 ) -> Result<KernelReport> {
+    tallied_on(Arc::new(CpuBackend), config, device, link, f)
+}
+
+/// [`tallied`] with the kernels run on `backend` (the CUDA backend, for `cryptgpu bench-gpu`); the wall time is
+/// the run's, set-up of the session excluded.
+pub fn tallied_on(
+    backend: Arc<dyn crate::runtime::backend::Backend>,
+    config: Config,
+    device: Device,
+    link: Link,
+    f: impl FnOnce(&Session) -> Result<()>,
+) -> Result<KernelReport> {
     let tally = Arc::new(KernelTally::new(device));
-    let session =
-        Session::with_backend(config, Arc::new(Observed::with_observer(Arc::new(CpuBackend), tally.clone())))?;
+    let session = Session::with_backend(config, Arc::new(Observed::with_observer(backend, tally.clone())))?;
     let start = Instant::now();
     f(&session)?;
     Ok(KernelReport { kernels: tally.kernels(), stats: session.stats(), wall: start.elapsed(), device, link })
@@ -167,20 +181,44 @@ fn random_model_and_input(graph: &Graph, batch: usize) -> Result<(Params, DslTen
 /// revealing the logits) on random weights and inputs, with the cross-layer fusions of `fusion`. The range check is
 /// off: only the kernels and their costs are wanted here, not the logits.
 pub fn inference(graph: &Graph, batch: usize, fusion: Fusion, device: Device, link: Link) -> Result<KernelReport> {
+    inference_on(Arc::new(CpuBackend), graph, batch, fusion, device, link)
+}
+
+/// [`inference`] with the kernels run on `backend`.
+pub fn inference_on(
+    backend: Arc<dyn crate::runtime::backend::Backend>,
+    graph: &Graph,
+    batch: usize,
+    fusion: Fusion,
+    device: Device,
+    link: Link,
+) -> Result<KernelReport> {
     let (params, input) = random_model_and_input(graph, batch)?;
     let roles = Roles { model_owner: 1, data_owner: 0, receiver: 0 };
     let executor = Executor::new(graph.clone(), roles)?.with_range_check(RangeCheck::Off).with_fusion(fusion);
-    tallied(Config::default(), device, link, |s| executor.infer(s, &params, &input).map(drop))
+    tallied_on(backend, Config::default(), device, link, |s| executor.infer(s, &params, &input).map(drop))
 }
 
 /// Every kernel of one private SGD step of `graph` at `batch` (sharing the model and the batch, forward, loss
 /// gradient, backward, update, revealing the trained model) on random weights, inputs and labels, with the
 /// cross-layer fusions of `fusion`.
 pub fn training_step(graph: &Graph, batch: usize, fusion: Fusion, device: Device, link: Link) -> Result<KernelReport> {
+    training_step_on(Arc::new(CpuBackend), graph, batch, fusion, device, link)
+}
+
+/// [`training_step`] with the kernels run on `backend`.
+pub fn training_step_on(
+    backend: Arc<dyn crate::runtime::backend::Backend>,
+    graph: &Graph,
+    batch: usize,
+    fusion: Fusion,
+    device: Device,
+    link: Link,
+) -> Result<KernelReport> {
     let (params, input) = random_model_and_input(graph, batch)?;
     let classes = graph.output_shape().iter().product::<usize>().max(1);
     let labels: Vec<usize> = (0..batch).map(|i| i % classes).collect();
     let roles = Roles { model_owner: 1, data_owner: 0, receiver: 1 };
     let trainer = Trainer::new(graph.clone(), roles, TrainConfig::new(0.01).with_fusion(fusion))?;
-    tallied(Config::default(), device, link, |s| trainer.train(s, &params, &[(input, labels)]).map(drop))
+    tallied_on(backend, Config::default(), device, link, |s| trainer.train(s, &params, &[(input, labels)]).map(drop))
 }

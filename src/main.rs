@@ -38,5 +38,6 @@ fn run(cli: Cli) -> cli::CmdResult {
         Command::BenchSpu(a) => cli::bench::bench_spu(a),
         Command::Paper(a) => cli::paper::run(a),
         Command::Bench(a) => cli::bench::bench(a),
+        Command::BenchGpu(a) => cli::bench_gpu::run(a),
     }
 }

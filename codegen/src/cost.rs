@@ -53,6 +53,19 @@ pub const H100_SXM: Device = Device {
     launch_overhead: 3e-6,
 };
 
+/// NVIDIA H200 SXM (datasheet): the H100 SXM's compute with 4.8 TB/s HBM3e.
+pub const H200_SXM: Device = Device { name: "H200 SXM", memory_bandwidth: 4.8e12, ..H100_SXM };
+
+/// The datasheet model closest to a device named `name` as its driver reports it: the H200 for an H200, else the
+/// H100 SXM (a reference point, not that device's figures).
+pub fn device_like(name: &str) -> Device {
+    if name.contains("H200") {
+        H200_SXM
+    } else {
+        H100_SXM
+    }
+}
+
 /// A connection between two parties.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Link {

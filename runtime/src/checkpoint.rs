@@ -67,7 +67,7 @@ impl Body {
         for &d in s.shape() {
             self.u64(d as u64);
         }
-        for &w in s.mine().iter().chain(s.next()) {
+        for &w in s.mine().iter().chain(s.next().iter()) {
             self.u64(w);
         }
     }
@@ -254,7 +254,7 @@ impl Trainer {
         let (prev, next) = (p.prev(), p.next());
         // Lengths differ per party: first the counts, then the lists.
         let count = vec![words.len() as u64];
-        let counts = p.round(vec![(prev, count.clone()), (next, count)], &[(prev, 1), (next, 1)])?;
+        let counts = p.round(vec![(prev, count.clone().into()), (next, count.into())], &[(prev, 1), (next, 1)])?;
         let (np, nn) = (counts[0][0] as usize, counts[1][0] as usize);
         if np > 1 << 20 || nn > 1 << 20 {
             return Err(Error::Invalid(format!(
@@ -263,7 +263,7 @@ impl Trainer {
                 KEEP
             )));
         }
-        let lists = p.round(vec![(prev, words.clone()), (next, words)], &[(prev, np), (next, nn)])?;
+        let lists = p.round(vec![(prev, words.clone().into()), (next, words.into())], &[(prev, np), (next, nn)])?;
         let common = mine.iter().rev().find(|&&s| lists.iter().all(|l| l.contains(&(s as u64))));
         let Some(&steps) = common else { return Ok(None) };
         let path = dir.join(file_name(p.id(), steps));

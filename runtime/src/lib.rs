@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod buffer;
 pub mod buffer_pool;
 pub mod checkpoint;
 mod error;
@@ -43,6 +44,7 @@ pub mod tensor;
 pub mod training;
 pub mod transport;
 
+pub use buffer::Buffer;
 pub use error::{Error, FailureRisk, FailureSource, RangeViolation, Result};
 pub use fixed::FixedPoint;
 pub use model::Fusion;

@@ -2,6 +2,7 @@
 //! [`Party`] (in [`crate::protocols`]); they launch kernels and exchange messages through the helpers here.
 
 use crate::backend::Backend;
+use crate::buffer::Buffer;
 use crate::prg::{PartyKeys, PrfKey, Purpose, Stream};
 use crate::share::{next_party, prev_party, Share};
 use crate::stats::Stats;
@@ -62,11 +63,11 @@ pub struct Party {
     call_start: Stats,
     last_call: Stats,
     /// Words to append to the next round's message to a peer (another protocol riding along).
-    ride_out: Vec<(PartyId, Vec<u64>)>,
+    ride_out: Vec<(PartyId, Buffer)>,
     /// Words expected at the end of the next round's message from a peer.
     ride_expect: Vec<(PartyId, usize)>,
     /// What arrived for `ride_expect` in the last round, in registration order.
-    ride_in: Vec<Vec<u64>>,
+    ride_in: Vec<Buffer>,
     /// How fixed-point products are truncated.
     pub(crate) truncation: crate::protocols::TruncationMode,
     /// The bits the model layer's ReLUs read (see [`Party::set_relu_bits`]).
@@ -185,17 +186,18 @@ impl Party {
     /// Record in the view the `k`-bit values this party unpacked from a piece received from `peer` (see
     /// [`ViewEntry::unpacked_bits`]): what it reads per element, so a privacy check can combine them with the
     /// element's other words.
-    pub(crate) fn log_unpacked(&self, peer: PartyId, k: u32, values: &[u64]) {
+    pub(crate) fn log_unpacked(&self, peer: PartyId, k: u32, values: &Buffer) -> Result<()> {
         if let (Some(log), false) = (&self.view, values.is_empty()) {
             let entry = ViewEntry {
                 round: self.total.rounds,
                 peer,
                 received: true,
-                words: values.to_vec(),
+                words: values.host()?.to_vec(), // read on the host only when a view is recorded
                 unpacked_bits: Some(k),
             };
             log.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
         }
+        Ok(())
     }
 
     /// This party's id (0, 1 or 2).
@@ -266,7 +268,7 @@ impl Party {
     /// any round). Benchmarks call it to start a timed run at the same moment in every party.
     pub fn barrier(&mut self) -> Result<()> {
         let (prev, next) = (self.prev(), self.next());
-        self.round(vec![(prev, vec![0]), (next, vec![0])], &[(prev, 1), (next, 1)]).map(|_| ())
+        self.round(vec![(prev, vec![0].into()), (next, vec![0].into())], &[(prev, 1), (next, 1)]).map(|_| ())
     }
 
     /// Tell the peers this party's program has returned (see [`Transport::finish`]): a peer still waiting for one
@@ -327,22 +329,20 @@ impl Party {
     /// Words registered with [`Party::ride_along`] / [`Party::expect_ride`] travel in the same round, appended to the
     /// messages (two protocols whose rounds are independent share them); what arrived is taken with
     /// [`Party::take_rides`].
-    pub(crate) fn round(
-        &mut self,
-        sends: Vec<(PartyId, Vec<u64>)>,
-        recvs: &[(PartyId, usize)],
-    ) -> Result<Vec<Vec<u64>>> {
+    pub(crate) fn round(&mut self, sends: Vec<(PartyId, Buffer)>, recvs: &[(PartyId, usize)]) -> Result<Vec<Buffer>> {
         self.total.rounds += 1;
-        let mut sends = sends;
         if self.view.is_some() {
             for (to, words) in sends.iter().chain(&self.ride_out) {
-                self.log_view(*to, false, words);
+                self.log_view(*to, false, words.host()?);
             }
         }
+        // What is sent crosses to the host here (a download from a device backend), and only here.
+        let mut sends: Vec<(PartyId, Vec<u64>)> =
+            sends.into_iter().map(|(to, b)| Ok((to, b.into_host()?))).collect::<Result<_>>()?;
         for (to, extra) in std::mem::take(&mut self.ride_out) {
             match sends.iter_mut().find(|(t, _)| *t == to) {
-                Some((_, words)) => words.extend_from_slice(&extra),
-                None => sends.push((to, extra)),
+                Some((_, words)) => words.extend_from_slice(extra.host()?),
+                None => sends.push((to, extra.into_host()?)),
             }
         }
         let expect = std::mem::take(&mut self.ride_expect);
@@ -363,13 +363,16 @@ impl Party {
         let mut extras: Vec<(PartyId, Vec<u64>)> = Vec::new();
         for (i, &(from, len, extra)) in plan.iter().enumerate() {
             let mut words = self.net.recv(from)?;
+            self.total.bytes_received += 8 * words.len() as u64;
             if words.len() != len + extra {
                 return Err(Error::Protocol { party: self.id, peer: from, expected: len + extra, found: words.len() });
             }
             extras.push((from, words.split_off(len)));
             self.log_view(from, true, &words);
             if i < recvs.len() {
-                base.push(words);
+                let b = Buffer::from_host(words);
+                self.backend.adopt(&b)?; // received words go to the device here, and only here
+                base.push(b);
             }
         }
         // Hand out the riders in registration order (several from one peer arrive concatenated).
@@ -379,13 +382,15 @@ impl Party {
             let rest = buf.split_off(len);
             let ride = std::mem::replace(buf, rest);
             self.log_view(from, true, &ride);
+            let ride = Buffer::from_host(ride);
+            self.backend.adopt(&ride)?;
             self.ride_in.push(ride);
         }
         Ok(base)
     }
 
     /// Send `words` to `to` in the next round, appended to whatever that round sends there.
-    pub(crate) fn ride_along(&mut self, to: PartyId, words: Vec<u64>) {
+    pub(crate) fn ride_along(&mut self, to: PartyId, words: Buffer) {
         self.ride_out.push((to, words));
     }
 
@@ -395,30 +400,92 @@ impl Party {
     }
 
     /// The extra words the last round brought, in the order they were expected.
-    pub(crate) fn take_rides(&mut self) -> Vec<Vec<u64>> {
+    pub(crate) fn take_rides(&mut self) -> Vec<Buffer> {
         std::mem::take(&mut self.ride_in)
+    }
+
+    /// `count` buffers of `n` words for a kernel to write: the backend's memory on a device backend, else host
+    /// vectors from this party's pool.
+    fn outputs(&self, count: usize, n: usize) -> Result<Vec<Buffer>> {
+        (0..count).map(|_| self.output(n)).collect()
+    }
+
+    /// One buffer of `n` words for a kernel to write.
+    fn output(&self, n: usize) -> Result<Buffer> {
+        Ok(self.backend.output(n)?.unwrap_or_else(|| Buffer::from_host(self.pool.take(n))))
     }
 
     /// Launch a map over `n` elements, returning its outputs.
     pub(crate) fn map(
         &self,
         k: &MapKernel,
-        inputs: &[&[u64]],
+        inputs: &[&Buffer],
         params: &[u64],
         streams: &[Stream],
         n: usize,
-    ) -> Result<Vec<Vec<u64>>> {
-        let mut outs: Vec<Vec<u64>> = (0..k.outputs.len()).map(|_| self.pool.take(n)).collect();
-        let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+    ) -> Result<Vec<Buffer>> {
+        let mut outs = self.outputs(k.outputs.len(), n)?;
+        let mut refs: Vec<&mut Buffer> = outs.iter_mut().collect();
         self.backend.map(k, inputs, params, streams, &mut refs)?;
         Ok(outs)
     }
 
+    /// Public constant words of a protocol (a table) in the backend's memory (see [`Backend::constant`]).
+    pub(crate) fn constant(&self, words: &[u64]) -> Result<Buffer> {
+        self.backend.constant(words)
+    }
+
+    /// `n` zero words, made where this party's kernels write (a map, so a device backend makes them on the device).
+    pub(crate) fn zeros(&self, n: usize) -> Result<Buffer> {
+        let mut b = cryptgpu_codegen::MapBuilder::new("zeros");
+        let z = b.constant(0);
+        b.output(z);
+        let [z] = <[Buffer; 1]>::try_from(self.map(&b.build(), &[], &[], &[], n)?)
+            .map_err(|_| Error::Internal("a map of one output returned another count".into()))?;
+        Ok(z)
+    }
+
+    /// Launch a map over `n` elements whose inputs are buffers or ranges of buffers ([`crate::backend::Source`]),
+    /// returning its outputs.
+    pub(crate) fn map_sources(
+        &self,
+        k: &MapKernel,
+        inputs: &[crate::backend::Source<'_>],
+        params: &[u64],
+        streams: &[Stream],
+        n: usize,
+    ) -> Result<Vec<Buffer>> {
+        let outs = self.outputs(k.outputs.len(), n)?;
+        self.map_updating(k, inputs, params, streams, outs)
+    }
+
+    /// A buffer of the words `parts` name, one after the other, copied where they are (on the device of a device
+    /// backend, else into a pooled host buffer).
+    pub(crate) fn assemble(&self, parts: &[(&Buffer, std::ops::Range<usize>)]) -> Result<Buffer> {
+        if parts.iter().any(|(b, _)| b.device().is_some()) {
+            return crate::buffer::assemble(parts);
+        }
+        let total = parts.iter().map(|(_, r)| r.len()).sum();
+        let mut out = self.pool.take(total);
+        let mut at = 0;
+        for (b, r) in parts {
+            let words = b
+                .host()?
+                .get(r.clone())
+                .ok_or_else(|| Error::Internal(format!("words {r:?} of a buffer of {} assembled", b.len())))?;
+            out[at..at + words.len()].copy_from_slice(words);
+            at += words.len();
+        }
+        Ok(Buffer::from_host(out))
+    }
+
     /// Hand buffers this party has finished with to its pool (see [`crate::buffer_pool`]): the next kernel outputs
-    /// are written into them instead of fresh allocations.
-    pub(crate) fn recycle(&self, buffers: impl IntoIterator<Item = Vec<u64>>) {
+    /// are written into them instead of fresh allocations. (Device memory is freed.)
+    pub(crate) fn recycle<B: Into<Buffer>>(&self, buffers: impl IntoIterator<Item = B>) {
         for b in buffers {
-            self.pool.give(b);
+            if let Some(v) = b.into().into_host_only() {
+                self.pool.give(v);
+            }
         }
     }
 
@@ -427,11 +494,14 @@ impl Party {
         self.pool.reserve(count, n);
     }
 
-    /// A copy of `v` in a pooled buffer (a message to send while keeping `v`).
-    pub(crate) fn copy_of(&self, v: &[u64]) -> Vec<u64> {
+    /// A copy of `v` where it is: in a pooled host buffer, or on the device (a message to send while keeping `v`).
+    pub(crate) fn copy_of(&self, v: &Buffer) -> Buffer {
+        if !v.on_host() {
+            return v.clone();
+        }
         let mut c = self.pool.take(v.len());
         c.copy_from_slice(v);
-        c
+        Buffer::from_host(c)
     }
 
     /// Launch a map that updates `outs` in place: its inputs are buffers or the outputs' contents before the launch
@@ -442,9 +512,9 @@ impl Party {
         inputs: &[crate::backend::Source<'_>],
         params: &[u64],
         streams: &[Stream],
-        mut outs: Vec<Vec<u64>>,
-    ) -> Result<Vec<Vec<u64>>> {
-        let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        mut outs: Vec<Buffer>,
+    ) -> Result<Vec<Buffer>> {
+        let mut refs: Vec<&mut Buffer> = outs.iter_mut().collect();
         self.backend.map_updating(k, inputs, params, streams, &mut refs)?;
         Ok(outs)
     }
@@ -453,21 +523,21 @@ impl Party {
     pub(crate) fn gemm(
         &self,
         k: &GemmKernel,
-        inputs: &[&[u64]],
+        inputs: &[&Buffer],
         params: &[u64],
         streams: &[Stream],
-    ) -> Result<Vec<Vec<u64>>> {
+    ) -> Result<Vec<Buffer>> {
         // The size check before allocating; the backend validates the kernel itself (once, for every backend).
         let n = self.check_product(&format!("{} output", k.name), &[k.m, k.n])?;
-        let mut outs: Vec<Vec<u64>> = (0..k.epilogue.outputs.len()).map(|_| self.pool.take(n)).collect();
-        let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        let mut outs = self.outputs(k.epilogue.outputs.len(), n)?;
+        let mut refs: Vec<&mut Buffer> = outs.iter_mut().collect();
         self.backend.gemm(k, inputs, params, streams, &mut refs)?;
         Ok(outs)
     }
 
     /// Launch a bit transpose.
-    pub(crate) fn bits(&self, k: &cryptgpu_codegen::BitKernel, input: &[u64]) -> Result<Vec<u64>> {
-        let mut out = vec![0; k.out_len()];
+    pub(crate) fn bits(&self, k: &cryptgpu_codegen::BitKernel, input: &Buffer) -> Result<Buffer> {
+        let mut out = self.output(k.out_len())?;
         self.backend.bits(k, input, &mut out)?;
         Ok(out)
     }
@@ -483,11 +553,11 @@ impl Party {
     }
 
     /// Launch a gather.
-    pub(crate) fn gather(&self, k: &GatherKernel, input: &[u64]) -> Result<Vec<u64>> {
+    pub(crate) fn gather(&self, k: &GatherKernel, input: &Buffer) -> Result<Buffer> {
         // The size check before allocating (an overflowing count reads as usize::MAX and is refused); the backend
         // validates the kernel itself.
         self.check_size(&format!("{} output", k.name), k.out_len())?;
-        let mut out = vec![0; k.out_len()];
+        let mut out = self.output(k.out_len())?;
         self.backend.gather(k, input, &mut out)?;
         Ok(out)
     }

@@ -62,7 +62,7 @@ impl Session {
     }
 
     /// The embedded default (three threads, in-memory channels) with every party launching its kernels on
-    /// `backend` (one instance shared by the three parties).
+    /// `backend` (one instance shared by the three parties, or what it gives each through [`Backend::for_party`]).
     pub fn with_backend(config: Config, backend: Arc<dyn Backend>) -> Result<Session> {
         let abort = Arc::new(AtomicBool::new(false));
         let nets = memory::connect(config.timeout, abort.clone()).map(|t| Box::new(t) as Box<dyn Transport>);
@@ -107,7 +107,11 @@ impl Session {
                 .enumerate()
                 .map(|(id, net)| {
                     let (config, backend) = (&config, backend.clone());
-                    s.spawn(move || Party::connect(id, config, net, backend))
+                    s.spawn(move || {
+                        // A device backend gives each party its own streams (or device).
+                        let backend = backend.for_party(id)?.unwrap_or(backend);
+                        Party::connect(id, config, net, backend)
+                    })
                 })
                 .collect();
             handles.into_iter().enumerate().map(|(id, h)| h.join().unwrap_or_else(|p| Err(panicked(id, p)))).collect()

@@ -3,6 +3,7 @@
 //! A secret `x` is split as `x = x_0 + x_1 + x_2`; party `i` holds the pieces `(x_i, x_{i+1})` (indices mod 3).
 //! Any two parties can reconstruct; any single party's pieces are uniformly random and independent of `x`.
 
+use crate::buffer::{assemble, Buffer};
 use crate::{Error, PartyId, Result};
 use std::ops::Range;
 
@@ -10,13 +11,14 @@ use std::ops::Range;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
     shape: Vec<usize>,
-    mine: Vec<u64>,
-    next: Vec<u64>,
+    mine: Buffer,
+    next: Buffer,
 }
 
 impl Share {
     /// Build from the two pieces (crate-internal: only protocols create shares).
-    pub(crate) fn from_pieces(shape: &[usize], mine: Vec<u64>, next: Vec<u64>) -> Share {
+    pub(crate) fn from_pieces(shape: &[usize], mine: impl Into<Buffer>, next: impl Into<Buffer>) -> Share {
+        let (mine, next) = (mine.into(), next.into());
         debug_assert_eq!(Some(mine.len()), crate::tensor::numel(shape).ok());
         debug_assert_eq!(next.len(), mine.len());
         Share { shape: shape.to_vec(), mine, next }
@@ -34,28 +36,26 @@ impl Share {
         self.mine.is_empty()
     }
     /// Piece `x_i` of party `i`.
-    pub fn mine(&self) -> &[u64] {
+    pub fn mine(&self) -> &Buffer {
         &self.mine
     }
     /// Piece `x_{i+1}` of party `i`.
-    pub fn next(&self) -> &[u64] {
+    pub fn next(&self) -> &Buffer {
         &self.next
     }
-    /// The elements of `parts`, one after the other, viewed with `shape` (local, no message). An error when `shape`
-    /// does not hold exactly the elements of all parts.
+    /// The elements of `parts`, one after the other, viewed with `shape` (local, no message; copied where the pieces
+    /// are, on the device of a device backend). An error when `shape` does not hold exactly the elements of all
+    /// parts.
     pub fn concat(parts: &[&Share], shape: &[usize]) -> Result<Share> {
         let total: usize = parts.iter().map(|s| s.len()).sum();
         check_numel("concatenation", shape, total)?;
-        let (mut mine, mut next) = (Vec::with_capacity(total), Vec::with_capacity(total));
-        for s in parts {
-            mine.extend_from_slice(&s.mine);
-            next.extend_from_slice(&s.next);
-        }
-        Ok(Share { shape: shape.to_vec(), mine, next })
+        let mine: Vec<(&Buffer, Range<usize>)> = parts.iter().map(|s| (&s.mine, 0..s.len())).collect();
+        let next: Vec<(&Buffer, Range<usize>)> = parts.iter().map(|s| (&s.next, 0..s.len())).collect();
+        Ok(Share { shape: shape.to_vec(), mine: assemble(&mine)?, next: assemble(&next)? })
     }
 
-    /// Elements `range` of the flat pieces, viewed with `shape` (local, no message). An error when the range is
-    /// outside the share or `shape` does not hold exactly its elements.
+    /// Elements `range` of the flat pieces, viewed with `shape` (local, no message; copied where the pieces are). An
+    /// error when the range is outside the share or `shape` does not hold exactly its elements.
     pub fn slice(&self, range: Range<usize>, shape: &[usize]) -> Result<Share> {
         if range.start > range.end || range.end > self.len() {
             return Err(Error::Shape {
@@ -65,7 +65,11 @@ impl Share {
             });
         }
         check_numel("share slice", shape, range.len())?;
-        Ok(Share { shape: shape.to_vec(), mine: self.mine[range.clone()].to_vec(), next: self.next[range].to_vec() })
+        Ok(Share {
+            shape: shape.to_vec(),
+            mine: assemble(&[(&self.mine, range.clone())])?,
+            next: assemble(&[(&self.next, range)])?,
+        })
     }
 
     /// The same pieces viewed with another shape of equal size (a reshape is free on shares).

@@ -11,6 +11,8 @@ pub struct Stats {
     pub bytes_sent: u64,
     /// Messages the party sent.
     pub messages: u64,
+    /// Bytes the party received.
+    pub bytes_received: u64,
 }
 
 impl Add for Stats {
@@ -20,6 +22,7 @@ impl Add for Stats {
             rounds: self.rounds + o.rounds,
             bytes_sent: self.bytes_sent + o.bytes_sent,
             messages: self.messages + o.messages,
+            bytes_received: self.bytes_received + o.bytes_received,
         }
     }
 }
@@ -31,6 +34,7 @@ impl Sub for Stats {
             rounds: self.rounds - o.rounds,
             bytes_sent: self.bytes_sent - o.bytes_sent,
             messages: self.messages - o.messages,
+            bytes_received: self.bytes_received - o.bytes_received,
         }
     }
 }

@@ -3,77 +3,19 @@
 //! protocol runs launch (replayed from a [`RecordingBackend`]), and a kernel with a shared-memory bug that only the
 //! emulation's poisoning exposes. Each test compiles one translation unit (needs `g++`, or `$CXX`).
 
+mod common;
+use common::recorded::{self, launch_random, random_stream, rng};
+
 use cryptgpu_codegen::cuda::emulate::{emulate, EmulatedLaunch, POISON_WORD};
 use cryptgpu_codegen::cuda::{catalogue, prelude::PRELUDE, Arg, CudaKernel, GemmPlan, Launch};
 use cryptgpu_codegen::Kernel;
 use cryptgpu_runtime::backend::cpu::CpuBackend;
 use cryptgpu_runtime::backend::recording::{RecordedLaunch, RecordingBackend};
-use cryptgpu_runtime::backend::Backend;
-use cryptgpu_runtime::prg::{PrfKey, Stream};
+use cryptgpu_runtime::prg::Stream;
 use cryptgpu_runtime::protocols::ZeroKind;
 use cryptgpu_runtime::{Config, Conv2dParams, RingTensor, Session};
-use rand::rngs::StdRng;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::Rng;
 use std::sync::Arc;
-
-/// A reproducible generator whose seed is printed (a failing run can be replayed with `EMU_SEED=…`).
-fn rng() -> StdRng {
-    let seed = std::env::var("EMU_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
-    eprintln!("EMU_SEED={seed}");
-    StdRng::seed_from_u64(seed)
-}
-
-fn words(rng: &mut StdRng, n: usize) -> Vec<u64> {
-    (0..n).map(|_| rng.next_u64()).collect()
-}
-
-fn random_stream(rng: &mut StdRng) -> Stream {
-    let mut s = Stream { key: PrfKey([0; 32]), nonce: [0; 12] };
-    rng.fill_bytes(&mut s.key.0);
-    rng.fill_bytes(&mut s.nonce);
-    s
-}
-
-/// A positive divisor of random magnitude (1 to 2^63 − 1).
-fn divisor(rng: &mut StdRng) -> u64 {
-    let bits = rng.gen_range(1..=63);
-    rng.gen_range(1..=(u64::MAX >> (64 - bits)))
-}
-
-/// Launch `kernel` on `backend` with fresh random inputs, parameters and streams.
-fn launch_random(backend: &dyn Backend, kernel: &Kernel, rng: &mut StdRng) {
-    match kernel {
-        Kernel::Map(k) => {
-            let n = 1000;
-            let inputs: Vec<Vec<u64>> = (0..k.inputs).map(|i| words(rng, k.input_len(i, n).unwrap_or(n))).collect();
-            let params: Vec<u64> = (0..k.params).map(|_| divisor(rng)).collect();
-            let streams: Vec<Stream> = (0..k.prg_streams).map(|_| random_stream(rng)).collect();
-            let mut outs = vec![vec![0u64; n]; k.outputs.len()];
-            let ins: Vec<&[u64]> = inputs.iter().map(Vec::as_slice).collect();
-            let mut o: Vec<&mut [u64]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
-            backend.map(k, &ins, &params, &streams, &mut o).unwrap();
-        }
-        Kernel::Gemm(k) => {
-            let inputs: Vec<Vec<u64>> = k.input_lens().iter().map(|l| words(rng, l.unwrap_or(0))).collect();
-            let params: Vec<u64> = (0..k.epilogue.params).map(|_| divisor(rng)).collect();
-            let streams: Vec<Stream> = (0..k.epilogue.prg_streams).map(|_| random_stream(rng)).collect();
-            let mut outs = vec![vec![0u64; k.m * k.n]; k.epilogue.outputs.len()];
-            let ins: Vec<&[u64]> = inputs.iter().map(Vec::as_slice).collect();
-            let mut o: Vec<&mut [u64]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
-            backend.gemm(k, &ins, &params, &streams, &mut o).unwrap();
-        }
-        Kernel::Gather(k) => {
-            let input = words(rng, k.in_len());
-            let mut out = vec![0u64; k.out_len()];
-            backend.gather(k, &input, &mut out).unwrap();
-        }
-        Kernel::Bits(k) => {
-            let input = words(rng, k.in_len());
-            let mut out = vec![0u64; k.out_len()];
-            backend.bits(k, &input, &mut out).unwrap();
-        }
-    }
-}
 
 /// Replay `recorded` (each under its plans) in one emulated run and assert every output equals the recorded one.
 /// Returns how many launches ran.
@@ -290,4 +232,25 @@ fn the_emitted_prf_matches_the_runtime_streams_at_random_word_indices() {
     for (e, (g, x)) in got.iter().zip(&expect).enumerate() {
         assert_eq!(g, x, "word {} of stream {}", indices[e], e % streams.len());
     }
+}
+
+#[test]
+fn every_kernel_of_a_lenet_inference_and_training_step_matches_the_cpu_backend() {
+    let (inference, training) = recorded::lenet_runs();
+    let (all_inference, all_training) = (inference.len(), training.len());
+    // Every distinct kernel (a GEMM of another shape is another kernel) once, at its first launch's real data.
+    let mut seen = std::collections::HashSet::new();
+    let mut distinct = |runs: Vec<(RecordedLaunch, GemmPlan)>| -> Vec<(RecordedLaunch, GemmPlan)> {
+        runs.into_iter().filter(|(l, _)| seen.insert(l.kernel.clone())).collect()
+    };
+    let (inference, training) = (distinct(inference), distinct(training));
+    eprintln!(
+        "LeNet inference: {all_inference} launches of {} distinct kernels; training step: {all_training} launches, \
+         {} more distinct kernels",
+        inference.len(),
+        training.len()
+    );
+    assert!(all_inference > 300 && all_training > all_inference && inference.len() > 20 && !training.is_empty());
+    assert_eq!(replay_and_compare(&inference), inference.len());
+    assert_eq!(replay_and_compare(&training), training.len());
 }

@@ -7,6 +7,8 @@
 //! NVRTC is required: `scripts/test.sh` installs the `nvidia-cuda-nvrtc-cu12` wheel under `.tools/nvrtc` and sets
 //! `CRYPTGPU_NVRTC_LIB`. Without it these tests fail with instructions; they never skip silently.
 
+mod common;
+
 use cryptgpu_codegen::cuda::{catalogue, emit, CudaKernel, GemmPlan};
 use cryptgpu_codegen::Kernel;
 use cryptgpu_runtime::backend::cpu::CpuBackend;
@@ -14,6 +16,7 @@ use cryptgpu_runtime::backend::cuda::cache::{cache_dir_from, CacheKey, KernelCac
 use cryptgpu_runtime::backend::cuda::nvrtc::{Nvrtc, Target, ELF_MAGIC};
 use cryptgpu_runtime::backend::cuda::{probe, CudaBackend};
 use cryptgpu_runtime::backend::recording::{RecordedLaunch, RecordingBackend};
+use cryptgpu_runtime::Buffer;
 use cryptgpu_runtime::{Config, Conv2dParams, Error, Session, Tensor};
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -340,11 +343,25 @@ fn cuda_backend_errors_cleanly_without_a_gpu_or_matches_the_cpu_with_one() {
             assert_eq!(CudaBackend::new(0).unwrap_err().to_string(), msg);
         }
         Ok(gpu) => {
-            // A GPU: every recorded launch, replayed on it, reproduces the CPU backend's outputs bit for bit.
-            for launch in recorded_launches() {
-                let inputs: Vec<&[u64]> = launch.inputs.iter().map(Vec::as_slice).collect();
-                let mut outs: Vec<Vec<u64>> = launch.outputs.iter().map(|o| vec![0xdead; o.len()]).collect();
-                let mut out_refs: Vec<&mut [u64]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+            // A GPU: every launch recorded on the CPU backend — a protocol mix, every catalogue kernel on random
+            // inputs, a LeNet inference and a training step — replayed on it through the buffer API reproduces the
+            // CPU backend's outputs bit for bit.
+            let mut rng = common::recorded::rng();
+            let rec = RecordingBackend::new(Arc::new(CpuBackend));
+            for (k, _) in catalogue::kernels().unwrap() {
+                common::recorded::launch_random(&rec, &k, &mut rng);
+            }
+            let catalogue_launches = rec.take();
+            let (lenet_inference, lenet_training) = common::recorded::lenet_runs();
+            let lenet = lenet_inference.into_iter().chain(lenet_training).map(|(l, _)| l);
+            let all: Vec<RecordedLaunch> =
+                recorded_launches().iter().cloned().chain(catalogue_launches).chain(lenet).collect();
+            for launch in &all {
+                // Host inputs are uploaded, outputs stay on the device until read below.
+                let inputs: Vec<Buffer> = launch.inputs.iter().map(|v| Buffer::from(v.clone())).collect();
+                let inputs: Vec<&Buffer> = inputs.iter().collect();
+                let mut outs: Vec<Buffer> = launch.outputs.iter().map(|o| vec![0xdead; o.len()].into()).collect();
+                let mut out_refs: Vec<&mut Buffer> = outs.iter_mut().collect();
                 cryptgpu_runtime::backend::launch(
                     &gpu,
                     &launch.kernel,
@@ -354,8 +371,10 @@ fn cuda_backend_errors_cleanly_without_a_gpu_or_matches_the_cpu_with_one() {
                     &mut out_refs,
                 )
                 .unwrap();
+                let outs: Vec<Vec<u64>> = outs.into_iter().map(|o| o.into_host().unwrap()).collect();
                 assert_eq!(outs, launch.outputs, "kernel {} on {}", launch.kernel.name(), gpu.device_name());
             }
+            eprintln!("{} launches replayed bit-exactly on {}", all.len(), gpu.device_name());
         }
     }
 }

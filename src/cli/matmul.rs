@@ -16,16 +16,19 @@ pub struct MatmulArgs {
     /// Where each party's kernels run.
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     backend: BackendKind,
+    /// With `--backend cuda`: party i on the i-th of these GPUs (modulo their count), e.g. `0,1,2`.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    devices: Vec<usize>,
 }
 
 /// `cryptgpu matmul`: the product, checked against the plaintext product.
 pub fn run(a: MatmulArgs) -> CmdResult {
-    let MatmulArgs { size, frac_bits, backend } = a;
+    let MatmulArgs { size, frac_bits, backend, devices } = a;
     let config = Config { frac_bits, ..Config::default() };
     let session = match backend {
         BackendKind::Cpu => Session::new(config)?,
         BackendKind::Cuda => {
-            let gpu = cryptgpu::runtime::backend::cuda::CudaBackend::new(0)?;
+            let gpu = cryptgpu::runtime::backend::cuda::CudaBackend::on_devices(&devices)?;
             Session::with_backend(config, std::sync::Arc::new(gpu))?
         }
     };

@@ -3,6 +3,7 @@
 
 pub mod accuracy;
 pub mod bench;
+pub mod bench_gpu;
 pub mod deployment;
 pub mod infer;
 pub mod kernels;
@@ -49,6 +50,9 @@ pub enum Command {
     Paper(paper::PaperArgs),
     /// Benchmark tables of the linear layers: ring GEMM vs f32, secure matmul vs local GEMM, secure conv vs plaintext.
     Bench(bench::BenchArgs),
+    /// LeNet, AlexNet and VGG-16 private inference and training step on the CUDA backend (shares kept on the GPU),
+    /// each beside the GPU cost model's prediction; needs an NVIDIA GPU (`scripts/gpu-check.sh` runs it).
+    BenchGpu(bench_gpu::BenchGpuArgs),
 }
 
 /// Datasets `cryptgpu train` knows.
@@ -75,7 +79,7 @@ impl DatasetArg {
 pub enum BackendKind {
     /// The CPU backend (everywhere).
     Cpu,
-    /// The CUDA backend on GPU 0 (needs an NVIDIA driver and NVRTC; a clear error otherwise).
+    /// The CUDA backend (needs an NVIDIA driver and NVRTC; a clear error otherwise): GPU 0, or `--devices`.
     Cuda,
 }
 

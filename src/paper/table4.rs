@@ -191,7 +191,11 @@ mod tests {
             name: name.into(),
             kind,
             time: Duration::ZERO,
-            stats: PartyStats([Stats { rounds: 1, bytes_sent: b, messages: 1 }, Stats::default(), Stats::default()]),
+            stats: PartyStats([
+                Stats { rounds: 1, bytes_sent: b, messages: 1, ..Stats::default() },
+                Stats::default(),
+                Stats::default(),
+            ]),
         };
         let steps = [st("a", "ReLU", 5), st("b", "ReLU", 7), st("b.backward", "ReLU", 3), st("c", "Conv2d", 10)];
         assert_eq!(

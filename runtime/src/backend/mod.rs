@@ -1,13 +1,15 @@
 //! Backends execute IR kernels on a party's device. Protocol code launches kernels only through this trait, so the
 //! same stage plan runs on every backend.
 
+pub mod counting;
 pub mod cpu;
 pub mod cuda;
 pub mod observed;
 pub mod recording;
 
+use crate::buffer::Buffer;
 use crate::prg::Stream;
-use crate::Result;
+use crate::{PartyId, Result};
 use cryptgpu_codegen::{BitKernel, Error as KernelError, GatherKernel, GemmKernel, Kernel, MapKernel};
 
 /// Proof that a launch passed its checks against the kernel's declaration ([`check_map`], [`check_gemm`],
@@ -26,31 +28,72 @@ impl Checked {
 }
 
 /// Where an input of [`Backend::map_updating`] comes from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Source<'a> {
     /// A buffer.
-    Buf(&'a [u64]),
+    Buf(&'a Buffer),
+    /// Words `range` of a buffer (where the buffer is: a slice on the host, an offset on a device).
+    Range(&'a Buffer, std::ops::Range<usize>),
     /// Output `j` as it was before the launch: the map updates that buffer in place, element `e` read before element
     /// `e` is written (an element-indexed load only).
     Prior(usize),
 }
 
-/// Executes kernels. Buffers are host slices in this version. The checked entry points (`map`, `gemm`, `gather`,
-/// `bits`) are provided: they check the launch against the kernel's declaration once, here, and hand the proof to
-/// the backend's `run_*`.
+impl Source<'_> {
+    /// The words of a buffer or range input on the host (`None` for a prior output).
+    pub fn host(&self) -> Result<Option<&[u64]>> {
+        match self {
+            Source::Buf(b) => b.host().map(Some),
+            Source::Range(b, r) => Ok(Some(&b.host()?[r.clone()])),
+            Source::Prior(_) => Ok(None),
+        }
+    }
+}
+
+/// Executes kernels on [`Buffer`]s (host vectors on the CPU backend, device memory on a device backend: see
+/// [`crate::buffer`]). The checked entry points (`map`, `gemm`, `gather`, `bits`) are provided: they check the launch
+/// against the kernel's declaration once, here, and hand the proof to the backend's `run_*`.
 pub trait Backend: Send + Sync {
     /// Short name for logs ("cpu").
     fn name(&self) -> &'static str;
+
+    /// A buffer of `n` words for a kernel to write, in this backend's memory; `None` (the default, host backends):
+    /// the caller provides a host vector.
+    fn output(&self, n: usize) -> Result<Option<Buffer>> {
+        let _ = n;
+        Ok(None)
+    }
+
+    /// Public constants of a protocol (a table of a few words, the same at every party) as a buffer in this
+    /// backend's memory: a device backend uploads them, counted apart from shares ([`counting::Traffic`]); a host
+    /// backend (the default) just holds them.
+    fn constant(&self, words: &[u64]) -> Result<Buffer> {
+        Ok(Buffer::from(words))
+    }
+
+    /// Make sure `b` has a copy in this backend's memory (a received message goes to the device as it arrives,
+    /// once); nothing on a host backend (the default).
+    fn adopt(&self, b: &Buffer) -> Result<()> {
+        let _ = b;
+        Ok(())
+    }
+
+    /// The backend party `id` of an in-process session uses, when it is not this one (a device backend gives each
+    /// party its own streams); `None` (the default): this one, shared.
+    fn for_party(&self, id: PartyId) -> Result<Option<std::sync::Arc<dyn Backend>>> {
+        let _ = id;
+        Ok(None)
+    }
 
     /// Run a checked map: each output and each input has `checked.elements()` elements.
     fn run_map(
         &self,
         checked: Checked,
         k: &MapKernel,
-        inputs: &[&[u64]],
+        inputs: &[&Buffer],
         params: &[u64],
         streams: &[Stream],
-        outputs: &mut [&mut [u64]],
+        outputs: &mut [&mut Buffer],
     ) -> Result<()>;
 
     /// Run a checked map whose inputs may be its own outputs' prior contents ([`Source::Prior`]). The default
@@ -62,21 +105,22 @@ pub trait Backend: Send + Sync {
         inputs: &[Source<'_>],
         params: &[u64],
         streams: &[Stream],
-        outputs: &mut [&mut [u64]],
+        outputs: &mut [&mut Buffer],
     ) -> Result<()> {
-        let copies: Vec<Vec<u64>> = inputs
+        let copies: Vec<Buffer> = inputs
             .iter()
-            .map(|s| match *s {
-                Source::Prior(j) => outputs[j].to_vec(),
-                Source::Buf(_) => Vec::new(),
+            .map(|s| match s {
+                Source::Prior(j) => outputs[*j].clone(),
+                Source::Range(b, r) => Buffer::from(&b[r.clone()]),
+                Source::Buf(_) => Buffer::default(),
             })
             .collect();
-        let ins: Vec<&[u64]> = inputs
+        let ins: Vec<&Buffer> = inputs
             .iter()
             .zip(&copies)
-            .map(|(s, c)| match *s {
-                Source::Buf(b) => b,
-                Source::Prior(_) => c.as_slice(),
+            .map(|(s, c)| match s {
+                Source::Buf(b) => *b,
+                Source::Prior(_) | Source::Range(..) => c,
             })
             .collect();
         self.run_map(checked, k, &ins, params, streams, outputs)
@@ -87,28 +131,29 @@ pub trait Backend: Send + Sync {
         &self,
         checked: Checked,
         k: &GemmKernel,
-        inputs: &[&[u64]],
+        inputs: &[&Buffer],
         params: &[u64],
         streams: &[Stream],
-        outputs: &mut [&mut [u64]],
+        outputs: &mut [&mut Buffer],
     ) -> Result<()>;
 
     /// Run a checked gather.
-    fn run_gather(&self, checked: Checked, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()>;
+    fn run_gather(&self, checked: Checked, k: &GatherKernel, input: &Buffer, output: &mut Buffer) -> Result<()>;
 
     /// Run a checked bit transpose.
-    fn run_bits(&self, checked: Checked, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()>;
+    fn run_bits(&self, checked: Checked, k: &BitKernel, input: &Buffer, output: &mut Buffer) -> Result<()>;
 
     /// Check, then run a map over `n` elements: each output and each input has `n` elements.
     fn map(
         &self,
         k: &MapKernel,
-        inputs: &[&[u64]],
+        inputs: &[&Buffer],
         params: &[u64],
         streams: &[Stream],
-        outputs: &mut [&mut [u64]],
+        outputs: &mut [&mut Buffer],
     ) -> Result<()> {
-        let checked = check_map(k, inputs, params, streams, outputs)?;
+        let lens: Vec<usize> = inputs.iter().map(|b| b.len()).collect();
+        let checked = check_map_lens(k, &lens, params, streams, outputs)?;
         self.run_map(checked, k, inputs, params, streams, outputs)
     }
 
@@ -120,20 +165,28 @@ pub trait Backend: Send + Sync {
         inputs: &[Source<'_>],
         params: &[u64],
         streams: &[Stream],
-        outputs: &mut [&mut [u64]],
+        outputs: &mut [&mut Buffer],
     ) -> Result<()> {
         let checked = {
-            let mut ins: Vec<&[u64]> = Vec::with_capacity(inputs.len());
+            let mut lens: Vec<usize> = Vec::with_capacity(inputs.len());
             for (i, s) in inputs.iter().enumerate() {
-                ins.push(match *s {
-                    Source::Buf(b) => b,
+                lens.push(match s {
+                    Source::Buf(b) => b.len(),
+                    Source::Range(b, r) if r.start <= r.end && r.end <= b.len() => r.len(),
+                    Source::Range(b, r) => {
+                        return Err(launch_error(
+                            &k.name,
+                            format!("input {i} a range within its buffer of {} words", b.len()),
+                            format!("{r:?}"),
+                        ))
+                    }
                     Source::Prior(j) => {
                         let packed = k.insts.iter().any(|op| {
                             matches!(*op, cryptgpu_codegen::Op::Input { buf, load } if buf as usize == i
                                 && load != cryptgpu_codegen::Load::Elem)
                         });
-                        match outputs.get(j) {
-                            Some(o) if !packed => &o[..],
+                        match outputs.get(*j) {
+                            Some(o) if !packed => o.len(),
                             _ => {
                                 return Err(launch_error(
                                     &k.name,
@@ -145,7 +198,7 @@ pub trait Backend: Send + Sync {
                     }
                 });
             }
-            check_map(k, &ins, params, streams, outputs)?
+            check_map_lens(k, &lens, params, streams, outputs)?
         };
         self.run_map_updating(checked, k, inputs, params, streams, outputs)
     }
@@ -155,23 +208,23 @@ pub trait Backend: Send + Sync {
     fn gemm(
         &self,
         k: &GemmKernel,
-        inputs: &[&[u64]],
+        inputs: &[&Buffer],
         params: &[u64],
         streams: &[Stream],
-        outputs: &mut [&mut [u64]],
+        outputs: &mut [&mut Buffer],
     ) -> Result<()> {
         let checked = check_gemm(k, inputs, params, streams, outputs)?;
         self.run_gemm(checked, k, inputs, params, streams, outputs)
     }
 
     /// Check, then run a gather.
-    fn gather(&self, k: &GatherKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
+    fn gather(&self, k: &GatherKernel, input: &Buffer, output: &mut Buffer) -> Result<()> {
         let checked = check_gather(k, input, output)?;
         self.run_gather(checked, k, input, output)
     }
 
     /// Check, then run a bit transpose.
-    fn bits(&self, k: &BitKernel, input: &[u64], output: &mut [u64]) -> Result<()> {
+    fn bits(&self, k: &BitKernel, input: &Buffer, output: &mut Buffer) -> Result<()> {
         let checked = check_bits(k, input, output)?;
         self.run_bits(checked, k, input, output)
     }
@@ -181,10 +234,10 @@ pub trait Backend: Send + Sync {
 pub fn launch(
     backend: &dyn Backend,
     kernel: &Kernel,
-    inputs: &[&[u64]],
+    inputs: &[&Buffer],
     params: &[u64],
     streams: &[Stream],
-    outputs: &mut [&mut [u64]],
+    outputs: &mut [&mut Buffer],
 ) -> Result<()> {
     let (n_in, n_out) = (inputs.len(), outputs.len());
     let unary = |what: &str| {
@@ -211,10 +264,22 @@ fn launch_error(kernel: &str, expected: String, found: String) -> crate::Error {
 /// Check a map launch: declaration counts and equal buffer lengths.
 pub fn check_map(
     k: &MapKernel,
-    inputs: &[&[u64]],
+    inputs: &[&Buffer],
     params: &[u64],
     streams: &[Stream],
-    outputs: &[&mut [u64]],
+    outputs: &[&mut Buffer],
+) -> Result<Checked> {
+    let lens: Vec<usize> = inputs.iter().map(|b| b.len()).collect();
+    check_map_lens(k, &lens, params, streams, outputs)
+}
+
+/// [`check_map`] on the inputs' lengths.
+fn check_map_lens(
+    k: &MapKernel,
+    inputs: &[usize],
+    params: &[u64],
+    streams: &[Stream],
+    outputs: &[&mut Buffer],
 ) -> Result<Checked> {
     k.validate(false)?;
     check_counts(k, inputs.len(), params, streams, outputs.len())?;
@@ -222,10 +287,10 @@ pub fn check_map(
     if let Some(o) = outputs.iter().find(|o| o.len() != n) {
         return Err(launch_error(&k.name, format!("every output with {n} elements"), format!("{}", o.len())));
     }
-    for (i, b) in inputs.iter().enumerate() {
+    for (i, &len) in inputs.iter().enumerate() {
         let want = k.input_len(i as u16, n).unwrap_or(n);
-        if b.len() != want {
-            return Err(launch_error(&k.name, format!("input {i} with {want} elements"), format!("{}", b.len())));
+        if len != want {
+            return Err(launch_error(&k.name, format!("input {i} with {want} elements"), format!("{len}")));
         }
     }
     Ok(Checked { elements: n })
@@ -234,10 +299,10 @@ pub fn check_map(
 /// Check a GEMM launch against its shape.
 pub fn check_gemm(
     k: &GemmKernel,
-    inputs: &[&[u64]],
+    inputs: &[&Buffer],
     params: &[u64],
     streams: &[Stream],
-    outputs: &[&mut [u64]],
+    outputs: &[&mut Buffer],
 ) -> Result<Checked> {
     k.validate()?;
     let blocks = 2 * k.k_blocks.len();
@@ -259,7 +324,7 @@ pub fn check_gemm(
 }
 
 /// Check a gather launch.
-pub fn check_gather(k: &GatherKernel, input: &[u64], output: &[u64]) -> Result<Checked> {
+pub fn check_gather(k: &GatherKernel, input: &Buffer, output: &Buffer) -> Result<Checked> {
     k.validate()?;
     if input.len() != k.in_len() || output.len() != k.out_len() {
         return Err(launch_error(
@@ -272,7 +337,7 @@ pub fn check_gather(k: &GatherKernel, input: &[u64], output: &[u64]) -> Result<C
 }
 
 /// Check a bit-transpose launch.
-pub fn check_bits(k: &BitKernel, input: &[u64], output: &[u64]) -> Result<Checked> {
+pub fn check_bits(k: &BitKernel, input: &Buffer, output: &Buffer) -> Result<Checked> {
     k.validate()?;
     if input.len() != k.in_len() || output.len() != k.out_len() {
         return Err(launch_error(

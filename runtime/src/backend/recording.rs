@@ -86,12 +86,12 @@ impl Observer for Recorder {
 }
 
 /// Forwards every launch to an inner backend and records the successful ones.
-pub type RecordingBackend = Observed<Recorder>;
+pub type RecordingBackend = Observed<Arc<Recorder>>;
 
-impl Observed<Recorder> {
+impl Observed<Arc<Recorder>> {
     /// Record the launches executed by `inner`.
     pub fn new(inner: Arc<dyn Backend>) -> RecordingBackend {
-        Observed::with_observer(inner, Recorder::default())
+        Observed::with_observer(inner, Arc::new(Recorder::default()))
     }
 
     /// A copy of every launch recorded so far, in the order they finished.
@@ -132,11 +132,11 @@ mod tests {
         let y = b.add(x, p);
         b.output(y);
         let k = b.build();
-        let mut out = vec![0u64; 3];
-        rec.map(&k, &[&[1, 2, 3]], &[10], &[], &mut [&mut out]).unwrap();
-        assert_eq!(out, [11, 12, 13]);
+        let mut out = crate::Buffer::from(vec![0u64; 3]);
+        rec.map(&k, &[&vec![1, 2, 3].into()], &[10], &[], &mut [&mut out]).unwrap();
+        assert_eq!(out[..], [11, 12, 13]);
         // A refused launch is not recorded.
-        assert!(rec.map(&k, &[&[1, 2]], &[10], &[], &mut [&mut out]).is_err());
+        assert!(rec.map(&k, &[&vec![1, 2].into()], &[10], &[], &mut [&mut out]).is_err());
         let log = rec.take();
         assert_eq!(log.len(), 1);
         assert_eq!(log[0].outputs, vec![vec![11, 12, 13]]);

@@ -177,7 +177,7 @@ impl Executor {
         let (owner, data) = (self.roles.model_owner, self.roles.data_owner);
         if p.id() == data {
             let b = bound.ok_or(Error::Ownership { what: "data", party: data, owner: data, supplied: false })?;
-            p.round(vec![(owner, vec![b.to_bits()])], &[])?;
+            p.round(vec![(owner, vec![b.to_bits()].into())], &[])?;
             Ok(Some(b))
         } else if p.id() == owner {
             let got = p.round(vec![], &[(data, 1)])?;

@@ -85,7 +85,7 @@ pub(crate) fn forward_nodes(
                 let (y, saved) = timed(p, steps, name, kind, |p| {
                     forward(p, mode, src, name, layer, x, relu_next.then_some(bits), bits)
                 })?;
-                (y, TapeNode::Layer { name: name.clone(), kind, saved })
+                (y, TapeNode::Layer { name: name.clone(), kind, saved: Box::new(saved) })
             }
             Node::Sequential { children, .. } => {
                 let (y, t) = forward_nodes(p, mode, fusion, src, children, x, steps)?;

@@ -48,7 +48,7 @@ pub(crate) struct BatchNormSaved {
 #[derive(Debug, Clone)]
 pub(crate) enum TapeNode {
     /// A layer: its full name, its kind (for the step record) and what its backward needs.
-    Layer { name: String, kind: &'static str, saved: Saved },
+    Layer { name: String, kind: &'static str, saved: Box<Saved> },
     /// A named sequence.
     Seq(Vec<TapeNode>),
     /// A residual block `post(main(x) + shortcut(x))`.
@@ -67,10 +67,11 @@ impl Tape {
         fn walk<'a>(nodes: &'a [TapeNode], out: &mut HashMap<&'a str, &'a BatchNormSaved>) {
             for node in nodes {
                 match node {
-                    TapeNode::Layer { name, saved: Saved::BatchNorm2d(s), .. } => {
-                        out.insert(name, s);
+                    TapeNode::Layer { name, saved, .. } => {
+                        if let Saved::BatchNorm2d(s) = &**saved {
+                            out.insert(name, s);
+                        }
                     }
-                    TapeNode::Layer { .. } => {}
                     TapeNode::Seq(children) => walk(children, out),
                     TapeNode::Residual { main, shortcut, post, .. } => {
                         walk(main, out);

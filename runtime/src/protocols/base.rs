@@ -4,6 +4,8 @@
 //! and the combine stages. Every other protocol file may import from here; this file imports no protocol file, so
 //! the protocol modules form no import cycle.
 
+use crate::backend::Source;
+use crate::buffer::Buffer;
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::{Error, PartyId, Result};
@@ -192,13 +194,13 @@ impl Party {
 
 /// The buffers of a kernel launch or a round that yields exactly `N` of them (an internal error otherwise, never
 /// a panic).
-pub(crate) fn buffers<const N: usize>(v: Vec<Vec<u64>>) -> Result<[Vec<u64>; N]> {
+pub(crate) fn buffers<const N: usize>(v: Vec<Buffer>) -> Result<[Buffer; N]> {
     let found = v.len();
     v.try_into().map_err(|_| Error::Internal(format!("{found} buffers where {N} were expected")))
 }
 
 /// The single buffer of a kernel launch or a round that yields exactly one.
-pub(crate) fn single(v: Vec<Vec<u64>>) -> Result<Vec<u64>> {
+pub(crate) fn single(v: Vec<Buffer>) -> Result<Buffer> {
     let [x] = buffers(v)?;
     Ok(x)
 }
@@ -214,41 +216,31 @@ impl Party {
     ///
     /// The bits above the last slot carry fresh private PRF bits (the receiver ignores them), so that no bit of a
     /// message word is constant.
-    pub(crate) fn pack_low_bits(&mut self, v: &[u64], k: u32) -> Result<Vec<u64>> {
+    pub(crate) fn pack_low_bits(&mut self, v: &Buffer, k: u32) -> Result<Buffer> {
         let per = cryptgpu_codegen::values_per_word(k);
         if per == 1 {
-            return Ok(v.to_vec());
+            return Ok(self.copy_of(v));
         }
         let m = packed_len(v.len(), k);
         // Slot j packs v[j·m ..][..m]; the last slot may be short: only it is copied and padded (a value count of 1
         // with three slots, the only case where padding reaches an earlier slot, is padded whole).
         let padded_all;
         let v = if v.len() < (per - 1) * m {
-            self.padding_draws += 1;
-            let stream = self.stream(KeyWith::Own, Purpose::Padding, self.padding_draws);
-            let mut b = MapBuilder::new("pack_padding");
-            let r = b.prg(0);
-            b.output(r);
-            let fill = single(self.map(&b.build(), &[], &[], &[stream], m * per - v.len())?)?;
-            padded_all = [v, &fill[..]].concat();
-            &padded_all[..]
+            let fill = self.padding(m * per - v.len())?;
+            padded_all = self.assemble(&[(v, 0..v.len()), (&fill, 0..fill.len())])?;
+            &padded_all
         } else {
             v
         };
-        let last = &v[(per - 1) * m..];
+        let last_range = (per - 1) * m..v.len();
         let padded_last;
-        let last = if last.len() == m {
-            last
+        let last = if last_range.len() == m {
+            Source::Range(v, last_range)
         } else {
             // The slots past the last value carry private random bits too.
-            self.padding_draws += 1;
-            let stream = self.stream(KeyWith::Own, Purpose::Padding, self.padding_draws);
-            let mut b = MapBuilder::new("pack_padding");
-            let r = b.prg(0);
-            b.output(r);
-            let fill = single(self.map(&b.build(), &[], &[], &[stream], m - last.len())?)?;
-            padded_last = [last, &fill[..]].concat();
-            &padded_last[..]
+            let fill = self.padding(m - last_range.len())?;
+            padded_last = self.assemble(&[(v, last_range), (&fill, 0..fill.len())])?;
+            Source::Buf(&padded_last)
         };
         let mut b = MapBuilder::new("pack_low_bits");
         let mask = b.constant(low_mask(k));
@@ -273,28 +265,39 @@ impl Party {
             word = b.op(cryptgpu_codegen::Op::Or(word, pad));
         }
         b.output(word);
-        let inputs: Vec<&[u64]> = (0..per).map(|j| if j + 1 == per { last } else { &v[j * m..(j + 1) * m] }).collect();
-        single(self.map(&b.build(), &inputs, &[], &streams, m)?)
+        let mut inputs: Vec<Source<'_>> = (0..per - 1).map(|j| Source::Range(v, j * m..(j + 1) * m)).collect();
+        inputs.push(last);
+        single(self.map_sources(&b.build(), &inputs, &[], &streams, m)?)
+    }
+
+    /// `n` of this party's private random words (the padding of packed messages, see [`Party::pack_low_bits`]).
+    fn padding(&mut self, n: usize) -> Result<Buffer> {
+        self.padding_draws += 1;
+        let stream = self.stream(KeyWith::Own, Purpose::Padding, self.padding_draws);
+        let mut b = MapBuilder::new("pack_padding");
+        let r = b.prg(0);
+        b.output(r);
+        single(self.map(&b.build(), &[], &[], &[stream], n)?)
     }
 
     /// The `n` values [`Party::pack_low_bits`] packed (their low `k` bits; the rest zero), received from `from`
     /// (recorded in the view as what this party reads, see [`crate::party::ViewEntry::unpacked_bits`]).
-    pub(crate) fn unpack_low_bits(&self, w: &[u64], n: usize, k: u32, from: PartyId) -> Result<Vec<u64>> {
+    pub(crate) fn unpack_low_bits(&self, w: &Buffer, n: usize, k: u32, from: PartyId) -> Result<Buffer> {
         let per = cryptgpu_codegen::values_per_word(k);
         if per == 1 {
-            return Ok(w.to_vec());
+            return Ok(self.copy_of(w));
         }
         let mut b = MapBuilder::new("unpack_low_bits");
         let x = b.packed_input(0, k);
         b.output(x);
         let v = single(self.map(&b.build(), &[w], &[], &[], n)?)?;
-        self.log_unpacked(from, k, &v);
+        self.log_unpacked(from, k, &v)?;
         Ok(v)
     }
 
     /// Record in the view what a map that reads `w` through a packed load ([`cryptgpu_codegen::Load::Packed`])
     /// reads: the `n` values [`Party::unpack_low_bits`] would return (nothing is computed unless a view is kept).
-    pub(crate) fn note_packed_read(&self, w: &[u64], n: usize, k: u32, from: PartyId) -> Result<()> {
+    pub(crate) fn note_packed_read(&self, w: &Buffer, n: usize, k: u32, from: PartyId) -> Result<()> {
         if self.records_view() {
             self.unpack_low_bits(w, n, k, from)?;
         }

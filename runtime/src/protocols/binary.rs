@@ -7,6 +7,7 @@
 //! ([`Party::and_many`]); each costs one bit per bit position and element per party.
 
 use super::base::{buffers, emit_zero, single, ZeroKind};
+use crate::buffer::Buffer;
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::{Error, Result};
@@ -17,12 +18,12 @@ use cryptgpu_codegen::{Affine, GatherKernel, MapBuilder};
 pub struct BinShare {
     n: usize,
     planes: usize,
-    mine: Vec<u64>,
-    next: Vec<u64>,
+    mine: Buffer,
+    next: Buffer,
 }
 
 impl BinShare {
-    pub(crate) fn from_pieces(n: usize, planes: usize, mine: Vec<u64>, next: Vec<u64>) -> BinShare {
+    pub(crate) fn from_pieces(n: usize, planes: usize, mine: Buffer, next: Buffer) -> BinShare {
         debug_assert_eq!(mine.len(), planes * n.div_ceil(64));
         debug_assert_eq!(next.len(), mine.len());
         BinShare { n, planes, mine, next }
@@ -40,11 +41,11 @@ impl BinShare {
         self.n.div_ceil(64)
     }
     /// Piece `v_i`.
-    pub fn mine(&self) -> &[u64] {
+    pub fn mine(&self) -> &Buffer {
         &self.mine
     }
     /// Piece `v_{i+1}`.
-    pub fn next(&self) -> &[u64] {
+    pub fn next(&self) -> &Buffer {
         &self.next
     }
 }
@@ -99,20 +100,22 @@ impl Party {
             same_layout("and", a, b)?;
         }
         self.call(|p| {
-            let mut locals: Vec<Vec<u64>> = Vec::with_capacity(pairs.len());
+            let mut locals: Vec<Buffer> = Vec::with_capacity(pairs.len());
             for (a, b) in pairs {
                 let step = p.next_step(); // one step (fresh zero-share streams) per AND
                 locals.push(p.and_local(a, b, step)?);
             }
-            let lens: Vec<usize> = locals.iter().map(Vec::len).collect();
-            let total: usize = lens.iter().sum();
+            let total: usize = locals.iter().map(|b| b.len()).sum();
             let (prev, next) = (p.prev(), p.next());
-            let msg: Vec<u64> = locals.concat();
-            let mut got = single(p.round(vec![(prev, msg)], &[(next, total)])?)?;
+            let parts: Vec<(&Buffer, std::ops::Range<usize>)> = locals.iter().map(|b| (b, 0..b.len())).collect();
+            let msg = p.assemble(&parts)?;
+            let got = single(p.round(vec![(prev, msg)], &[(next, total)])?)?;
             let mut out = Vec::with_capacity(pairs.len());
+            let mut at = 0;
             for ((a, _), mine) in pairs.iter().zip(locals) {
-                let rest = got.split_off(mine.len());
-                out.push(BinShare::from_pieces(a.n, a.planes, mine, std::mem::replace(&mut got, rest)));
+                let theirs = p.assemble(&[(&got, at..at + mine.len())])?;
+                at += mine.len();
+                out.push(BinShare::from_pieces(a.n, a.planes, mine, theirs));
             }
             Ok(out)
         })
@@ -120,7 +123,7 @@ impl Party {
 
     /// The local step of an AND at `step`: this party's cross terms plus a fresh binary zero share (a 3-out-of-3 XOR
     /// share of `a ∧ b`). Each step must be used for one AND only.
-    pub(crate) fn and_local(&self, a: &BinShare, b: &BinShare, step: u64) -> Result<Vec<u64>> {
+    pub(crate) fn and_local(&self, a: &BinShare, b: &BinShare, step: u64) -> Result<Buffer> {
         let mut k = MapBuilder::new("bin_and_local");
         let (am, an, bm, bn) = (k.input(0), k.input(1), k.input(2), k.input(3));
         let t0 = k.and(am, bm);
@@ -158,7 +161,7 @@ impl Party {
     }
 
     /// Open `a` to all parties: its planes as words (one round, as [`Party::reveal`]).
-    pub fn reveal_bits(&mut self, a: &BinShare) -> Result<Vec<u64>> {
+    pub fn reveal_bits(&mut self, a: &BinShare) -> Result<Buffer> {
         self.call(|p| {
             let (prev, next) = (p.prev(), p.next());
             let got = single(p.round(vec![(prev, a.next.clone())], &[(next, a.next.len())])?)?;
@@ -178,8 +181,8 @@ impl Party {
             return Err(Error::Invalid("stacking planes of different element counts".into()));
         }
         let planes = parts.iter().map(|p| p.planes).sum();
-        let mine: Vec<u64> = parts.iter().flat_map(|p| p.mine.iter().copied()).collect();
-        let next: Vec<u64> = parts.iter().flat_map(|p| p.next.iter().copied()).collect();
-        Ok(BinShare::from_pieces(n, planes, mine, next))
+        let mine: Vec<(&Buffer, std::ops::Range<usize>)> = parts.iter().map(|p| (&p.mine, 0..p.mine.len())).collect();
+        let next: Vec<(&Buffer, std::ops::Range<usize>)> = parts.iter().map(|p| (&p.next, 0..p.next.len())).collect();
+        Ok(BinShare::from_pieces(n, planes, self.assemble(&mine)?, self.assemble(&next)?))
     }
 }

@@ -53,6 +53,7 @@
 
 use super::base::{buffers, emit_r0_message, packed_len, r0_message, role, single, Divisor};
 use crate::backend::Source::{Buf, Prior};
+use crate::buffer::Buffer;
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
@@ -62,8 +63,8 @@ use cryptgpu_codegen::{MapBuilder, Op, Reg};
 /// This party's pieces of the two wrap bits: R0 holds its bit `a` as `(a − p, p)`; R1 and R2 hold one piece of `a`
 /// (`p` and `a − p`) and the bit `b` of `A` in the clear.
 pub(crate) enum WrapBits {
-    R0 { a0: Vec<u64>, a1: Vec<u64> },
-    Peer { a_piece: Vec<u64>, b_bit: Vec<u64> },
+    R0 { a0: Buffer, a1: Buffer },
+    Peer { a_piece: Buffer, b_bit: Buffer },
 }
 
 /// How fixed-point products and truncations are truncated.
@@ -107,7 +108,7 @@ impl Party {
     /// (see [`Party::set_truncation_fusion`]).
     pub(crate) fn finish_exact_truncate(
         &mut self,
-        outs: Vec<Vec<u64>>,
+        outs: Vec<Buffer>,
         shape: &[usize],
         k: u32,
         step: u64,
@@ -168,8 +169,8 @@ impl Party {
     /// The fused plan after its epilogue: round 1 (R0's message and `a − p` to R2, R1 and R2 swap `c_1`, `c_2`), one
     /// pass at R1 and R2 (the wrap term they send, and what of their result does not wait for round 2), round 2 (R1
     /// and R2 swap their terms), one pass adding the term received.
-    fn finish_fused_exact(&mut self, outs: Vec<Vec<u64>>, shape: &[usize], k: u32, step: u64) -> Result<Share> {
-        let n = outs.first().map_or(0, Vec::len);
+    fn finish_fused_exact(&mut self, outs: Vec<Buffer>, shape: &[usize], k: u32, step: u64) -> Result<Share> {
+        let n = outs.first().map_or(0, |b| b.len());
         let (prev, next) = (self.prev(), self.next());
         match role(self.id(), step) {
             0 => {
@@ -230,7 +231,7 @@ impl Party {
 
     /// R1 and R2, round 2: send `sent` to `peer`, receive its term and return `t + got·2^(64−k)` (written over `t`;
     /// the term is read packed, as it travelled).
-    fn add_wrap_term(&mut self, sent: Vec<u64>, t: Vec<u64>, peer: usize, k: u32) -> Result<Vec<u64>> {
+    fn add_wrap_term(&mut self, sent: Buffer, t: Buffer, peer: usize, k: u32) -> Result<Buffer> {
         let n = t.len();
         let packed = self.pack_low_bits(&sent, k)?;
         self.recycle([sent]);
@@ -251,8 +252,8 @@ impl Party {
 
     /// After the exact-truncation epilogue, staged: the reshare round (R0's message and `a`'s piece ride to R2; R1 and
     /// R2 swap their sums), then the wrap correction.
-    fn finish_staged_exact(&mut self, outs: Vec<Vec<u64>>, shape: &[usize], k: u32, step: u64) -> Result<Share> {
-        let n = outs.first().map_or(0, Vec::len);
+    fn finish_staged_exact(&mut self, outs: Vec<Buffer>, shape: &[usize], k: u32, step: u64) -> Result<Share> {
+        let n = outs.first().map_or(0, |b| b.len());
         let (prev, next) = (self.prev(), self.next());
         match role(self.id(), step) {
             0 => {
@@ -351,7 +352,7 @@ impl Party {
     }
 
     /// R0: arithmetic pieces `(a − p, p)` of its bit `a`, `p` a PRF word shared with R1.
-    pub(super) fn share_r0_bit(&self, a: &[u64], step: u64) -> Result<(Vec<u64>, Vec<u64>)> {
+    pub(super) fn share_r0_bit(&self, a: &Buffer, step: u64) -> Result<(Buffer, Buffer)> {
         let mut b = MapBuilder::new("exact_share_a");
         let (av, p) = (b.input(0), b.prg(0));
         let a0 = b.sub(av, p);
@@ -367,7 +368,7 @@ impl Party {
     }
 
     /// R1: its piece `p` of R0's bit.
-    pub(super) fn peer_bit_piece(&self, n: usize, step: u64) -> Result<Vec<u64>> {
+    pub(super) fn peer_bit_piece(&self, n: usize, step: u64) -> Result<Buffer> {
         let mut b = MapBuilder::new("exact_share_a_peer");
         let p = b.prg(0);
         b.output(p);
@@ -384,7 +385,7 @@ impl Party {
     }
 
     /// R1 and R2: `A = c1 + c2`, its unsigned quotient `⌊A/2^k⌋` and `msb(A)`.
-    pub(super) fn unsigned_split(&self, c1: &[u64], c2: &[u64], k: u32) -> Result<(Vec<u64>, Vec<u64>)> {
+    pub(super) fn unsigned_split(&self, c1: &Buffer, c2: &Buffer, k: u32) -> Result<(Buffer, Buffer)> {
         let mut b = MapBuilder::new("exact_split_a");
         let (x, y) = (b.input(0), b.input(1));
         let a = b.add(x, y);
@@ -423,10 +424,10 @@ impl Party {
     /// to R1), their known PRF word `y`, and the peer it goes to.
     pub(super) fn wrap_term_out(
         &self,
-        a_piece: &[u64],
-        b_bit: &[u64],
+        a_piece: &Buffer,
+        b_bit: &Buffer,
         step: u64,
-    ) -> Result<(Vec<u64>, Vec<u64>, crate::PartyId)> {
+    ) -> Result<(Buffer, Buffer, crate::PartyId)> {
         // R1: p = a's piece R1, y_R1 with R0 (Prev); R2: a − p = a's piece R0, y_R0 with R0 (Next).
         let (key, peer) =
             if role(self.id(), step) == 1 { (KeyWith::Prev, self.next()) } else { (KeyWith::Next, self.prev()) };
@@ -446,7 +447,7 @@ impl Party {
         &self,
         base: Share,
         bits: WrapBits,
-        received: Option<(Vec<u64>, Vec<u64>, Vec<u64>)>,
+        received: Option<(Buffer, Buffer, Buffer)>,
         k: u32,
         step: u64,
     ) -> Result<Share> {
@@ -475,7 +476,7 @@ impl Party {
                 let (wm, wn) = if role(self.id(), step) == 1 { (wk, w2) } else { (w2, wk) };
                 let (fm, f_n) = (wrap_corrected(&mut kb, bm, wm, k), wrap_corrected(&mut kb, bn, wn, k));
                 kb.output(fm).output(f_n);
-                let inputs: [&[u64]; 7] = [base.mine(), base.next(), &sent, &got, &b_bit, &a_piece, &y_known];
+                let inputs: [&Buffer; 7] = [base.mine(), base.next(), &sent, &got, &b_bit, &a_piece, &y_known];
                 self.map(&kb.build(), &inputs, &[], &[], n)?
             }
             _ => return Err(Error::Internal("exact truncation: the wrap bits and the received terms disagree".into())),

@@ -14,6 +14,7 @@
 
 use super::base::{buffers, role, single};
 use super::binary::BinShare;
+use crate::buffer::Buffer;
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
@@ -25,19 +26,19 @@ pub(crate) struct Injection {
     step: u64,
     role: usize,
     /// R0's private bits `r` (one plane).
-    r_plane: Vec<u64>,
+    r_plane: Buffer,
     /// The arithmetic sharing of `r`.
     r_share: Option<Share>,
     /// R1 and R2: this party's piece of the 2-out-of-2 sharing of `z = v · r`.
-    z: Option<Vec<u64>>,
+    z: Option<Buffer>,
     /// R2: its local part of `z` until R0's part arrives.
-    z_local: Vec<u64>,
+    z_local: Buffer,
     /// Elements.
     n: usize,
     /// R1 and R2: the piece `β_{R2}` they both hold.
-    beta_r2: Vec<u64>,
+    beta_r2: Buffer,
     /// R1 and R2: `c = β ⊕ r` per element.
-    c: Vec<u64>,
+    c: Buffer,
 }
 
 /// What ReLU's bit injection leaves for the backward pass: the mask `[x > 0]`, the arithmetic sharing of its R0's
@@ -49,7 +50,7 @@ pub struct ReluMask {
     pub mask: BinShare,
     role: usize,
     r_share: Share,
-    c: Vec<u64>,
+    c: Buffer,
 }
 
 impl Injection {
@@ -62,8 +63,8 @@ impl Injection {
 /// A party's pieces of the ReLU mask after [`Party::injection_reveal_open`]; R2's second piece is still on its way.
 pub(crate) struct OpenMask {
     n: usize,
-    mine: Vec<u64>,
-    next: Option<Vec<u64>>,
+    mine: Buffer,
+    next: Option<Buffer>,
 }
 
 impl Party {
@@ -82,12 +83,12 @@ impl Party {
             let mut inj = Injection {
                 step: 0,
                 role: m.role,
-                r_plane: Vec::new(),
+                r_plane: Buffer::default(),
                 r_share: Some(m.r_share.clone()),
                 z: None,
-                z_local: Vec::new(),
+                z_local: Buffer::default(),
                 n: dy.len(),
-                beta_r2: Vec::new(),
+                beta_r2: Buffer::default(),
                 c: m.c.clone(),
             };
             p.injection_product(&mut inj, dy)?;
@@ -135,13 +136,13 @@ impl Party {
         let mut inj = Injection {
             step,
             role,
-            r_plane: Vec::new(),
+            r_plane: Buffer::default(),
             r_share: None,
             z: None,
-            z_local: Vec::new(),
+            z_local: Buffer::default(),
             n,
-            beta_r2: Vec::new(),
-            c: Vec::new(),
+            beta_r2: Buffer::default(),
+            c: Buffer::default(),
         };
         if role == 0 {
             let mut k = MapBuilder::new("inject_private_bits");
@@ -152,14 +153,20 @@ impl Party {
             if self.mutated(crate::mutation::Mutation::InjectionBitZero) {
                 plane.iter_mut().for_each(|w| *w = 0);
             }
-            if !n.is_multiple_of(64) {
+            // The bits past element n are cleared: by a write on the host, or (a plane on a device) by the bits'
+            // round trip through words, which keeps only the first n (the same plane either way).
+            let from = BitKernel { name: "inject_bits_to_words".into(), op: BitOp::FromPlanes, n, planes: 1 };
+            let r_words = self.bits(&from, &plane)?;
+            if n.is_multiple_of(64) {
+            } else if plane.on_host() {
                 if let Some(last) = plane.last_mut() {
                     *last &= (1u64 << (n % 64)) - 1;
                 }
+            } else {
+                let to = BitKernel { name: "inject_words_to_bits".into(), op: BitOp::ToPlanes, n, planes: 1 };
+                plane = self.bits(&to, &r_words)?;
             }
             inj.r_plane = plane;
-            let from = BitKernel { name: "inject_bits_to_words".into(), op: BitOp::FromPlanes, n, planes: 1 };
-            let r_words = self.bits(&from, &inj.r_plane)?;
             let mut k = MapBuilder::new("inject_share_r");
             let (r, s1) = (k.input(0), k.prg(0));
             let s0 = k.sub(r, s1);
@@ -183,9 +190,9 @@ impl Party {
 
     /// Injection stage 2: after the round that carried `r`'s piece, build the sharing of `r` and register the local
     /// product `z = v·r` to ride in the next round.
-    pub(crate) fn injection_shared(&mut self, inj: &mut Injection, v: &Share, rides: &mut Vec<Vec<u64>>) -> Result<()> {
+    pub(crate) fn injection_shared(&mut self, inj: &mut Injection, v: &Share, rides: &mut Vec<Buffer>) -> Result<()> {
         let n = v.len();
-        let zeros = vec![0u64; n];
+        let zeros = self.zeros(n)?;
         match inj.role {
             0 => {}
             1 => {
@@ -253,7 +260,7 @@ impl Party {
     }
 
     /// Injection stage 3: after the round that carried R0's part of the product, R2 completes its piece of `z`.
-    pub(crate) fn injection_z(&mut self, inj: &mut Injection, rides: &mut Vec<Vec<u64>>) -> Result<()> {
+    pub(crate) fn injection_z(&mut self, inj: &mut Injection, rides: &mut Vec<Buffer>) -> Result<()> {
         if inj.role != 2 {
             return Ok(());
         }
@@ -266,7 +273,7 @@ impl Party {
         let sum = k.add(a, b);
         k.output(sum);
         inj.z = Some(single(self.map(&k.build(), &[&inj.z_local, &got], &[], &[], got.len())?)?);
-        inj.z_local = Vec::new();
+        inj.z_local = Buffer::default();
         Ok(())
     }
 
@@ -287,18 +294,18 @@ impl Party {
             }
             1 => {
                 self.expect_ride(prev, w);
-                inj.beta_r2 = beta.next().to_vec();
+                inj.beta_r2 = beta.next().clone();
             }
             _ => {
                 self.expect_ride(next, w);
-                inj.beta_r2 = beta.mine().to_vec();
+                inj.beta_r2 = beta.mine().clone();
             }
         }
         Ok(())
     }
 
     /// Injection: R1 and R2 read `c` (per element, 0 or 1) from the round that carried it.
-    pub(crate) fn injection_c(&mut self, inj: &mut Injection, rides: &mut Vec<Vec<u64>>) -> Result<()> {
+    pub(crate) fn injection_c(&mut self, inj: &mut Injection, rides: &mut Vec<Buffer>) -> Result<()> {
         if inj.role == 0 {
             return Ok(());
         }
@@ -347,7 +354,7 @@ impl Party {
         let masked = k.sub(part, known);
         k.output(masked).output(known);
         let key = if r1 { KeyWith::Prev } else { KeyWith::Next };
-        let inputs: [&[u64]; 4] = [&inj.c, v.mine(), v.next(), &z];
+        let inputs: [&Buffer; 4] = [&inj.c, v.mine(), v.next(), &z];
         let [masked, known] = buffers(self.map(&k.build(), &inputs, &[], &[y_stream(self, key)], n)?)?;
         let peer = if r1 { next } else { prev };
         let other = single(self.round(vec![(peer, masked.clone())], &[(peer, n)])?)?;
@@ -369,7 +376,7 @@ impl Party {
         &mut self,
         inj: &mut Injection,
         l: &BinShare,
-        c_local: &[u64],
+        c_local: &Buffer,
     ) -> Result<OpenMask> {
         let w = l.words_per_plane();
         let qstep = self.next_step();
@@ -383,7 +390,7 @@ impl Party {
                 let (m1, m2) = (k.xor(cr, lm), k.xor(cr, ln));
                 let piece = k.xor(r, q);
                 k.output(m1).output(m2).output(piece).output(q);
-                let inputs: [&[u64]; 4] = [c_local, l.mine(), l.next(), &inj.r_plane];
+                let inputs: [&Buffer; 4] = [c_local, l.mine(), l.next(), &inj.r_plane];
                 let [m1, m2, piece, q] =
                     buffers(self.map(&k.build(), &inputs, &[], &[q_stream(self, KeyWith::Next)], w)?)?;
                 self.round(vec![(next, m1), (prev, m2)], &[])?;
@@ -393,7 +400,7 @@ impl Party {
             role => {
                 // R1: m1 from R0 (prev), c_{R2} from R2 (next); R2: m2 from R0 (next), c_{R1} from R1 (prev).
                 let (peer, from_r0) = if role == 1 { (next, prev) } else { (prev, next) };
-                let [m, c_peer] = buffers(self.round(vec![(peer, c_local.to_vec())], &[(from_r0, w), (peer, w)])?)?;
+                let [m, c_peer] = buffers(self.round(vec![(peer, c_local.clone())], &[(from_r0, w), (peer, w)])?)?;
                 let mut k = MapBuilder::new("inject_open_c");
                 let (a, b, lm, ln, cl) = (k.input(0), k.input(1), k.input(2), k.input(3), k.input(4));
                 let t = k.xor(a, b);
@@ -401,7 +408,7 @@ impl Party {
                 let t = k.xor(t, ln);
                 let c = k.xor(t, cl);
                 k.output(c);
-                let inputs: [&[u64]; 5] = [&m, &c_peer, l.mine(), l.next(), c_local];
+                let inputs: [&Buffer; 5] = [&m, &c_peer, l.mine(), l.next(), c_local];
                 let c = single(self.map(&k.build(), &inputs, &[], &[], w)?)?;
                 if role == 1 {
                     let mut k = MapBuilder::new("inject_open_q");

@@ -6,6 +6,7 @@
 //! Cost: [`cost::SHARE`](super::cost::SHARE), one round, the owner sends 8 bytes per element to each peer.
 
 use super::base::{buffers, single};
+use crate::buffer::Buffer;
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
@@ -49,7 +50,7 @@ impl Party {
                 b.output(lo).output(hi).output(rest);
                 let streams =
                     [p.stream(KeyWith::Prev, Purpose::Input, step), p.stream(KeyWith::Next, Purpose::Input, step)];
-                let [mine, nxt, rest] = buffers(p.map(&b.build(), &[v.data()], &[], &streams, n)?)?;
+                let [mine, nxt, rest] = buffers(p.map(&b.build(), &[&Buffer::from(v.data())], &[], &streams, n)?)?;
                 p.round(vec![(next, rest.clone()), (prev, rest)], &[])?;
                 Ok(Share::from_pieces(shape, mine, nxt))
             } else {

@@ -13,6 +13,7 @@
 
 use super::base::{buffers, packed_len, role, Reshare};
 use super::exact::WrapBits;
+use crate::buffer::Buffer;
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, PartyId, Result};
@@ -20,7 +21,7 @@ use crate::{Error, PartyId, Result};
 /// One product after its local stage: the reshare epilogue's outputs, the output shape, its step and its reshare
 /// (all products of one joint call reshare the same way; the truncation bits may differ).
 pub(crate) struct Pending {
-    pub outs: Vec<Vec<u64>>,
+    pub outs: Vec<Buffer>,
     pub shape: Vec<usize>,
     pub step: u64,
     pub how: Reshare,
@@ -30,7 +31,7 @@ pub(crate) struct Pending {
 /// part, in product order.
 #[derive(Default)]
 struct RoundPlan {
-    sends: Vec<(PartyId, Vec<u64>)>,
+    sends: Vec<(PartyId, Buffer)>,
     recvs: Vec<(PartyId, usize)>,
 }
 
@@ -59,7 +60,7 @@ impl Party {
                 let mut plan = RoundPlan::default();
                 let (prev, next) = (self.prev(), self.next());
                 for it in &items {
-                    let n = it.outs.first().map_or(0, Vec::len);
+                    let n = it.outs.first().map_or(0, |b| b.len());
                     match role(self.id(), it.step) {
                         0 => plan.sends.push((prev, it.outs[0].clone())),
                         1 => {
@@ -113,7 +114,7 @@ impl Party {
         let mut plan = RoundPlan::default();
         let mut local = Vec::with_capacity(items.len());
         for mut it in items {
-            let n = it.outs.first().map_or(0, Vec::len);
+            let n = it.outs.first().map_or(0, |b| b.len());
             let Reshare::ExactTruncate(k) = it.how else {
                 return Err(Error::Internal("joint exact truncation: a product that does not truncate exactly".into()));
             };
@@ -207,13 +208,23 @@ impl Party {
     /// One round carrying every entry of `plan`: the words for each peer concatenated in entry order, the words
     /// received from each peer split back into the planned lengths; returns the received buffers in `plan.recvs`
     /// order.
-    fn joint_round(&mut self, plan: RoundPlan) -> Result<Vec<Vec<u64>>> {
-        let mut sends: Vec<(PartyId, Vec<u64>)> = Vec::new();
+    fn joint_round(&mut self, plan: RoundPlan) -> Result<Vec<Buffer>> {
+        let mut per_peer: Vec<(PartyId, Vec<Buffer>)> = Vec::new();
         for (to, words) in plan.sends {
-            match sends.iter_mut().find(|(t, _)| *t == to) {
-                Some((_, all)) => all.extend_from_slice(&words),
-                None => sends.push((to, words)),
+            match per_peer.iter_mut().find(|(t, _)| *t == to) {
+                Some((_, all)) => all.push(words),
+                None => per_peer.push((to, vec![words])),
             }
+        }
+        let mut sends: Vec<(PartyId, Buffer)> = Vec::with_capacity(per_peer.len());
+        for (to, mut parts) in per_peer {
+            let words = if parts.len() == 1 {
+                parts.remove(0)
+            } else {
+                let ranges: Vec<(&Buffer, std::ops::Range<usize>)> = parts.iter().map(|b| (b, 0..b.len())).collect();
+                self.assemble(&ranges)?
+            };
+            sends.push((to, words));
         }
         let mut totals: Vec<(PartyId, usize)> = Vec::new();
         for &(from, len) in &plan.recvs {
@@ -223,18 +234,24 @@ impl Party {
             }
         }
         let got = self.round(sends, &totals)?;
-        let mut cursors: Vec<(PartyId, std::vec::IntoIter<u64>)> =
-            totals.iter().map(|(f, _)| *f).zip(got.into_iter().map(Vec::into_iter)).collect();
+        // Each peer's message split into the planned parts (where it is: on the device of a device backend).
+        let mut cursors: Vec<(PartyId, Buffer, usize)> =
+            totals.iter().map(|(f, _)| *f).zip(got).map(|(f, b)| (f, b, 0)).collect();
         let mut out = Vec::with_capacity(plan.recvs.len());
         for (from, len) in plan.recvs {
-            let (_, words) = cursors
+            let (_, words, at) = cursors
                 .iter_mut()
-                .find(|(f, _)| *f == from)
+                .find(|(f, _, _)| *f == from)
                 .ok_or_else(|| Error::Internal("joint round: unplanned peer".into()))?;
-            let part: Vec<u64> = words.by_ref().take(len).collect();
-            if part.len() != len {
+            if *at + len > words.len() {
                 return Err(Error::Internal("joint round: short message".into()));
             }
+            let part = if *at == 0 && len == words.len() {
+                std::mem::take(words)
+            } else {
+                self.assemble(&[(&*words, *at..*at + len)])?
+            };
+            *at += len;
             out.push(part);
         }
         Ok(out)

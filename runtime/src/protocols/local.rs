@@ -3,6 +3,7 @@
 //! (Multiplying a fixed-point share by a public real needs a truncation: [`Party::mul_public`], 1 round.)
 
 use super::base::{buffers, Divisor};
+use crate::buffer::Buffer;
 use crate::party::Party;
 use crate::share::Share;
 use crate::tensor::{RingTensor, Tensor};
@@ -14,6 +15,20 @@ pub(crate) fn same_shape(op: &str, a: &[usize], b: &[usize]) -> Result<()> {
         return Err(Error::Shape { op: op.into(), expected: format!("{a:?}"), found: format!("{b:?}") });
     }
     Ok(())
+}
+
+/// A public operand of a piecewise map: words, one per element, or one value for all (a kernel parameter: nothing
+/// to copy to a device).
+#[derive(Clone, Copy)]
+enum Public<'a> {
+    Words(&'a Buffer),
+    Scalar(u64),
+}
+
+/// The value of `c` when every element has it (and there is at least one).
+fn uniform(c: &[u64]) -> Option<u64> {
+    let first = *c.first()?;
+    c.iter().all(|&v| v == first).then_some(first)
 }
 
 /// Shares of equal size stacked along a new first axis (pieces back to back): the operand of one batched call.
@@ -31,7 +46,7 @@ pub(crate) fn row(s: &Share, i: usize, shape: &[usize]) -> Result<Share> {
 impl Party {
     /// A public ring tensor as a share (piece `x_0` holds it).
     pub(crate) fn public_share(&mut self, c: &RingTensor) -> Result<Share> {
-        let zero = Share::from_pieces(c.shape(), vec![0; c.len()], vec![0; c.len()]);
+        let zero = Share::from_pieces(c.shape(), self.zeros(c.len())?, self.zeros(c.len())?);
         self.add_public(&zero, c)
     }
 
@@ -120,30 +135,42 @@ impl Party {
         &mut self,
         name: &str,
         shares: &[&Share],
-        public: &[&[u64]],
+        public: &[Public<'_>],
         f: impl Fn(&mut MapBuilder, &[Reg], &[Reg], bool) -> Reg,
     ) -> Result<Share> {
         let shape = shares[0].shape().to_vec();
         let n = shares[0].len();
         let mut b = MapBuilder::new(name);
-        let mut inputs: Vec<&[u64]> = Vec::new();
+        let mut inputs: Vec<&Buffer> = Vec::new();
         for s in shares {
             inputs.push(s.mine());
         }
         for s in shares {
             inputs.push(s.next());
         }
-        inputs.extend_from_slice(public);
         let k = shares.len() as u16;
         let mine: Vec<Reg> = (0..k).map(|i| b.input(i)).collect();
         let next: Vec<Reg> = (0..k).map(|i| b.input(k + i)).collect();
-        let publ: Vec<Reg> = (0..public.len() as u16).map(|i| b.input(2 * k + i)).collect();
+        let mut params = Vec::new();
+        let publ: Vec<Reg> = public
+            .iter()
+            .map(|c| match c {
+                Public::Words(w) => {
+                    inputs.push(w);
+                    b.input(inputs.len() as u16 - 1)
+                }
+                Public::Scalar(v) => {
+                    params.push(*v);
+                    b.param(params.len() as u16 - 1)
+                }
+            })
+            .collect();
         // Public constants are added to piece x_0 only: party 0 holds it as `mine`, party 2 as `next`.
         let (m0, n0) = (self.id() == 0, self.id() == 2);
         let om = f(&mut b, &mine, &publ, m0);
         let on = f(&mut b, &next, &publ, n0);
         b.output(om).output(on);
-        let [mine, next] = buffers(self.map(&b.build(), &inputs, &[], &[], n)?)?;
+        let [mine, next] = buffers(self.map(&b.build(), &inputs, &params, &[], n)?)?;
         Ok(Share::from_pieces(&shape, mine, next))
     }
 
@@ -167,8 +194,28 @@ impl Party {
     /// `x + c` for a public ring tensor `c` of the same shape (all parties pass the same `c`).
     pub fn add_public(&mut self, x: &Share, c: &RingTensor) -> Result<Share> {
         same_shape("add_public", x.shape(), c.shape())?;
+        let words;
+        let c = match uniform(c.data()) {
+            Some(v) => Public::Scalar(v),
+            None => {
+                words = self.constant(c.data())?;
+                Public::Words(&words)
+            }
+        };
+        self.add_public_operand(x, c)
+    }
+
+    /// `x + c` for public words `c`, one per element of `x` (computed where they are, e.g. on the device).
+    pub(crate) fn add_public_words(&mut self, x: &Share, c: &Buffer) -> Result<Share> {
+        if c.len() != x.len() {
+            return Err(Error::Internal(format!("{} public words added to {} elements", c.len(), x.len())));
+        }
+        self.add_public_operand(x, Public::Words(c))
+    }
+
+    fn add_public_operand(&mut self, x: &Share, c: Public<'_>) -> Result<Share> {
         self.call(|p| {
-            p.piecewise("add_public", &[x], &[c.data()], |b, v, c, is_x0| if is_x0 { b.add(v[0], c[0]) } else { v[0] })
+            p.piecewise("add_public", &[x], &[c], |b, v, c, is_x0| if is_x0 { b.add(v[0], c[0]) } else { v[0] })
         })
     }
 
@@ -178,10 +225,39 @@ impl Party {
         self.add_public(x, &c)
     }
 
+    /// `x · c` for public words `c`, one per element of `x` (made where they are, e.g. [`Party::row_constants`]).
+    pub(crate) fn mul_public_words(&mut self, x: &Share, c: &Buffer) -> Result<Share> {
+        if c.len() != x.len() {
+            return Err(Error::Internal(format!("{} public words multiplying {} elements", c.len(), x.len())));
+        }
+        self.call(|p| p.piecewise("mul_public", &[x], &[Public::Words(c)], |b, v, c, _| b.mul(v[0], c[0])))
+    }
+
+    /// The public `[rows.len(), n]` table whose row `i` is `rows[i]` in every column: the `rows.len()` values go to
+    /// the backend's memory as constants ([`crate::backend::Backend::constant`]), a gather repeats them there.
+    pub(crate) fn row_constants(&self, rows: &[u64], n: usize) -> Result<Buffer> {
+        let g = GatherKernel {
+            name: "row_constants".into(),
+            in_shape: vec![rows.len()],
+            out_shape: vec![rows.len(), n],
+            reduce_shape: vec![],
+            coords: vec![Affine::axis(0)],
+        };
+        self.gather(&g, &self.constant(rows)?)
+    }
+
     /// `x · c` elementwise for a public ring tensor `c` (no truncation: exact in the ring).
     pub fn mul_public_ring(&mut self, x: &Share, c: &RingTensor) -> Result<Share> {
         same_shape("mul_public_ring", x.shape(), c.shape())?;
-        self.call(|p| p.piecewise("mul_public", &[x], &[c.data()], |b, v, c, _| b.mul(v[0], c[0])))
+        let words;
+        let c = match uniform(c.data()) {
+            Some(v) => Public::Scalar(v),
+            None => {
+                words = self.constant(c.data())?;
+                Public::Words(&words)
+            }
+        };
+        self.call(|p| p.piecewise("mul_public", &[x], &[c], |b, v, c, _| b.mul(v[0], c[0])))
     }
 
     /// `x · c` elementwise for a public real tensor `c`: a local product at scale 2t, then a truncation by t

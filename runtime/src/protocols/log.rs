@@ -28,7 +28,6 @@ use super::normalize::check_frac_bits;
 use super::{cost, normalize, TruncationMode};
 use crate::party::Party;
 use crate::share::Share;
-use crate::tensor::RingTensor;
 use crate::Result;
 
 /// Monomial coefficients of the degree-8 Chebyshev interpolant of `ln((w + 3)/4)` on `[−1, 1]`.
@@ -73,8 +72,8 @@ impl Party {
             }
             let all = stack(&powers.iter().collect::<Vec<_>>())?;
             let coef = fp.encode_slice(&LOG_COEFFICIENTS[1..])?;
-            let coef: Vec<u64> = coef.iter().flat_map(|&c| std::iter::repeat_n(c, n)).collect();
-            let terms = p.mul_public_ring(&all, &RingTensor::new(&[8, n], coef)?)?;
+            let coef = p.row_constants(&coef, n)?;
+            let terms = p.mul_public_words(&all, &coef)?;
             let sum = p.sum_rows(&terms, 8, &shape)?;
             let poly = p.truncate(&sum, t)?;
             let poly = p.add_scalar(&poly, LOG_COEFFICIENTS[0])?;

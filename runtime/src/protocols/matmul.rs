@@ -9,6 +9,7 @@
 //! probabilistic mode.
 
 use super::base::{single, Divisor, Reshare};
+use crate::buffer::Buffer;
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, Result};
@@ -25,10 +26,10 @@ pub(crate) struct GemmOperands<'a> {
     pub m: usize,
     pub n: usize,
     pub k: usize,
-    pub x_mine: &'a [u64],
-    pub x_next: &'a [u64],
-    pub y_mine: &'a [u64],
-    pub y_next: &'a [u64],
+    pub x_mine: &'a Buffer,
+    pub x_next: &'a Buffer,
+    pub y_mine: &'a Buffer,
+    pub y_next: &'a Buffer,
 }
 
 impl Party {
@@ -63,7 +64,7 @@ impl Party {
     }
 
     /// `a + b` elementwise (a local map).
-    fn add_pieces(&self, a: &[u64], b: &[u64]) -> Result<Vec<u64>> {
+    fn add_pieces(&self, a: &Buffer, b: &Buffer) -> Result<Buffer> {
         let mut k = MapBuilder::new("add_pieces");
         let (x, y) = (k.input(0), k.input(1));
         let s = k.add(x, y);
@@ -92,12 +93,12 @@ impl Party {
         ops: &GemmOperands<'_>,
         bias: Option<Bias<'_>>,
         how: Reshare,
-    ) -> Result<(Vec<Vec<u64>>, u64)> {
+    ) -> Result<(Vec<Buffer>, u64)> {
         self.check_product(&format!("{name} output"), &[ops.m, ops.n])?;
         let step = self.next_step();
         let mut b = MapBuilder::new(format!("{name}_epilogue"));
         let mut acc = b.acc();
-        let mut sum = Vec::new();
+        let mut sum = Buffer::default();
         let mut inputs = self.cross_term_inputs(ops, &mut sum)?;
         if let Some(bias) = &bias {
             // Each party adds its own piece; the pieces sum to the bias. Scale t → 2t before the truncation.
@@ -118,7 +119,7 @@ impl Party {
 
     /// The GEMM inputs of party `i`'s cross terms `x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i` as ONE product over the
     /// inner dimension 2K, summing the smaller operand's pieces into `sum`.
-    fn cross_term_inputs<'a>(&self, ops: &GemmOperands<'a>, sum: &'a mut Vec<u64>) -> Result<Vec<&'a [u64]>> {
+    fn cross_term_inputs<'a>(&self, ops: &GemmOperands<'a>, sum: &'a mut Buffer) -> Result<Vec<&'a Buffer>> {
         Ok(if ops.m <= ops.n {
             *sum = self.add_pieces(ops.x_mine, ops.x_next)?;
             vec![sum, ops.x_mine, ops.y_mine, ops.y_next]
@@ -139,14 +140,14 @@ impl Party {
         ops: &GemmOperands<'_>,
         gathers: &[GatherKernel],
         how: Reshare,
-    ) -> Result<(Vec<Vec<u64>>, u64)> {
+    ) -> Result<(Vec<Buffer>, u64)> {
         self.check_product(&format!("{name} product"), &[ops.m, ops.n])?;
         let mut b = MapBuilder::new(format!("{name}_cross_terms"));
         let acc = b.acc();
         b.output(acc);
         let kernel =
             GemmKernel { name: name.into(), m: ops.m, n: ops.n, k_blocks: vec![ops.k, ops.k], epilogue: b.build() };
-        let mut sum = Vec::new();
+        let mut sum = Buffer::default();
         let inputs = self.cross_term_inputs(ops, &mut sum)?;
         let mut piece = single(self.gemm(&kernel, &inputs, &[], &[])?)?;
         for g in gathers {

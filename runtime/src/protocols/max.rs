@@ -39,6 +39,7 @@ use super::base::{buffers, single};
 use super::binary::BinShare;
 use super::conv::Conv2dParams;
 use super::sign::SignBits;
+use crate::buffer::Buffer;
 use crate::party::Party;
 use crate::share::Share;
 use crate::{Error, Result};
@@ -196,8 +197,7 @@ impl Party {
         self.call(|p| {
             let gb = p.gather_share(&broadcast, grad, &[geo.kk(), m])?;
             let routed = p.mul_ring(&arg.onehot, &gb)?;
-            let scatter =
-                |p: &Party, piece: &[u64]| -> Result<Vec<u64>> { p.gather(&crop, &p.gather(&col2im, piece)?) };
+            let scatter = |p: &Party, piece: &Buffer| -> Result<Buffer> { p.gather(&crop, &p.gather(&col2im, piece)?) };
             Ok(Share::from_pieces(&[n, c, h, w], scatter(p, routed.mine())?, scatter(p, routed.next())?))
         })
     }
@@ -211,14 +211,18 @@ impl Party {
             return Ok(rows);
         }
         // Public: 1 inside the input, 0 on padding (gathered like the windows), then (inside − 1)·2^62.
-        let inside = self.gather(&g, &vec![1u64; x.len()])?;
+        let mut k = MapBuilder::new("max_pool_ones");
+        let one = k.constant(1);
+        k.output(one);
+        let ones = single(self.map(&k.build(), &[], &[], &[], x.len())?)?;
+        let inside = self.gather(&g, &ones)?;
         let mut k = MapBuilder::new("max_pool_pad");
         let (i, one) = (k.input(0), k.constant(1));
         let outside = k.sub(i, one);
         let pad = k.shl(outside, 62);
         k.output(pad);
         let pad = single(self.map(&k.build(), &[&inside], &[], &[], inside.len())?)?;
-        self.add_public(&rows, &crate::tensor::RingTensor::new(&shape, pad)?)
+        self.add_public_words(&rows, &pad)
     }
 
     /// `x` viewed as `[pre, k, post]`, moved to `[k, pre·post]` (a gather unless `pre = 1`).
@@ -322,10 +326,11 @@ impl Party {
             reduce_shape: vec![],
             coords: vec![Affine::axis(1), Affine::axis(0), Affine::axis(3)],
         };
-        let piece = |p: &Party, b: &[u64], nb: &[u64]| -> Result<Vec<u64>> {
+        let piece = |p: &Party, b: &Buffer, nb: &Buffer| -> Result<Buffer> {
             let (bw, nbw) = (p.bits(&from, b)?, p.bits(&from, nb)?);
-            let both = [bw.as_slice(), nbw.as_slice()].concat();
-            let words = [bw, p.gather(&spread, &both)?].concat();
+            let both = p.assemble(&[(&bw, 0..bw.len()), (&nbw, 0..nbw.len())])?;
+            let spread = p.gather(&spread, &both)?;
+            let words = p.assemble(&[(&bw, 0..bw.len()), (&spread, 0..spread.len())])?;
             p.bits(&to, &words)
         };
         let mine = piece(self, beta.mine(), not_beta.mine())?;

@@ -88,8 +88,9 @@ impl Party {
         let (n, j) = (a.len(), top as usize + 1);
         let flat = a.clone().viewed(&[n], "same size")?;
         let rows = self.broadcast_rows(&flat, j)?;
-        let thresholds: Vec<u64> = (0..j).flat_map(|i| std::iter::repeat_n((1u64 << i).wrapping_neg(), n)).collect();
-        let diff = self.add_public(&rows, &RingTensor::new(&[j, n], thresholds)?)?;
+        let thresholds: Vec<u64> = (0..j).map(|i| (1u64 << i).wrapping_neg()).collect();
+        let thresholds = self.row_constants(&thresholds, n)?;
+        let diff = self.add_public_words(&rows, &thresholds)?;
         let d = self.drelu(&diff)?;
         let ones = self.public_share(&RingTensor::new(&[j, n], vec![1; j * n])?)?;
         let bits = self.mul_bit(&ones, &d)?;
@@ -103,8 +104,9 @@ impl Party {
             return Err(Error::Invalid(format!("a class table of {} entries for {} classes", f.len(), e.classes())));
         }
         let (n, j) = (e.n, e.top as usize + 1);
-        let deltas: Vec<u64> = (0..j).flat_map(|i| std::iter::repeat_n(f[i + 1].wrapping_sub(f[i]), n)).collect();
-        let prod = self.mul_public_ring(&e.bits, &RingTensor::new(&[j, n], deltas)?)?;
+        let deltas: Vec<u64> = (0..j).map(|i| f[i + 1].wrapping_sub(f[i])).collect();
+        let deltas = self.row_constants(&deltas, n)?;
+        let prod = self.mul_public_words(&e.bits, &deltas)?;
         let sum = self.sum_rows(&prod, j, &e.shape)?;
         self.add_public(&sum, &RingTensor::new(&e.shape, vec![f[0]; n])?)
     }

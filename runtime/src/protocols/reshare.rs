@@ -22,6 +22,7 @@
 //! exact-truncation mode (non-linear issue) removes this failure.
 
 use super::base::{buffers, role, single, Divisor, Reshare};
+use crate::buffer::Buffer;
 use crate::party::Party;
 use crate::share::Share;
 use crate::Result;
@@ -31,12 +32,12 @@ impl Party {
     /// The communication and combine stages after [`Party::reshare_epilogue`]'s kernel produced `outs`.
     pub(crate) fn finish_reshare(
         &mut self,
-        outs: Vec<Vec<u64>>,
+        outs: Vec<Buffer>,
         shape: &[usize],
         how: Reshare,
         step: u64,
     ) -> Result<Share> {
-        let n = outs.first().map_or(0, Vec::len);
+        let n = outs.first().map_or(0, |b| b.len());
         let (prev, next) = (self.prev(), self.next());
         // The buffers of the stages to come, allocated now: a party that is not the last to finish its product does
         // this while the others still compute theirs (see `crate::buffer_pool`).
@@ -79,7 +80,7 @@ impl Party {
     }
 
     /// `⌊(x + y) / d⌋` elementwise (R1's and R2's combine stage), written over `y`.
-    pub(super) fn divide_sum(&self, d: Divisor, x: &[u64], y: Vec<u64>) -> Result<Vec<u64>> {
+    pub(super) fn divide_sum(&self, d: Divisor, x: &Buffer, y: Buffer) -> Result<Buffer> {
         let mut b = MapBuilder::new("reshare_divide_sum");
         let (a0, a1) = (b.input(0), b.input(1));
         let s = b.add(a0, a1);

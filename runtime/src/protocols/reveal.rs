@@ -5,6 +5,7 @@
 //! [`cost::REVEAL_TO_ONE`](super::cost::REVEAL_TO_ONE).
 
 use super::base::single;
+use crate::buffer::Buffer;
 use crate::party::Party;
 use crate::share::{next_party, Share};
 use crate::tensor::{RingTensor, Tensor};
@@ -16,7 +17,7 @@ impl Party {
     pub fn reveal(&mut self, x: &Share) -> Result<RingTensor> {
         self.call(|p| {
             let (prev, next) = (p.prev(), p.next());
-            let missing = single(p.round(vec![(prev, x.next().to_vec())], &[(next, x.len())])?)?;
+            let missing = single(p.round(vec![(prev, p.copy_of(x.next()))], &[(next, x.len())])?)?;
             p.sum_pieces(x, &missing)
         })
     }
@@ -31,7 +32,7 @@ impl Party {
                 let missing = single(p.round(vec![], &[(next_party(to), x.len())])?)?;
                 p.sum_pieces(x, &missing).map(Some)
             } else if p.id() == next_party(to) {
-                p.round(vec![(to, x.next().to_vec())], &[])?;
+                p.round(vec![(to, p.copy_of(x.next()))], &[])?;
                 Ok(None)
             } else {
                 p.round(vec![], &[])?;
@@ -52,13 +53,13 @@ impl Party {
         Ok(self.reveal_to(x, to)?.map(|v| v.decode(&fp)))
     }
 
-    fn sum_pieces(&self, x: &Share, missing: &[u64]) -> Result<RingTensor> {
+    fn sum_pieces(&self, x: &Share, missing: &Buffer) -> Result<RingTensor> {
         let mut b = MapBuilder::new("reveal_sum");
         let (a, c, m) = (b.input(0), b.input(1), b.input(2));
         let s = b.add(a, c);
         let t = b.add(s, m);
         b.output(t);
         let v = single(self.map(&b.build(), &[x.mine(), x.next(), missing], &[], &[], x.len())?)?;
-        RingTensor::new(x.shape(), v)
+        RingTensor::new(x.shape(), v.into_host()?) // the result: on the host
     }
 }

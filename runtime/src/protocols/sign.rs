@@ -30,6 +30,8 @@
 
 use super::base::{buffers, role, single};
 use super::binary::BinShare;
+use crate::backend::Source;
+use crate::buffer::Buffer;
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::share::Share;
@@ -98,7 +100,7 @@ pub(crate) enum SignEnd {
     /// The sign as a replicated plane (no AND was left).
     Closed(BinShare),
     /// The sign is `l ⊕ c_0 ⊕ c_1 ⊕ c_2`, `c` this party's share.
-    Open { l: BinShare, c: Vec<u64> },
+    Open { l: BinShare, c: Buffer },
 }
 
 /// The sign circuit after its first round.
@@ -109,7 +111,7 @@ pub(crate) struct SignState {
     n: usize,
     /// R1 and R2: this party's 2-out-of-2 XOR share of the planes `G_0..G_D | P_1..P_D | a_high ⊕ b_high`
     /// (empty for R0).
-    xor_share: Vec<u64>,
+    xor_share: Buffer,
 }
 
 impl Party {
@@ -163,7 +165,7 @@ impl Party {
 
     /// R0's message of the sign's first round at `step`: the one-hot codes of the digits of `a = x_{R0} + x_{R1}`
     /// and `a_high`, masked by PRF bits shared with R1.
-    pub(crate) fn sign_one_hot(&self, x: &Share, bits: SignBits, step: u64) -> Result<Vec<u64>> {
+    pub(crate) fn sign_one_hot(&self, x: &Share, bits: SignBits, step: u64) -> Result<Buffer> {
         let n = x.len();
         let (d, w) = (bits.digits(), n.div_ceil(64));
         let mut k = MapBuilder::new("sign_digits_r0");
@@ -178,8 +180,9 @@ impl Party {
             k.output(m);
         }
         let codes = self.map(&k.build(), &[&q[0], &q[1], &q[2], &q[3]], &[], &[], d * w)?;
-        let mut plain = codes.concat();
-        plain.extend_from_slice(&top);
+        let mut parts: Vec<(&Buffer, std::ops::Range<usize>)> = codes.iter().map(|c| (c, 0..c.len())).collect();
+        parts.push((&top, 0..top.len()));
+        let plain = self.assemble(&parts)?;
         if self.mutated(crate::mutation::Mutation::SignOneHotUnmasked) {
             return Ok(plain);
         }
@@ -193,18 +196,12 @@ impl Party {
 
     /// After the sign's first round at `step`: R1 and R2's XOR shares of the digits' generate and propagate bits
     /// (R1 from `ρ`, R2 from the `codes` it received); R0 holds none.
-    pub(crate) fn sign_shares(
-        &self,
-        x: &Share,
-        bits: SignBits,
-        step: u64,
-        codes: Option<Vec<u64>>,
-    ) -> Result<SignState> {
+    pub(crate) fn sign_shares(&self, x: &Share, bits: SignBits, step: u64, codes: Option<Buffer>) -> Result<SignState> {
         let n = x.len();
         let (d, w) = (bits.digits(), n.div_ceil(64));
         let role = role(self.id(), step);
         if role == 0 {
-            return Ok(SignState { bits, role, n, xor_share: Vec::new() });
+            return Ok(SignState { bits, role, n, xor_share: Buffer::default() });
         }
         // b = x_{R2}: R1 holds it as `next`, R2 as `mine`.
         let b = if role == 1 { x.next() } else { x.mine() };
@@ -228,7 +225,7 @@ impl Party {
             (_, Some(codes)) if codes.len() == one_hot_words(n, bits) => codes,
             _ => return Err(Error::Internal("R2 of the sign has no one-hot codes of the right size".into())),
         };
-        let xor_share = self.digit_carries(&codes, &e, (role == 2).then_some(&b_top[..]), d, w)?;
+        let xor_share = self.digit_carries(&codes, &e, (role == 2).then_some(&b_top), d, w)?;
         Ok(SignState { bits, role, n, xor_share })
     }
 
@@ -236,16 +233,16 @@ impl Party {
     /// planes) and the top bit's plane.
     fn digit_planes(
         &self,
-        digits: &[u64],
-        top: &[u64],
+        digits: &Buffer,
+        top: &Buffer,
         n: usize,
         bits: SignBits,
-    ) -> Result<([Vec<u64>; DIGIT_BITS as usize], Vec<u64>)> {
+    ) -> Result<([Buffer; DIGIT_BITS as usize], Buffer)> {
         let d = bits.digits();
         let w = n.div_ceil(64);
         let to_planes = BitKernel { name: "sign_digit_planes".into(), op: BitOp::ToPlanes, n, planes: 4 * d };
         let planes = self.bits(&to_planes, digits)?;
-        let mut q: [Vec<u64>; DIGIT_BITS as usize] = Default::default();
+        let mut q: [Buffer; DIGIT_BITS as usize] = Default::default();
         for (i, qi) in q.iter_mut().enumerate() {
             let k = GatherKernel {
                 name: "sign_digit_bit".into(),
@@ -264,12 +261,12 @@ impl Party {
     /// `G_0..G_D | P_1..P_D | a_high ⊕ b_high` (R2, the one that adds `b_high`, passes it).
     fn digit_carries(
         &self,
-        codes: &[u64],
-        e: &[Vec<u64>; DIGIT_BITS as usize],
-        b_top: Option<&[u64]>,
+        codes: &Buffer,
+        e: &[Buffer; DIGIT_BITS as usize],
+        b_top: Option<&Buffer>,
         d: usize,
         w: usize,
-    ) -> Result<Vec<u64>> {
+    ) -> Result<Buffer> {
         let dw = d * w;
         let mut k = MapBuilder::new("sign_digit_carries");
         let x: Vec<Reg> = (0..DIGIT_VALUES as u16).map(|i| k.input(i)).collect();
@@ -292,18 +289,25 @@ impl Party {
             p = k.xor(p, t);
         }
         k.output(g).output(p);
-        let mut inputs: Vec<&[u64]> = codes.chunks(dw).take(DIGIT_VALUES).collect();
-        inputs.extend(e.iter().map(Vec::as_slice));
-        let [g, p] = buffers(self.map(&k.build(), &inputs, &[], &[], dw)?)?;
-        let top = &codes[DIGIT_VALUES * dw..];
-        let mut share = Vec::with_capacity(2 * dw);
-        share.extend_from_slice(&g);
-        share.extend_from_slice(&p[w..]);
-        match b_top {
-            Some(b) => share.extend(top.iter().zip(b).map(|(t, b)| t ^ b)),
-            None => share.extend_from_slice(top),
-        }
-        Ok(share)
+        let mut inputs: Vec<Source<'_>> =
+            (0..DIGIT_VALUES).map(|c| Source::Range(codes, c * dw..(c + 1) * dw)).collect();
+        inputs.extend(e.iter().map(Source::Buf));
+        let [g, p] = buffers(self.map_sources(&k.build(), &inputs, &[], &[], dw)?)?;
+        let top_range = DIGIT_VALUES * dw..codes.len();
+        let top_xor;
+        let top = match b_top {
+            Some(b) => {
+                let mut k = MapBuilder::new("sign_top_xor");
+                let (t, bt) = (k.input(0), k.input(1));
+                let v = k.xor(t, bt);
+                k.output(v);
+                let ins = [Source::Range(codes, top_range.clone()), Source::Buf(b)];
+                top_xor = single(self.map_sources(&k.build(), &ins, &[], &[], top_range.len())?)?;
+                (&top_xor, 0..top_xor.len())
+            }
+            None => (codes, top_range),
+        };
+        self.assemble(&[(&g, 0..g.len()), (&p, w..p.len()), top])
     }
 
     /// The rest of the sign circuit: re-replication, the carry tree, the sign plane (`1` = negative).
@@ -366,10 +370,18 @@ impl Party {
         };
         let planes = |from: usize, count: usize| {
             let range = from * w..(from + count) * w;
-            BinShare::from_pieces(n, count, mine[range.clone()].to_vec(), nxt[range].to_vec())
+            Ok::<_, Error>(BinShare::from_pieces(
+                n,
+                count,
+                self.assemble(&[(&mine, range.clone())])?,
+                self.assemble(&[(&nxt, range)])?,
+            ))
         };
-        let out =
-            SignPlanes { g: planes(0, d), p_rest: (d > 1).then(|| planes(d, d - 1)), p_high: planes(2 * d - 1, 1) };
+        let out = SignPlanes {
+            g: planes(0, d)?,
+            p_rest: (d > 1).then(|| planes(d, d - 1)).transpose()?,
+            p_high: planes(2 * d - 1, 1)?,
+        };
         after_second_round(self)?;
         Ok(out)
     }

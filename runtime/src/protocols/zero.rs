@@ -6,6 +6,7 @@
 //! peers. Protocols add these to every local product before it leaves a party.
 
 use super::base::{emit_zero, single, ZeroKind};
+use crate::buffer::Buffer;
 use crate::party::{KeyWith, Party};
 use crate::prg::Purpose;
 use crate::Result;
@@ -13,7 +14,7 @@ use cryptgpu_codegen::MapBuilder;
 
 impl Party {
     /// This party's piece of a fresh `n`-element sharing of zero (no communication).
-    pub fn zero_share(&mut self, kind: ZeroKind, n: usize) -> Result<Vec<u64>> {
+    pub fn zero_share(&mut self, kind: ZeroKind, n: usize) -> Result<Buffer> {
         self.check_size("zero share", n)?;
         self.call(|p| {
             let step = p.next_step();

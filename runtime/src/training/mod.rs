@@ -250,7 +250,7 @@ impl Trainer {
             (false, None) => None,
         };
         let flat = p.share_fixed(owner, value.as_ref(), &[self.total + self.stat_total])?;
-        let (params, running) = split(&flat, self.total);
+        let (params, running) = split(&flat, self.total)?;
         Ok(TrainState { params, velocity: None, running, tracked, steps: 0 })
     }
 

@@ -88,7 +88,7 @@ impl Trainer {
         stats.push(&state.running);
         coef.extend(keep);
         let weighted = p.mul_public(&concat(&stats)?, &crate::Tensor::new(&[coef.len()], coef)?)?;
-        let (from_batch, kept) = split(&weighted, self.stat_total);
+        let (from_batch, kept) = split(&weighted, self.stat_total)?;
         state.running = p.add(&from_batch, &kept)?;
         Ok(())
     }

@@ -157,13 +157,9 @@ pub(super) fn slice(flat: &Share, slot: &Slot) -> Result<Share> {
 }
 
 /// Splits a flat share at `at` into two flat shares (local).
-pub(super) fn split(flat: &Share, at: usize) -> (Share, Share) {
-    let (m, n) = (flat.mine(), flat.next());
-    let rest = flat.len() - at;
-    (
-        Share::from_pieces(&[at], m[..at].to_vec(), n[..at].to_vec()),
-        Share::from_pieces(&[rest], m[at..].to_vec(), n[at..].to_vec()),
-    )
+pub(super) fn split(flat: &Share, at: usize) -> Result<(Share, Share)> {
+    let rest = flat.len().saturating_sub(at);
+    Ok((flat.slice(0..at, &[at])?, flat.slice(at..flat.len(), &[rest])?))
 }
 
 /// The elements of `parts`, one after the other, as a flat share.

@@ -2,6 +2,8 @@
 //! probabilistic truncation's result.
 #![allow(dead_code)]
 
+pub mod recorded;
+
 use cryptgpu_runtime::transport::{memory, ReceivedLog, Recording, Transport};
 use cryptgpu_runtime::{Config, Session};
 use std::sync::atomic::AtomicBool;

@@ -232,10 +232,10 @@ mod tests {
             &self,
             c: crate::backend::Checked,
             k: &MapKernel,
-            i: &[&[u64]],
+            i: &[&crate::Buffer],
             p: &[u64],
             s: &[Stream],
-            o: &mut [&mut [u64]],
+            o: &mut [&mut crate::Buffer],
         ) -> crate::Result<()> {
             crate::backend::cpu::CpuBackend.run_map(c, k, i, p, s, o)
         }
@@ -243,10 +243,10 @@ mod tests {
             &self,
             c: crate::backend::Checked,
             k: &cryptgpu_codegen::GemmKernel,
-            i: &[&[u64]],
+            i: &[&crate::Buffer],
             p: &[u64],
             s: &[Stream],
-            o: &mut [&mut [u64]],
+            o: &mut [&mut crate::Buffer],
         ) -> crate::Result<()> {
             crate::backend::cpu::CpuBackend.run_gemm(c, k, i, p, s, o)
         }
@@ -254,8 +254,8 @@ mod tests {
             &self,
             c: crate::backend::Checked,
             k: &cryptgpu_codegen::GatherKernel,
-            i: &[u64],
-            o: &mut [u64],
+            i: &crate::Buffer,
+            o: &mut crate::Buffer,
         ) -> crate::Result<()> {
             crate::backend::cpu::CpuBackend.run_gather(c, k, i, o)
         }
@@ -263,8 +263,8 @@ mod tests {
             &self,
             c: crate::backend::Checked,
             k: &cryptgpu_codegen::BitKernel,
-            i: &[u64],
-            o: &mut [u64],
+            i: &crate::Buffer,
+            o: &mut crate::Buffer,
         ) -> crate::Result<()> {
             crate::backend::cpu::CpuBackend.run_bits(c, k, i, o)
         }
@@ -286,21 +286,29 @@ mod tests {
         for n in [1usize, 1000, 1024, 5000] {
             let x: Vec<u64> = (0..n).map(|_| rng.gen()).collect();
             let start: Vec<Vec<u64>> = (0..3).map(|_| (0..n).map(|_| rng.gen()).collect()).collect();
-            let ins = [Source::Prior(0), Source::Prior(1), Source::Buf(&x), Source::Prior(2)];
-            let run = |backend: &dyn Backend| {
-                let mut outs = start.clone();
-                let mut refs: Vec<&mut [u64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-                backend.map_updating(&k, &ins, &[], &[], &mut refs).unwrap();
-                outs
-            };
-            let (in_place, copied) = (run(&crate::backend::cpu::CpuBackend), run(&Copying));
-            assert_eq!(in_place, copied, "n {n}");
-            let want0: Vec<u64> = (0..n).map(|e| start[1][e].wrapping_add(x[e])).collect();
-            assert_eq!(in_place[0], want0);
+            // x as a range of a longer buffer (the words around it must not be read).
+            let wide = crate::Buffer::from([vec![7; 3], x.clone(), vec![9; 5]].concat());
+            let x = crate::Buffer::from(x);
+            for xs in [Source::Buf(&x), Source::Range(&wide, 3..3 + n)] {
+                let ins = [Source::Prior(0), Source::Prior(1), xs, Source::Prior(2)];
+                let run = |backend: &dyn Backend| {
+                    let mut outs: Vec<crate::Buffer> = start.iter().map(|v| v.clone().into()).collect();
+                    let mut refs: Vec<&mut crate::Buffer> = outs.iter_mut().collect();
+                    backend.map_updating(&k, &ins, &[], &[], &mut refs).unwrap();
+                    outs.into_iter().map(|o| o.into_host().unwrap()).collect::<Vec<_>>()
+                };
+                let counting = crate::backend::counting::CountingBackend::new();
+                let (in_place, copied) = (run(&crate::backend::cpu::CpuBackend), run(&Copying));
+                assert_eq!(in_place, copied, "n {n}");
+                assert_eq!(run(&counting), in_place, "n {n}, on the counting backend's device");
+                let want0: Vec<u64> = (0..n).map(|e| start[1][e].wrapping_add(x[e])).collect();
+                assert_eq!(in_place[0], want0);
+            }
         }
         // A prior that names no output, or is read packed, is refused before anything runs.
-        let mut out = vec![0u64; 8];
-        let bad = [Source::Prior(5), Source::Prior(1), Source::Buf(&[0; 8]), Source::Prior(2)];
+        let mut out = crate::Buffer::from(vec![0u64; 8]);
+        let zeros = crate::Buffer::from(vec![0u64; 8]);
+        let bad = [Source::Prior(5), Source::Prior(1), Source::Buf(&zeros), Source::Prior(2)];
         let err = crate::backend::cpu::CpuBackend.map_updating(&k, &bad, &[], &[], &mut [&mut out]).unwrap_err();
         assert!(err.to_string().contains("prior contents"), "{err}");
         let mut pb = MapBuilder::new("packed_prior");
