@@ -156,6 +156,18 @@ impl CountingBackend {
         let len = d.len();
         d.as_any_mut().downcast_mut::<SimMemory>().map(|m| m.words.as_mut_slice()).ok_or_else(|| foreign(len))
     }
+
+    /// The simulated device words of a launch's inputs (uploaded if need be) and fresh ones for its outputs.
+    #[allow(clippy::type_complexity)]
+    fn operands<'a>(
+        &self,
+        inputs: &[&'a Buffer],
+        outputs: &'a mut [&mut Buffer],
+    ) -> Result<(Vec<&'a [u64]>, Vec<&'a mut [u64]>)> {
+        let ins = inputs.iter().map(|b| self.device(b)).collect::<Result<_>>()?;
+        let outs = outputs.iter_mut().map(|b| self.device_out(b, false)).collect::<Result<_>>()?;
+        Ok((ins, outs))
+    }
 }
 
 fn sim(d: &dyn DeviceMemory) -> Result<&SimMemory> {
@@ -197,8 +209,7 @@ impl Backend for CountingBackend {
         streams: &[Stream],
         outputs: &mut [&mut Buffer],
     ) -> Result<()> {
-        let ins: Vec<&[u64]> = inputs.iter().map(|b| self.device(b)).collect::<Result<_>>()?;
-        let mut outs: Vec<&mut [u64]> = outputs.iter_mut().map(|b| self.device_out(b, false)).collect::<Result<_>>()?;
+        let (ins, mut outs) = self.operands(inputs, outputs)?;
         CpuBackend.map_slices(checked, k, &ins, params, streams, &mut outs)
     }
 
@@ -235,8 +246,7 @@ impl Backend for CountingBackend {
         streams: &[Stream],
         outputs: &mut [&mut Buffer],
     ) -> Result<()> {
-        let ins: Vec<&[u64]> = inputs.iter().map(|b| self.device(b)).collect::<Result<_>>()?;
-        let mut outs: Vec<&mut [u64]> = outputs.iter_mut().map(|b| self.device_out(b, false)).collect::<Result<_>>()?;
+        let (ins, mut outs) = self.operands(inputs, outputs)?;
         CpuBackend.gemm_slices(checked, k, &ins, params, streams, &mut outs)
     }
 

@@ -194,14 +194,8 @@ impl Party {
     /// `x + c` for a public ring tensor `c` of the same shape (all parties pass the same `c`).
     pub fn add_public(&mut self, x: &Share, c: &RingTensor) -> Result<Share> {
         same_shape("add_public", x.shape(), c.shape())?;
-        let words;
-        let c = match uniform(c.data()) {
-            Some(v) => Public::Scalar(v),
-            None => {
-                words = self.constant(c.data())?;
-                Public::Words(&words)
-            }
-        };
+        let mut words = None;
+        let c = self.public_operand(c, &mut words)?;
         self.add_public_operand(x, c)
     }
 
@@ -211,6 +205,15 @@ impl Party {
             return Err(Error::Internal(format!("{} public words added to {} elements", c.len(), x.len())));
         }
         self.add_public_operand(x, Public::Words(c))
+    }
+
+    /// `c` as a piecewise operand: one kernel parameter when every element is the same, else its words as backend
+    /// constants (kept in `store`).
+    fn public_operand<'a>(&self, c: &RingTensor, store: &'a mut Option<Buffer>) -> Result<Public<'a>> {
+        Ok(match uniform(c.data()) {
+            Some(v) => Public::Scalar(v),
+            None => Public::Words(store.insert(self.constant(c.data())?)),
+        })
     }
 
     fn add_public_operand(&mut self, x: &Share, c: Public<'_>) -> Result<Share> {
@@ -249,14 +252,8 @@ impl Party {
     /// `x · c` elementwise for a public ring tensor `c` (no truncation: exact in the ring).
     pub fn mul_public_ring(&mut self, x: &Share, c: &RingTensor) -> Result<Share> {
         same_shape("mul_public_ring", x.shape(), c.shape())?;
-        let words;
-        let c = match uniform(c.data()) {
-            Some(v) => Public::Scalar(v),
-            None => {
-                words = self.constant(c.data())?;
-                Public::Words(&words)
-            }
-        };
+        let mut words = None;
+        let c = self.public_operand(c, &mut words)?;
         self.call(|p| p.piecewise("mul_public", &[x], &[c], |b, v, c, _| b.mul(v[0], c[0])))
     }
 
