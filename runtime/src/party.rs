@@ -49,6 +49,12 @@ pub type ViewLog = Arc<Mutex<Vec<ViewEntry>>>;
 /// progress display shows (`Executor::with_progress`).
 pub type StepHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
+/// Rides held back for a later round (see [`Party::with_rides_held`]).
+pub(crate) struct HeldRides {
+    out: Vec<(PartyId, Buffer)>,
+    expect: Vec<(PartyId, usize)>,
+}
+
 /// One of the three parties of a session.
 pub struct Party {
     id: PartyId,
@@ -387,6 +393,30 @@ impl Party {
             self.ride_in.push(ride);
         }
         Ok(base)
+    }
+
+    /// Run `f` holding back what it registers to ride along or expects ([`Party::ride_along`],
+    /// [`Party::expect_ride`]): the next round goes without it; [`Party::ride_later`] registers it for a later one.
+    /// For a stage that is computed before a round but whose messages belong to the round after.
+    pub(crate) fn with_rides_held<R>(&mut self, f: impl FnOnce(&mut Party) -> Result<R>) -> Result<(R, HeldRides)> {
+        let (out, expect) = (std::mem::take(&mut self.ride_out), std::mem::take(&mut self.ride_expect));
+        let r = f(self);
+        let held = HeldRides {
+            out: std::mem::replace(&mut self.ride_out, out),
+            expect: std::mem::replace(&mut self.ride_expect, expect),
+        };
+        Ok((r?, held))
+    }
+
+    /// Register rides held by [`Party::with_rides_held`] for the next round (after any registered since).
+    pub(crate) fn ride_later(&mut self, held: HeldRides) {
+        self.ride_out.extend(held.out);
+        self.ride_expect.extend(held.expect);
+    }
+
+    /// Whether this party's backend queues launches (see [`Backend::queues_launches`]).
+    pub(crate) fn queues_launches(&self) -> bool {
+        self.backend.queues_launches()
     }
 
     /// Send `words` to `to` in the next round, appended to whatever that round sends there.

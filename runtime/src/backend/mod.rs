@@ -64,6 +64,13 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
 
+    /// Whether a launch returns before its kernel has run (a device backend queues kernels on a stream; the default:
+    /// no, the host backends run it on the spot). Stage plans then queue kernels that do not depend on a round before
+    /// it, so that they run while the round's messages are copied to the host and sent.
+    fn queues_launches(&self) -> bool {
+        false
+    }
+
     /// Public constants of a protocol (a table of a few words, the same at every party) as a buffer in this
     /// backend's memory: a device backend uploads them, counted apart from shares ([`counting::Traffic`]); a host
     /// backend (the default) just holds them.

@@ -126,6 +126,10 @@ impl<O: Observer + Clone + 'static> Backend for Observed<O> {
         self.inner.constant(words)
     }
 
+    fn queues_launches(&self) -> bool {
+        self.inner.queues_launches()
+    }
+
     fn run_map_updating(
         &self,
         checked: Checked,

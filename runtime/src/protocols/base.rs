@@ -205,6 +205,14 @@ pub(crate) fn single(v: Vec<Buffer>) -> Result<Buffer> {
     Ok(x)
 }
 
+/// The first of the rides a round brought, taken (an internal error naming `what` when none came, never a panic).
+pub(crate) fn first_ride(rides: &mut Vec<Buffer>, what: &str) -> Result<Buffer> {
+    if rides.is_empty() {
+        return Err(Error::Internal(format!("{what} did not ride along")));
+    }
+    Ok(rides.remove(0))
+}
+
 /// Words of a message of `n` values of which only the low `k` bits travel.
 pub fn packed_len(n: usize, k: u32) -> usize {
     cryptgpu_codegen::packed_words(n, k)

@@ -46,12 +46,13 @@
 //! so the tail of the product allocates nothing but the packed message.
 //!
 //! Between its rounds the fused plan starts a ReLU announced for its result ([`Party::expect_relu`]): R0 already
-//! holds its pieces, so that ReLU's first message rides in round 2.
+//! holds its pieces, so that ReLU's first message rides in round 2. On a backend that queues launches R0 computes it
+//! before round 1 (its kernels then run while round 1's messages are copied out), its messages held for round 2.
 //!
 //! The messages, rounds, bytes and resulting shares are bit for bit those of the staged reference plan (one kernel
 //! per stage: [`Party::set_truncation_fusion`] switches it on, for comparison; the standalone truncation uses it).
 
-use super::base::{buffers, emit_r0_message, packed_len, r0_message, role, single, Divisor};
+use super::base::{buffers, emit_r0_message, first_ride, packed_len, r0_message, role, single, Divisor};
 use crate::backend::Source::{Buf, Prior};
 use crate::buffer::Buffer;
 use crate::party::{KeyWith, Party};
@@ -179,9 +180,18 @@ impl Party {
                 self.recycle([a0]);
                 let a0 = packed;
                 self.ride_along(prev, a0);
-                self.round(vec![(prev, msg)], &[])?;
+                // R0 knows its result: an announced ReLU's first message rides in round 2. A device backend computes
+                // it before round 1, while round 1's messages are copied out and sent; the host after (sooner sent).
                 let y = Share::from_pieces(shape, fm, f_n);
-                self.start_expected_relu(Some(&y), shape, step)?; // R0 knows its result: a ReLU's message rides
+                let held = match self.queues_launches() {
+                    true => Some(self.with_rides_held(|p| p.start_expected_relu(Some(&y), shape, step))?.1),
+                    false => None,
+                };
+                self.round(vec![(prev, msg)], &[])?;
+                match held {
+                    Some(h) => self.ride_later(h),
+                    None => self.start_expected_relu(Some(&y), shape, step)?,
+                }
                 self.round(vec![], &[])?;
                 Ok(y)
             }
@@ -206,7 +216,7 @@ impl Party {
                 let [c2] = buffers(outs)?;
                 self.expect_ride(next, packed_len(n, k));
                 let [c1, msg] = buffers(self.round(vec![(prev, self.copy_of(&c2))], &[(prev, n), (next, n)])?)?;
-                let ride = self.take_rides().remove(0);
+                let ride = first_ride(&mut self.take_rides(), "R0's piece of its wrap bit")?;
                 self.note_packed_read(&ride, n, k, next)?;
                 // as R1 with a's piece a − p (read from R0's packed ride); and R2's piece R0 = msg − (a − p −
                 // y_R0)·2^(64−k)
@@ -275,7 +285,7 @@ impl Party {
                 let [c2] = buffers(outs)?;
                 self.expect_ride(next, packed_len(n, k));
                 let [c1, msg] = buffers(self.round(vec![(prev, c2.clone())], &[(prev, n), (next, n)])?)?;
-                let ride = self.take_rides().remove(0);
+                let ride = first_ride(&mut self.take_rides(), "R0's piece of its wrap bit")?;
                 let a0 = self.unpack_low_bits(&ride, n, k, next)?;
                 let (q, b) = self.unsigned_split(&c1, &c2, k)?;
                 self.wrap_correct(step, Share::from_pieces(shape, q, msg), WrapBits::Peer { a_piece: a0, b_bit: b }, k)
@@ -342,7 +352,7 @@ impl Party {
                 } else {
                     self.expect_ride(next, packed_len(n, k));
                     let msg = single(self.round(vec![], &[(next, n)])?)?;
-                    let ride = self.take_rides().remove(0);
+                    let ride = first_ride(&mut self.take_rides(), "R0's piece of its wrap bit")?;
                     let a0 = self.unpack_low_bits(&ride, n, k, next)?;
                     let bits = WrapBits::Peer { a_piece: a0, b_bit: bit };
                     self.wrap_correct(step, Share::from_pieces(&shape, q, msg), bits, k)

@@ -12,7 +12,7 @@
 //! The stages are separate methods so that a protocol can interleave them with its own rounds (their messages
 //! ride along, [`Party::ride_along`]).
 
-use super::base::{buffers, role, single};
+use super::base::{buffers, first_ride, role, single};
 use super::binary::BinShare;
 use crate::buffer::Buffer;
 use crate::party::{KeyWith, Party};
@@ -209,7 +209,7 @@ impl Party {
                 inj.r_share = Some(Share::from_pieces(v.shape(), s1, zeros));
             }
             _ => {
-                let s0 = rides.remove(0);
+                let s0 = first_ride(rides, "R0's piece of the injection's r")?;
                 inj.r_share = Some(Share::from_pieces(v.shape(), zeros, s0));
             }
         }
@@ -264,10 +264,7 @@ impl Party {
         if inj.role != 2 {
             return Ok(());
         }
-        if rides.is_empty() {
-            return Err(Error::Internal("R0's part of the injection's product did not ride along".into()));
-        }
-        let got = rides.remove(0);
+        let got = first_ride(rides, "R0's part of the injection's product")?;
         let mut k = MapBuilder::new("inject_product_piece");
         let (a, b) = (k.input(0), k.input(1));
         let sum = k.add(a, b);
@@ -309,7 +306,7 @@ impl Party {
         if inj.role == 0 {
             return Ok(());
         }
-        let msg = rides.remove(0);
+        let msg = first_ride(rides, "the injection's c")?;
         let mut k = MapBuilder::new("inject_c");
         let (mv, bv) = (k.input(0), k.input(1));
         let c = k.xor(mv, bv);

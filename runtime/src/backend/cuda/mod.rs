@@ -24,8 +24,10 @@
 //! outputs before the launch ([`Source::Prior`]) is copied on the device first (the emitted kernels declare their
 //! buffers `__restrict__`).
 //!
-//! Not yet: overlapping a message's download with the *next* kernel needs the stage plans to queue that kernel
-//! before the round that sends; today a round downloads, then sends, then the protocol continues.
+//! Overlap: a download waits only for the kernels that wrote what it reads, so a kernel queued before a round runs
+//! while that round's messages are copied out and sent. Stage plans queue such kernels first where they do not
+//! depend on the round ([`Backend::queues_launches`]): the exact truncation's R0 computes the announced ReLU's first
+//! message before sending its round-1 message. Downloads go to pageable host memory and each waits for its copy.
 
 pub mod cache;
 pub mod nvrtc;
@@ -432,6 +434,10 @@ impl Backend for CudaBackend {
 
     fn output(&self, n: usize) -> Result<Option<Buffer>> {
         guard("cuMemAllocAsync", || Ok(Some(Buffer::from_device(Box::new(self.alloc(n)?)))))
+    }
+
+    fn queues_launches(&self) -> bool {
+        true
     }
 
     fn constant(&self, words: &[u64]) -> Result<Buffer> {
