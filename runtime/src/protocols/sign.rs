@@ -114,6 +114,19 @@ pub(crate) struct SignState {
     xor_share: Buffer,
 }
 
+/// R1's and R2's work of the sign's first round that needs no message (see [`Party::sign_local`]).
+struct SignLocal {
+    bits: SignBits,
+    role: usize,
+    n: usize,
+    /// The digit planes of their piece `b`.
+    e: [Buffer; DIGIT_BITS as usize],
+    /// The plane of `b`'s top bit.
+    b_top: Buffer,
+    /// R1's one-hot mask (`None` at R2, which receives the masked codes).
+    rho: Option<Buffer>,
+}
+
 impl Party {
     /// The bit range of the model layer's ReLUs from now on (the executor sets it from its declared ReLU bound;
     /// the default is the full, exact range).
@@ -148,19 +161,21 @@ impl Party {
     pub(crate) fn sign_first_round(&mut self, x: &Share, bits: SignBits) -> Result<SignState> {
         let step = self.next_step();
         let (prev, next) = (self.prev(), self.next());
+        if role(self.id(), step) == 0 {
+            let msg = self.sign_one_hot(x, bits, step)?;
+            self.round(vec![(prev, msg)], &[])?;
+            return self.sign_shares(x, bits, step, None);
+        }
+        // R1 and R2: the digits of their piece do not wait for R0's codes (computed while those are on their way).
+        let local = self.sign_local(x, bits, step)?;
         let codes = match role(self.id(), step) {
-            0 => {
-                let msg = self.sign_one_hot(x, bits, step)?;
-                self.round(vec![(prev, msg)], &[])?;
-                None
-            }
             1 => {
                 self.round(vec![], &[])?;
                 None
             }
             _ => Some(single(self.round(vec![], &[(next, one_hot_words(x.len(), bits))])?)?),
         };
-        self.sign_shares(x, bits, step, codes)
+        self.sign_combine(local, codes)
     }
 
     /// R0's message of the sign's first round at `step`: the one-hot codes of the digits of `a = x_{R0} + x_{R1}`
@@ -197,12 +212,18 @@ impl Party {
     /// After the sign's first round at `step`: R1 and R2's XOR shares of the digits' generate and propagate bits
     /// (R1 from `ρ`, R2 from the `codes` it received); R0 holds none.
     pub(crate) fn sign_shares(&self, x: &Share, bits: SignBits, step: u64, codes: Option<Buffer>) -> Result<SignState> {
-        let n = x.len();
-        let (d, w) = (bits.digits(), n.div_ceil(64));
-        let role = role(self.id(), step);
-        if role == 0 {
-            return Ok(SignState { bits, role, n, xor_share: Buffer::default() });
+        if role(self.id(), step) == 0 {
+            return Ok(SignState { bits, role: 0, n: x.len(), xor_share: Buffer::default() });
         }
+        let local = self.sign_local(x, bits, step)?;
+        self.sign_combine(local, codes)
+    }
+
+    /// R1 and R2's part of the sign's first round that needs no message: the digit planes of their piece
+    /// `b = x_{R2}` and R1's codes (its PRF mask: R1's share of R0's masked codes).
+    fn sign_local(&self, x: &Share, bits: SignBits, step: u64) -> Result<SignLocal> {
+        let n = x.len();
+        let role = role(self.id(), step);
         // b = x_{R2}: R1 holds it as `next`, R2 as `mine`.
         let b = if role == 1 { x.next() } else { x.mine() };
         let mut k = MapBuilder::new("sign_digits_peer");
@@ -210,19 +231,30 @@ impl Party {
         emit_digits(&mut k, v, bits);
         let [digits, top] = buffers(self.map(&k.build(), &[b], &[], &[], n)?)?;
         let (e, b_top) = self.digit_planes(&digits, &top, n, bits)?;
-        let codes = match (role, codes) {
-            (1, _) => {
-                let mut k = MapBuilder::new("sign_mask");
-                let r = k.prg(0);
-                k.output(r);
-                let rho = self.stream(KeyWith::Prev, Purpose::Reshare, step);
-                let mut rho = single(self.map(&k.build(), &[], &[], &[rho], one_hot_words(n, bits))?)?;
-                if self.mutated(crate::mutation::Mutation::SignOneHotUnmasked) {
-                    rho.iter_mut().for_each(|w| *w = 0);
-                }
-                rho
+        let rho = if role == 1 {
+            let mut k = MapBuilder::new("sign_mask");
+            let r = k.prg(0);
+            k.output(r);
+            let rho = self.stream(KeyWith::Prev, Purpose::Reshare, step);
+            let mut rho = single(self.map(&k.build(), &[], &[], &[rho], one_hot_words(n, bits))?)?;
+            if self.mutated(crate::mutation::Mutation::SignOneHotUnmasked) {
+                rho.iter_mut().for_each(|w| *w = 0);
             }
-            (_, Some(codes)) if codes.len() == one_hot_words(n, bits) => codes,
+            Some(rho)
+        } else {
+            None
+        };
+        Ok(SignLocal { bits, role, n, e, b_top, rho })
+    }
+
+    /// R1 and R2, after the first round: their XOR shares of the digits' generate and propagate bits from the codes
+    /// (R1's mask, R2's received `codes`).
+    fn sign_combine(&self, local: SignLocal, codes: Option<Buffer>) -> Result<SignState> {
+        let SignLocal { bits, role, n, e, b_top, rho } = local;
+        let (d, w) = (bits.digits(), n.div_ceil(64));
+        let codes = match (rho, codes) {
+            (Some(rho), _) => rho,
+            (None, Some(codes)) if codes.len() == one_hot_words(n, bits) => codes,
             _ => return Err(Error::Internal("R2 of the sign has no one-hot codes of the right size".into())),
         };
         let xor_share = self.digit_carries(&codes, &e, (role == 2).then_some(&b_top), d, w)?;
