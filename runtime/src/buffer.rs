@@ -215,6 +215,11 @@ impl FromIterator<u64> for Buffer {
     }
 }
 
+/// The error of a backend handed device memory that is not its own (`backend` names it).
+pub(crate) fn foreign(len: usize, backend: &str) -> Error {
+    Error::Internal(format!("a buffer of {len} words that is not in the {backend} backend's memory"))
+}
+
 /// A new buffer of the words `parts` name, one after the other: on the device of the first part that has device
 /// memory (copied there, no transfer for parts already on it), else on the host. A range outside its buffer is an
 /// error.

@@ -175,7 +175,7 @@ fn sim(d: &dyn DeviceMemory) -> Result<&SimMemory> {
 }
 
 fn foreign(len: usize) -> Error {
-    Error::Internal(format!("a buffer of {len} words in another backend's device memory"))
+    crate::buffer::foreign(len, "counting")
 }
 
 impl Backend for CountingBackend {

@@ -424,7 +424,7 @@ fn padded(mut words: Vec<u32>) -> Vec<u32> {
 }
 
 fn foreign(len: usize) -> Error {
-    Error::Internal(format!("a buffer of {len} words that is not this CUDA backend's memory"))
+    crate::buffer::foreign(len, "CUDA")
 }
 
 impl Backend for CudaBackend {
