@@ -465,14 +465,9 @@ impl Party {
         self.backend.constant(words)
     }
 
-    /// `n` zero words, made where this party's kernels write (a map, so a device backend makes them on the device).
+    /// `n` zero words where this party's kernels write: the backend's (zeroed) memory, else a host vector.
     pub(crate) fn zeros(&self, n: usize) -> Result<Buffer> {
-        let mut b = cryptgpu_codegen::MapBuilder::new("zeros");
-        let z = b.constant(0);
-        b.output(z);
-        let [z] = <[Buffer; 1]>::try_from(self.map(&b.build(), &[], &[], &[], n)?)
-            .map_err(|_| Error::Internal("a map of one output returned another count".into()))?;
-        Ok(z)
+        Ok(self.backend.output(n)?.unwrap_or_else(|| Buffer::from_host(vec![0; n])))
     }
 
     /// Launch a map over `n` elements whose inputs are buffers or ranges of buffers ([`crate::backend::Source`]),

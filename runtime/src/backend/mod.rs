@@ -57,8 +57,8 @@ pub trait Backend: Send + Sync {
     /// Short name for logs ("cpu").
     fn name(&self) -> &'static str;
 
-    /// A buffer of `n` words for a kernel to write, in this backend's memory; `None` (the default, host backends):
-    /// the caller provides a host vector.
+    /// A buffer of `n` zero words for a kernel to write, in this backend's memory; `None` (the default, host
+    /// backends): the caller provides a host vector.
     fn output(&self, n: usize) -> Result<Option<Buffer>> {
         let _ = n;
         Ok(None)
