@@ -157,14 +157,15 @@ impl Party {
             // round trip through words, which keeps only the first n (the same plane either way).
             let from = BitKernel { name: "inject_bits_to_words".into(), op: BitOp::FromPlanes, n, planes: 1 };
             let r_words = self.bits(&from, &plane)?;
-            if n.is_multiple_of(64) {
-            } else if plane.on_host() {
-                if let Some(last) = plane.last_mut() {
-                    *last &= (1u64 << (n % 64)) - 1;
+            if !n.is_multiple_of(64) {
+                if plane.on_host() {
+                    if let Some(last) = plane.last_mut() {
+                        *last &= (1u64 << (n % 64)) - 1;
+                    }
+                } else {
+                    let to = BitKernel { name: "inject_words_to_bits".into(), op: BitOp::ToPlanes, n, planes: 1 };
+                    plane = self.bits(&to, &r_words)?;
                 }
-            } else {
-                let to = BitKernel { name: "inject_words_to_bits".into(), op: BitOp::ToPlanes, n, planes: 1 };
-                plane = self.bits(&to, &r_words)?;
             }
             inj.r_plane = plane;
             let mut k = MapBuilder::new("inject_share_r");

@@ -405,13 +405,20 @@ impl CudaBackend {
     }
 }
 
-/// Copy `words` to new device memory on `copy`, waiting for it (the host words may go right after), counted.
+/// Copy `words` to new device memory on `copy`, waiting for it (the host words may go right after), counted as an
+/// upload.
 fn upload_on(copy: &Arc<CudaStream>, traffic: &Arc<Traffic>, words: &[u64]) -> Result<CudaMemory> {
+    let mem = copy_up(copy, traffic, words)?;
+    traffic.upload(words.len());
+    Ok(mem)
+}
+
+/// Copy `words` to new device memory on `copy` and wait for it (not counted: the caller says as what).
+fn copy_up(copy: &Arc<CudaStream>, traffic: &Arc<Traffic>, words: &[u64]) -> Result<CudaMemory> {
     let padded = [0u64];
     let src = if words.is_empty() { &padded[..] } else { words };
     let slice = copy.clone_htod(src).map_err(driver_err("cuMemcpyHtoDAsync"))?;
     copy.synchronize().map_err(driver_err("cuStreamSynchronize"))?;
-    traffic.upload(words.len());
     Ok(CudaMemory { slice, len: words.len(), copy: copy.clone(), traffic: traffic.clone() })
 }
 
@@ -442,12 +449,8 @@ impl Backend for CudaBackend {
 
     fn constant(&self, words: &[u64]) -> Result<Buffer> {
         guard("cuMemcpyHtoDAsync", || {
-            let padded = [0u64];
-            let src = if words.is_empty() { &padded[..] } else { words };
-            let slice = self.copy.clone_htod(src).map_err(driver_err("cuMemcpyHtoDAsync"))?;
-            self.copy.synchronize().map_err(driver_err("cuStreamSynchronize"))?;
+            let mem = copy_up(&self.copy, &self.traffic, words)?;
             self.traffic.constant(words.len());
-            let mem = CudaMemory { slice, len: words.len(), copy: self.copy.clone(), traffic: self.traffic.clone() };
             Ok(Buffer::from_device(Box::new(mem)))
         })
     }
